@@ -1,0 +1,85 @@
+/*
+ * generate.h — the generation loop: prompt -> state -> sampled characters -> stop.
+ *
+ * A Generation is one request's stream. It is driven one step at a time so that a
+ * scheduler can advance many of them with a single infer_step:
+ *
+ *     while (!g.done) {
+ *         int id = generation_input(&g);          // next char to feed
+ *         infer_step(model, scratch, 1, &id, &state, logits);
+ *         generation_advance(&g, logits);          // consume the prompt or sample
+ *         ... new text is g.text[g.emitted_before .. g.emitted) ...
+ *     }
+ *
+ * Prompt characters missing from the vocabulary are skipped and collected in
+ * unknown_chars. An empty prompt feeds the newline (or id 0 when the vocabulary has no
+ * newline). Stop sequences are matched against generated text only; text that could
+ * still become a stop sequence is held back from `emitted`, so streamed chunks
+ * concatenate to exactly the final text, which never contains the stop sequence.
+ */
+#ifndef CHARLM_GENERATE_H
+#define CHARLM_GENERATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer.h"
+#include "rng.h"
+#include "sampler.h"
+#include "vocab.h"
+
+#define GEN_MAX_STOP 4
+
+typedef struct {
+    SamplerParams sampler;
+    int max_tokens;
+    uint64_t seed;
+    int nstop;
+    const char *stop[GEN_MAX_STOP]; // UTF-8, non-empty; borrowed for the generation's life
+} GenerateParams;
+
+typedef enum { FINISH_NONE = 0, FINISH_LENGTH, FINISH_STOP, FINISH_CANCELLED } FinishReason;
+
+typedef struct {
+    const Model *model;
+    const Vocab *vocab;
+    GenerateParams params;
+    StreamState state;
+    Sampler sampler;
+    Rng rng;
+
+    int *prompt_ids; // [n_prompt] prompt ids still to feed, from prompt_pos
+    int n_prompt, prompt_pos;
+    int *recent;     // [window] ring of latest ids (prompt included), for the penalty
+    int n_recent;
+
+    char *text; // generated UTF-8 (NUL-terminated), stop sequence removed at the end
+    size_t len, cap;
+    size_t emitted;        // text[0 .. emitted) is final and may be streamed
+    size_t emitted_before; // emitted before the last advance
+
+    char *unknown_chars; // prompt chars not in the vocabulary, in order of appearance, UTF-8
+    int prompt_tokens;   // prompt chars used
+    int tokens;          // generated chars, stop sequence included
+    int done;
+    FinishReason finish;
+} Generation;
+
+/* Prompt must be valid UTF-8. Allocates everything the generation needs. */
+int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
+                    size_t prompt_len, const GenerateParams *params, char *err);
+void generation_free(Generation *g);
+/* The id to feed at the next step. */
+int generation_input(const Generation *g);
+/* Consumes the logits the last step produced for this stream. Returns 1 when done. */
+int generation_advance(Generation *g, const float *logits);
+/* Marks a generation finished early (client gone). */
+void generation_cancel(Generation *g);
+const char *finish_reason_name(FinishReason r);
+
+/* Runs a whole generation on its own (n = 1 steps), calling on_text for each newly
+ * emitted chunk if given (return non-zero from it to cancel). */
+int generate_run(Generation *g, InferScratch *scratch,
+                 int (*on_text)(const char *chunk, size_t len, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * model.h — the model's hyperparameters and its parameters in one buffer.
+ *
+ *   Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)
+ *
+ * All parameters live in one contiguous float buffer; LstmWeights holds named pointers
+ * into it. The same layout (model_point) is laid over the gradient buffer and the two
+ * Adam moment buffers, so zeroing, clipping, updating, saving and loading are each one
+ * loop over num_params floats. Tensor layout is PyTorch's nn.LSTM (gate order i, f, g, o),
+ * so the tensors load into PyTorch unchanged.
+ */
+#ifndef CHARLM_MODEL_H
+#define CHARLM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MODEL_MAX_LAYERS 8
+#define MODEL_MAX_TENSORS (3 + 4 * MODEL_MAX_LAYERS)
+
+typedef struct {
+    int vocab_size; // V
+    int embed;      // E
+    int hidden;     // H
+    int layers;     // L
+} ModelConfig;
+
+typedef struct {
+    float *embedding;               // [V, E]
+    float *w_ih[MODEL_MAX_LAYERS];  // [4H, in], in = E for layer 0, H above
+    float *w_hh[MODEL_MAX_LAYERS];  // [4H, H]
+    float *b_ih[MODEL_MAX_LAYERS];  // [4H]
+    float *b_hh[MODEL_MAX_LAYERS];  // [4H]
+    float *fc_w;                    // [V, H]
+    float *fc_b;                    // [V]
+} LstmWeights;
+
+typedef struct {
+    ModelConfig config;
+    size_t num_params;
+    float *params; // [num_params] the one buffer LstmWeights points into
+    LstmWeights w;
+} Model;
+
+/* One named tensor of the model, in the order they are stored. */
+typedef struct {
+    char name[48]; // PyTorch state_dict name, e.g. "lstm.weight_ih_l0"
+    int ndim;
+    int64_t shape[2];
+    size_t offset; // in floats from the start of the parameter buffer
+    size_t count;  // floats
+} ModelTensor;
+
+/* Rejects sizes outside what the code supports (with a message naming the field). */
+int model_config_check(const ModelConfig *config, char *err);
+size_t model_param_count(const ModelConfig *config);
+/* Points every field of w into buf laid out as the model's parameters. */
+void model_point(LstmWeights *w, const ModelConfig *config, float *buf);
+/* The tensor table: names, shapes and offsets. Returns the number of tensors. */
+int model_tensors(const ModelConfig *config, ModelTensor *out);
+
+/* Allocates and initialises like PyTorch: embedding ~ N(0, 1), LSTM and Linear weights
+ * and biases ~ U(-1/sqrt(H), 1/sqrt(H)), from a generator seeded with seed. */
+int model_init(Model *model, const ModelConfig *config, uint64_t seed, char *err);
+/* Allocates zeroed parameters. */
+int model_alloc(Model *model, const ModelConfig *config, char *err);
+void model_free(Model *model);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * rng.h — a small, fast, seedable generator (xoshiro256**, seeded through splitmix64).
+ *
+ * Its whole state is four words, so checkpoints store it and a resumed run draws the
+ * same numbers an uninterrupted one would have.
+ */
+#ifndef CHARLM_RNG_H
+#define CHARLM_RNG_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint64_t s[4];
+} Rng;
+
+void rng_seed(Rng *rng, uint64_t seed);
+uint64_t rng_next(Rng *rng);
+/* Uniform in [0, 1) with 24 bits, as float. */
+float rng_float(Rng *rng);
+/* Uniform in [0, 1) with 53 bits. */
+double rng_double(Rng *rng);
+/* Uniform integer in [0, n). */
+uint64_t rng_below(Rng *rng, uint64_t n);
+/* Standard normal (Box-Muller). */
+float rng_normal(Rng *rng);
+
+#endif

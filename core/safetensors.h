@@ -1,0 +1,52 @@
+/*
+ * safetensors.h — the safetensors container: read with full validation, write atomically.
+ *
+ * Layout: 8-byte little-endian header length N, N bytes of JSON
+ *   {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+ *    "__metadata__": {"key": "string value", ...}}
+ * then the data. Only F32 tensors are written; reading checks the header length against
+ * the file, the JSON, every entry's dtype/shape/offsets (inside the data, consistent with
+ * the shape, not overlapping another tensor), and that metadata values are strings.
+ */
+#ifndef CHARLM_SAFETENSORS_H
+#define CHARLM_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+    const float *data;
+} StTensorOut;
+
+typedef struct {
+    const char *key;
+    const char *value;
+} StMeta;
+
+/* Writes tensors and metadata to path atomically. */
+int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *meta, int nmeta,
+             char *err);
+
+typedef struct {
+    char *path;
+    char *bytes; // whole file
+    size_t len;
+    size_t data_start; // 8 + header length
+    void *header;      // cJSON *, the parsed header
+} StFile;
+
+/* Reads and validates the container. Messages name the file. */
+int st_open(StFile *f, const char *path, char *err);
+void st_close(StFile *f);
+/* A metadata string, or NULL if absent. */
+const char *st_meta(const StFile *f, const char *key);
+/* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape. */
+int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
+            char *err);
+/* Number of tensor entries (metadata excluded). */
+int st_count(const StFile *f);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * testutil.h — helpers shared by the check suites: temp folders, files, tiny models,
+ * running the built programs.
+ */
+#ifndef CHARLM_TESTUTIL_H
+#define CHARLM_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); malloc'd path. */
+char *tu_tmpdir(void);
+/* Removes dir and everything below it. */
+void tu_rmtree(const char *dir);
+/* Writes len bytes to dir/name; malloc'd full path. */
+char *tu_write_file(const char *dir, const char *name, const char *data, size_t len);
+/* Reads a whole file; malloc'd, NUL-terminated; NULL if missing. */
+char *tu_read_file(const char *path, size_t *len);
+/* Makes a model folder in dir (vocab.json + model.safetensors + a short train_log.jsonl)
+ * with a vocabulary built from text and freshly initialised weights. Returns 0 on success. */
+int tu_make_model_dir(const char *dir, const char *text, int embed, int hidden, int layers,
+                      uint64_t seed);
+/* Runs a shell command; captures stdout and stderr (malloc'd, may pass NULL to discard)
+ * and returns the exit status (or -1). */
+int tu_run(const char *cmd, char **out, char **err);
+/* Path of a built program, e.g. tu_bin("charlm-train"); static buffer. */
+const char *tu_bin(const char *name);
+/* A text of n chars in a small alphabet with enough structure to learn, deterministic. */
+char *tu_sample_text(size_t n);
+
+#endif
