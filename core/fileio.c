@@ -1,0 +1,136 @@
+#include "fileio.h"
+
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+int file_read_all(const char *path, char **data, size_t *len, char *err) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        fclose(f);
+        return err_set(err, "%s: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return err_set(err, "%s: is a directory", path);
+    }
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return err_set(err, "%s: out of memory", path);
+    }
+    size_t n = 0;
+    // Read until EOF rather than trusting st_size: pipes and /proc files report 0.
+    for (;;) {
+        if (n + 1 >= cap) {
+            int c = fgetc(f);
+            if (c == EOF) break;
+            ungetc(c, f);
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return err_set(err, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t want = cap - 1 - n;
+        size_t got = fread(buf + n, 1, want, f);
+        n += got;
+        if (got < want) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        fclose(f);
+        return err_set(err, "%s: read error", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int file_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n,
+                      char *err) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return err_set(err, "%s: out of memory", path);
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        err_set(err, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++)
+        if (lens[i] > 0 && fwrite(parts[i], 1, lens[i], f) != lens[i]) ok = 0;
+    if (ok && fflush(f) != 0) ok = 0;
+    if (ok && fsync(fileno(f)) != 0) ok = 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        free(tmp);
+        return err_set(err, "%s: write failed: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}
+
+void sha256_hex(const void *data, size_t len, char *hex) {
+    unsigned char digest[32];
+    static const char digits[] = "0123456789abcdef";
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, digest);
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+int dir_ensure(const char *dir, char *err) {
+    size_t len = strlen(dir);
+    char *p = malloc(len + 1);
+    if (!p) return err_set(err, "%s: out of memory", dir);
+    memcpy(p, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char saved = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            err_set(err, "%s: %s", p, strerror(errno));
+            free(p);
+            return -1;
+        }
+        p[i] = saved;
+    }
+    free(p);
+    struct stat st;
+    if (stat(dir, &st) != 0) return err_set(err, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return err_set(err, "%s: not a directory", dir);
+    return 0;
+}

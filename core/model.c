@@ -1,0 +1,108 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "rng.h"
+
+int model_config_check(const ModelConfig *c, char *err) {
+    if (c->vocab_size < 1 || c->vocab_size > 65536)
+        return err_set(err, "vocab_size %d out of range 1..65536", c->vocab_size);
+    if (c->embed < 1 || c->embed > 4096)
+        return err_set(err, "embed %d out of range 1..4096", c->embed);
+    if (c->hidden < 1 || c->hidden > 4096)
+        return err_set(err, "hidden %d out of range 1..4096", c->hidden);
+    if (c->layers < 1 || c->layers > MODEL_MAX_LAYERS)
+        return err_set(err, "layers %d out of range 1..%d", c->layers, MODEL_MAX_LAYERS);
+    return 0;
+}
+
+int model_tensors(const ModelConfig *c, ModelTensor *out) {
+    int64_t V = c->vocab_size, E = c->embed, H = c->hidden;
+    int n = 0;
+    size_t offset = 0;
+#define ADD(rows, cols, ...)                                                                       \
+    do {                                                                                           \
+        ModelTensor *t = &out[n++];                                                                \
+        snprintf(t->name, sizeof t->name, __VA_ARGS__);                                            \
+        t->shape[0] = (rows);                                                                      \
+        t->shape[1] = (cols);                                                                      \
+        t->ndim = (cols) > 0 ? 2 : 1;                                                              \
+        t->count = (size_t)(rows) * (size_t)((cols) > 0 ? (cols) : 1);                             \
+        t->offset = offset;                                                                        \
+        offset += t->count;                                                                        \
+    } while (0)
+    ADD(V, E, "embedding.weight");
+    for (int k = 0; k < c->layers; k++) {
+        ADD(4 * H, k == 0 ? E : H, "lstm.weight_ih_l%d", k);
+        ADD(4 * H, H, "lstm.weight_hh_l%d", k);
+        ADD(4 * H, 0, "lstm.bias_ih_l%d", k);
+        ADD(4 * H, 0, "lstm.bias_hh_l%d", k);
+    }
+    ADD(V, H, "fc.weight");
+    ADD(V, 0, "fc.bias");
+#undef ADD
+    return n;
+}
+
+size_t model_param_count(const ModelConfig *c) {
+    size_t V = (size_t)c->vocab_size, E = (size_t)c->embed, H = (size_t)c->hidden;
+    size_t n = V * E + V * H + V;
+    for (int k = 0; k < c->layers; k++) n += 4 * H * ((k == 0 ? E : H) + H + 2);
+    return n;
+}
+
+void model_point(LstmWeights *w, const ModelConfig *c, float *buf) {
+    ModelTensor t[MODEL_MAX_TENSORS];
+    int n = model_tensors(c, t);
+    memset(w, 0, sizeof *w);
+    w->embedding = buf + t[0].offset;
+    for (int k = 0; k < c->layers; k++) {
+        w->w_ih[k] = buf + t[1 + 4 * k].offset;
+        w->w_hh[k] = buf + t[2 + 4 * k].offset;
+        w->b_ih[k] = buf + t[3 + 4 * k].offset;
+        w->b_hh[k] = buf + t[4 + 4 * k].offset;
+    }
+    w->fc_w = buf + t[n - 2].offset;
+    w->fc_b = buf + t[n - 1].offset;
+}
+
+int model_alloc(Model *model, const ModelConfig *config, char *err) {
+    memset(model, 0, sizeof *model);
+    if (model_config_check(config, err) != 0) return -1;
+    size_t n = model_param_count(config);
+    float *p = calloc(n, sizeof(float));
+    if (!p) return err_set(err, "out of memory for %zu parameters", n);
+    model->config = *config;
+    model->num_params = n;
+    model->params = p;
+    model_point(&model->w, config, p);
+    return 0;
+}
+
+void model_free(Model *model) {
+    free(model->params);
+    memset(model, 0, sizeof *model);
+}
+
+int model_init(Model *model, const ModelConfig *config, uint64_t seed, char *err) {
+    if (model_alloc(model, config, err) != 0) return -1;
+    Rng rng;
+    rng_seed(&rng, seed);
+    ModelTensor t[MODEL_MAX_TENSORS];
+    int n = model_tensors(config, t);
+    float bound = 1.0f / sqrtf((float)config->hidden);
+    // Tensor by tensor in storage order, so the draws depend only on the config and seed.
+    for (int i = 0; i < n; i++) {
+        float *p = model->params + t[i].offset;
+        if (i == 0) {
+            for (size_t j = 0; j < t[i].count; j++) p[j] = rng_normal(&rng);
+        } else {
+            for (size_t j = 0; j < t[i].count; j++) p[j] = (2.0f * rng_float(&rng) - 1.0f) * bound;
+        }
+    }
+    return 0;
+}
