@@ -50,8 +50,9 @@ typedef struct {
 
     int *prompt_ids; // [n_prompt] prompt ids still to feed, from prompt_pos
     int n_prompt, prompt_pos;
-    int *recent;     // [window] ring of latest ids (prompt included), for the penalty
-    int n_recent;
+    int next_id; // the last sampled id, fed once the prompt is consumed
+    int *recent; // [2 * window] latest ids (prompt included), oldest first, for the penalty
+    int n_recent, window;
 
     char *text; // generated UTF-8 (NUL-terminated), stop sequence removed at the end
     size_t len, cap;

@@ -1,0 +1,221 @@
+#include "generate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "utf8.h"
+
+static int params_check(const GenerateParams *p, char *err) {
+    const SamplerParams *s = &p->sampler;
+    if (p->max_tokens < 1) return err_set(err, "max_tokens must be at least 1");
+    if (!(s->temperature >= 0.0f) || isinf(s->temperature))
+        return err_set(err, "temperature must be a finite number >= 0");
+    if (s->top_k < 0) return err_set(err, "top_k must be >= 0");
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) return err_set(err, "top_p must be in (0, 1]");
+    if (!(s->repetition_penalty > 0.0f) || isinf(s->repetition_penalty))
+        return err_set(err, "repetition_penalty must be a finite number > 0");
+    if (s->repetition_window < 0) return err_set(err, "repetition_window must be >= 0");
+    if (p->nstop < 0 || p->nstop > GEN_MAX_STOP)
+        return err_set(err, "at most %d stop sequences", GEN_MAX_STOP);
+    for (int i = 0; i < p->nstop; i++)
+        if (!p->stop[i] || !p->stop[i][0]) return err_set(err, "stop sequences must not be empty");
+    return 0;
+}
+
+// Appends to the window of latest ids, sliding the newest `window` of them back to the
+// front when the buffer [2 * window] fills, so they stay contiguous for the sampler.
+static void recent_push(Generation *g, int id) {
+    if (g->window == 0) return;
+    if (g->n_recent == 2 * g->window) {
+        memmove(g->recent, g->recent + g->window, (size_t)g->window * sizeof(int));
+        g->n_recent = g->window;
+    }
+    g->recent[g->n_recent++] = id;
+}
+
+int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
+                    size_t prompt_len, const GenerateParams *params, char *err) {
+    memset(g, 0, sizeof(*g));
+    if (params_check(params, err)) return -1;
+    if (model->config.vocab_size != vocab->size)
+        return err_set(err, "model has %d outputs but the vocabulary %d chars",
+                       model->config.vocab_size, vocab->size);
+    long bad = utf8_find_invalid(prompt, prompt_len);
+    if (bad >= 0) return err_set(err, "prompt is not valid UTF-8 (byte %ld)", bad);
+
+    g->model = model;
+    g->vocab = vocab;
+    g->params = *params;
+    size_t nchars = utf8_count(prompt, prompt_len);
+    g->prompt_ids = malloc((nchars ? nchars : 1) * sizeof(int));
+    g->unknown_chars = malloc(prompt_len + 1);
+    g->cap = 64;
+    g->text = malloc(g->cap);
+    if (!g->prompt_ids || !g->unknown_chars || !g->text) goto oom;
+    g->text[0] = '\0';
+
+    size_t nunknown = 0;
+    for (size_t off = 0; off < prompt_len;) {
+        uint32_t cp;
+        int n = utf8_decode_one((const unsigned char *)prompt + off, prompt_len - off, &cp);
+        int id = vocab_id(vocab, cp);
+        if (id >= 0) {
+            g->prompt_ids[g->n_prompt++] = id;
+        } else {
+            memcpy(g->unknown_chars + nunknown, prompt + off, (size_t)n);
+            nunknown += (size_t)n;
+        }
+        off += (size_t)n;
+    }
+    g->unknown_chars[nunknown] = '\0';
+    g->prompt_tokens = g->n_prompt;
+    if (g->n_prompt == 0) {
+        // Nothing usable to condition on: start from the zero state on a newline, the
+        // usual boundary between texts.
+        int nl = vocab_id(vocab, '\n');
+        g->prompt_ids[g->n_prompt++] = nl >= 0 ? nl : 0;
+    }
+
+    // The window never needs to be longer than every char the generation will see.
+    long most = (long)g->prompt_tokens + params->max_tokens;
+    g->window =
+        params->sampler.repetition_window < most ? params->sampler.repetition_window : (int)most;
+    if (g->window > 0) {
+        g->recent = malloc(2 * (size_t)g->window * sizeof(int));
+        if (!g->recent) goto oom;
+    }
+    for (int i = 0; i < g->prompt_tokens; i++) recent_push(g, g->prompt_ids[i]);
+
+    if (stream_state_alloc(&g->state, &model->config, err)) {
+        generation_free(g);
+        return -1;
+    }
+    if (sampler_init(&g->sampler, vocab->size, err)) {
+        generation_free(g);
+        return -1;
+    }
+    rng_seed(&g->rng, params->seed);
+    return 0;
+
+oom:
+    generation_free(g);
+    return err_set(err, "out of memory for a generation");
+}
+
+void generation_free(Generation *g) {
+    free(g->prompt_ids);
+    free(g->recent);
+    free(g->text);
+    free(g->unknown_chars);
+    if (g->state.h || g->state.c) stream_state_free(&g->state);
+    if (g->sampler.logits || g->sampler.order || g->sampler.seen) sampler_free(&g->sampler);
+    memset(g, 0, sizeof(*g));
+}
+
+int generation_input(const Generation *g) {
+    return g->prompt_pos < g->n_prompt ? g->prompt_ids[g->prompt_pos] : g->next_id;
+}
+
+static int text_append(Generation *g, uint32_t cp) {
+    if (g->len + 5 > g->cap) {
+        size_t cap = g->cap * 2;
+        char *t = realloc(g->text, cap);
+        if (!t) return -1;
+        g->text = t;
+        g->cap = cap;
+    }
+    g->len += (size_t)utf8_encode(cp, g->text + g->len);
+    g->text[g->len] = '\0';
+    return 0;
+}
+
+static void finish(Generation *g, FinishReason why) {
+    g->done = 1;
+    g->finish = why;
+    g->emitted = g->len;
+}
+
+int generation_advance(Generation *g, const float *logits) {
+    if (g->done) return 1;
+    g->emitted_before = g->emitted;
+    if (g->prompt_pos < g->n_prompt) {
+        g->prompt_pos++;
+        if (g->prompt_pos < g->n_prompt) return 0; // still reading the prompt
+    }
+
+    int id = sampler_draw(&g->sampler, logits, &g->params.sampler, g->recent, g->n_recent, &g->rng);
+    if (text_append(g, g->vocab->chars[id])) {
+        // Out of memory mid-generation: end here with what we have rather than crash.
+        finish(g, FINISH_CANCELLED);
+        return 1;
+    }
+    g->tokens++;
+    g->next_id = id;
+    recent_push(g, id);
+
+    const GenerateParams *p = &g->params;
+    for (int i = 0; i < p->nstop; i++) {
+        size_t n = strlen(p->stop[i]);
+        if (g->len >= n && memcmp(g->text + g->len - n, p->stop[i], n) == 0) {
+            g->len -= n;
+            g->text[g->len] = '\0';
+            finish(g, FINISH_STOP);
+            return 1;
+        }
+    }
+    if (g->tokens >= p->max_tokens) {
+        finish(g, FINISH_LENGTH);
+        return 1;
+    }
+
+    // Hold back the longest tail that is the start of some stop sequence: if the next
+    // chars complete it, it must never have been streamed.
+    size_t hold = 0;
+    for (int i = 0; i < p->nstop; i++) {
+        size_t n = strlen(p->stop[i]);
+        size_t k = n - 1 < g->len ? n - 1 : g->len;
+        for (; k > hold; k--)
+            if (memcmp(g->text + g->len - k, p->stop[i], k) == 0) break;
+        if (k > hold) hold = k;
+    }
+    if (g->len - hold > g->emitted) g->emitted = g->len - hold;
+    return 0;
+}
+
+void generation_cancel(Generation *g) {
+    if (g->done) return;
+    g->done = 1;
+    g->finish = FINISH_CANCELLED;
+}
+
+const char *finish_reason_name(FinishReason r) {
+    switch (r) {
+    case FINISH_LENGTH:
+        return "length";
+    case FINISH_STOP:
+        return "stop";
+    case FINISH_CANCELLED:
+        return "cancelled";
+    default:
+        return "none";
+    }
+}
+
+int generate_run(Generation *g, InferScratch *scratch,
+                 int (*on_text)(const char *chunk, size_t len, void *ctx), void *ctx) {
+    float *logits = malloc((size_t)g->model->config.vocab_size * sizeof(float)); // [V]
+    if (!logits) return -1;
+    StreamState *st = &g->state;
+    while (!g->done) {
+        int id = generation_input(g);
+        infer_step(g->model, scratch, 1, &id, &st, logits);
+        generation_advance(g, logits);
+        if (on_text && g->emitted > g->emitted_before &&
+            on_text(g->text + g->emitted_before, g->emitted - g->emitted_before, ctx))
+            generation_cancel(g);
+    }
+    free(logits);
+    return 0;
+}
