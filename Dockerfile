@@ -1,0 +1,67 @@
+# charlm: build and test in one stage, run from a slim one.
+#
+#   docker build -t charlm .
+#   docker run -p 8080:8080 charlm                      # serves the shipped model
+#   docker run --user "$(id -u):$(id -g)" -v "$PWD:/data" charlm \
+#       charlm-train --corpus /data/text.txt --out /data/model
+#
+# There is no ENTRYPOINT, so any command given to `docker run` runs as is.
+
+# --- stage 1: build and run the C test suite -----------------------------------------
+FROM debian:bookworm-slim AS build
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates cmake make gcc libc6-dev pkg-config \
+      libopenblas-dev libmicrohttpd-dev libcjson-dev libgnutls28-dev \
+      check libcurl4-openssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+# Only what the build and the tests read, so editing the README or the deploy recipes
+# does not invalidate the compile and test layers.
+COPY CMakeLists.txt ./
+COPY core/ core/
+COPY trainer/ trainer/
+COPY server/ server/
+COPY bench/ bench/
+COPY tests/ tests/
+COPY static/ static/
+
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j"$(nproc)"
+# The tests start real servers on loopback; a failing test fails the image build.
+RUN cd build && OPENBLAS_NUM_THREADS=1 ctest --output-on-failure -j2
+
+# --- stage 2: runtime ------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+# Only the shared libraries the two programs link against (libgnutls30 is already in the
+# base image; listing it keeps the intent explicit). libopenblas0-pthread provides
+# libopenblas.so.0 through the alternatives system.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin charlm \
+ && install -d -o charlm -g charlm /data
+
+COPY --from=build /src/build/charlm-server /src/build/charlm-train /usr/local/bin/
+COPY static/ /usr/share/charlm/static/
+COPY artefacts/ /opt/charlm/artefacts/
+
+ENV CHARLM_MODEL=/opt/charlm/artefacts \
+    CHARLM_STATIC_DIR=/usr/share/charlm/static \
+    CHARLM_HOST=0.0.0.0 \
+    CHARLM_PORT=8080
+
+USER charlm
+WORKDIR /data
+EXPOSE 8080
+
+# No curl in the image: bash's /dev/tcp speaks just enough HTTP/1.0 to read the status
+# line. Change the port with CHARLM_PORT (not --port) and this check follows it.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${CHARLM_PORT:-8080} && printf 'GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+
+CMD ["charlm-server"]
