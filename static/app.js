@@ -1,0 +1,738 @@
+// charlm web page: streams /generate over SSE and draws the model card from /model.
+// Plain script, no framework; the page's CSP allows only 'self', so nothing here
+// touches inline styles or HTML strings — every piece of text goes in as textContent.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  // Control id = JSON field name, so an error's "param" finds its control directly.
+  const FIELDS = {
+    max_tokens: { kind: 'int', def: '200' },
+    temperature: { kind: 'num', def: '0.8' },
+    top_k: { kind: 'int', def: '40' },
+    top_p: { kind: 'num', def: '1' },
+    repetition_penalty: { kind: 'num', def: '1' },
+    seed: { kind: 'int', def: '' },
+  };
+
+  const el = {
+    form: $('gen-form'),
+    prompt: $('prompt'),
+    promptCount: $('prompt-count'),
+    generate: $('generate'),
+    stop: $('stop'),
+    cont: $('continue'),
+    copy: $('copy'),
+    reset: $('reset'),
+    general: $('err-general'),
+    output: $('output'),
+    outPrompt: $('out-prompt'),
+    outCont: $('out-cont'),
+    outEmpty: $('out-empty'),
+    caret: $('caret'),
+    stFinish: $('st-finish'),
+    stChars: $('st-chars'),
+    stRate: $('st-rate'),
+    stSeed: $('st-seed'),
+    reuseSeed: $('reuse-seed'),
+    stUnknown: $('st-unknown'),
+    summary: $('model-summary'),
+  };
+
+  // One generation at a time; `run` holds its live state.
+  let run = null;
+  let last = null; // {prompt, text, seed} of the last finished generation
+
+  // ---- errors ---------------------------------------------------------------
+
+  function clearErrors() {
+    for (const node of document.querySelectorAll('.field-error')) {
+      node.textContent = '';
+      node.hidden = true;
+    }
+    for (const node of document.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+    showGeneral('');
+  }
+
+  function showGeneral(msg) {
+    el.general.textContent = msg;
+    el.general.hidden = !msg;
+  }
+
+  // Puts the message under the control named by `param`; falls back to the general
+  // slot under the buttons when no control matches (malformed JSON, 503, ...).
+  function showError(param, msg) {
+    const slot = param ? $('err-' + param) : null;
+    const control = param ? $(param) : null;
+    if (!slot || !control) {
+      showGeneral(param ? `${param}: ${msg}` : msg);
+      return;
+    }
+    slot.textContent = msg;
+    slot.hidden = false;
+    control.setAttribute('aria-invalid', 'true');
+  }
+
+  // ---- request --------------------------------------------------------------
+
+  // Reads the controls into a request body. Empty numeric fields are left out so the
+  // server's default applies; out-of-range values are sent as typed so that the
+  // server, the single authority on limits, answers with its own message.
+  function buildRequest() {
+    const body = { prompt: el.prompt.value, stream: true };
+    const local = [];
+    for (const [name, f] of Object.entries(FIELDS)) {
+      const input = $(name);
+      if (input.validity && input.validity.badInput) {
+        local.push([name, 'not a number']);
+        continue;
+      }
+      const raw = input.value.trim();
+      if (raw === '') continue;
+      const n = Number(raw);
+      if (!Number.isFinite(n)) {
+        local.push([name, f.kind === 'int' ? 'must be a whole number' : 'must be a number']);
+        continue;
+      }
+      body[name] = n;
+    }
+    return { body, local };
+  }
+
+  // ---- output ---------------------------------------------------------------
+
+  // Streamed text is buffered and flushed once per frame: a fast model can send far
+  // more events per second than the screen can show.
+  function appendText(text) {
+    run.pending += text;
+    run.text += text;
+    if (!run.frame) run.frame = requestAnimationFrame(flush);
+  }
+
+  function flush() {
+    if (!run) return;
+    run.frame = 0;
+    if (!run.pending) return;
+    const box = el.output;
+    const pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+    run.node.appendData(run.pending);
+    run.pending = '';
+    run.chars = countChars(run.text);
+    el.stChars.textContent = fmtInt(run.chars);
+    if (pinned) box.scrollTop = box.scrollHeight;
+  }
+
+  function countChars(s) {
+    let n = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0xdc00 || c > 0xdfff) n++; // count code points, not UTF-16 units
+    }
+    return n;
+  }
+
+  function setBusy(busy) {
+    el.generate.disabled = busy;
+    el.stop.disabled = !busy;
+    el.cont.disabled = busy || !last || !last.text;
+    el.copy.disabled = busy || !last;
+    el.caret.hidden = !busy;
+    el.output.setAttribute('aria-busy', busy ? 'true' : 'false');
+    document.body.classList.toggle('busy', busy);
+  }
+
+  function resetStatus() {
+    el.stFinish.textContent = 'streaming…';
+    el.stFinish.className = '';
+    el.stChars.textContent = '0';
+    el.stRate.textContent = '—';
+    el.stSeed.textContent = '—';
+    el.reuseSeed.hidden = true;
+    el.stUnknown.hidden = true;
+    el.stUnknown.textContent = '';
+  }
+
+  // ---- generation -----------------------------------------------------------
+
+  async function generate() {
+    if (run) return;
+    clearErrors();
+    const { body, local } = buildRequest();
+    if (local.length) {
+      for (const [p, m] of local) showError(p, m);
+      $(local[0][0]).focus();
+      return;
+    }
+
+    const prev = last;
+    run = {
+      ctrl: new AbortController(),
+      text: '',
+      pending: '',
+      chars: 0,
+      frame: 0,
+      node: document.createTextNode(''),
+      t0: performance.now(),
+      summary: null,
+      stopped: false,
+      started: false,
+    };
+    setBusy(true);
+
+    let outcome;
+    try {
+      outcome = await stream(body, run);
+    } catch (err) {
+      outcome = { kind: run.stopped ? 'stopped' : 'lost', err };
+    }
+    finish(outcome, body, prev);
+  }
+
+  // The previous result stays on screen until the server has accepted the request,
+  // so a rejected request (400, 503) does not wipe it.
+  function startOutput(body, r) {
+    last = null;
+    el.outPrompt.textContent = body.prompt;
+    el.outCont.textContent = '';
+    el.outCont.appendChild(r.node);
+    el.outEmpty.hidden = true;
+    r.started = true;
+    resetStatus();
+  }
+
+  // Returns {kind: 'done'|'lost'|'http'} — never throws for a server answer.
+  async function stream(body, r) {
+    const res = await fetch('/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      body: JSON.stringify(body),
+      signal: r.ctrl.signal,
+      cache: 'no-store',
+    });
+    if (res.ok) startOutput(body, r);
+    if (!res.ok) {
+      let payload = null;
+      try {
+        payload = await res.json();
+      } catch (_) {
+        // not JSON: report the status alone
+      }
+      return { kind: 'http', status: res.status, payload, retryAfter: res.headers.get('Retry-After') };
+    }
+    const type = res.headers.get('Content-Type') || '';
+    if (!type.startsWith('text/event-stream')) {
+      // A server that ignores "stream" answers with one JSON object.
+      const j = await res.json();
+      if (typeof j.text === 'string') appendText(j.text);
+      r.summary = j;
+      return { kind: 'done' };
+    }
+
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      // SSE events end with a blank line; accept CRLF as well as LF.
+      let cut;
+      while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+        const raw = buf.slice(0, cut);
+        buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
+        const ev = parseEvent(raw);
+        if (!ev) continue;
+        if (ev.error) return { kind: 'http', status: 200, payload: ev };
+        if (typeof ev.text === 'string' && ev.text) appendText(ev.text);
+        if (ev.done) {
+          r.summary = ev;
+          reader.cancel().catch(() => {});
+          return { kind: 'done' };
+        }
+      }
+    }
+    return { kind: 'lost' }; // the stream ended without its final event
+  }
+
+  function parseEvent(raw) {
+    const data = [];
+    for (const line of raw.split(/\r?\n/)) {
+      if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (!data.length) return null; // comment or keep-alive
+    const s = data.join('\n');
+    if (s === '[DONE]') return { done: true };
+    try {
+      return JSON.parse(s);
+    } catch (_) {
+      return { error: { message: `malformed event from the server: ${s.slice(0, 80)}` } };
+    }
+  }
+
+  function finish(outcome, body, prev) {
+    const r = run;
+    if (r.frame) cancelAnimationFrame(r.frame);
+    flush();
+    run = null;
+    const seconds = (performance.now() - r.t0) / 1000;
+    const s = r.summary;
+
+    if (outcome.kind === 'http') {
+      const p = outcome.payload && outcome.payload.error;
+      const msg = p && p.message ? p.message : `request failed (HTTP ${outcome.status})`;
+      if (outcome.status === 503) {
+        const wait = outcome.retryAfter ? ` — retry in ${outcome.retryAfter} s` : '';
+        showError(null, `Server busy (503): ${msg}${wait}`);
+      } else if (outcome.status === 413) {
+        showError(p && p.param ? p.param : 'prompt', `Too large (413): ${msg}`);
+      } else {
+        showError(p ? p.param : null, msg);
+      }
+      const target = p && p.param ? $(p.param) : null;
+      if (target) target.focus();
+      if (r.started) {
+        // An error event in the middle of a stream.
+        el.stFinish.textContent = 'error';
+        el.stFinish.className = 'bad';
+        el.stChars.textContent = fmtInt(r.chars);
+        last = { prompt: body.prompt, text: r.text, seed: undefined };
+      } else {
+        last = prev;
+      }
+      setBusy(false);
+      return;
+    }
+
+    if (!r.started) {
+      // Nothing came back: no connection at all, or stopped before the answer.
+      last = prev;
+      if (outcome.kind !== 'stopped') {
+        const why = outcome.err && outcome.err.message ? ` (${outcome.err.message})` : '';
+        showError(null, `Could not reach the server${why}. Is charlm-server still running?`);
+        el.stFinish.textContent = 'no connection';
+        el.stFinish.className = 'bad';
+      }
+      setBusy(false);
+      return;
+    }
+
+    if (outcome.kind === 'lost') {
+      const why = outcome.err && outcome.err.message ? ` (${outcome.err.message})` : '';
+      showError(null, `Connection lost after ${fmtInt(r.chars)} chars${why}. The text so far is kept.`);
+      el.stFinish.textContent = 'connection lost';
+      el.stFinish.className = 'bad';
+    } else if (outcome.kind === 'stopped') {
+      el.stFinish.textContent = 'cancelled';
+      el.stFinish.className = 'warn';
+    } else {
+      el.stFinish.textContent = s.finish_reason || 'done';
+      el.stFinish.className = 'ok';
+    }
+
+    const chars = s && Number.isFinite(s.tokens) ? s.tokens : r.chars;
+    const secs = s && Number.isFinite(s.elapsed_ms) && s.elapsed_ms > 0 ? s.elapsed_ms / 1000 : seconds;
+    el.stChars.textContent = fmtInt(r.chars);
+    el.stChars.title = s && s.tokens !== r.chars ? `${fmtInt(chars)} generated, stop sequence included` : '';
+    el.stRate.textContent = secs > 0 && chars > 0 ? fmtInt(Math.round(chars / secs)) : '—';
+    if (s && s.seed !== undefined) {
+      el.stSeed.textContent = String(s.seed);
+      el.reuseSeed.hidden = String(s.seed) === $('seed').value.trim();
+    }
+    if (s && s.unknown_chars) {
+      el.stUnknown.textContent = `Skipped prompt characters not in the vocabulary: ${[...s.unknown_chars].map(show).join(' ')}`;
+      el.stUnknown.hidden = false;
+    }
+    last = { prompt: body.prompt, text: r.text, seed: s ? s.seed : undefined };
+    setBusy(false);
+  }
+
+  function show(ch) {
+    if (ch === '\n') return '↵';
+    if (ch === ' ') return '␠';
+    return ch;
+  }
+
+  function stop() {
+    if (!run) return;
+    run.stopped = true;
+    run.ctrl.abort(); // closing the connection is what tells the server to stop
+  }
+
+  // ---- buttons --------------------------------------------------------------
+
+  function continueText() {
+    if (!last || !last.text) return;
+    const p = el.prompt;
+    // The prompt may have been edited since; append to what is there now.
+    p.value = p.value + last.text;
+    updateCount();
+    el.outPrompt.textContent = p.value;
+    el.outCont.textContent = '';
+    el.cont.disabled = true;
+    last.text = '';
+    p.focus();
+    p.setSelectionRange(p.value.length, p.value.length);
+    p.scrollTop = p.scrollHeight;
+  }
+
+  async function copyText() {
+    const text = el.outPrompt.textContent + el.outCont.textContent;
+    let ok = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        ok = true;
+      }
+    } catch (_) {
+      ok = false;
+    }
+    if (!ok) ok = copyFallback(text);
+    flashButton(el.copy, ok ? 'Copied' : 'Copy failed');
+  }
+
+  // Plain-http pages on another host have no Clipboard API.
+  function copyFallback(text) {
+    const ta = document.createElement('textarea');
+    ta.value = text;
+    ta.setAttribute('readonly', '');
+    ta.className = 'offscreen';
+    document.body.appendChild(ta);
+    ta.select();
+    let ok = false;
+    try {
+      ok = document.execCommand('copy');
+    } catch (_) {
+      ok = false;
+    }
+    ta.remove();
+    return ok;
+  }
+
+  function flashButton(btn, label) {
+    const orig = btn.dataset.label || btn.textContent;
+    btn.dataset.label = orig;
+    btn.textContent = label;
+    clearTimeout(btn._t);
+    btn._t = setTimeout(() => {
+      btn.textContent = orig;
+    }, 1400);
+  }
+
+  function resetControls() {
+    for (const [name, f] of Object.entries(FIELDS)) $(name).value = f.def;
+    clearErrors();
+  }
+
+  function updateCount() {
+    el.promptCount.textContent = fmtInt(countChars(el.prompt.value));
+  }
+
+  el.form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    generate();
+  });
+  el.stop.addEventListener('click', stop);
+  el.cont.addEventListener('click', continueText);
+  el.copy.addEventListener('click', copyText);
+  el.reset.addEventListener('click', resetControls);
+  el.reuseSeed.addEventListener('click', () => {
+    $('seed').value = el.stSeed.textContent;
+    el.reuseSeed.hidden = true;
+    $('seed').focus();
+  });
+  el.prompt.addEventListener('input', updateCount);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      generate();
+    } else if (e.key === 'Escape' && run) {
+      stop();
+    }
+  });
+  // Editing a field clears its stale error.
+  for (const name of ['prompt', ...Object.keys(FIELDS)]) {
+    $(name).addEventListener('input', () => {
+      const slot = $('err-' + name);
+      slot.hidden = true;
+      slot.textContent = '';
+      $(name).removeAttribute('aria-invalid');
+    });
+  }
+
+  // ---- model card -------------------------------------------------------------
+
+  function fmtInt(n) {
+    return Number(n).toLocaleString('en-US');
+  }
+
+  function fmtLoss(x) {
+    return Number.isFinite(x) ? x.toFixed(4) : '—';
+  }
+
+  // /model may nest the hyperparameters or not; look in both places.
+  function pick(obj, ...names) {
+    const places = [obj, obj.hyperparameters, obj.model, obj.config, obj.metadata].filter(Boolean);
+    for (const name of names) {
+      for (const o of places) {
+        if (o[name] !== undefined && o[name] !== null) return o[name];
+      }
+    }
+    return undefined;
+  }
+
+  function fact(dl, term, value, note) {
+    if (value === undefined || value === null || value === '') return;
+    const div = document.createElement('div');
+    const dt = document.createElement('dt');
+    const dd = document.createElement('dd');
+    dt.textContent = term;
+    dd.textContent = String(value);
+    if (note) {
+      const small = document.createElement('span');
+      small.className = 'fact-note';
+      small.textContent = note;
+      dd.appendChild(small);
+    }
+    div.append(dt, dd);
+    dl.appendChild(div);
+  }
+
+  async function loadModel() {
+    let card;
+    try {
+      const res = await fetch('/model', { cache: 'no-store' });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      card = await res.json();
+    } catch (err) {
+      el.summary.textContent = 'model card unavailable';
+      const e = $('card-error');
+      e.textContent = `Could not load the model card from /model: ${err.message}`;
+      e.hidden = false;
+      return;
+    }
+    renderCard(card);
+  }
+
+  function renderCard(card) {
+    const num = (v) => (v === undefined || v === '' || v === null ? undefined : Number(v));
+    const embed = num(pick(card, 'embed', 'embedding', 'E'));
+    const hidden = num(pick(card, 'hidden', 'hidden_size', 'H'));
+    const layers = num(pick(card, 'layers', 'num_layers', 'L'));
+    const vocab = num(pick(card, 'vocab_size', 'V'));
+    const params = num(pick(card, 'parameters', 'parameter_count', 'n_params', 'params'));
+    const steps = num(pick(card, 'steps', 'trained_steps'));
+    let val = num(pick(card, 'best_val_loss', 'val_loss', 'validation_loss'));
+    const maxTokens = num(pick(card, 'max_tokens', 'max_tokens_limit'));
+    const log = extractLog(card);
+    if (!Number.isFinite(val) && log.length) {
+      const v = log.map((r) => r.val_loss).filter(Number.isFinite);
+      if (v.length) val = Math.min(...v);
+    }
+
+    if (Number.isFinite(maxTokens) && maxTokens >= 1) {
+      $('max_tokens').max = String(maxTokens);
+      $('max-tokens-limit').textContent = fmtInt(maxTokens);
+    }
+
+    const dl = $('card-facts');
+    dl.textContent = '';
+    fact(dl, 'Architecture', Number.isFinite(layers) ? `LSTM × ${layers}` : 'LSTM');
+    fact(dl, 'Embedding', Number.isFinite(embed) ? fmtInt(embed) : undefined);
+    fact(dl, 'Hidden', Number.isFinite(hidden) ? fmtInt(hidden) : undefined);
+    fact(dl, 'Vocabulary', Number.isFinite(vocab) ? `${fmtInt(vocab)} chars` : undefined);
+    fact(dl, 'Parameters', Number.isFinite(params) ? fmtInt(params) : undefined,
+      Number.isFinite(params) ? ` ≈ ${compact(params)}` : '');
+    fact(dl, 'Training steps', Number.isFinite(steps) ? fmtInt(steps) : undefined);
+    fact(dl, 'Validation loss', Number.isFinite(val) ? `${fmtLoss(val)} nats/char` : undefined,
+      Number.isFinite(val) ? ` = ${(val / Math.LN2).toFixed(3)} bits/char` : '');
+    const dropout = num(pick(card, 'dropout'));
+    if (Number.isFinite(dropout) && dropout > 0) fact(dl, 'Dropout', dropout);
+
+    const bits = [];
+    if (Number.isFinite(hidden)) bits.push(`${Number.isFinite(layers) && layers > 1 ? layers + '×' : ''}LSTM-${hidden}`);
+    if (Number.isFinite(params)) bits.push(`${compact(params)} params`);
+    if (Number.isFinite(vocab)) bits.push(`${vocab} chars`);
+    if (Number.isFinite(val)) bits.push(`val ${val.toFixed(3)} nats/char`);
+    el.summary.textContent = bits.join(' · ') || 'model loaded';
+
+    drawChart($('chart'), log);
+    watchChart($('chart'), log);
+    $('chart-caption').textContent = log.length
+      ? `Cross-entropy (nats/char) at each of the ${fmtInt(log.length)} evaluations in train_log.jsonl.`
+      : 'No training log shipped with this model.';
+  }
+
+  function compact(n) {
+    if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 1 : 2) + ' M';
+    if (n >= 1e3) return (n / 1e3).toFixed(n >= 1e4 ? 0 : 1) + ' k';
+    return String(n);
+  }
+
+  // The training curve may be an array of rows or of parallel columns.
+  function extractLog(card) {
+    const cand = card.train_log || card.training_log || card.training_curve || card.curve || card.log ||
+      (card.training && (card.training.log || card.training.curve)) || [];
+    let rows = [];
+    if (Array.isArray(cand)) {
+      rows = cand;
+    } else if (cand && Array.isArray(cand.step)) {
+      rows = cand.step.map((s, i) => ({ step: s, train_loss: (cand.train_loss || [])[i], val_loss: (cand.val_loss || [])[i] }));
+    }
+    return rows
+      .map((r) => ({ step: Number(r.step), train_loss: numOrNaN(r.train_loss), val_loss: numOrNaN(r.val_loss) }))
+      .filter((r) => Number.isFinite(r.step));
+  }
+
+  function numOrNaN(v) {
+    return v === null || v === undefined ? NaN : Number(v);
+  }
+
+  // ---- chart ------------------------------------------------------------------
+
+  function watchChart(host, rows) {
+    if (!window.ResizeObserver) return;
+    let width = host.clientWidth;
+    let timer = 0;
+    new ResizeObserver(() => {
+      if (Math.abs(host.clientWidth - width) < 8) return;
+      width = host.clientWidth;
+      clearTimeout(timer);
+      timer = setTimeout(() => drawChart(host, rows), 120);
+    }).observe(host);
+  }
+
+  function svg(tag, attrs, parent) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  // "Nice" tick values (1, 2, 5 × 10^k) covering [lo, hi].
+  function ticks(lo, hi, want) {
+    if (!(hi > lo)) return [lo];
+    const raw = (hi - lo) / want;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+    return out;
+  }
+
+  function fmtTick(v) {
+    if (Math.abs(v) >= 1e4) return compact(v).replace(' ', '');
+    return String(+v.toPrecision(6));
+  }
+
+  // One <circle> per log row per series, so the chart can be checked against
+  // train_log.jsonl row for row.
+  function drawChart(host, rows) {
+    host.textContent = '';
+    // Draw at the box's own size so text stays legible on a phone instead of
+    // shrinking with a fixed viewBox.
+    const W = Math.round(Math.min(900, Math.max(300, host.clientWidth || 640)));
+    const H = W < 480 ? Math.round(W * 0.72) : Math.round(Math.min(340, W * 0.5));
+    const m = { l: 56, r: 14, t: 14, b: 46 };
+    const root = svg('svg', {
+      viewBox: `0 0 ${W} ${H}`,
+      class: 'chart-svg',
+      role: 'img',
+      'aria-labelledby': 'chart-title chart-desc',
+      'data-rows': rows.length,
+    }, host);
+    const title = svg('title', { id: 'chart-title' }, root);
+    title.textContent = 'Training and validation loss by step';
+    const desc = svg('desc', { id: 'chart-desc' }, root);
+
+    const series = [
+      { key: 'train_loss', name: 'train', label: 'training loss' },
+      { key: 'val_loss', name: 'val', label: 'validation loss' },
+    ];
+    const ys = [];
+    for (const r of rows) for (const s of series) if (Number.isFinite(r[s.key])) ys.push(r[s.key]);
+    if (!rows.length || !ys.length) {
+      const t = svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis-label' }, root);
+      t.textContent = 'no training log';
+      desc.textContent = 'No training log rows.';
+      return;
+    }
+
+    let x0 = Math.min(...rows.map((r) => r.step));
+    let x1 = Math.max(...rows.map((r) => r.step));
+    if (x0 === x1) { x0 -= 1; x1 += 1; }
+    x0 = Math.min(0, x0);
+    let y0 = Math.min(...ys);
+    let y1 = Math.max(...ys);
+    const pad = (y1 - y0) * 0.08 || 0.5;
+    y0 = Math.max(0, y0 - pad);
+    y1 += pad;
+    const yt = ticks(y0, y1, 5);
+    const xt = ticks(x0, x1, W < 480 ? 4 : 6);
+    y0 = Math.min(y0, yt[0]);
+    const pw = W - m.l - m.r;
+    const ph = H - m.t - m.b;
+    const sx = (v) => m.l + ((v - x0) / (x1 - x0)) * pw;
+    const sy = (v) => m.t + (1 - (v - y0) / (y1 - y0)) * ph;
+
+    const grid = svg('g', { class: 'grid' }, root);
+    const axes = svg('g', { class: 'axes' }, root);
+    for (const v of yt) {
+      if (v < y0 || v > y1) continue;
+      svg('line', { x1: m.l, x2: W - m.r, y1: sy(v), y2: sy(v) }, grid);
+      const t = svg('text', { x: m.l - 8, y: sy(v), 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'tick' }, axes);
+      t.textContent = fmtTick(v);
+    }
+    for (const v of xt) {
+      if (v < x0 || v > x1) continue;
+      svg('line', { x1: sx(v), x2: sx(v), y1: m.t, y2: H - m.b, class: 'vgrid' }, grid);
+      const t = svg('text', { x: sx(v), y: H - m.b + 18, 'text-anchor': 'middle', class: 'tick' }, axes);
+      t.textContent = fmtTick(v);
+    }
+    svg('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: 'axis' }, axes);
+    svg('line', { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, class: 'axis' }, axes);
+    const xl = svg('text', { x: m.l + pw / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis-label' }, axes);
+    xl.textContent = 'training step';
+    const yl = svg('text', { x: 0, y: 0, 'text-anchor': 'middle', class: 'axis-label',
+      transform: `translate(14 ${m.t + ph / 2}) rotate(-90)` }, axes);
+    yl.textContent = 'loss (nats/char)';
+
+    const r = rows.length > 150 ? 1.6 : rows.length > 60 ? 2.2 : 3.2;
+    for (const s of series) {
+      const g = svg('g', { class: `series series-${s.name}`, 'data-series': s.name }, root);
+      const pts = rows.filter((row) => Number.isFinite(row[s.key]));
+      svg('polyline', {
+        points: pts.map((row) => `${sx(row.step).toFixed(1)},${sy(row[s.key]).toFixed(1)}`).join(' '),
+        class: 'line',
+        'data-points': pts.length,
+      }, g);
+      for (const row of pts) {
+        const c = svg('circle', {
+          cx: sx(row.step).toFixed(1), cy: sy(row[s.key]).toFixed(1), r,
+          class: 'point', 'data-series': s.name, 'data-step': row.step,
+        }, g);
+        const tip = svg('title', {}, c);
+        tip.textContent = `step ${fmtInt(row.step)}: ${s.label} ${fmtLoss(row[s.key])}`;
+      }
+    }
+
+    // Legend, top right inside the plot.
+    const lg = svg('g', { class: 'legend', transform: `translate(${W - m.r - 150} ${m.t + 6})` }, root);
+    svg('rect', { x: 0, y: 0, width: 146, height: 46, rx: 6, class: 'legend-bg' }, lg);
+    series.forEach((s, i) => {
+      const y = 15 + i * 18;
+      svg('line', { x1: 10, x2: 32, y1: y, y2: y, class: `legend-line series-${s.name}` }, lg);
+      svg('circle', { cx: 21, cy: y, r: 3.2, class: `legend-dot series-${s.name}` }, lg);
+      const t = svg('text', { x: 40, y, 'dominant-baseline': 'middle', class: 'legend-text' }, lg);
+      t.textContent = s.label;
+    });
+
+    const lastRow = rows[rows.length - 1];
+    desc.textContent = `${rows.length} evaluations from step ${fmtInt(rows[0].step)} to ${fmtInt(lastRow.step)}; ` +
+      `final training loss ${fmtLoss(lastRow.train_loss)}, validation loss ${fmtLoss(lastRow.val_loss)}.`;
+  }
+
+  updateCount();
+  loadModel();
+})();
