@@ -13,7 +13,7 @@
 #include "vocab.h"
 
 typedef struct {
-    int *ids;       // [n] every character of the file as a token id (-1 = not in vocab)
+    int *ids; // [n] every character of the file as a token id (-1 = not in vocab)
     size_t n;
     size_t n_train; // ids[0 .. n_train) train, ids[n_train .. n) validation
     char sha256[65];

@@ -21,10 +21,10 @@ typedef struct {
 /* Scratch for steps of up to max_n streams. */
 typedef struct {
     int max_n;
-    float *x;     // [max(n,2), max(E, H)] layer input rows
-    float *h;     // [max(n,2), H]
-    float *c;     // [max(n,2), H]
-    float *gates; // [max(n,2), 4H]
+    float *x;      // [max(n,2), max(E, H)] layer input rows
+    float *h;      // [max(n,2), H]
+    float *c;      // [max(n,2), H]
+    float *gates;  // [max(n,2), 4H]
     float *logits; // [max(n,2), V]
 } InferScratch;
 

@@ -4,11 +4,13 @@
  * Forward: embed -> for each layer, the input projections for all T steps in one
  * product ([T*B, in] x [in, 4H]), then T recurrent products ([B, H] x [H, 4H]) ->
  * (dropout between layers) -> logits for all T*B positions in one product -> softmax
- * cross-entropy. Every initial state is zero. Backward mirrors it, accumulating into a
+ * cross-entropy. Backward mirrors it, accumulating into a
  * gradient buffer laid out like the parameters.
  *
  * A workspace holds every activation the backward pass needs for one (T, B), so the
- * training loop allocates once. The loss is summed over positions and divided by `norm`
+ * training loop allocates once. Row 0 of h and c is the initial state: zero for training
+ * windows (lstm_state_reset), or the previous chunk's final state when a long text is
+ * scored chunk by chunk (lstm_state_carry). The loss is summed over positions and divided by `norm`
  * (normally T*B), which lets the batch be split across threads whose gradients then add
  * up to the gradient of the whole batch's mean.
  */
@@ -20,25 +22,32 @@
 
 typedef struct {
     ModelConfig config;
-    int T, B;
-    float *x;      // [T, B, E] embedded inputs
-    float *gates;  // [L, T, B, 4H] activated gates i, f, g, o
-    float *c;      // [L, T+1, B, H] cell state, row 0 = initial (zero)
-    float *h;      // [L, T+1, B, H] hidden state, row 0 = initial (zero)
-    float *tanh_c; // [L, T, B, H]
-    float *mask;   // [L-1, T, B, H] dropout masks (already scaled by 1/(1-p)), or NULL
-    float *drop;   // [L-1, T, B, H] masked outputs fed to the next layer, or NULL
-    float *logits; // [T, B, V] logits, then softmax probabilities after the loss
-    float *dgates; // [T, B, 4H] backward scratch
-    float *dh;     // [T, B, H] gradient flowing into a layer's outputs
-    float *din;    // [T, B, max(E, H)] gradient of a layer's inputs
+    int max_T; // capacity the buffers were allocated for
+    int T;     // steps of the next forward call, 1 .. max_T (callers may lower it)
+    int B;
+    float *x;       // [T, B, E] embedded inputs
+    float *gates;   // [L, T, B, 4H] activated gates i, f, g, o
+    float *c;       // [L, max_T+1, B, H] cell state, row 0 = initial
+    float *h;       // [L, max_T+1, B, H] hidden state, row 0 = initial
+    float *tanh_c;  // [L, T, B, H]
+    float *mask;    // [L-1, T, B, H] dropout masks (already scaled by 1/(1-p)), or NULL
+    float *drop;    // [L-1, T, B, H] masked outputs fed to the next layer, or NULL
+    float *logits;  // [T, B, V] logits, then softmax probabilities after the loss
+    float *dgates;  // [T, B, 4H] backward scratch
+    float *dh;      // [T, B, H] gradient flowing into a layer's outputs
+    float *din;     // [T, B, max(E, H)] gradient of a layer's inputs
     float *dh_next; // [B, H]
     float *dc_next; // [B, H]
 } LstmWorkspace;
 
-int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int T, int B,
+int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T, int B,
                          int with_dropout, char *err);
 void lstm_workspace_free(LstmWorkspace *ws);
+
+/* Zeroes the initial state of every layer. */
+void lstm_state_reset(LstmWorkspace *ws);
+/* Makes the final state of the last forward call the initial state of the next. */
+void lstm_state_carry(LstmWorkspace *ws);
 
 /* inputs, targets: [T, B] token ids. dropout in [0, 1); rng draws masks when > 0.
  * Returns the summed cross-entropy over the T*B positions divided by norm; if

@@ -1,0 +1,275 @@
+#include "lstm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+static float sigmoidf(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+
+int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T, int B,
+                         int with_dropout, char *err) {
+    memset(ws, 0, sizeof(*ws));
+    ws->config = *config;
+    int T = max_T;
+    ws->max_T = ws->T = max_T;
+    ws->B = B;
+    size_t L = config->layers, E = config->embed, H = config->hidden, V = config->vocab_size;
+    size_t TB = (size_t)T * B, wide = E > H ? E : H;
+    ws->x = calloc(TB * E, sizeof(float));
+    ws->gates = calloc(L * TB * 4 * H, sizeof(float));
+    ws->c = calloc(L * (TB + B) * H, sizeof(float));
+    ws->h = calloc(L * (TB + B) * H, sizeof(float));
+    ws->tanh_c = calloc(L * TB * H, sizeof(float));
+    ws->logits = calloc(TB * V, sizeof(float));
+    ws->dgates = calloc(TB * 4 * H, sizeof(float));
+    ws->dh = calloc(TB * H, sizeof(float));
+    ws->din = calloc(TB * wide, sizeof(float));
+    ws->dh_next = calloc((size_t)B * H, sizeof(float));
+    ws->dc_next = calloc((size_t)B * H, sizeof(float));
+    int ok = ws->x && ws->gates && ws->c && ws->h && ws->tanh_c && ws->logits && ws->dgates &&
+             ws->dh && ws->din && ws->dh_next && ws->dc_next;
+    if (with_dropout && L > 1) {
+        ws->mask = calloc((L - 1) * TB * H, sizeof(float));
+        ws->drop = calloc((L - 1) * TB * H, sizeof(float));
+        ok = ok && ws->mask && ws->drop;
+    }
+    if (!ok) {
+        lstm_workspace_free(ws);
+        return err_set(err, "out of memory for a [%d, %d] training workspace", T, B);
+    }
+    return 0;
+}
+
+void lstm_workspace_free(LstmWorkspace *ws) {
+    free(ws->x);
+    free(ws->gates);
+    free(ws->c);
+    free(ws->h);
+    free(ws->tanh_c);
+    free(ws->mask);
+    free(ws->drop);
+    free(ws->logits);
+    free(ws->dgates);
+    free(ws->dh);
+    free(ws->din);
+    free(ws->dh_next);
+    free(ws->dc_next);
+    memset(ws, 0, sizeof(*ws));
+}
+
+/* Distance between layers in h and c: fixed by the capacity so a carried state stays put
+ * when T changes. */
+static size_t state_stride(const LstmWorkspace *ws) {
+    return (size_t)(ws->max_T + 1) * ws->B * ws->config.hidden;
+}
+
+void lstm_state_reset(LstmWorkspace *ws) {
+    size_t BH = (size_t)ws->B * ws->config.hidden;
+    for (int l = 0; l < ws->config.layers; l++) {
+        memset(ws->h + l * state_stride(ws), 0, BH * sizeof(float));
+        memset(ws->c + l * state_stride(ws), 0, BH * sizeof(float));
+    }
+}
+
+void lstm_state_carry(LstmWorkspace *ws) {
+    size_t BH = (size_t)ws->B * ws->config.hidden;
+    for (int l = 0; l < ws->config.layers; l++) {
+        float *h = ws->h + l * state_stride(ws), *c = ws->c + l * state_stride(ws);
+        memcpy(h, h + (size_t)ws->T * BH, BH * sizeof(float));
+        memcpy(c, c + (size_t)ws->T * BH, BH * sizeof(float));
+    }
+}
+
+/* The input of layer l: embeddings, or the layer below's outputs (after dropout). */
+static const float *layer_input(const LstmWorkspace *ws, int l) {
+    size_t TBH = (size_t)ws->T * ws->B * ws->config.hidden;
+    if (l == 0) return ws->x;
+    if (ws->mask) return ws->drop + (l - 1) * TBH;
+    return ws->h + (l - 1) * state_stride(ws) + (size_t)ws->B * ws->config.hidden;
+}
+
+static const float *top_output(const LstmWorkspace *ws) {
+    int L = ws->config.layers;
+    return ws->h + (L - 1) * state_stride(ws) + (size_t)ws->B * ws->config.hidden;
+}
+
+float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, const int *targets,
+                   float dropout, Rng *rng, float norm) {
+    const ModelConfig *cf = &model->config;
+    const LstmWeights *w = &model->w;
+    int T = ws->T, B = ws->B, E = cf->embed, H = cf->hidden, V = cf->vocab_size;
+    int TB = T * B, G = 4 * H;
+
+    for (int p = 0; p < TB; p++)
+        memcpy(ws->x + (size_t)p * E, w->embedding + (size_t)inputs[p] * E, E * sizeof(float));
+
+    for (int l = 0; l < cf->layers; l++) {
+        int in = l == 0 ? E : H;
+        const float *x = layer_input(ws, l);             // [T*B, in]
+        float *gates = ws->gates + (size_t)l * TB * G;   // [T, B, 4H]
+        float *h = ws->h + l * state_stride(ws);         // [T+1, B, H]
+        float *c = ws->c + l * state_stride(ws);         // [T+1, B, H]
+        float *tanh_c = ws->tanh_c + (size_t)l * TB * H; // [T, B, H]
+
+        // Input projections of every step at once; only h @ W_hh^T is sequential.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, G, in, 1.0f, x, in, w->w_ih[l], in,
+                    0.0f, gates, G);
+        for (int t = 0; t < T; t++) {
+            float *gt = gates + (size_t)t * B * G;
+            const float *h_prev = h + (size_t)t * B * H, *c_prev = c + (size_t)t * B * H;
+            float *h_next = h + (size_t)(t + 1) * B * H, *c_next = c + (size_t)(t + 1) * B * H;
+            float *tc = tanh_c + (size_t)t * B * H;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, G, H, 1.0f, h_prev, H,
+                        w->w_hh[l], H, 1.0f, gt, G);
+            for (int b = 0; b < B; b++) {
+                float *g = gt + (size_t)b * G;
+                const float *bi = w->b_ih[l], *bh = w->b_hh[l];
+                for (int j = 0; j < H; j++) {
+                    float ig = sigmoidf(g[j] + bi[j] + bh[j]);
+                    float fg = sigmoidf(g[H + j] + bi[H + j] + bh[H + j]);
+                    float gg = tanhf(g[2 * H + j] + bi[2 * H + j] + bh[2 * H + j]);
+                    float og = sigmoidf(g[3 * H + j] + bi[3 * H + j] + bh[3 * H + j]);
+                    size_t k = (size_t)b * H + j;
+                    float cn = fg * c_prev[k] + ig * gg;
+                    float th = tanhf(cn);
+                    g[j] = ig;
+                    g[H + j] = fg;
+                    g[2 * H + j] = gg;
+                    g[3 * H + j] = og;
+                    c_next[k] = cn;
+                    tc[k] = th;
+                    h_next[k] = og * th;
+                }
+            }
+        }
+        if (ws->mask && l < cf->layers - 1) {
+            float *mask = ws->mask + (size_t)l * TB * H, *drop = ws->drop + (size_t)l * TB * H;
+            const float *out = h + (size_t)B * H;
+            float keep = 1.0f - dropout;
+            for (size_t k = 0; k < (size_t)TB * H; k++) {
+                mask[k] = dropout > 0 && rng_float(rng) < dropout ? 0.0f : 1.0f / keep;
+                drop[k] = out[k] * mask[k];
+            }
+        }
+    }
+
+    const float *top = top_output(ws); // [T*B, H]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, V, H, 1.0f, top, H, w->fc_w, H, 0.0f,
+                ws->logits, V);
+    for (int p = 0; p < TB; p++) {
+        float *z = ws->logits + (size_t)p * V;
+        for (int v = 0; v < V; v++) z[v] += w->fc_b[v];
+    }
+    if (!targets) return 0.0f;
+
+    // Softmax in place: the backward pass needs the probabilities.
+    double loss = 0.0;
+    for (int p = 0; p < TB; p++) {
+        float *z = ws->logits + (size_t)p * V;
+        float max = z[0];
+        for (int v = 1; v < V; v++) max = z[v] > max ? z[v] : max;
+        float sum = 0.0f;
+        for (int v = 0; v < V; v++) {
+            z[v] = expf(z[v] - max);
+            sum += z[v];
+        }
+        float inv = 1.0f / sum;
+        loss -= logf(z[targets[p]] * inv);
+        for (int v = 0; v < V; v++) z[v] *= inv;
+    }
+    return (float)(loss / norm);
+}
+
+static void add_column_sums(const float *m, int rows, int cols, float *out) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) out[c] += m[(size_t)r * cols + c];
+}
+
+void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, const int *targets,
+                   float norm, float *grads) {
+    const ModelConfig *cf = &model->config;
+    const LstmWeights *w = &model->w;
+    LstmWeights gw;
+    model_point(&gw, cf, grads);
+    int T = ws->T, B = ws->B, E = cf->embed, H = cf->hidden, V = cf->vocab_size;
+    int TB = T * B, G = 4 * H;
+
+    // d(loss)/d(logits) = (softmax - onehot) / norm, in place over the probabilities.
+    float scale = 1.0f / norm;
+    for (int p = 0; p < TB; p++) {
+        float *z = ws->logits + (size_t)p * V;
+        z[targets[p]] -= 1.0f;
+        for (int v = 0; v < V; v++) z[v] *= scale;
+    }
+    const float *dlogits = ws->logits; // [T*B, V]
+    const float *top = top_output(ws);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, H, TB, 1.0f, dlogits, V, top, H, 1.0f,
+                gw.fc_w, H);
+    add_column_sums(dlogits, TB, V, gw.fc_b);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, H, V, 1.0f, dlogits, V, w->fc_w, H,
+                0.0f, ws->dh, H);
+
+    for (int l = cf->layers - 1; l >= 0; l--) {
+        int in = l == 0 ? E : H;
+        const float *x = layer_input(ws, l);
+        const float *gates = ws->gates + (size_t)l * TB * G;
+        const float *h = ws->h + l * state_stride(ws);
+        const float *c = ws->c + l * state_stride(ws);
+        const float *tanh_c = ws->tanh_c + (size_t)l * TB * H;
+        memset(ws->dh_next, 0, (size_t)B * H * sizeof(float));
+        memset(ws->dc_next, 0, (size_t)B * H * sizeof(float));
+
+        for (int t = T - 1; t >= 0; t--) {
+            const float *gt = gates + (size_t)t * B * G;
+            const float *c_prev = c + (size_t)t * B * H;
+            const float *tc = tanh_c + (size_t)t * B * H;
+            const float *dh_out = ws->dh + (size_t)t * B * H;
+            float *dg = ws->dgates + (size_t)t * B * G;
+            for (int b = 0; b < B; b++) {
+                const float *g = gt + (size_t)b * G;
+                float *d = dg + (size_t)b * G;
+                for (int j = 0; j < H; j++) {
+                    size_t k = (size_t)b * H + j;
+                    float ig = g[j], fg = g[H + j], gg = g[2 * H + j], og = g[3 * H + j];
+                    float dh = dh_out[k] + ws->dh_next[k];
+                    float dc = dh * og * (1.0f - tc[k] * tc[k]) + ws->dc_next[k];
+                    d[j] = dc * gg * ig * (1.0f - ig);
+                    d[H + j] = dc * c_prev[k] * fg * (1.0f - fg);
+                    d[2 * H + j] = dc * ig * (1.0f - gg * gg);
+                    d[3 * H + j] = dh * tc[k] * og * (1.0f - og);
+                    ws->dc_next[k] = dc * fg;
+                }
+            }
+            if (t > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, G, 1.0f, dg, G,
+                            w->w_hh[l], H, 0.0f, ws->dh_next, H);
+        }
+
+        // Weight gradients for all steps at once: h[0 .. T-1] is contiguous.
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, H, TB, 1.0f, ws->dgates, G, h, H,
+                    1.0f, gw.w_hh[l], H);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, in, TB, 1.0f, ws->dgates, G, x, in,
+                    1.0f, gw.w_ih[l], in);
+        add_column_sums(ws->dgates, TB, G, gw.b_ih[l]);
+        add_column_sums(ws->dgates, TB, G, gw.b_hh[l]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, in, G, 1.0f, ws->dgates, G,
+                    w->w_ih[l], in, 0.0f, ws->din, in);
+
+        if (l > 0) {
+            const float *mask = ws->mask ? ws->mask + (size_t)(l - 1) * TB * H : NULL;
+            for (size_t k = 0; k < (size_t)TB * H; k++)
+                ws->dh[k] = mask ? ws->din[k] * mask[k] : ws->din[k];
+        } else {
+            for (int p = 0; p < TB; p++) {
+                float *de = gw.embedding + (size_t)inputs[p] * E;
+                const float *d = ws->din + (size_t)p * E;
+                for (int e = 0; e < E; e++) de[e] += d[e];
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+#include "train.h"
+
+#include <cblas.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "safetensors.h"
+
+int train_config_check(const TrainConfig *c, char *err) {
+    if (model_config_check(&c->model, err) != 0) return -1;
+    if (c->model.layers < 1) return err_set(err, "--layers must be at least 1");
+    if (!(c->dropout >= 0 && c->dropout < 1)) return err_set(err, "--dropout must be in [0, 1)");
+    if (c->seq < 1 || c->seq > 65536) return err_set(err, "--seq must be in 1..65536");
+    if (c->batch < 1 || c->batch > 65536) return err_set(err, "--batch must be in 1..65536");
+    if (c->steps < 1) return err_set(err, "--steps must be at least 1");
+    if (!(c->lr > 0 && c->lr < 10)) return err_set(err, "--lr must be in (0, 10)");
+    if (!(c->clip >= 0 && isfinite(c->clip))) return err_set(err, "--clip must be >= 0 (0 = off)");
+    if (!(c->val_frac > 0 && c->val_frac < 1)) return err_set(err, "--val-frac must be in (0, 1)");
+    if (c->eval_every < 1) return err_set(err, "--eval-every must be at least 1");
+    if (c->checkpoint_every < 1) return err_set(err, "--checkpoint-every must be at least 1");
+    if (c->threads < 1 || c->threads > TRAIN_MAX_THREADS)
+        return err_set(err, "--threads must be in 1..%d", TRAIN_MAX_THREADS);
+    return 0;
+}
+
+long train_warmup(long steps) {
+    long w = steps / 10;
+    if (w > 100) w = 100;
+    return w < 1 ? 1 : w;
+}
+
+void train_free(TrainState *st) {
+    model_free(&st->model);
+    adam_free(&st->adam);
+    free(st->grads);
+    free(st->inputs);
+    free(st->targets);
+    for (int i = 0; i < st->nworkers; i++) {
+        TrainWorker *w = &st->workers[i];
+        lstm_workspace_free(&w->ws);
+        free(w->grads);
+        free(w->inputs);
+        free(w->targets);
+    }
+    memset(st, 0, sizeof(*st));
+}
+
+int train_init(TrainState *st, const TrainConfig *config, char *err) {
+    memset(st, 0, sizeof(*st));
+    st->config = *config;
+    if (model_init(&st->model, &config->model, config->seed, err) != 0) return -1;
+    // The generator for batches is seeded apart from the one model_init used.
+    rng_seed(&st->rng, config->seed ^ 0x9e3779b97f4a7c15ull);
+    st->best_val_loss = INFINITY;
+    size_t n = st->model.num_params;
+    int T = config->seq, B = config->batch;
+    st->grads = calloc(n, sizeof(float));
+    st->inputs = malloc((size_t)T * B * sizeof(int));
+    st->targets = malloc((size_t)T * B * sizeof(int));
+    if (adam_init(&st->adam, n, err) != 0 || !st->grads || !st->inputs || !st->targets) {
+        train_free(st);
+        return err_set(err, "out of memory for training state");
+    }
+    st->nworkers = config->threads < B ? config->threads : B;
+    for (int i = 0; i < st->nworkers; i++) {
+        TrainWorker *w = &st->workers[i];
+        w->b0 = B * i / st->nworkers;
+        w->nb = B * (i + 1) / st->nworkers - w->b0;
+        w->grads = malloc(n * sizeof(float));
+        w->inputs = malloc((size_t)T * w->nb * sizeof(int));
+        w->targets = malloc((size_t)T * w->nb * sizeof(int));
+        if (!w->grads || !w->inputs || !w->targets ||
+            lstm_workspace_alloc(&w->ws, &config->model, T, w->nb, config->dropout > 0, err) != 0) {
+            train_free(st);
+            return err_set(err, "out of memory for training workspaces");
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    TrainState *st;
+    TrainWorker *w;
+} WorkerJob;
+
+static void *worker_run(void *arg) {
+    WorkerJob *job = arg;
+    TrainState *st = job->st;
+    TrainWorker *w = job->w;
+    float norm = (float)st->config.seq * st->config.batch;
+    memset(w->grads, 0, st->model.num_params * sizeof(float));
+    lstm_state_reset(&w->ws);
+    w->loss =
+        lstm_forward(&st->model, &w->ws, w->inputs, w->targets, st->config.dropout, &w->rng, norm);
+    lstm_backward(&st->model, &w->ws, w->inputs, w->targets, norm, w->grads);
+    return NULL;
+}
+
+float train_step(TrainState *st, const Corpus *corpus, float *lr) {
+    const TrainConfig *c = &st->config;
+    int T = c->seq, B = c->batch;
+    corpus_batch(corpus, &st->rng, T, B, st->inputs, st->targets);
+    for (int i = 0; i < st->nworkers; i++) {
+        TrainWorker *w = &st->workers[i];
+        for (int t = 0; t < T; t++)
+            for (int b = 0; b < w->nb; b++) {
+                w->inputs[t * w->nb + b] = st->inputs[t * B + w->b0 + b];
+                w->targets[t * w->nb + b] = st->targets[t * B + w->b0 + b];
+            }
+        rng_seed(&w->rng, rng_next(&st->rng));
+    }
+
+    WorkerJob jobs[TRAIN_MAX_THREADS];
+    pthread_t tids[TRAIN_MAX_THREADS];
+    int started[TRAIN_MAX_THREADS] = {0};
+    // Workers split the batch, so each one's OpenBLAS calls stay on its own core.
+    openblas_set_num_threads(1);
+    for (int i = 0; i < st->nworkers; i++) {
+        jobs[i] = (WorkerJob){st, &st->workers[i]};
+        if (i > 0) started[i] = pthread_create(&tids[i], NULL, worker_run, &jobs[i]) == 0;
+    }
+    worker_run(&jobs[0]);
+    for (int i = 1; i < st->nworkers; i++) {
+        if (started[i])
+            pthread_join(tids[i], NULL);
+        else
+            worker_run(&jobs[i]); // no thread to be had: same result, just slower
+    }
+
+    size_t n = st->model.num_params;
+    float loss = 0.0f;
+    memcpy(st->grads, st->workers[0].grads, n * sizeof(float));
+    loss += st->workers[0].loss;
+    for (int i = 1; i < st->nworkers; i++) {
+        const float *g = st->workers[i].grads;
+        for (size_t k = 0; k < n; k++) st->grads[k] += g[k];
+        loss += st->workers[i].loss;
+    }
+    optim_clip(st->grads, n, c->clip);
+    *lr = optim_lr(st->step, c->steps, train_warmup(c->steps), c->lr, c->lr / 10.0f);
+    adam_step(&st->adam, st->model.params, st->grads, *lr);
+    st->step++;
+    return loss;
+}
+
+int train_checkpoint_save(const TrainState *st, const char *path, const char *corpus_sha256,
+                          char *err) {
+    ModelTensor mt[MODEL_MAX_TENSORS];
+    int nt = model_tensors(&st->model.config, mt);
+    StTensorOut t[MODEL_MAX_TENSORS + 2];
+    for (int i = 0; i < nt; i++) {
+        t[i] = (StTensorOut){mt[i].name,
+                             mt[i].ndim,
+                             {mt[i].shape[0], mt[i].shape[1]},
+                             st->model.params + mt[i].offset};
+    }
+    int64_t n = (int64_t)st->model.num_params;
+    t[nt] = (StTensorOut){"optim.m", 1, {n}, st->adam.m};
+    t[nt + 1] = (StTensorOut){"optim.v", 1, {n}, st->adam.v};
+
+    char vals[12][40];
+    const ModelConfig *m = &st->model.config;
+    snprintf(vals[0], 40, "%ld", st->step);
+    snprintf(vals[1], 40, "%ld", st->adam.t);
+    for (int i = 0; i < 4; i++) snprintf(vals[2 + i], 40, "%" PRIu64, st->rng.s[i]);
+    snprintf(vals[6], 40, "%.17g", st->best_val_loss);
+    snprintf(vals[7], 40, "%ld", st->best_step);
+    snprintf(vals[8], 40, "%d", m->vocab_size);
+    snprintf(vals[9], 40, "%d", m->embed);
+    snprintf(vals[10], 40, "%d", m->hidden);
+    snprintf(vals[11], 40, "%d", m->layers);
+    StMeta meta[] = {{"step", vals[0]},
+                     {"adam_t", vals[1]},
+                     {"rng0", vals[2]},
+                     {"rng1", vals[3]},
+                     {"rng2", vals[4]},
+                     {"rng3", vals[5]},
+                     {"best_val_loss", vals[6]},
+                     {"best_step", vals[7]},
+                     {"vocab_size", vals[8]},
+                     {"embed", vals[9]},
+                     {"hidden", vals[10]},
+                     {"layers", vals[11]},
+                     {"corpus_sha256", corpus_sha256}};
+    return st_write(path, t, nt + 2, meta, (int)(sizeof(meta) / sizeof(meta[0])), err);
+}
+
+static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err) {
+    const char *s = st_meta(f, key);
+    char *end;
+    if (!s || !*s) return err_set(err, "%s: checkpoint has no '%s'", f->path, key);
+    *out = strtoull(s, &end, 10);
+    if (*end) return err_set(err, "%s: checkpoint '%s' is not a number", f->path, key);
+    return 0;
+}
+
+int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_sha256, char *err) {
+    StFile f;
+    if (st_open(&f, path, err) != 0) return -1;
+    const ModelConfig *m = &st->model.config;
+    const char *keys[] = {"vocab_size", "embed", "hidden", "layers"};
+    int want[] = {m->vocab_size, m->embed, m->hidden, m->layers};
+    uint64_t v, step, adam_t, rng[4];
+    int rc = -1;
+    for (int i = 0; i < 4; i++) {
+        if (meta_u64(&f, keys[i], &v, err) != 0) goto out;
+        if ((int)v != want[i]) {
+            err_set(err, "%s: checkpoint has %s %d but the flags say %d", path, keys[i], (int)v,
+                    want[i]);
+            goto out;
+        }
+    }
+    const char *sha = st_meta(&f, "corpus_sha256");
+    if (!sha || strcmp(sha, corpus_sha256) != 0) {
+        err_set(err, "%s: checkpoint was made from a different corpus", path);
+        goto out;
+    }
+    if (meta_u64(&f, "step", &step, err) != 0 || meta_u64(&f, "adam_t", &adam_t, err) != 0 ||
+        meta_u64(&f, "rng0", &rng[0], err) != 0 || meta_u64(&f, "rng1", &rng[1], err) != 0 ||
+        meta_u64(&f, "rng2", &rng[2], err) != 0 || meta_u64(&f, "rng3", &rng[3], err) != 0 ||
+        meta_u64(&f, "best_step", &v, err) != 0)
+        goto out;
+    const char *best = st_meta(&f, "best_val_loss");
+    if (!best) {
+        err_set(err, "%s: checkpoint has no 'best_val_loss'", path);
+        goto out;
+    }
+    ModelTensor mt[MODEL_MAX_TENSORS];
+    int nt = model_tensors(m, mt);
+    for (int i = 0; i < nt; i++)
+        if (st_read(&f, mt[i].name, mt[i].ndim, mt[i].shape, st->model.params + mt[i].offset,
+                    err) != 0)
+            goto out;
+    int64_t n = (int64_t)st->model.num_params;
+    if (st_read(&f, "optim.m", 1, &n, st->adam.m, err) != 0 ||
+        st_read(&f, "optim.v", 1, &n, st->adam.v, err) != 0)
+        goto out;
+    st->step = (long)step;
+    st->adam.t = (long)adam_t;
+    memcpy(st->rng.s, rng, sizeof(rng));
+    st->best_step = (long)v;
+    st->best_val_loss = strtod(best, NULL);
+    rc = 0;
+out:
+    st_close(&f);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * train.h — the training loop's state and one optimisation step.
+ *
+ * A step draws B random windows, splits the batch across `threads` workers (each runs
+ * forward and backward on its columns with single-threaded OpenBLAS into its own
+ * gradient buffer), adds the workers' gradients in a fixed order, clips, and takes an
+ * Adam step at the scheduled learning rate. Everything random comes from one generator
+ * whose state the checkpoint keeps, so the same seed and thread count give the same
+ * bits, and a resumed run continues exactly where the interrupted one stopped.
+ */
+#ifndef CHARLM_TRAIN_H
+#define CHARLM_TRAIN_H
+
+#include "corpus.h"
+#include "lstm.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+
+#define TRAIN_MAX_THREADS 64
+
+typedef struct {
+    ModelConfig model;
+    float dropout;
+    int seq;   // T
+    int batch; // B
+    long steps;
+    float lr, clip;
+    double val_frac;
+    long eval_every, checkpoint_every;
+    uint64_t seed;
+    int threads;
+} TrainConfig;
+
+typedef struct {
+    int b0, nb;       // this worker's batch columns
+    LstmWorkspace ws; // [T, nb] activations
+    float *grads;     // [num_params]
+    int *inputs;      // [T, nb]
+    int *targets;     // [T, nb]
+    Rng rng;          // dropout masks
+    float loss;
+} TrainWorker;
+
+typedef struct {
+    TrainConfig config;
+    Model model;
+    Adam adam;
+    float *grads;         // [num_params] summed over workers
+    Rng rng;              // batches and dropout seeds
+    long step;            // steps completed
+    double best_val_loss; // INFINITY before the first evaluation
+    long best_step;
+    int *inputs, *targets; // [T, B]
+    int nworkers;
+    TrainWorker workers[TRAIN_MAX_THREADS];
+} TrainState;
+
+/* Checks flag values; the message names the flag. */
+int train_config_check(const TrainConfig *config, char *err);
+/* Fresh model from config->seed. */
+int train_init(TrainState *st, const TrainConfig *config, char *err);
+void train_free(TrainState *st);
+/* One optimisation step; returns the batch's mean loss and sets *lr to the rate used. */
+float train_step(TrainState *st, const Corpus *corpus, float *lr);
+/* Warmup length of the schedule for a run of `steps`. */
+long train_warmup(long steps);
+
+/* checkpoint.safetensors: parameters, Adam moments, step, RNG and best validation loss. */
+int train_checkpoint_save(const TrainState *st, const char *path, const char *corpus_sha256,
+                          char *err);
+/* Restores a checkpoint into an initialised state whose config must match it. */
+int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_sha256, char *err);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * progress.h — training progress on stderr: a live one-line bar on a terminal, plain
+ * periodic lines when stderr is a file or a pipe (logs stay readable).
+ */
+#ifndef CHARLM_PROGRESS_H
+#define CHARLM_PROGRESS_H
+
+typedef struct {
+    int tty;
+    long total;
+    long every; // plain mode: print every this many steps
+} Progress;
+
+void progress_init(Progress *p, long total, long every);
+/* val_loss < 0 means "not evaluated yet". */
+void progress_update(Progress *p, long step, float loss, double val_loss, double tokens_per_s,
+                     double elapsed_s);
+/* Ends the live line so later messages start on a fresh line. */
+void progress_finish(Progress *p);
+
+#endif
