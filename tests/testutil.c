@@ -90,9 +90,9 @@ int tu_make_model_dir(const char *dir, const char *text, int embed, int hidden, 
         int len =
             snprintf(log_text, sizeof log_text,
                      "{\"step\": 0, \"train_loss\": %.6f, \"val_loss\": %.6f, \"lr\": 0.002, "
-                     "\"tokens_per_sec\": 0, \"elapsed_sec\": 0}\n"
+                     "\"tokens_per_s\": 0, \"elapsed_s\": 0}\n"
                      "{\"step\": 10, \"train_loss\": %.6f, \"val_loss\": %.6f, \"lr\": 0.002, "
-                     "\"tokens_per_sec\": 1000, \"elapsed_sec\": 0.1}\n",
+                     "\"tokens_per_s\": 1000, \"elapsed_s\": 0.1}\n",
                      u, u, u, u);
         char *p = tu_write_file(dir, "train_log.jsonl", log_text, (size_t)len);
         rc = p ? 0 : -1;

@@ -293,11 +293,12 @@ done_early:
 
 static int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *corpus_path = NULL;
-    double val_frac = 0;
+    double val_frac = 1.0;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_dir, "artefacts folder (required)"},
         {"corpus", FLAG_STRING, &corpus_path, "UTF-8 text to score (required)"},
-        {"val-frac", FLAG_DOUBLE, &val_frac, "score only the last F of the text (default: all)"},
+        {"val-frac", FLAG_DOUBLE, &val_frac,
+         "score only the last F of the text (default 1: all of it)"},
     };
     char err[ERR_LEN];
     int help;
@@ -309,8 +310,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (!model_dir || !corpus_path)
         return bad_input("eval needs --model and --corpus (see --help)");
-    if (flags_given(flags, NFLAGS(flags), "val-frac") && !(val_frac > 0 && val_frac <= 1))
-        return bad_input("--val-frac must be in (0, 1]");
+    if (!(val_frac > 0 && val_frac <= 1)) return bad_input("--val-frac must be in (0, 1]");
     Model model;
     Vocab vocab;
     ModelInfo info;

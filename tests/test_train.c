@@ -1,0 +1,312 @@
+/*
+ * charlm-train end to end: learning, determinism, interrupt + resume, eval, sample, and
+ * bad input (exit 2, a clear message, nothing written).
+ */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define SMALL "--embed 16 --hidden 48 --seq 32 --batch 16 --eval-every 25 --seed 7"
+
+static char *corpus_dir;
+static char *corpus_path;
+
+static void setup(void) {
+    corpus_dir = tu_tmpdir();
+    char *text = tu_sample_text(30000);
+    corpus_path = tu_write_file(corpus_dir, "corpus.txt", text, strlen(text));
+    free(text);
+}
+
+static void teardown(void) {
+    tu_rmtree(corpus_dir);
+    free(corpus_dir);
+    free(corpus_path);
+}
+
+static double json_number(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    ck_assert_msg(p != NULL, "no %s in %s", key, json);
+    return strtod(p + strlen(pat), NULL);
+}
+
+static int files_equal(const char *a, const char *b) {
+    size_t la, lb;
+    char *x = tu_read_file(a, &la), *y = tu_read_file(b, &lb);
+    int eq = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+static int train(const char *out, const char *extra, char **stdout_text, char **stderr_text) {
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' " SMALL " %s",
+             tu_bin("charlm-train"), corpus_path, out, extra);
+    return tu_run(cmd, stdout_text, stderr_text);
+}
+
+START_TEST(test_validation_loss_falls_well_below_uniform) {
+    char *dir = tu_tmpdir(), out[4096], *so, *se;
+    snprintf(out, sizeof(out), "%s/m", dir);
+    ck_assert_msg(train(out, "--steps 150 --threads 1", &so, &se) == 0, "%s", se);
+    double best = json_number(so, "best_val_loss");
+    // 16 words + space, '.', '\n': about 20 symbols, ln(20) ~ 3.0 nats for a uniform guess.
+    ck_assert_msg(best < 0.5 * log(20.0), "best validation loss %.3f after 150 steps", best);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", out);
+    char *rows_text = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(rows_text);
+    int rows = 0;
+    for (char *p = rows_text; (p = strchr(p, '\n')); p++) rows++;
+    ck_assert_int_eq(rows, 6); // steps 25, 50, ..., 150
+    ck_assert_ptr_nonnull(strstr(rows_text, "\"val_streams\": 16"));
+    free(rows_text);
+    // eval prints the continuous-stream measure on the same split.
+    char cmd[8192], *eo, *ee;
+    snprintf(cmd, sizeof(cmd), "%s eval --model '%s' --corpus '%s' --val-frac 0.1",
+             tu_bin("charlm-train"), out, corpus_path);
+    ck_assert_msg(tu_run(cmd, &eo, &ee) == 0, "%s", ee);
+    double loss = json_number(eo, "loss"), bpc = json_number(eo, "bpc");
+    ck_assert_msg(fabs(loss - best) < 0.1, "eval %.4f vs training's validation %.4f", loss, best);
+    ck_assert_double_eq_tol(bpc, loss / log(2.0), 1e-5);
+    ck_assert_int_eq((int)json_number(eo, "chars"), 3000 - 1);
+    ck_assert_int_eq((int)json_number(eo, "skipped"), 0);
+    free(eo);
+    free(ee);
+    free(so);
+    free(se);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_same_seed_and_threads_give_identical_weights) {
+    char *dir = tu_tmpdir(), a[4096], b[4096], ma[4200], mb[4200], *se;
+    snprintf(a, sizeof(a), "%s/a", dir);
+    snprintf(b, sizeof(b), "%s/b", dir);
+    ck_assert_msg(train(a, "--steps 50 --threads 2 --layers 2 --dropout 0.2", NULL, &se) == 0, "%s",
+                  se);
+    free(se);
+    ck_assert_msg(train(b, "--steps 50 --threads 2 --layers 2 --dropout 0.2", NULL, &se) == 0, "%s",
+                  se);
+    free(se);
+    snprintf(ma, sizeof(ma), "%s/model.safetensors", a);
+    snprintf(mb, sizeof(mb), "%s/model.safetensors", b);
+    ck_assert_msg(files_equal(ma, mb), "two runs with one seed differ");
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Starts charlm-train in the background with stdout/stderr to files in dir. */
+static pid_t spawn_train(const char *out, const char *extra) {
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "exec %s train --corpus '%s' --out '%s' " SMALL " %s >/dev/null 2>&1",
+             tu_bin("charlm-train"), corpus_path, out, extra);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void wait_for_file(const char *path) {
+    struct stat st;
+    for (int i = 0; i < 60000 && stat(path, &st) != 0; i++) usleep(1000);
+}
+
+static void check_resume_matches(int sig) {
+    char *dir = tu_tmpdir(), full[4096], cut[4096], ckpt[4200], ma[4200], mb[4200], la[4200],
+         lb[4200], *se;
+    const char *flags = "--steps 400 --threads 2 --checkpoint-every 10";
+    snprintf(full, sizeof(full), "%s/full", dir);
+    snprintf(cut, sizeof(cut), "%s/cut", dir);
+    ck_assert_msg(train(full, flags, NULL, &se) == 0, "%s", se);
+    free(se);
+
+    pid_t pid = spawn_train(cut, flags);
+    snprintf(ckpt, sizeof(ckpt), "%s/checkpoint.safetensors", cut);
+    wait_for_file(ckpt);
+    usleep(20000);
+    kill(pid, sig);
+    int status;
+    waitpid(pid, &status, 0);
+    if (sig == SIGINT)
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130,
+                      "interrupted run should exit 130 (status %d)", status);
+    else
+        ck_assert_msg(WIFSIGNALED(status), "the run finished before it could be killed");
+
+    ck_assert_msg(train(cut, "--steps 400 --threads 2 --checkpoint-every 10 --resume", NULL, &se) ==
+                      0,
+                  "%s", se);
+    free(se);
+    snprintf(ma, sizeof(ma), "%s/model.safetensors", full);
+    snprintf(mb, sizeof(mb), "%s/model.safetensors", cut);
+    ck_assert_msg(files_equal(ma, mb), "resumed run's weights differ from an uninterrupted run");
+    snprintf(la, sizeof(la), "%s/train_log.jsonl", full);
+    snprintf(lb, sizeof(lb), "%s/train_log.jsonl", cut);
+    char *x = tu_read_file(la, NULL), *y = tu_read_file(lb, NULL);
+    int rows_x = 0, rows_y = 0;
+    for (char *p = x; (p = strchr(p, '\n')); p++) rows_x++;
+    for (char *p = y; (p = strchr(p, '\n')); p++) rows_y++;
+    ck_assert_int_eq(rows_x, rows_y);
+    free(x);
+    free(y);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+START_TEST(test_sigint_then_resume_gives_the_same_bytes) {
+    check_resume_matches(SIGINT);
+}
+END_TEST
+
+START_TEST(test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes) {
+    check_resume_matches(SIGKILL);
+}
+END_TEST
+
+/* Runs a command expected to fail with exit 2; checks the message and that out is untouched. */
+static void expect_bad(const char *args, const char *out, const char *want) {
+    char cmd[8192], *so, *se;
+    snprintf(cmd, sizeof(cmd), "%s %s", tu_bin("charlm-train"), args);
+    int rc = tu_run(cmd, &so, &se);
+    ck_assert_msg(rc == 2, "'%s' exited %d, stderr: %s", args, rc, se);
+    ck_assert_msg(strstr(se, want) != NULL, "'%s': stderr '%s' lacks '%s'", args, se, want);
+    char sentinel[4200];
+    snprintf(sentinel, sizeof(sentinel), "%s/model.safetensors", out);
+    char *kept = tu_read_file(sentinel, NULL);
+    ck_assert_msg(kept && strcmp(kept, "previous model") == 0, "'%s' overwrote the model", args);
+    free(kept);
+    char log[4200];
+    snprintf(log, sizeof(log), "%s/vocab.json", out);
+    ck_assert_msg(access(log, F_OK) != 0, "'%s' wrote vocab.json", args);
+    free(so);
+    free(se);
+}
+
+START_TEST(test_bad_input_exits_2_and_writes_nothing) {
+    char *dir = tu_tmpdir(), args[8192];
+    char *out = malloc(4200);
+    snprintf(out, 4200, "%s/out", dir);
+    mkdir(out, 0755);
+    free(tu_write_file(out, "model.safetensors", "previous model", 14));
+    char *bad_utf8 = tu_write_file(dir, "bad.txt", "hello w\xc3\x28rld and more text", 26);
+    char *tiny = tu_write_file(dir, "tiny.txt", "too short", 9);
+
+    snprintf(args, sizeof(args), "train --corpus '%s/missing.txt' --out '%s'", dir, out);
+    expect_bad(args, out, "missing.txt");
+    snprintf(args, sizeof(args), "train --corpus '%s' --out '%s'", bad_utf8, out);
+    expect_bad(args, out, "invalid UTF-8 at byte offset 7");
+    snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' --seq 32", tiny, out);
+    expect_bad(args, out, "too short");
+    const char *nonsense[][2] = {
+        {"--steps abc", "--steps: 'abc' is not an integer"},
+        {"--steps 0", "--steps must be at least 1"},
+        {"--lr -1", "--lr must be in"},
+        {"--hidden 0", "hidden"},
+        {"--dropout 1.5", "--dropout must be in"},
+        {"--val-frac 1", "--val-frac must be in"},
+        {"--threads 0", "--threads must be in"},
+        {"--bogus 3", "unknown flag '--bogus'"},
+        {"--seq", "--seq needs a value"},
+    };
+    for (size_t i = 0; i < sizeof(nonsense) / sizeof(nonsense[0]); i++) {
+        snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' %s", corpus_path, out,
+                 nonsense[i][0]);
+        expect_bad(args, out, nonsense[i][1]);
+    }
+    snprintf(args, sizeof(args), "train --out '%s'", out);
+    expect_bad(args, out, "--corpus is required");
+    snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' --resume", corpus_path, out);
+    expect_bad(args, out, "checkpoint.safetensors does not exist");
+    expect_bad("frobnicate", out, "unknown command 'frobnicate'");
+    snprintf(args, sizeof(args), "eval --model '%s' --corpus '%s'", out, corpus_path);
+    expect_bad(args, out, "vocab.json");
+    free(bad_utf8);
+    free(tiny);
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_eval_skips_and_counts_unknown_chars) {
+    char *dir = tu_tmpdir();
+    char *text = tu_sample_text(2000);
+    ck_assert_int_eq(tu_make_model_dir(dir, text, 8, 16, 1, 3), 0);
+    // Four chars the vocabulary lacks: "Z", "é" (2 bytes), "€" (3 bytes), "#".
+    const char *sentence = "the cat Z sat é on € a mat #";
+    char *scored = tu_write_file(dir, "t.txt", sentence, strlen(sentence));
+    char cmd[8192], *so, *se;
+    snprintf(cmd, sizeof(cmd), "%s eval --model '%s' --corpus '%s'", tu_bin("charlm-train"), dir,
+             scored);
+    ck_assert_msg(tu_run(cmd, &so, &se) == 0, "%s", se);
+    ck_assert_int_eq((int)json_number(so, "skipped"), 4);
+    ck_assert_int_eq((int)json_number(so, "chars"), 28 - 4 - 1);
+    ck_assert(json_number(so, "loss") > 0);
+    free(so);
+    free(se);
+    free(scored);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_greedy_sample_is_reproducible_and_starts_with_prompt) {
+    char *dir = tu_tmpdir();
+    char *text = tu_sample_text(2000);
+    ck_assert_int_eq(tu_make_model_dir(dir, text, 8, 16, 1, 3), 0);
+    char cmd[8192], *a, *b, *se;
+    snprintf(cmd, sizeof(cmd),
+             "%s sample --model '%s' --prompt 'the cat' --max-tokens 40 --temperature 0.9 --seed 5",
+             tu_bin("charlm-train"), dir);
+    ck_assert_msg(tu_run(cmd, &a, &se) == 0, "%s", se);
+    free(se);
+    ck_assert_int_eq(tu_run(cmd, &b, NULL), 0);
+    ck_assert_str_eq(a, b);
+    ck_assert(strncmp(a, "the cat", 7) == 0);
+    ck_assert_int_eq((int)strlen(a), 7 + 40 + 1);
+    free(a);
+    free(b);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_validation_loss_falls_well_below_uniform);
+    tcase_add_test(tc, test_same_seed_and_threads_give_identical_weights);
+    tcase_add_test(tc, test_sigint_then_resume_gives_the_same_bytes);
+    tcase_add_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes);
+    tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);
+    tcase_add_test(tc, test_eval_skips_and_counts_unknown_chars);
+    tcase_add_test(tc, test_greedy_sample_is_reproducible_and_starts_with_prompt);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
