@@ -1,0 +1,313 @@
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "error.h"
+#include "server.h"
+
+double elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) * 1e3 +
+           (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+void request_log(const char *method, const char *path, int status, size_t bytes, double ms) {
+    // One write per line so lines from concurrent requests do not interleave.
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s %s %d %zu %.1fms\n", method, path, status, bytes, ms);
+    if (n > 0) fwrite(line, 1, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, stderr);
+}
+
+void response_add_common(struct MHD_Response *resp) {
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (srv.cfg.cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", srv.cfg.cors_origin);
+        if (strcmp(srv.cfg.cors_origin, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+    }
+}
+
+enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
+                        char *body, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    if (type) MHD_add_response_header(resp, "Content-Type", type);
+    response_add_common(resp);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) {
+        int get = rq->route != ROUTE_GENERATE && rq->route != ROUTE_COMPLETIONS;
+        const char *allow = get ? (srv.cfg.cors_origin ? "GET, HEAD, OPTIONS" : "GET, HEAD")
+                                : (srv.cfg.cors_origin ? "POST, OPTIONS" : "POST");
+        MHD_add_response_header(resp, "Allow", allow);
+    }
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    rq->status = status;
+    rq->bytes = len;
+    return r;
+}
+
+enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json) {
+    if (!json) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    return respond(conn, rq, status, "application/json", json, strlen(json));
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 404:
+        return "not_found_error";
+    case 405:
+        return "method_not_allowed";
+    case 413:
+        return "request_too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 503:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
+                              const char *message, const char *param) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", error_type(status));
+    if (param && param[0]) cJSON_AddStringToObject(e, "param", param);
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) {
+        // Even the error could not be built: a static body still says what happened.
+        static const char oom[] = "{\"error\":{\"message\":\"out of memory\"}}";
+        rq->status = 503;
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        enum MHD_Result r = MHD_queue_response(conn, 503, resp);
+        MHD_destroy_response(resp);
+        return r;
+    }
+    return respond(conn, rq, status, "application/json", json, strlen(json));
+}
+
+static Route route_of(const char *url) {
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) return ROUTE_INDEX;
+    if (strncmp(url, "/static/", 8) == 0) return ROUTE_STATIC;
+    if (strcmp(url, "/generate") == 0) return ROUTE_GENERATE;
+    if (strcmp(url, "/v1/completions") == 0) return ROUTE_COMPLETIONS;
+    if (strcmp(url, "/v1/models") == 0) return ROUTE_MODELS;
+    if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
+    if (strcmp(url, "/model") == 0) return ROUTE_MODEL;
+    if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
+    return ROUTE_OTHER;
+}
+
+// "application/json" with any parameters ("; charset=utf-8"), any letter case.
+static int is_json_type(const char *ct) {
+    if (!ct) return 0;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    size_t n = strlen("application/json");
+    if (strncasecmp(ct, "application/json", n) != 0) return 0;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+static void copy_printable(char *dst, size_t cap, const char *src) {
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = ch < 0x20 || ch == 0x7f || ch == ' ' ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+}
+
+static enum MHD_Result preflight(struct MHD_Connection *conn, Request *rq) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    response_add_common(resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
+    MHD_destroy_response(resp);
+    rq->status = MHD_HTTP_NO_CONTENT;
+    return r;
+}
+
+// Everything that can be decided from the request line and headers alone. Returns -1
+// when a response was queued (or failed), 0 to go on.
+static int check_headers(struct MHD_Connection *conn, Request *rq, const char *method,
+                         enum MHD_Result *result) {
+    int is_post = rq->route == ROUTE_GENERATE || rq->route == ROUTE_COMPLETIONS;
+    if (rq->route == ROUTE_OTHER) {
+        *result = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
+        return -1;
+    }
+    if (srv.cfg.cors_origin && strcmp(method, "OPTIONS") == 0) {
+        *result = preflight(conn, rq);
+        return -1;
+    }
+    int ok = is_post ? strcmp(method, "POST") == 0
+                     : strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (!ok) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "method %s is not allowed here", rq->method);
+        *result = respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, msg, NULL);
+        return -1;
+    }
+    if (!is_post) return 0;
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (!is_json_type(ct)) {
+        *result = respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                "Content-Type must be application/json", NULL);
+        return -1;
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv.cfg.max_body) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
+        *result = respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int body_append(Request *rq, const char *data, size_t n) {
+    if (rq->discarded || rq->len + n > (size_t)srv.cfg.max_body) {
+        // Chunked bodies have no length up front: count them as they come and drop the
+        // rest; the 413 goes out once the client has finished sending.
+        rq->discarded += n;
+        return 0;
+    }
+    if (rq->len + n + 1 > rq->cap) {
+        size_t cap = rq->cap ? rq->cap : 1024;
+        while (cap < rq->len + n + 1) cap *= 2;
+        char *b = realloc(rq->body, cap);
+        if (!b) return -1;
+        rq->body = b;
+        rq->cap = cap;
+    }
+    memcpy(rq->body + rq->len, data, n);
+    rq->len += n;
+    rq->body[rq->len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result dispatch(struct MHD_Connection *conn, Request *rq, const char *url) {
+    switch (rq->route) {
+    case ROUTE_INDEX:
+        return static_serve(conn, rq, "index.html");
+    case ROUTE_STATIC:
+        return static_serve(conn, rq, url + strlen("/static/"));
+    case ROUTE_GENERATE:
+        return gen_handle(conn, rq, 0);
+    case ROUTE_COMPLETIONS:
+        return gen_handle(conn, rq, 1);
+    case ROUTE_MODELS:
+        return info_models(conn, rq);
+    case ROUTE_HEALTH:
+        return info_health(conn, rq);
+    case ROUTE_MODEL:
+        return info_model_card(conn, rq);
+    case ROUTE_METRICS:
+        return metrics_handle(conn, rq);
+    default:
+        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls) {
+    (void)cls;
+    (void)version;
+    Request *rq = *req_cls;
+    if (!rq) {
+        rq = calloc(1, sizeof(*rq));
+        if (!rq) return MHD_NO;
+        *req_cls = rq;
+        clock_gettime(CLOCK_MONOTONIC, &rq->t0);
+        rq->route = route_of(url);
+        copy_printable(rq->method, sizeof(rq->method), method);
+        copy_printable(rq->path, sizeof(rq->path), url);
+        enum MHD_Result r;
+        // Answering here, before libmicrohttpd has looked for a body, would make it close
+        // the connection; only refusals do that (their body is not worth reading).
+        if (check_headers(conn, rq, method, &r)) return r;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (body_append(rq, upload_data, *upload_data_size)) return MHD_NO;
+        // A client that keeps sending far past the limit is cut off rather than read.
+        if (rq->discarded > 16 * (size_t)srv.cfg.max_body + (1u << 20)) return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rq->status) return MHD_YES; // already answered
+    if (rq->discarded) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
+        return respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
+    }
+    return dispatch(conn, rq, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)conn;
+    Request *rq = *req_cls;
+    if (!rq) return;
+    *req_cls = NULL;
+    if (!rq->logged_elsewhere) {
+        // A reply that could not be delivered is logged as nginx does: 499.
+        int status = rq->status ? rq->status : 499;
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
+        double ms = elapsed_ms(&rq->t0);
+        request_log(rq->method, rq->path, status, rq->bytes, ms);
+        metrics_request(rq->route, status, ms / 1e3);
+    }
+    free(rq->body);
+    free(rq);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    fprintf(stderr, SERVER_NAME ": http: %s\n", msg);
+}
+
+struct MHD_Daemon *http_start(int listen_fd, char *err) {
+    // Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION with the
+    // internal poll thread only accepting). A generation is CPU work of up to a few
+    // seconds; on its connection's own thread it can simply run to completion, feed an
+    // SSE stream from the content-reader callback, and notice a closed socket between
+    // steps, with no hand-off between threads. The price, a thread stack per open
+    // connection, is bounded by the connection limit below. How many steps compute at
+    // once is bounded separately by --threads (see gen.c), so the CPU is not
+    // oversubscribed however many connections wait. MHD_USE_ITC lets SIGTERM quiesce
+    // the listening socket while in-flight requests finish.
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned limit = (unsigned)srv.cfg.max_concurrent + 64;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_END);
+    if (!d) err_set(err, "cannot start the HTTP daemon");
+    return d;
+}

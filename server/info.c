@@ -1,0 +1,135 @@
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "server.h"
+
+// Training curves longer than this are thinned (evenly, keeping the last row) so the
+// card stays small enough to fetch and draw.
+#define CURVE_MAX_POINTS 2000
+
+static void add_config(cJSON *o) {
+    const ModelConfig *c = &srv.model.config;
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "embed", c->embed);
+    cJSON_AddNumberToObject(o, "hidden", c->hidden);
+    cJSON_AddNumberToObject(o, "layers", c->layers);
+    cJSON_AddNumberToObject(o, "parameters", (double)srv.model.num_params);
+}
+
+static void add_number_or_null(cJSON *o, const char *name, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, name, v);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+// Rows of train_log.jsonl that carry a step; other rows (notes) and unreadable lines
+// are skipped. A missing log is an empty curve.
+static cJSON *load_curve(const char *dir) {
+    static const char *fields[] = {"step", "train_loss",   "val_loss",
+                                   "lr",   "tokens_per_s", "elapsed_s"};
+    cJSON *rows = cJSON_CreateArray();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", dir);
+    char *data = NULL;
+    size_t len = 0;
+    char err[ERR_LEN];
+    if (file_read_all(path, &data, &len, err)) return rows;
+    for (char *line = data; line && *line;) {
+        char *nl = memchr(line, '\n', len - (size_t)(line - data));
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        cJSON *in = cJSON_ParseWithLength(line, n);
+        const cJSON *step = in ? cJSON_GetObjectItemCaseSensitive(in, "step") : NULL;
+        if (cJSON_IsNumber(step)) {
+            cJSON *row = cJSON_CreateObject();
+            for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, fields[i]);
+                if (cJSON_IsNumber(v))
+                    add_number_or_null(row, fields[i], v->valuedouble);
+                else
+                    cJSON_AddNullToObject(row, fields[i]);
+            }
+            cJSON_AddItemToArray(rows, row);
+        }
+        cJSON_Delete(in);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(data);
+
+    int total = cJSON_GetArraySize(rows);
+    if (total <= CURVE_MAX_POINTS) return rows;
+    cJSON *thin = cJSON_CreateArray();
+    int i = 0, next = 0, kept = 0;
+    for (cJSON *r = rows->child; r; r = r->next, i++) {
+        if (i == next || i == total - 1) {
+            cJSON_AddItemToArray(thin, cJSON_Duplicate(r, 1));
+            kept++;
+            next = (int)((long)kept * (total - 1) / (CURVE_MAX_POINTS - 1));
+        }
+    }
+    cJSON_Delete(rows);
+    return thin;
+}
+
+int info_build_model_card(char *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", MODEL_ID);
+    cJSON_AddStringToObject(o, "architecture",
+                            "Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)");
+    add_config(o);
+    cJSON_AddNumberToObject(o, "steps", (double)srv.info.steps);
+    add_number_or_null(o, "best_val_loss", srv.info.best_val_loss);
+    add_number_or_null(o, "best_val_bpc", srv.info.best_val_loss / log(2.0));
+    cJSON_AddStringToObject(o, "vocab_sha256", srv.info.vocab_sha256);
+    cJSON_AddStringToObject(o, "corpus_sha256", srv.info.corpus_sha256);
+    cJSON_AddItemToObject(o, "training_curve", load_curve(srv.cfg.model_dir));
+    srv.model_card = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!srv.model_card) return err_set(err, "out of memory building the model card");
+    return 0;
+}
+
+enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq) {
+    return respond_json(conn, rq, MHD_HTTP_OK, strdup(srv.model_card));
+}
+
+enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", atomic_load(&srv.shutting_down) ? "draining" : "ok");
+    cJSON *m = cJSON_AddObjectToObject(o, "model");
+    cJSON_AddStringToObject(m, "id", MODEL_ID);
+    add_config(m);
+    add_number_or_null(m, "best_val_loss", srv.info.best_val_loss);
+    cJSON_AddNumberToObject(o, "generations_in_flight", atomic_load(&srv.in_flight));
+    cJSON_AddNumberToObject(o, "max_concurrent", srv.cfg.max_concurrent);
+    cJSON_AddNumberToObject(o, "uptime_s", (double)(time(NULL) - srv.started));
+    if (atomic_load(&srv.shutting_down)) {
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "message", "the server is shutting down");
+        cJSON_AddStringToObject(e, "type", "overloaded_error");
+    }
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    // While draining, load balancers should stop sending traffic here.
+    return respond_json(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, json);
+}
+
+enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", MODEL_ID);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)srv.started);
+    cJSON_AddStringToObject(m, "owned_by", "charlm");
+    cJSON_AddItemToArray(data, m);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return respond_json(conn, rq, MHD_HTTP_OK, json);
+}

@@ -1,0 +1,148 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+// Latency buckets in seconds: a static page is well under a millisecond, a long
+// generation a few seconds.
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10,   30};
+#define NBUCKETS (int)(sizeof(buckets) / sizeof(*buckets))
+#define NSTATUS  600
+
+// Lock-free: every field is only ever incremented.
+static struct {
+    atomic_ulong requests[ROUTE_COUNT][NSTATUS];     // by route and status
+    atomic_ulong latency[ROUTE_COUNT][NBUCKETS + 1]; // per bucket (not cumulative), +Inf last
+    atomic_ulong latency_us[ROUTE_COUNT];            // sum, in microseconds
+    atomic_ulong generated_chars, prompt_chars;
+    atomic_ulong generations[FINISH_CANCELLED + 1];
+} m;
+
+const char *route_name(Route r) {
+    static const char *names[ROUTE_COUNT] = {
+        "/",      "/static",  "/generate", "/v1/completions", "/v1/models", "/health",
+        "/model", "/metrics", "other"};
+    return (unsigned)r < ROUTE_COUNT ? names[r] : "other";
+}
+
+void metrics_request(Route route, int status, double seconds) {
+    if ((unsigned)route >= ROUTE_COUNT) route = ROUTE_OTHER;
+    if (status < 100 || status >= NSTATUS) status = 500;
+    atomic_fetch_add(&m.requests[route][status], 1);
+    int b = 0;
+    while (b < NBUCKETS && seconds > buckets[b]) b++;
+    atomic_fetch_add(&m.latency[route][b], 1);
+    atomic_fetch_add(&m.latency_us[route], (unsigned long)(seconds * 1e6 + 0.5));
+}
+
+void metrics_generation(int prompt_chars, int generated_chars, FinishReason finish) {
+    atomic_fetch_add(&m.prompt_chars, (unsigned long)prompt_chars);
+    atomic_fetch_add(&m.generated_chars, (unsigned long)generated_chars);
+    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&m.generations[finish], 1);
+}
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int failed;
+} Buf;
+
+static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(Buf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->failed = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
+    Buf b = {.cap = 8192};
+    b.s = malloc(b.cap);
+    if (!b.s) return respond_error(conn, rq, 503, "out of memory", NULL);
+
+    put(&b, "# HELP charlm_requests_total HTTP requests answered, by route and status.\n"
+            "# TYPE charlm_requests_total counter\n");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int s = 100; s < NSTATUS; s++) {
+            unsigned long v = atomic_load(&m.requests[r][s]);
+            if (v)
+                put(&b, "charlm_requests_total{route=\"%s\",status=\"%d\"} %lu\n", route_name(r), s,
+                    v);
+        }
+
+    put(&b, "# HELP charlm_request_duration_seconds Time from request to last byte, by route.\n"
+            "# TYPE charlm_request_duration_seconds histogram\n");
+    for (int r = 0; r < ROUTE_COUNT; r++) {
+        unsigned long counts[NBUCKETS + 1], total = 0;
+        for (int i = 0; i <= NBUCKETS; i++) total += counts[i] = atomic_load(&m.latency[r][i]);
+        if (!total) continue;
+        unsigned long cum = 0;
+        for (int i = 0; i < NBUCKETS; i++) {
+            cum += counts[i];
+            put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
+                route_name(r), buckets[i], cum);
+        }
+        put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
+            route_name(r), total);
+        put(&b, "charlm_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_name(r),
+            (double)atomic_load(&m.latency_us[r]) / 1e6);
+        put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", route_name(r), total);
+    }
+
+    put(&b,
+        "# HELP charlm_generated_chars_total Characters generated (stop sequences included).\n"
+        "# TYPE charlm_generated_chars_total counter\n"
+        "charlm_generated_chars_total %lu\n"
+        "# HELP charlm_prompt_chars_total Prompt characters fed to the model.\n"
+        "# TYPE charlm_prompt_chars_total counter\n"
+        "charlm_prompt_chars_total %lu\n",
+        atomic_load(&m.generated_chars), atomic_load(&m.prompt_chars));
+    put(&b, "# HELP charlm_generations_total Generations finished, by finish reason.\n"
+            "# TYPE charlm_generations_total counter\n");
+    for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
+        put(&b, "charlm_generations_total{finish_reason=\"%s\"} %lu\n",
+            finish_reason_name((FinishReason)f), atomic_load(&m.generations[f]));
+    put(&b,
+        "# HELP charlm_generations_in_flight Generations admitted and not finished.\n"
+        "# TYPE charlm_generations_in_flight gauge\n"
+        "charlm_generations_in_flight %d\n"
+        "# HELP charlm_generations_max_concurrent The --max-concurrent limit.\n"
+        "# TYPE charlm_generations_max_concurrent gauge\n"
+        "charlm_generations_max_concurrent %d\n"
+        "# HELP charlm_model_parameters Parameters of the loaded model.\n"
+        "# TYPE charlm_model_parameters gauge\n"
+        "charlm_model_parameters %zu\n"
+        "# HELP charlm_start_time_seconds Unix time the server started.\n"
+        "# TYPE charlm_start_time_seconds gauge\n"
+        "charlm_start_time_seconds %ld\n",
+        atomic_load(&srv.in_flight), srv.cfg.max_concurrent, srv.model.num_params,
+        (long)srv.started);
+
+    if (b.failed) {
+        free(b.s);
+        return respond_error(conn, rq, 503, "out of memory", NULL);
+    }
+    return respond(conn, rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);
+}
