@@ -1,5 +1,6 @@
 #include "sampler.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,12 @@ int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, c
         }
         for (int i = 0; i < window; i++)
             if (w[i] >= 0 && w[i] < V) s->seen[w[i]] = 0;
+        // An extreme penalty can push a logit to infinity, where differences become NaN.
+        for (int v = 0; v < V; v++)
+            if (!(l[v] >= -FLT_MAX))
+                l[v] = -FLT_MAX;
+            else if (l[v] > FLT_MAX)
+                l[v] = FLT_MAX;
     }
 
     if (params->temperature <= 0.0f || params->top_k == 1) {
