@@ -1,0 +1,283 @@
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "generate.h"
+#include "utf8.h"
+
+static const char *TEXT = "the cat sat on the mat.\nthe dog ran to the cat!\n";
+
+static Vocab vocab;
+static Model model;
+static InferScratch scratch;
+
+static void setup(void) {
+    char err[ERR_LEN];
+    ck_assert_int_eq(vocab_build(&vocab, TEXT, strlen(TEXT), err), 0);
+    ModelConfig c = {.vocab_size = vocab.size, .embed = 8, .hidden = 24, .layers = 2};
+    ck_assert_int_eq(model_init(&model, &c, 5, err), 0);
+    ck_assert_int_eq(infer_scratch_alloc(&scratch, &c, 2, err), 0);
+}
+
+static void teardown(void) {
+    infer_scratch_free(&scratch);
+    model_free(&model);
+    vocab_free(&vocab);
+}
+
+static GenerateParams params(float temperature, int max_tokens, uint64_t seed) {
+    return (GenerateParams){.sampler = {.temperature = temperature,
+                                        .top_k = 0,
+                                        .top_p = 1.0f,
+                                        .repetition_penalty = 1.0f,
+                                        .repetition_window = 64},
+                            .max_tokens = max_tokens,
+                            .seed = seed};
+}
+
+// Greedy continuation computed here from infer_step alone: feed the ids, argmax.
+static char *greedy_reference(const int *ids, int n, int max_tokens) {
+    char err[ERR_LEN];
+    StreamState st;
+    ck_assert_int_eq(stream_state_alloc(&st, &model.config, err), 0);
+    StreamState *sp = &st;
+    int V = model.config.vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float));
+    char *out = malloc((size_t)max_tokens * 4 + 1);
+    size_t len = 0;
+    for (int i = 0; i < n - 1; i++) infer_step(&model, &scratch, 1, &ids[i], &sp, logits);
+    int id = ids[n - 1];
+    for (int t = 0; t < max_tokens; t++) {
+        infer_step(&model, &scratch, 1, &id, &sp, logits);
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[best]) best = v;
+        len += (size_t)utf8_encode(vocab.chars[best], out + len);
+        id = best;
+    }
+    out[len] = '\0';
+    free(logits);
+    stream_state_free(&st);
+    return out;
+}
+
+typedef struct {
+    char buf[4096];
+    size_t len;
+    int calls, cancel_after;
+} Chunks;
+
+static int collect(const char *chunk, size_t len, void *ctx) {
+    Chunks *c = ctx;
+    ck_assert_uint_gt(len, 0);
+    ck_assert_uint_lt(c->len + len, sizeof(c->buf));
+    memcpy(c->buf + c->len, chunk, len);
+    c->len += len;
+    c->buf[c->len] = '\0';
+    c->calls++;
+    return c->cancel_after && c->calls >= c->cancel_after;
+}
+
+static char *run(const char *prompt, const GenerateParams *p, Generation *g, Chunks *chunks) {
+    char err[ERR_LEN];
+    ck_assert_msg(generation_init(g, &model, &vocab, prompt, strlen(prompt), p, err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(generate_run(g, &scratch, chunks ? collect : NULL, chunks), 0);
+    return strdup(g->text);
+}
+
+START_TEST(test_greedy_matches_argmax) {
+    Generation g;
+    GenerateParams p = params(0.0f, 40, 1);
+    Chunks ch = {0};
+    char *text = run("the ca", &p, &g, &ch);
+    int ids[6];
+    for (int i = 0; i < 6; i++) ids[i] = vocab_id(&vocab, (unsigned char)"the ca"[i]);
+    char *ref = greedy_reference(ids, 6, 40);
+    ck_assert_str_eq(text, ref);
+    ck_assert_str_eq(ch.buf, text);
+    ck_assert_int_eq(g.tokens, 40);
+    ck_assert_int_eq(g.prompt_tokens, 6);
+    ck_assert_int_eq(g.finish, FINISH_LENGTH);
+    ck_assert_str_eq(finish_reason_name(g.finish), "length");
+    generation_free(&g);
+    free(text);
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_unknown_and_empty_prompt) {
+    Generation g;
+    GenerateParams p = params(0.0f, 10, 1);
+    char *text = run("th\xe2\x82\xac"
+                     "e Z\xe2\x98\x83",
+                     &p, &g, NULL); // "th€e Z☃"
+    ck_assert_str_eq(g.unknown_chars, "\xe2\x82\xac"
+                                      "Z\xe2\x98\x83");
+    ck_assert_int_eq(g.prompt_tokens, 4); // t h e space
+    int ids[4] = {vocab_id(&vocab, 't'), vocab_id(&vocab, 'h'), vocab_id(&vocab, 'e'),
+                  vocab_id(&vocab, ' ')};
+    char *ref = greedy_reference(ids, 4, 10);
+    ck_assert_str_eq(text, ref);
+    generation_free(&g);
+    free(text);
+    free(ref);
+
+    // Empty, or nothing usable: the newline from the zero state.
+    int nl = vocab_id(&vocab, '\n');
+    ref = greedy_reference(&nl, 1, 10);
+    const char *prompts[2] = {"", "ZZ"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(
+            generation_init(&g, &model, &vocab, prompts[i], strlen(prompts[i]), &p, NULL), 0);
+        ck_assert_int_eq(generation_input(&g), nl);
+        ck_assert_int_eq(generate_run(&g, &scratch, NULL, NULL), 0);
+        ck_assert_int_eq(g.prompt_tokens, 0);
+        ck_assert_str_eq(g.text, ref);
+        generation_free(&g);
+    }
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_stop_sequences) {
+    Generation g;
+    GenerateParams p = params(1.0f, 60, 42);
+    char *full = run("the", &p, &g, NULL);
+    generation_free(&g);
+    ck_assert_uint_ge(strlen(full), 20); // the vocabulary is ASCII: bytes are chars
+    // Stop at the first place the text ends with a two-char piece taken from the middle.
+    char stop[3] = {full[12], full[13], 0};
+    size_t cut = (size_t)(strstr(full, stop) - full);
+    p.stop[0] = "\x01never"; // not in the text: changes nothing
+    p.stop[1] = stop;
+    p.nstop = 2;
+    Chunks ch = {0};
+    char *text = run("the", &p, &g, &ch);
+    ck_assert_int_eq(g.finish, FINISH_STOP);
+    ck_assert_uint_eq(strlen(text), cut);
+    ck_assert(strncmp(text, full, cut) == 0);
+    ck_assert_int_eq(g.tokens, (int)cut + 2); // the stop sequence counts as generated
+    ck_assert_str_eq(ch.buf, text);           // streamed chunks never showed the stop
+    generation_free(&g);
+    free(text);
+
+    // A stop whose first char keeps appearing but which never completes: chars are held
+    // back while they might start it, then released, so the chunks still add up.
+    char partial[3] = {full[0], (char)0x7e, 0}; // '~' is not in the vocabulary
+    p.stop[0] = partial;
+    p.nstop = 1;
+    memset(&ch, 0, sizeof(ch));
+    text = run("the", &p, &g, &ch);
+    ck_assert_int_eq(g.finish, FINISH_LENGTH);
+    ck_assert_str_eq(text, full);
+    ck_assert_str_eq(ch.buf, full);
+    generation_free(&g);
+    free(text);
+    free(full);
+}
+END_TEST
+
+START_TEST(test_seed_and_cancel) {
+    Generation g;
+    GenerateParams p = params(1.0f, 50, 7);
+    p.sampler.top_k = 5;
+    p.sampler.repetition_penalty = 1.3f;
+    p.sampler.repetition_window = 3; // slides many times over 50 tokens
+    char *a = run("the dog", &p, &g, NULL);
+    generation_free(&g);
+    char *b = run("the dog", &p, &g, NULL);
+    generation_free(&g);
+    ck_assert_str_eq(a, b);
+    p.seed = 8;
+    char *c = run("the dog", &p, &g, NULL);
+    generation_free(&g);
+    ck_assert_str_ne(a, c);
+
+    Chunks ch = {.cancel_after = 5};
+    char *d = run("the dog", &p, &g, &ch);
+    ck_assert_int_eq(g.finish, FINISH_CANCELLED);
+    ck_assert_int_eq(g.tokens, 5);
+    ck_assert_str_eq(finish_reason_name(g.finish), "cancelled");
+    generation_free(&g);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+END_TEST
+
+// Two generations advanced together through one n = 2 step give the texts they give
+// alone: what lets a scheduler batch requests without changing their output.
+START_TEST(test_batched_equals_alone) {
+    GenerateParams p1 = params(0.9f, 30, 3), p2 = params(0.7f, 45, 4);
+    Generation g;
+    char *alone1 = run("the cat", &p1, &g, NULL);
+    generation_free(&g);
+    char *alone2 = run("dog", &p2, &g, NULL);
+    generation_free(&g);
+
+    Generation a, b;
+    ck_assert_int_eq(generation_init(&a, &model, &vocab, "the cat", 7, &p1, NULL), 0);
+    ck_assert_int_eq(generation_init(&b, &model, &vocab, "dog", 3, &p2, NULL), 0);
+    int V = model.config.vocab_size;
+    float *logits = malloc(2 * (size_t)V * sizeof(float)); // [2, V]
+    while (!a.done || !b.done) {
+        Generation *live[2];
+        int n = 0;
+        if (!a.done) live[n++] = &a;
+        if (!b.done) live[n++] = &b;
+        int ids[2];
+        StreamState *st[2];
+        for (int i = 0; i < n; i++) ids[i] = generation_input(live[i]), st[i] = &live[i]->state;
+        infer_step(&model, &scratch, n, ids, st, logits);
+        for (int i = 0; i < n; i++) generation_advance(live[i], logits + (size_t)i * V);
+    }
+    ck_assert_str_eq(a.text, alone1);
+    ck_assert_str_eq(b.text, alone2);
+    free(logits);
+    generation_free(&a);
+    generation_free(&b);
+    free(alone1);
+    free(alone2);
+}
+END_TEST
+
+START_TEST(test_rejects_bad_input) {
+    Generation g;
+    char err[ERR_LEN];
+    GenerateParams p = params(1.0f, 10, 1);
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a\xff", 2, &p, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "UTF-8"));
+    p.max_tokens = 0;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.sampler.top_p = 0;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(-1.0f, 10, 1);
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.nstop = 1;
+    p.stop[0] = "";
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("generate");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_greedy_matches_argmax);
+    tcase_add_test(tc, test_unknown_and_empty_prompt);
+    tcase_add_test(tc, test_stop_sequences);
+    tcase_add_test(tc, test_seed_and_cancel);
+    tcase_add_test(tc, test_batched_equals_alone);
+    tcase_add_test(tc, test_rejects_bad_input);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
