@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activations.h"
 #include "error.h"
 
 int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, char *err) {
@@ -16,8 +17,9 @@ int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, c
     s->h = calloc(rows * H, sizeof(float));
     s->c = calloc(rows * H, sizeof(float));
     s->gates = calloc(rows * 4 * H, sizeof(float));
+    s->tanh_c = calloc(H, sizeof(float));
     s->logits = calloc(rows * config->vocab_size, sizeof(float));
-    if (!s->x || !s->h || !s->c || !s->gates || !s->logits) {
+    if (!s->x || !s->h || !s->c || !s->gates || !s->tanh_c || !s->logits) {
         infer_scratch_free(s);
         return err_set(err, "out of memory for inference scratch (%d streams)", max_n);
     }
@@ -29,6 +31,7 @@ void infer_scratch_free(InferScratch *s) {
     free(s->h);
     free(s->c);
     free(s->gates);
+    free(s->tanh_c);
     free(s->logits);
     memset(s, 0, sizeof(*s));
 }
@@ -75,23 +78,17 @@ void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
             memcpy(s->h + (size_t)r * H, st->h + (size_t)l * H, H * sizeof(float));
             memcpy(s->c + (size_t)r * H, st->c + (size_t)l * H, H * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, in, 1.0f, s->x, in,
-                    w->w_ih[l], in, 0.0f, s->gates, G);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, H, 1.0f, s->h, H, w->w_hh[l],
-                    H, 1.0f, s->gates, G);
         for (int r = 0; r < rows; r++) {
             float *g = s->gates + (size_t)r * G;
-            float *h = s->h + (size_t)r * H, *c = s->c + (size_t)r * H;
-            const float *bi = w->b_ih[l], *bh = w->b_hh[l];
-            for (int j = 0; j < H; j++) {
-                float ig = 1.0f / (1.0f + expf(-(g[j] + bi[j] + bh[j])));
-                float fg = 1.0f / (1.0f + expf(-(g[H + j] + bi[H + j] + bh[H + j])));
-                float gg = tanhf(g[2 * H + j] + bi[2 * H + j] + bh[2 * H + j]);
-                float og = 1.0f / (1.0f + expf(-(g[3 * H + j] + bi[3 * H + j] + bh[3 * H + j])));
-                c[j] = fg * c[j] + ig * gg;
-                h[j] = og * tanhf(c[j]);
-            }
+            for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, in, 1.0f, s->x, in,
+                    w->w_ih[l], in, 1.0f, s->gates, G);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, H, 1.0f, s->h, H, w->w_hh[l],
+                    H, 1.0f, s->gates, G);
+        for (int r = 0; r < rows; r++)
+            act_lstm_cell(s->gates + (size_t)r * G, s->c + (size_t)r * H, s->tanh_c,
+                          s->h + (size_t)r * H, H);
         for (int r = 0; r < n; r++) {
             memcpy(states[r]->h + (size_t)l * H, s->h + (size_t)r * H, H * sizeof(float));
             memcpy(states[r]->c + (size_t)l * H, s->c + (size_t)r * H, H * sizeof(float));

@@ -25,6 +25,7 @@ typedef struct {
     float *h;      // [max(n,2), H]
     float *c;      // [max(n,2), H]
     float *gates;  // [max(n,2), 4H]
+    float *tanh_c; // [H] written by the shared cell update, unused here
     float *logits; // [max(n,2), V]
 } InferScratch;
 

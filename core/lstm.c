@@ -5,11 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activations.h"
 #include "error.h"
-
-static float sigmoidf(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
 
 int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T, int B,
                          int with_dropout, char *err) {
@@ -116,36 +113,25 @@ float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, con
         float *c = ws->c + l * state_stride(ws);         // [T+1, B, H]
         float *tanh_c = ws->tanh_c + (size_t)l * TB * H; // [T, B, H]
 
-        // Input projections of every step at once; only h @ W_hh^T is sequential.
+        // Gates start as the summed biases; the input projections of every step are then
+        // added in one product, so only h @ W_hh^T is left to the sequential loop.
+        for (int p = 0; p < TB; p++) {
+            float *g = gates + (size_t)p * G;
+            for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, G, in, 1.0f, x, in, w->w_ih[l], in,
-                    0.0f, gates, G);
+                    1.0f, gates, G);
         for (int t = 0; t < T; t++) {
             float *gt = gates + (size_t)t * B * G;
-            const float *h_prev = h + (size_t)t * B * H, *c_prev = c + (size_t)t * B * H;
+            const float *h_prev = h + (size_t)t * B * H;
             float *h_next = h + (size_t)(t + 1) * B * H, *c_next = c + (size_t)(t + 1) * B * H;
             float *tc = tanh_c + (size_t)t * B * H;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, G, H, 1.0f, h_prev, H,
                         w->w_hh[l], H, 1.0f, gt, G);
-            for (int b = 0; b < B; b++) {
-                float *g = gt + (size_t)b * G;
-                const float *bi = w->b_ih[l], *bh = w->b_hh[l];
-                for (int j = 0; j < H; j++) {
-                    float ig = sigmoidf(g[j] + bi[j] + bh[j]);
-                    float fg = sigmoidf(g[H + j] + bi[H + j] + bh[H + j]);
-                    float gg = tanhf(g[2 * H + j] + bi[2 * H + j] + bh[2 * H + j]);
-                    float og = sigmoidf(g[3 * H + j] + bi[3 * H + j] + bh[3 * H + j]);
-                    size_t k = (size_t)b * H + j;
-                    float cn = fg * c_prev[k] + ig * gg;
-                    float th = tanhf(cn);
-                    g[j] = ig;
-                    g[H + j] = fg;
-                    g[2 * H + j] = gg;
-                    g[3 * H + j] = og;
-                    c_next[k] = cn;
-                    tc[k] = th;
-                    h_next[k] = og * th;
-                }
-            }
+            memcpy(c_next, c + (size_t)t * B * H, (size_t)B * H * sizeof(float));
+            for (int b = 0; b < B; b++)
+                act_lstm_cell(gt + (size_t)b * G, c_next + (size_t)b * H, tc + (size_t)b * H,
+                              h_next + (size_t)b * H, H);
         }
         if (ws->mask && l < cf->layers - 1) {
             float *mask = ws->mask + (size_t)l * TB * H, *drop = ws->drop + (size_t)l * TB * H;

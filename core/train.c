@@ -205,7 +205,7 @@ int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_s
     const ModelConfig *m = &st->model.config;
     const char *keys[] = {"vocab_size", "embed", "hidden", "layers"};
     int want[] = {m->vocab_size, m->embed, m->hidden, m->layers};
-    uint64_t v, step, adam_t, rng[4];
+    uint64_t v = 0, step = 0, adam_t = 0, rng[4] = {0};
     int rc = -1;
     for (int i = 0; i < 4; i++) {
         if (meta_u64(&f, keys[i], &v, err) != 0) goto out;
