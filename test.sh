@@ -18,6 +18,7 @@ cmake --build build-asan -j"$jobs"
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2)
 
 echo "== browser test (chromium + playwright-core)"
+npm ci --no-audit --no-fund --loglevel=error
 tests/e2e/run.sh
 
 echo "== all tests passed"
