@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and starts charlm-server on the shipped model at
+# http://127.0.0.1:8080. Extra arguments go to charlm-server (e.g. --port 9000).
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/install-deps.sh build
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)" --target charlm-server charlm-train
+exec build/charlm-server --model artefacts "$@"
