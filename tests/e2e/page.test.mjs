@@ -1,0 +1,389 @@
+// End-to-end test of the web page: a real charlm-server, Debian's chromium driven by
+// playwright-core. Run through tests/e2e/run.sh, which provides:
+//   CHARLM_SERVER   path to the charlm-server binary
+//   E2E_MODEL_DIR   artefacts folder (model.safetensors, vocab.json, train_log.jsonl)
+//   E2E_OUT_DIR     where the screenshots go (build/)
+//   CHARLM_STATIC_DIR  the page folder the server serves
+// The server is started here and stopped in every case (after hook, exit handler).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const SERVER = process.env.CHARLM_SERVER;
+const MODEL_DIR = process.env.E2E_MODEL_DIR;
+const OUT_DIR = process.env.E2E_OUT_DIR || 'build';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const LONG = 1000000; // max_tokens for the generation that Stop must cut short
+
+for (const [name, v] of [['CHARLM_SERVER', SERVER], ['E2E_MODEL_DIR', MODEL_DIR]]) {
+  if (!v) {
+    console.error(`page.test.mjs: ${name} is not set; run tests/e2e/run.sh`);
+    process.exit(2);
+  }
+}
+
+let server = null; // child process
+let serverLog = '';
+let base = ''; // http://127.0.0.1:PORT
+let userDir = '';
+let context = null;
+let page = null;
+const requests = []; // every URL the browser asked for
+const consoleErrors = []; // [text, url]
+let allowed = []; // console errors a step expects (the browser logs 4xx/5xx fetches)
+
+function killServer(signal = 'SIGTERM') {
+  if (server && server.exitCode === null && server.signalCode === null) server.kill(signal);
+}
+process.on('exit', () => killServer('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    killServer('SIGKILL');
+    process.exit(130);
+  });
+}
+
+function startServer() {
+  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
+    '--max-tokens', String(LONG), '--max-concurrent', '1'];
+  server = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`charlm-server did not say where it listens within 15 s:\n${serverLog}`)), 15000);
+    const onData = (d) => {
+      serverLog += d;
+      if (serverLog.length > 200000) serverLog = serverLog.slice(-100000);
+      const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(serverLog);
+      if (m && !base) {
+        base = m[1];
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    server.stderr.on('data', onData);
+    server.stdout.on('data', onData);
+    server.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      if (!base) reject(new Error(`charlm-server exited (${code ?? sig}) before listening:\n${serverLog}`));
+    });
+    server.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${SERVER}: ${e.message}`));
+    });
+  });
+}
+
+async function postGenerate(body) {
+  const res = await fetch(base + '/generate', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+// The server frees a generation's slot when it notices the client went away; with
+// --max-concurrent 1 the next step must wait for that.
+async function waitIdle() {
+  for (let i = 0; i < 100; i++) {
+    const r = await postGenerate({ prompt: 'a', max_tokens: 1 });
+    if (r.status === 200) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('server still busy 10 s after the last generation was stopped');
+}
+
+function readLogRows() {
+  const file = path.join(MODEL_DIR, 'train_log.jsonl');
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+async function setControls(values) {
+  for (const [id, v] of Object.entries(values)) await page.fill('#' + id, String(v));
+}
+
+async function finishText() {
+  return (await page.textContent('#st-finish')).trim();
+}
+
+// Waits until the status shows a finished generation (not streaming/waiting).
+async function waitFinished(timeout = 30000) {
+  await page.waitForFunction(() => {
+    const f = document.getElementById('st-finish').textContent;
+    return document.getElementById('generate').disabled === false && !/streaming|waiting/.test(f) && f !== '—';
+  }, null, { timeout });
+  return finishText();
+}
+
+async function generateAndWait() {
+  await page.click('#generate');
+  const f = await waitFinished();
+  return { finish: f, text: await page.textContent('#out-cont') };
+}
+
+function expectConsole(pattern, fn) {
+  return async () => {
+    allowed.push(pattern);
+    try {
+      await fn();
+    } finally {
+      allowed = allowed.filter((p) => p !== pattern);
+    }
+  };
+}
+
+describe('charlm web page', { timeout: 240000 }, () => {
+  before(async () => {
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    await startServer();
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'charlm-e2e-profile-'));
+    context = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    context.on('request', (r) => requests.push(r.url()));
+    page = context.pages()[0] || (await context.newPage());
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const text = m.text();
+      const url = (m.location() && m.location().url) || '';
+      if (allowed.some((p) => p.test(text + ' ' + url))) return;
+      consoleErrors.push(`${text} (${url})`);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+  });
+
+  after(async () => {
+    try {
+      if (context) await context.close();
+    } finally {
+      killServer('SIGTERM');
+      if (server && server.exitCode === null && server.signalCode === null) {
+        await new Promise((res) => {
+          const t = setTimeout(() => {
+            killServer('SIGKILL');
+            res();
+          }, 5000);
+          server.once('exit', () => {
+            clearTimeout(t);
+            res();
+          });
+        });
+      }
+      if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves the page with a same-origin Content-Security-Policy', async () => {
+    const res = await page.goto(base + '/');
+    assert.equal(res.status(), 200);
+    const csp = res.headers()['content-security-policy'] || '';
+    assert.match(csp, /'self'/, `GET / must carry a CSP allowing only 'self', got "${csp}"`);
+    assert.doesNotMatch(csp, /unsafe-inline|\*/, `CSP too permissive: ${csp}`);
+    await page.waitForSelector('#card-facts div');
+  });
+
+  it('streams a continuation for a typed prompt and shows the finish reason', async () => {
+    await page.fill('#prompt', 'the cat ');
+    await setControls({ max_tokens: 80, seed: 7 });
+    const sse = page.waitForResponse((r) => r.url() === base + '/generate');
+    await page.click('#generate');
+    const res = await sse;
+    assert.equal(res.status(), 200);
+    assert.match(res.headers()['content-type'] || '', /^text\/event-stream/);
+    const finish = await waitFinished();
+    assert.equal(finish, 'length');
+    const text = await page.textContent('#out-cont');
+    assert.equal([...text].length, 80, 'continuation has max_tokens chars');
+    assert.equal((await page.textContent('#out-prompt')), 'the cat ', 'prompt shown apart from the continuation');
+    assert.equal((await page.textContent('#st-chars')).trim(), '80');
+    assert.match((await page.textContent('#st-rate')).trim(), /^[\d,]+$/, 'chars/s shown');
+    assert.equal((await page.textContent('#st-seed')).trim(), '7');
+    // The page shows exactly what the server generates for these parameters.
+    const direct = await postGenerate({ prompt: 'the cat ', max_tokens: 80, seed: 7 });
+    assert.equal(direct.status, 200);
+    assert.equal(text, direct.json.text, 'streamed text equals the non-streamed /generate text');
+    // Prompt and continuation are styled apart.
+    const colors = await page.evaluate(() => [
+      getComputedStyle(document.getElementById('out-prompt')).color + getComputedStyle(document.getElementById('out-prompt')).backgroundColor,
+      getComputedStyle(document.getElementById('out-cont')).color + getComputedStyle(document.getElementById('out-cont')).backgroundColor,
+    ]);
+    assert.notEqual(colors[0], colors[1], 'continuation must look different from the prompt');
+    await page.screenshot({ path: path.join(OUT_DIR, 'screenshot-desktop.png'), fullPage: true });
+  });
+
+  it('gives the same text for the same seed (button and Ctrl+Enter), and shows a random seed for reuse', async () => {
+    await page.fill('#prompt', 'and so ');
+    await setControls({ max_tokens: 120, seed: 1234, temperature: 1 });
+    const a = await generateAndWait();
+    await page.focus('#prompt');
+    await page.keyboard.press('Control+Enter');
+    await page.waitForFunction(() => document.getElementById('generate').disabled === false &&
+      document.getElementById('st-finish').textContent === 'length', null, { timeout: 30000 });
+    const b = await page.textContent('#out-cont');
+    assert.equal(a.finish, 'length');
+    assert.equal([...a.text].length, 120);
+    assert.equal(b, a.text, 'same seed, same text');
+
+    // Empty seed: the server picks one, the page shows it, and reusing it reproduces.
+    await page.fill('#seed', '');
+    const c = await generateAndWait();
+    const shown = (await page.textContent('#st-seed')).trim();
+    assert.match(shown, /^\d+$/, 'the seed used is shown');
+    await page.click('#reuse-seed');
+    assert.equal(await page.inputValue('#seed'), shown);
+    const d = await generateAndWait();
+    assert.equal(d.text, c.text, 'reusing the shown seed reproduces the text');
+  });
+
+  it('Continue appends the result to the prompt; Copy copies prompt and continuation', async () => {
+    await page.fill('#prompt', 'once ');
+    await setControls({ max_tokens: 30, seed: 99 });
+    const r = await generateAndWait();
+    await page.click('#copy');
+    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(clip, 'once ' + r.text);
+    await page.click('#continue');
+    assert.equal(await page.inputValue('#prompt'), 'once ' + r.text);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'prompt');
+  });
+
+  it('Stop ends a long generation early', async () => {
+    await page.fill('#prompt', 'long ');
+    await setControls({ max_tokens: LONG, seed: 5, temperature: 1 });
+    // Count how often the continuation grows: streaming means many small updates.
+    await page.evaluate(() => {
+      window.__updates = 0;
+      new MutationObserver(() => window.__updates++).observe(document.getElementById('out-cont'),
+        { characterData: true, childList: true, subtree: true });
+    });
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('out-cont').textContent.length >= 200 && window.__updates >= 3,
+      null, { timeout: 30000 });
+    assert.equal(await finishText(), 'streaming…', 'still streaming while text arrives');
+    await page.click('#stop');
+    const finish = await waitFinished(10000);
+    assert.equal(finish, 'cancelled');
+    const chars = Number((await page.textContent('#st-chars')).replace(/,/g, ''));
+    assert.ok(chars >= 200 && chars < LONG, `stopped early: ${chars} of ${LONG} chars`);
+    assert.equal(await page.isDisabled('#stop'), true);
+    // The server must notice the closed connection and free the slot (--max-concurrent 1).
+    await waitIdle();
+  });
+
+  it('shows the server\'s error inline next to the control that caused it', expectConsole(/status of 400/, async () => {
+    await page.fill('#prompt', 'x');
+    await setControls({ max_tokens: 20, seed: '', top_p: 5 });
+    await page.click('#generate');
+    await page.waitForSelector('#err-top_p:not([hidden])', { timeout: 10000 });
+    const direct = await postGenerate({ prompt: 'x', max_tokens: 20, top_p: 5 });
+    assert.equal(direct.status, 400);
+    assert.equal(direct.json.error.param, 'top_p');
+    assert.equal((await page.textContent('#err-top_p')).trim(), direct.json.error.message);
+    const sameField = await page.evaluate(() =>
+      document.getElementById('err-top_p').closest('.field') === document.getElementById('top_p').closest('.field'));
+    assert.ok(sameField, 'error sits in the top_p field');
+    assert.equal(await page.getAttribute('#top_p', 'aria-invalid'), 'true');
+    assert.equal(await page.isHidden('#err-general'), true, 'a field error is not shown as a general error');
+
+    // Fixing the value clears the message; a good request goes through.
+    await setControls({ top_p: 0.9 });
+    assert.equal(await page.isHidden('#err-top_p'), true);
+    const r = await generateAndWait();
+    assert.equal(r.finish, 'length');
+  }));
+
+  it('reports a 503 when the server is busy', expectConsole(/status of 503/, async () => {
+    // Hold the only generation slot with a long request of our own.
+    const ctrl = new AbortController();
+    const res = await fetch(base + '/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'busy', max_tokens: LONG, stream: true }),
+      signal: ctrl.signal,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    await reader.read();
+    try {
+      await setControls({ max_tokens: 20, top_p: 1 });
+      await page.click('#generate');
+      await page.waitForSelector('#err-general:not([hidden])', { timeout: 10000 });
+      assert.match(await page.textContent('#err-general'), /503/);
+    } finally {
+      ctrl.abort();
+      await reader.cancel().catch(() => {});
+    }
+    await waitIdle();
+  }));
+
+  it('draws the model card with one chart point per train_log.jsonl row per series', async () => {
+    const rows = readLogRows();
+    assert.ok(rows.length >= 2, `train_log.jsonl should have rows, has ${rows.length}`);
+    const card = await (await fetch(base + '/model')).json();
+    const facts = await page.textContent('#card-facts');
+    for (const label of ['Parameters', 'Vocabulary', 'Hidden', 'Validation loss']) {
+      assert.ok(facts.includes(label), `model card shows ${label}: ${facts}`);
+    }
+    const vocab = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'vocab.json'), 'utf8')).chars.length;
+    assert.ok(facts.includes(`${vocab} chars`), `vocab size ${vocab} shown: ${facts}`);
+    for (const series of ['train', 'val']) {
+      const n = await page.locator(`#chart svg circle.point[data-series="${series}"]`).count();
+      assert.equal(n, rows.length, `${series} series: ${n} points for ${rows.length} log rows`);
+      const dp = await page.getAttribute(`#chart svg g[data-series="${series}"] polyline`, 'data-points');
+      assert.equal(Number(dp), rows.length);
+    }
+    const labels = await page.locator('#chart svg text.axis-label').allTextContents();
+    assert.ok(labels.some((t) => /step/.test(t)) && labels.some((t) => /loss/.test(t)), `axis labels: ${labels}`);
+    assert.ok(JSON.stringify(card).length > 2);
+  });
+
+  it('looks right on a phone-sized screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    await page.waitForSelector('#card-facts div');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
+    await page.fill('#prompt', 'the ');
+    await setControls({ max_tokens: 160, seed: 3 });
+    const r = await generateAndWait();
+    assert.equal(r.finish, 'length');
+    await page.screenshot({ path: path.join(OUT_DIR, 'screenshot-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  // Chromium logs the broken response body (net::ERR_...) itself; that one is expected.
+  it('reports a lost connection instead of swallowing it', expectConsole(/net::ERR_/, async () => {
+    await page.fill('#prompt', 'lost ');
+    await setControls({ max_tokens: LONG, seed: 11 });
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('out-cont').textContent.length >= 50, null, { timeout: 30000 });
+    killServer('SIGKILL'); // a crash, not a graceful shutdown
+    const finish = await waitFinished(15000);
+    assert.equal(finish, 'connection lost');
+    assert.match(await page.textContent('#err-general'), /Connection lost/);
+    const chars = Number((await page.textContent('#st-chars')).replace(/,/g, ''));
+    assert.ok(chars >= 50, 'the text received before the loss is kept');
+  }));
+
+  it('made no request to another origin and logged no console errors', () => {
+    const origin = new URL(base).origin;
+    const foreign = requests.filter((u) => {
+      try {
+        return new URL(u).origin !== origin;
+      } catch (_) {
+        return true;
+      }
+    });
+    assert.deepEqual(foreign, [], 'requests to other origins');
+    assert.ok(requests.some((u) => u.endsWith('/static/app.js')), 'the page loaded its script');
+    assert.deepEqual(consoleErrors, [], 'console errors');
+  });
+});

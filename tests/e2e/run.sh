@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Browser test of the web page: starts charlm-server on a free port with a tiny model and
+# drives Debian's chromium through playwright-core (tests/e2e/page.test.mjs).
+#
+#   npm ci                      # once: installs playwright-core from package-lock.json
+#   bash tests/e2e/run.sh       # uses BIN_DIR (default: build/) for charlm-server/-train
+#
+# Environment:
+#   BIN_DIR         folder with charlm-server (and charlm-train); default <repo>/build
+#   E2E_MODEL_DIR   use this artefacts folder instead of training a tiny model
+#   CHROMIUM        browser binary; default /usr/bin/chromium
+# Builds nothing. Screenshots go to build/screenshot-desktop.png and build/screenshot-phone.png.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bin_dir=${BIN_DIR:-$repo/build}
+server=$bin_dir/charlm-server
+train=$bin_dir/charlm-train
+chromium=${CHROMIUM:-/usr/bin/chromium}
+
+fail() {
+    echo "tests/e2e/run.sh: $*" >&2
+    exit 1
+}
+
+[ -x "$server" ] || fail "no charlm-server in $bin_dir (build first, or set BIN_DIR)"
+[ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
+command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
+[ -f "$repo/node_modules/playwright-core/package.json" ] || fail "playwright-core missing: run 'npm ci' in $repo"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/charlm-e2e.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+if [ -n "${E2E_MODEL_DIR:-}" ]; then
+    model=$E2E_MODEL_DIR
+else
+    [ -x "$train" ] || fail "no charlm-train in $bin_dir to make the test model (or set E2E_MODEL_DIR)"
+    # A small corpus of our own, repeated so the tiny model learns something in 60 steps.
+    corpus=$work/corpus.txt
+    for i in $(seq 1 40); do
+        cat <<'EOF'
+the cat sat on the mat and the dog sat on the log.
+a small boat drifts past the old mill while the river runs slow and brown.
+she counted the lanterns: one, two, three, four, five; then the wind put them out.
+"where are you going?" asked the fox. "home," said the hare, "before the rain."
+EOF
+    done >"$corpus"
+    model=$work/model
+    echo "e2e: training a tiny model in $model" >&2
+    "$train" train --corpus "$corpus" --out "$model" --hidden 32 --embed 16 --steps 60 \
+        --eval-every 20 --seq 32 --batch 8 --threads 1 --seed 1 >"$work/train.log" 2>&1 ||
+        { cat "$work/train.log" >&2; fail "charlm-train failed"; }
+fi
+for f in model.safetensors vocab.json train_log.jsonl; do
+    [ -f "$model/$f" ] || fail "$model has no $f"
+done
+
+mkdir -p "$repo/build"
+cd "$repo"
+CHARLM_SERVER=$server E2E_MODEL_DIR=$model E2E_OUT_DIR=$repo/build CHROMIUM=$chromium \
+    CHARLM_STATIC_DIR=$repo/static node --test-reporter=spec tests/e2e/page.test.mjs
