@@ -473,7 +473,7 @@
 
   // /model may nest the hyperparameters or not; look in both places.
   function pick(obj, ...names) {
-    const places = [obj, obj.hyperparameters, obj.model, obj.config, obj.metadata].filter(Boolean);
+    const places = [obj, obj.hyperparameters, obj.model, obj.config, obj.metadata, obj.limits].filter(Boolean);
     for (const name of names) {
       for (const o of places) {
         if (o[name] !== undefined && o[name] !== null) return o[name];
