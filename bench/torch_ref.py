@@ -29,20 +29,24 @@ import sys
 import time
 
 
-def _threads_from_argv(argv):
+def _flag_from_argv(argv, name, default):
     for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
+        if a == name and i + 1 < len(argv):
             return argv[i + 1]
-        if a.startswith("--threads="):
+        if a.startswith(name + "="):
             return a.split("=", 1)[1]
-    return "1"
+    return default
 
 
 # torch here runs its matrix products on Debian's OpenBLAS (pthreads build), whose thread
-# count torch.set_num_threads does not control: fix it before torch loads it, so that
-# "--threads 1" really is one core for both implementations.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_from_argv(sys.argv))
-os.environ.setdefault("OMP_NUM_THREADS", _threads_from_argv(sys.argv))
+# count torch.set_num_threads does not control: fix it before torch loads OpenBLAS, so that
+# "--threads 1" really is one core. With --threads 2, OpenBLAS's busy-waiting threads on
+# top of torch's OpenMP ones collapse when the cores are shared with other work, so
+# --blas-threads 1 (OpenMP-only parallelism) is offered too; bench/train_bench.sh keeps
+# whichever is faster.
+_THREADS = _flag_from_argv(sys.argv, "--threads", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = _flag_from_argv(sys.argv, "--blas-threads", _THREADS)
+os.environ["OMP_NUM_THREADS"] = _THREADS
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -71,6 +75,8 @@ def parse_args():
     ap.add_argument("--checkpoint-every", type=int, default=0, help="accepted, ignored")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OpenBLAS threads (default: --threads)")
     return ap.parse_args()
 
 
@@ -165,7 +171,8 @@ def main():
                    best)
     print(json.dumps({"impl": "torch", "steps": args.steps,
                       "tokens_per_s": round(tokens / train_time, 1), "val_loss": round(best, 6),
-                      "elapsed_s": round(train_time, 3), "threads": args.threads}))
+                      "elapsed_s": round(train_time, 3), "threads": args.threads,
+                      "blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"])}))
 
 
 if __name__ == "__main__":

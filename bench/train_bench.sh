@@ -13,6 +13,12 @@
 # evaluate only at the end (--eval-every STEPS), which neither counts in its timing.
 # GFLOP/s = tokens/s x (sgemm FLOPs of one step / tokens of one step), the FLOPs counted
 # by sgemm_ceiling at the same shapes; "of ceiling" divides by sgemm_ceiling's own rate.
+#
+# Fairness to torch at --threads > 1: its OpenMP (and OpenBLAS) threads busy-wait, which
+# collapses its throughput several-fold whenever anything else wants the cores. Each run
+# therefore tries OMP_WAIT_POLICY=active (torch's default) and =passive and keeps the
+# faster (TORCH_WAIT overrides the list). The load average is printed: figures taken on
+# a busy machine are not comparable with a quiet one's.
 set -eu
 
 CORPUS=${1:?usage: bench/train_bench.sh CORPUS [STEPS]}
@@ -22,6 +28,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPS=${REPS:-3}
 THREADS=${THREADS:-1 2}
 EXTRA=${EXTRA:-}
+TORCH_WAIT=${TORCH_WAIT:-active passive}
 BIN=${BIN:-$ROOT/build/charlm-train}
 if [ ! -x "$BIN" ]; then
     BIN=$ROOT/build-bench/charlm-train
@@ -54,6 +61,7 @@ echo "sgemm ceiling (vocab $V) ..." >&2
 
 last_json() { grep '^{' "$1" | tail -n 1; }
 
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 for t in $THREADS; do
     r=1
     while [ "$r" -le "$REPS" ]; do
@@ -65,17 +73,28 @@ for t in $THREADS; do
         line=$(last_json "$WORK/out")
         [ -n "$line" ] || line=$(tail -n 1 "$WORK/charlm/train_log.jsonl")
         echo "charlm $t $line" >>"$WORK/results"
-        echo "threads $t, run $r/$REPS: torch ..." >&2
-        # shellcheck disable=SC2086
-        "$PYTHON" "$ROOT/bench/torch_ref.py" --corpus "$CORPUS" --out "$WORK/torch" \
-            --steps "$STEPS" --eval-every "$STEPS" --threads "$t" --seed 42 $EXTRA \
-            >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
-        echo "torch $t $(last_json "$WORK/out")" >>"$WORK/results"
+        variants=active
+        [ "$t" -le 1 ] || variants=$TORCH_WAIT
+        best=
+        for w in $variants; do
+            echo "threads $t, run $r/$REPS: torch (OpenMP wait policy $w) ..." >&2
+            # shellcheck disable=SC2086
+            OMP_WAIT_POLICY=$w "$PYTHON" "$ROOT/bench/torch_ref.py" --corpus "$CORPUS" \
+                --out "$WORK/torch" --steps "$STEPS" --eval-every "$STEPS" --threads "$t" \
+                --seed 42 $EXTRA >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+            line=$(last_json "$WORK/out" | sed "s/}\$/, \"wait\": \"$w\"}/")
+            best=$(printf '%s\n%s\n' "$best" "$line" | "$PYTHON" -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+print(json.dumps(max(rows, key=lambda r: r["tokens_per_s"])))')
+        done
+        echo "torch $t $best" >>"$WORK/results"
         r=$((r + 1))
     done
 done
 
-"$PYTHON" - "$WORK/results" "$WORK/ceiling.json" "$STEPS" <<'EOF'
+LOAD1=$(cut -d' ' -f1 /proc/loadavg)
+"$PYTHON" - "$WORK/results" "$WORK/ceiling.json" "$STEPS" "$LOAD0" "$LOAD1" "$(nproc)" <<'EOF'
 import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -84,7 +103,8 @@ for line in open(sys.argv[1]):
 ceil = json.load(open(sys.argv[2]))
 per_token = ceil["flops_per_step"] / ceil["tokens_per_step"]
 print(f"training throughput, {sys.argv[3]} steps, median of {len(next(iter(rows.values())))} "
-      f"runs; sgemm FLOPs per step {ceil['flops_per_step'] / 1e9:.2f} G")
+      f"runs; sgemm FLOPs per step {ceil['flops_per_step'] / 1e9:.2f} G; load average "
+      f"{sys.argv[4]} at start, {sys.argv[5]} at end, {sys.argv[6]} CPUs")
 print(f"{'impl':<8}{'threads':>8}{'tokens/s':>11}{'GFLOP/s':>9}{'of ceiling':>12}"
       f"{'charlm/torch':>14}   runs")
 for t in sorted({t for _, t in rows}):
