@@ -47,7 +47,7 @@ static int get_number(const cJSON *it, ApiError *e, double *out) {
 
 // Integers may be written as 2.0 (JSON has one number type) but not as 1.5.
 static int get_int(const cJSON *it, double lo, double hi, ApiError *e, double *out) {
-    double v;
+    double v = 0;
     if (!cJSON_IsNumber(it)) return bad(e, it->string, "%s must be an integer", it->string);
     if (get_number(it, e, &v)) return -1;
     if (v != floor(v)) return bad(e, it->string, "%s must be an integer", it->string);
@@ -119,7 +119,7 @@ static int parse_common(const cJSON *it, int openai, const ServerConfig *cfg, Ge
                         ApiError *e, int *rc) {
     const char *k = it->string;
     SamplerParams *sp = &r->gen.sampler;
-    double v;
+    double v = 0;
     *rc = 0;
     if (strcmp(k, "prompt") == 0) {
         *rc = parse_prompt(it, openai, cfg, r, e);
@@ -169,7 +169,7 @@ static int parse_common(const cJSON *it, int openai, const ServerConfig *cfg, Ge
 // have to ignore silently (n = 1, echo false, no suffix), ignored otherwise.
 static int parse_openai_extra(const cJSON *it, GenRequest *r, ApiError *e, int *rc) {
     const char *k = it->string;
-    double v;
+    double v = 0;
     *rc = 0;
     if (strcmp(k, "model") == 0 || strcmp(k, "user") == 0) {
         if (!cJSON_IsString(it)) *rc = bad(e, k, "%s must be a string", k);

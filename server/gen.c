@@ -88,12 +88,19 @@ static double job_ms(const Job *j) {
     return round(elapsed_ms(&j->t0) * 1000.0) / 1000.0;
 }
 
+// cJSON prints numbers near 2^53 with 15 significant digits, which is not exact.
+static void add_seed(cJSON *o, const Job *j) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->req.gen.seed);
+    cJSON_AddRawToObject(o, "seed", buf);
+}
+
 // The final summary fields shared by the JSON reply and the stream's last event.
 static void add_summary(cJSON *o, const Job *j) {
     cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(j->gen.finish));
     cJSON_AddNumberToObject(o, "tokens", j->gen.tokens);
     cJSON_AddNumberToObject(o, "prompt_tokens", j->gen.prompt_tokens);
-    cJSON_AddNumberToObject(o, "seed", (double)j->req.gen.seed);
+    add_seed(o, j);
     cJSON_AddStringToObject(o, "unknown_chars", j->gen.unknown_chars);
     cJSON_AddNumberToObject(o, "elapsed_ms", job_ms(j));
 }
@@ -158,7 +165,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq, Job 
     if (j->req.openai) {
         o = openai_object(j, j->gen.text, finish_reason_name(j->gen.finish));
         add_usage(o, j);
-        cJSON_AddNumberToObject(o, "seed", (double)j->req.gen.seed);
+        add_seed(o, j);
     } else {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "text", j->gen.text);
@@ -214,7 +221,7 @@ static int stream_fill(Job *j) {
     const char *finish = finish_reason_name(j->gen.finish);
     if (j->req.openai) {
         cJSON *o = openai_object(j, "", finish);
-        cJSON_AddNumberToObject(o, "seed", (double)j->req.gen.seed);
+        add_seed(o, j);
         if (out_event(j, o)) return -1;
         if (j->req.include_usage) {
             o = openai_object(j, NULL, NULL);

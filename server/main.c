@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -205,8 +206,20 @@ static void free_all(void) {
     sem_destroy(&srv.compute);
 }
 
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t signals_seen;
+
+static void on_signal(int sig) {
+    char c = (char)sig;
+    signals_seen++;
+    ssize_t n = write(sig_pipe[1], &c, 1);
+    (void)n;
+}
+
+// Waits for in-flight generations to end, for at most `seconds` or until another signal.
 static void wait_in_flight(int seconds) {
-    for (int i = 0; i < seconds * 100 && atomic_load(&srv.in_flight) > 0; i++) usleep(10000);
+    for (int i = 0; i < seconds * 100 && atomic_load(&srv.in_flight) > 0 && signals_seen < 2; i++)
+        usleep(10000);
 }
 
 int main(int argc, char **argv) {
@@ -217,13 +230,17 @@ int main(int argc, char **argv) {
     // would only contend with the other generations for the same cores.
     openblas_set_num_threads(1);
 
-    // Signals are taken synchronously by sigwait below; every thread started from here on
-    // inherits the mask, so none of them is interrupted.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    // SIGTERM/SIGINT go through a self-pipe: OpenBLAS starts its threads before main, so
+    // blocking the signals for sigwait could not cover every thread, and a handler works in
+    // whichever thread the kernel picks. A second signal skips the drain wait.
+    if (pipe2(sig_pipe, O_CLOEXEC) != 0) {
+        perror(SERVER_NAME ": pipe");
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (artefacts_load(srv.cfg.model_dir, &srv.model, &srv.vocab, &srv.info, err)) {
@@ -261,8 +278,8 @@ int main(int argc, char **argv) {
     if (!srv.static_dir) fprintf(stderr, SERVER_NAME ": no static/ folder found; GET / is 404\n");
     fprintf(stderr, SERVER_NAME ": listening on %s\n", url);
 
-    int sig = 0;
-    while (sigwait(&sigs, &sig) != 0) {
+    char sig = 0;
+    while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR) {
     }
     fprintf(stderr, SERVER_NAME ": %s: draining %d generation(s)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&srv.in_flight));
