@@ -615,7 +615,10 @@
     if (!(hi > lo)) return [lo];
     const raw = (hi - lo) / want;
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+    // The candidate whose tick count comes closest to `want`.
+    const count = (s) => Math.floor(hi / s) - Math.ceil(lo / s) + 1;
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag)
+      .reduce((best, s) => (Math.abs(count(s) - want) < Math.abs(count(best) - want) ? s : best));
     const out = [];
     for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
     return out;

@@ -98,7 +98,9 @@ async function waitIdle() {
 
 function readLogRows() {
   const file = path.join(MODEL_DIR, 'train_log.jsonl');
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+  // One row per evaluation: the objects that carry a step (as the server reads them).
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l))
+    .filter((r) => typeof r.step === 'number');
 }
 
 async function setControls(values) {

@@ -35,7 +35,8 @@ if [ -n "${E2E_MODEL_DIR:-}" ]; then
     model=$E2E_MODEL_DIR
 else
     [ -x "$train" ] || fail "no charlm-train in $bin_dir to make the test model (or set E2E_MODEL_DIR)"
-    # A small corpus of our own, repeated so the tiny model learns something in 60 steps.
+    # A small corpus of our own, repeated so the tiny model learns something in a few
+    # hundred steps (about a second); 20 evaluations give the chart 20 points per series.
     corpus=$work/corpus.txt
     for i in $(seq 1 40); do
         cat <<'EOF'
@@ -47,7 +48,7 @@ EOF
     done >"$corpus"
     model=$work/model
     echo "e2e: training a tiny model in $model" >&2
-    "$train" train --corpus "$corpus" --out "$model" --hidden 32 --embed 16 --steps 60 \
+    "$train" train --corpus "$corpus" --out "$model" --hidden 32 --embed 16 --steps 400 \
         --eval-every 20 --seq 32 --batch 8 --threads 1 --seed 1 >"$work/train.log" 2>&1 ||
         { cat "$work/train.log" >&2; fail "charlm-train failed"; }
 fi
