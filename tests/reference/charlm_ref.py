@@ -16,6 +16,7 @@ import json
 import math
 import os
 import struct
+import time
 
 import numpy as np
 import torch
@@ -187,3 +188,117 @@ def stream_loss(model, ids, chunk=4096):
                                      reduction="sum").item()
             count += len(tgt)
     return total, count
+
+
+# ---------------------------------------------------------------------------- sampling
+
+M64 = (1 << 64) - 1
+
+
+class Rng:
+    """charlm's core/rng.c: xoshiro256** seeded through splitmix64."""
+
+    def __init__(self, seed):
+        x = seed & M64
+        self.s = []
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & M64
+            z = x
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+            self.s.append(z ^ (z >> 31))
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & M64
+
+    def next(self):
+        s = self.s
+        result = (self._rotl((s[1] * 5) & M64, 7) * 9) & M64
+        t = (s[1] << 17) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return result
+
+    def double(self):
+        return (self.next() >> 11) * (1.0 / (1 << 53))
+
+
+def sample(logits, p, recent, rng):
+    """logits: float32 numpy [V]. Mirrors core/sampler.c."""
+    l = logits.astype(np.float32).copy()
+    pen, window = p["repetition_penalty"], min(p["repetition_window"], len(recent))
+    if pen != 1.0 and window > 0:
+        for i in set(recent[len(recent) - window:]):
+            l[i] = l[i] / pen if l[i] > 0 else l[i] * pen
+        l = np.nan_to_num(l, nan=-np.finfo(np.float32).max)
+        l = np.clip(l, -np.finfo(np.float32).max, np.finfo(np.float32).max)
+    if p["temperature"] <= 0 or p["top_k"] == 1:
+        return int(np.argmax(l))
+    order = np.lexsort((np.arange(len(l)), -l))  # descending logit, ties by lower id
+    n = len(l)
+    if 0 < p["top_k"] < n:
+        n = p["top_k"]
+    keep = order[:n]
+    probs = np.exp((l[keep].astype(np.float64) - float(l[order[0]])) / p["temperature"])
+    probs = probs.astype(np.float32).astype(np.float64)
+    if p["top_p"] < 1.0:
+        cum = np.cumsum(probs)
+        m = int(np.searchsorted(cum, p["top_p"] * cum[-1])) + 1
+        n = min(m, n)
+        keep, probs = keep[:n], probs[:n]
+    cum = np.cumsum(probs)
+    u = rng.double() * cum[-1]
+    i = int(np.searchsorted(cum, u, side="right"))
+    return int(keep[min(i, n - 1)])
+
+
+def generate(model, chars, index, p):
+    """Yields (new_text, summary_or_None); the last item carries the summary."""
+    t0 = time.perf_counter()
+    ids, unknown = [], []
+    for c in p["prompt"]:
+        (ids.append(index[c]) if c in index else unknown.append(c))
+    prompt_tokens = len(ids)
+    recent = list(ids)
+    feed = ids if ids else [index.get("\n", 0)]
+    rng = Rng(p["seed"])
+    text, tokens, finish, emitted = "", 0, "length", 0
+    with torch.inference_mode():
+        logits, state = model(torch.tensor(feed, dtype=torch.long).view(-1, 1))
+        last = logits[-1, 0].numpy()
+        while True:
+            nxt = sample(last, p, recent, rng)
+            ch = chars[nxt]
+            tokens += 1
+            text += ch
+            recent.append(nxt)
+            if len(recent) > 4 * max(1, p["repetition_window"]):
+                recent = recent[-max(1, p["repetition_window"]):]
+            hit = next((s for s in p["stop"] if text.endswith(s)), None)
+            if hit is not None:
+                text = text[:-len(hit)]
+                finish = "stop"
+                break
+            if tokens >= p["max_tokens"]:
+                break
+            if p["stream"]:
+                # Hold back a tail that may still grow into a stop sequence.
+                hold = max([k for s in p["stop"] for k in range(1, len(s))
+                            if text.endswith(s[:k])] + [0])
+                if len(text) - hold > emitted:
+                    yield text[emitted:len(text) - hold], None
+                    emitted = len(text) - hold
+            logits, state = model(torch.tensor([[nxt]], dtype=torch.long), state)
+            last = logits[0, 0].numpy()
+    if p["stream"] and len(text) > emitted:
+        yield text[emitted:], None
+    summary = {"text": text, "finish_reason": finish, "tokens": tokens,
+               "prompt_tokens": prompt_tokens, "seed": p["seed"],
+               "unknown_chars": "".join(unknown),
+               "elapsed_ms": round((time.perf_counter() - t0) * 1e3, 3)}
+    yield "", summary
