@@ -257,6 +257,19 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.equal(await page.evaluate(() => document.activeElement.id), 'prompt');
   });
 
+  it('lists prompt characters the model does not know', async () => {
+    const vocab = new Set(JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'vocab.json'), 'utf8')).chars);
+    const unknown = [...'QZ€ж'].filter((c) => !vocab.has(c));
+    assert.ok(unknown.length > 0, 'the test model should lack some of Q, Z, €, ж');
+    await page.fill('#prompt', 'QZ€ж the ');
+    await setControls({ max_tokens: 10, seed: 1 });
+    const r = await generateAndWait();
+    assert.equal(r.finish, 'length');
+    const note = await page.textContent('#st-unknown');
+    assert.equal(await page.isVisible('#st-unknown'), true);
+    for (const c of unknown) assert.ok(note.includes(c), `${c} listed in "${note}"`);
+  });
+
   it('Stop ends a long generation early', async () => {
     await page.fill('#prompt', 'long ');
     await setControls({ max_tokens: LONG, seed: 5, temperature: 1 });

@@ -26,6 +26,8 @@ fail() {
 [ -x "$server" ] || fail "no charlm-server in $bin_dir (build first, or set BIN_DIR)"
 [ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: playwright-core needs node 20 or newer"
 [ -f "$repo/node_modules/playwright-core/package.json" ] || fail "playwright-core missing: run 'npm ci' in $repo"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/charlm-e2e.XXXXXX")
