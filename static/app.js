@@ -118,8 +118,8 @@
     const box = el.output;
     const pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
     run.node.appendData(run.pending);
+    run.chars += countChars(run.pending);
     run.pending = '';
-    run.chars = countChars(run.text);
     el.stChars.textContent = fmtInt(run.chars);
     if (pinned) box.scrollTop = box.scrollHeight;
   }
