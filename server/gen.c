@@ -31,6 +31,8 @@ typedef struct {
     size_t out_len, out_pos, out_cap;
     size_t sent;   // gen.text[0 .. sent) has gone out in events
     int finished;  // the last event is queued
+    int counted;   // in-flight count and generation metrics done
+    int logged;    // access log and request metrics done
     int gone;      // the client closed the connection
     int shut_down; // cancelled by SIGTERM
 
@@ -79,9 +81,21 @@ static void job_steps(Job *j, int until_text) {
     }
 }
 
+// Frees the generation's slot as soon as it is done, not when libmicrohttpd gets round to
+// releasing the response, so a client can follow up at once without a spurious 503.
 static void job_finish_metrics(Job *j) {
+    if (j->counted) return;
+    j->counted = 1;
     metrics_generation(j->gen.prompt_tokens, j->gen.tokens, j->gen.finish);
     atomic_fetch_sub(&srv.in_flight, 1);
+}
+
+static void stream_log(Job *j, int status) {
+    if (j->logged) return;
+    j->logged = 1;
+    double ms = elapsed_ms(&j->t0);
+    request_log(j->method, j->path, status, j->bytes, ms);
+    metrics_request(j->route, status, ms / 1e3);
 }
 
 static double job_ms(const Job *j) {
@@ -236,6 +250,7 @@ static int stream_fill(Job *j) {
         if (out_event(j, o)) return -1;
     }
     j->finished = 1;
+    job_finish_metrics(j);
     return 0;
 }
 
@@ -244,7 +259,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     Job *j = cls;
     while (j->out_pos == j->out_len) {
         j->out_pos = j->out_len = 0;
-        if (j->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (j->finished) {
+            stream_log(j, 200); // before the client sees the end of the response
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
         job_steps(j, 1);
         if (j->gone) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (stream_fill(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -261,12 +279,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 // client went away (then the generation simply stops being advanced).
 static void stream_free(void *cls) {
     Job *j = cls;
-    int status = j->finished && j->out_pos == j->out_len ? 200 : 499;
     if (!j->gen.done) generation_cancel(&j->gen);
+    stream_log(j, 499); // unless it was delivered: the client went away
     job_finish_metrics(j);
-    double ms = elapsed_ms(&j->t0);
-    request_log(j->method, j->path, status, j->bytes, ms);
-    metrics_request(j->route, status, ms / 1e3);
     job_free(j);
     free(j);
 }
