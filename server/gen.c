@@ -1,5 +1,4 @@
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -10,18 +9,17 @@
 #include "error.h"
 #include "server.h"
 
-// Steps computed per hold of a compute slot: long enough that taking the slot costs
-// nothing next to the steps, short enough that waiting streams take turns.
-#define STEPS_PER_SLOT 16
+// How often a waiting connection thread checks that its client is still there.
+#define POLL_MS 100
 
 /* One admitted generation. For a JSON reply it lives on the handler's stack frame; for a
  * stream it belongs to the libmicrohttpd response and ends in stream_free. */
 typedef struct {
     GenRequest req;
     Generation gen;
-    InferScratch scratch;
-    float *logits; // [V]
-    int fd;        // the client's socket, polled between steps to notice it has gone
+    Task task; // the scheduler's handle while gen is being generated
+    int submitted;
+    int fd; // the client's socket, polled while waiting to notice it has gone
     struct timespec t0;
     char id[40]; // OpenAI completion id
     time_t created;
@@ -29,12 +27,11 @@ typedef struct {
     // streaming
     char *out; // pending SSE bytes out[pos .. len)
     size_t out_len, out_pos, out_cap;
-    size_t sent;   // gen.text[0 .. sent) has gone out in events
-    int finished;  // the last event is queued
-    int counted;   // in-flight count and generation metrics done
-    int logged;    // access log and request metrics done
-    int gone;      // the client closed the connection
-    int shut_down; // cancelled by SIGTERM
+    size_t sent;  // gen.text[0 .. sent) has gone out in events
+    int finished; // the last event is queued
+    int counted;  // in-flight count and generation metrics done
+    int logged;   // access log and request metrics done
+    int gone;     // the client closed the connection
 
     // access log and metrics, written when the stream ends
     Route route;
@@ -45,9 +42,8 @@ typedef struct {
 
 static void job_free(Job *j) {
     gen_request_free(&j->req);
+    if (j->submitted) sched_task_destroy(&j->task);
     generation_free(&j->gen);
-    if (j->scratch.x) infer_scratch_free(&j->scratch);
-    free(j->logits);
     free(j->out);
 }
 
@@ -58,27 +54,9 @@ static int client_gone(int fd) {
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
-// Advances the generation by up to STEPS_PER_SLOT steps while holding one compute slot;
-// with until_text, stops as soon as new text may be streamed.
-static void job_steps(Job *j, int until_text) {
-    while (sem_wait(&srv.compute) != 0 && errno == EINTR) {
-    }
-    StreamState *st = &j->gen.state;
-    for (int i = 0; i < STEPS_PER_SLOT && !j->gen.done; i++) {
-        int id = generation_input(&j->gen);
-        // The n-stream step with n = 1: a batching scheduler would gather many here.
-        infer_step(&srv.model, &j->scratch, 1, &id, &st, j->logits);
-        generation_advance(&j->gen, j->logits);
-        if (until_text && j->gen.emitted > j->sent) break;
-    }
-    sem_post(&srv.compute);
-    if (atomic_load(&srv.shutting_down) >= 2 && !j->gen.done) {
-        j->shut_down = 1;
-        generation_cancel(&j->gen);
-    } else if (client_gone(j->fd) && !j->gen.done) {
-        j->gone = 1;
-        generation_cancel(&j->gen);
-    }
+// The end of a generation that was cancelled while its client was still there.
+static int shut_down(const Job *j) {
+    return j->gen.finish == FINISH_CANCELLED && !j->gone;
 }
 
 // Frees the generation's slot as soon as it is done, not when libmicrohttpd gets round to
@@ -163,16 +141,20 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     if (generation_init(&j->gen, &srv.model, &srv.vocab, j->req.prompt, j->req.prompt_len,
                         &j->req.gen, err))
         return -1;
-    if (infer_scratch_alloc(&j->scratch, &srv.model.config, 1, err)) return -1;
-    j->logits = malloc((size_t)srv.model.config.vocab_size * sizeof(float));
-    if (!j->logits) return err_set(err, "out of memory");
     return 0;
 }
 
 static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq, Job *j) {
-    while (!j->gen.done) job_steps(j, 0);
+    sched_submit(&j->task, &j->gen, 0);
+    j->submitted = 1;
+    while (sched_wait(&j->task, 0, POLL_MS, NULL, NULL) != 1) {
+        if (client_gone(j->fd)) {
+            sched_cancel(&j->task);
+            j->gone = 1;
+        }
+    }
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
-    if (j->shut_down)
+    if (shut_down(j))
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down",
                              NULL);
     cJSON *o;
@@ -211,27 +193,19 @@ static int out_event(Job *j, cJSON *o) {
     return 0;
 }
 
-// Queues the events for text emitted since the last call, and the closing ones once
-// the generation is done.
-static int stream_fill(Job *j) {
-    if (j->gen.emitted > j->sent) {
-        size_t n = j->gen.emitted - j->sent;
-        char *chunk = malloc(n + 1);
-        if (!chunk) return -1;
-        memcpy(chunk, j->gen.text + j->sent, n);
-        chunk[n] = '\0';
-        j->sent = j->gen.emitted;
-        cJSON *o;
-        if (j->req.openai) {
-            o = openai_object(j, chunk, NULL);
-        } else {
-            o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "text", chunk);
-        }
-        free(chunk);
-        if (out_event(j, o)) return -1;
+static int stream_text(Job *j, const char *chunk) {
+    cJSON *o;
+    if (j->req.openai) {
+        o = openai_object(j, chunk, NULL);
+    } else {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", chunk);
     }
-    if (!j->gen.done) return 0;
+    return out_event(j, o);
+}
+
+// The closing events, once the generation is released.
+static int stream_final(Job *j) {
     const char *finish = finish_reason_name(j->gen.finish);
     if (j->req.openai) {
         cJSON *o = openai_object(j, "", finish);
@@ -263,9 +237,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             stream_log(j, 200); // before the client sees the end of the response
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
-        job_steps(j, 1);
-        if (j->gone) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (stream_fill(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        char *chunk;
+        size_t len;
+        int rc = sched_wait(&j->task, j->sent, POLL_MS, &chunk, &len);
+        if (rc < 0) {
+            if (client_gone(j->fd)) {
+                sched_cancel(&j->task);
+                j->gone = 1;
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            continue;
+        }
+        int failed = chunk && stream_text(j, chunk);
+        free(chunk);
+        j->sent += len;
+        if (failed || (rc == 1 && stream_final(j))) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     size_t n = j->out_len - j->out_pos;
     if (n > max) n = max;
@@ -276,11 +262,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 // Called by libmicrohttpd when the stream's response is released: delivered, or the
-// client went away (then the generation simply stops being advanced).
+// client went away (then its generation is cancelled).
 static void stream_free(void *cls) {
     Job *j = cls;
-    if (!j->gen.done) generation_cancel(&j->gen);
-    stream_log(j, 499); // unless it was delivered: the client went away
+    sched_cancel(&j->task); // returns at once when it is already over
+    stream_log(j, 499);     // unless it was delivered: the client went away
     job_finish_metrics(j);
     job_free(j);
     free(j);
@@ -326,9 +312,12 @@ enum MHD_Result gen_handle(struct MHD_Connection *conn, Request *rq, int openai)
         return r;
     }
 
+    sched_submit(&j->task, &j->gen, 1);
+    j->submitted = 1;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
     if (!resp) {
+        sched_cancel(&j->task);
         job_finish_metrics(j);
         job_free(j);
         free(j);

@@ -317,15 +317,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 struct MHD_Daemon *http_start(int listen_fd, char *err) {
-    // Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION with the
-    // internal poll thread only accepting). A generation is CPU work of up to a few
-    // seconds; on its connection's own thread it can simply run to completion, feed an
-    // SSE stream from the content-reader callback, and notice a closed socket between
-    // steps, with no hand-off between threads. The price, a thread stack per open
-    // connection, is bounded by the connection limit below. How many steps compute at
-    // once is bounded separately by --threads (see gen.c), so the CPU is not
-    // oversubscribed however many connections wait. MHD_USE_ITC lets SIGTERM quiesce
-    // the listening socket while in-flight requests finish.
+    // Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION, the internal
+    // poll thread only accepting). The generation itself runs on the scheduler's workers
+    // (sched.c), which step many requests as one batch; a connection thread just parses,
+    // waits on its task's condition variable and writes, so blocking there is natural: a
+    // JSON reply waits for the end, an SSE stream's content-reader callback waits for the
+    // next chunk, and either notices a closed socket while it waits. The price, a thread
+    // stack per open connection, is bounded by the connection limit below. MHD_USE_ITC
+    // lets SIGTERM quiesce the listening socket while in-flight requests finish.
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     unsigned limit = (unsigned)srv.cfg.max_concurrent + 64;

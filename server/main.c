@@ -32,8 +32,8 @@ static void usage(FILE *f) {
             "                       (+ train_log.jsonl) [CHARLM_MODEL] (default: artefacts)\n"
             "  --host ADDR          address to listen on [CHARLM_HOST] (default: 127.0.0.1)\n"
             "  --port N             port, 0 = any free one [CHARLM_PORT] (default: 8080)\n"
-            "  --threads N          generation steps computed at once [CHARLM_THREADS]\n"
-            "                       (default: the number of CPUs)\n"
+            "  --threads N          generation workers, each stepping its requests as one\n"
+            "                       batch [CHARLM_THREADS] (default: the number of CPUs)\n"
             "  --max-tokens N       largest max_tokens a request may ask for\n"
             "                       [CHARLM_MAX_TOKENS] (default: 2000)\n"
             "  --max-prompt N       longest prompt, in chars [CHARLM_MAX_PROMPT] (default: 8192)\n"
@@ -199,11 +199,11 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
 }
 
 static void free_all(void) {
+    sched_stop();
     free(srv.model_card);
     free(srv.static_dir);
     model_free(&srv.model);
     vocab_free(&srv.vocab);
-    sem_destroy(&srv.compute);
 }
 
 static int sig_pipe[2] = {-1, -1};
@@ -249,8 +249,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     srv.started = time(NULL);
-    sem_init(&srv.compute, 0, (unsigned)srv.cfg.threads);
-    if (info_build_model_card(err) || static_init(err)) {
+    if (info_build_model_card(err) || static_init(err) || sched_start(srv.cfg.threads, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
         return 1;

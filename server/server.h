@@ -5,7 +5,8 @@
  *   main.c     flags, environment, startup, signals, draining
  *   http.c     the libmicrohttpd daemon, routing, request bodies, responses, access log
  *   api.c      JSON request parsing and validation (/generate and /v1/completions)
- *   gen.c      running generations: JSON replies and SSE streams
+ *   gen.c      admitting generations, JSON replies and SSE streams
+ *   sched.c    the worker threads that step generations in batches
  *   info.c     /health, /model, /v1/models
  *   metrics.c  Prometheus counters and /metrics
  *   static.c   the web page and its assets
@@ -14,7 +15,7 @@
 #define CHARLM_SERVER_H
 
 #include <microhttpd.h>
-#include <semaphore.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
@@ -29,7 +30,7 @@ typedef struct {
     const char *model_dir;
     const char *host;
     int port;
-    int threads;        // generation steps computed at once
+    int threads;        // scheduler workers
     int max_tokens;     // per request
     int max_prompt;     // chars
     long max_body;      // bytes
@@ -47,7 +48,6 @@ typedef struct {
     time_t started;
     atomic_int in_flight;     // generations admitted and not yet finished
     atomic_int shutting_down; // 1: refuse new generations; 2: cancel running ones
-    sem_t compute;            // cfg.threads slots for computing steps
 } Server;
 
 extern Server srv;
@@ -117,6 +117,29 @@ void gen_request_free(GenRequest *r);
 
 /* gen.c */
 enum MHD_Result gen_handle(struct MHD_Connection *conn, Request *rq, int openai);
+
+/* sched.c: a generation handed to the workers. Between sched_submit and its release the
+ * Generation belongs to a worker and is read only through sched_wait. */
+typedef struct Task {
+    Generation *gen;
+    pthread_cond_t cv; // signalled on new text (if wants_text) and on release
+    int wants_text;    // a stream: wake the owner for every new chunk
+    int cancel;        // asked by the owner
+    int released;      // finished or cancelled; the worker no longer touches it
+    struct Worker *worker;
+    struct Task *next;
+} Task;
+
+int sched_start(int nworkers, char *err);
+void sched_stop(void);
+void sched_submit(Task *t, Generation *g, int wants_text);
+/* Waits up to timeout_ms for text past `have` bytes (streams) or for the release, and
+ * copies any new text into *chunk (malloc'd, may be NULL). Returns 1 once released (the
+ * final text may still come with it), 0 with new text, -1 on timeout. */
+int sched_wait(Task *t, size_t have, int timeout_ms, char **chunk, size_t *len);
+/* Cancels and waits for the release. */
+void sched_cancel(Task *t);
+void sched_task_destroy(Task *t);
 
 /* info.c */
 int info_build_model_card(char *err);

@@ -1,0 +1,219 @@
+/*
+ * sched.c — the batching scheduler: a few worker threads, each advancing all of its
+ * generations with one infer_step per step.
+ *
+ * One step of a small LSTM is a handful of products against the same weights; their cost
+ * is reading those weights, not the arithmetic, so stepping n streams together costs little
+ * more than stepping one. Connection threads therefore do not compute: they submit a
+ * task, wait on its condition variable for text or completion, and write to their socket.
+ * infer_step's rows do not depend on how many streams share a step, and each generation
+ * draws from its own generator, so a request's text is the same alone or in any batch.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "server.h"
+
+// Streams per infer_step. Beyond this a worker takes its streams in turns.
+#define MAX_BATCH 64
+
+typedef struct Worker {
+    pthread_t thread;
+    pthread_mutex_t mu; // guards the task list and every field the tasks share
+    pthread_cond_t work;
+    Task *head, *tail;
+    atomic_int ntasks; // written under mu, read without it to pick a worker
+    int stop, thread_started;
+    InferScratch scratch;
+    float *logits;        // [MAX_BATCH, V]
+    Task **batch;         // [MAX_BATCH]
+    int *ids;             // [MAX_BATCH]
+    StreamState **states; // [MAX_BATCH]
+} Worker;
+
+static Worker *workers;
+static int nworkers;
+
+// Removes t from w's list (lock held) and hands it back to its owner.
+static void release(Worker *w, Task *t) {
+    Task **p = &w->head, *prev = NULL;
+    while (*p && *p != t) prev = *p, p = &(*p)->next;
+    if (*p) {
+        *p = t->next;
+        if (w->tail == t) w->tail = prev;
+        w->ntasks--;
+    }
+    t->next = NULL;
+    t->released = 1;
+    pthread_cond_signal(&t->cv);
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    int V = srv.model.config.vocab_size;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->head && !w->stop) pthread_cond_wait(&w->work, &w->mu);
+        if (w->stop && !w->head) break;
+
+        // Gather the batch: cancelled tasks leave, the first MAX_BATCH others step.
+        int n = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
+        for (Task *t = w->head, *next; t && n < MAX_BATCH; t = next) {
+            next = t->next;
+            if (t->cancel || cancel_all) {
+                generation_cancel(t->gen);
+                release(w, t);
+                continue;
+            }
+            w->batch[n] = t;
+            w->ids[n] = generation_input(t->gen);
+            w->states[n] = &t->gen->state;
+            n++;
+        }
+        if (n == 0) continue;
+        // Those past MAX_BATCH get the next turn: rotate the stepped ones to the tail.
+        if (w->ntasks > n) {
+            Task *last = w->batch[n - 1];
+            if (last->next) {
+                w->tail->next = w->head;
+                w->head = last->next;
+                last->next = NULL;
+                w->tail = last;
+            }
+        }
+        pthread_mutex_unlock(&w->mu);
+        // The states are only ever touched by this worker: no lock while computing.
+        infer_step(&srv.model, &w->scratch, n, w->ids, w->states, w->logits);
+        pthread_mutex_lock(&w->mu);
+        for (int i = 0; i < n; i++) {
+            Task *t = w->batch[i];
+            size_t before = t->gen->emitted;
+            generation_advance(t->gen, w->logits + (size_t)i * V);
+            if (t->gen->done)
+                release(w, t);
+            else if (t->gen->emitted > before && t->wants_text)
+                pthread_cond_signal(&t->cv);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int sched_start(int n, char *err) {
+    workers = calloc((size_t)n, sizeof(*workers));
+    if (!workers) return err_set(err, "out of memory for %d workers", n);
+    int V = srv.model.config.vocab_size;
+    for (int i = 0; i < n; i++) {
+        Worker *w = &workers[i];
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->work, NULL);
+        w->logits = malloc((size_t)MAX_BATCH * V * sizeof(float));
+        w->batch = malloc(MAX_BATCH * sizeof(*w->batch));
+        w->ids = malloc(MAX_BATCH * sizeof(*w->ids));
+        w->states = malloc(MAX_BATCH * sizeof(*w->states));
+        if (!w->logits || !w->batch || !w->ids || !w->states ||
+            infer_scratch_alloc(&w->scratch, &srv.model.config, MAX_BATCH, err)) {
+            nworkers = i + 1;
+            sched_stop();
+            return err_set(err, "out of memory for the scheduler");
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            nworkers = i + 1;
+            sched_stop();
+            return err_set(err, "cannot start worker thread %d", i);
+        }
+        w->thread_started = 1;
+        nworkers = i + 1;
+    }
+    return 0;
+}
+
+void sched_stop(void) {
+    for (int i = 0; i < nworkers; i++) {
+        Worker *w = &workers[i];
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_signal(&w->work);
+        pthread_mutex_unlock(&w->mu);
+    }
+    for (int i = 0; i < nworkers; i++) {
+        Worker *w = &workers[i];
+        if (w->thread_started) pthread_join(w->thread, NULL);
+        if (w->scratch.x) infer_scratch_free(&w->scratch);
+        free(w->logits);
+        free(w->batch);
+        free(w->ids);
+        free(w->states);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->work);
+    }
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+}
+
+void sched_submit(Task *t, Generation *g, int wants_text) {
+    memset(t, 0, sizeof(*t));
+    t->gen = g;
+    t->wants_text = wants_text;
+    pthread_cond_init(&t->cv, NULL);
+    // The least loaded worker (a stale count only makes the balance a little off).
+    Worker *w = &workers[0];
+    for (int i = 1; i < nworkers; i++)
+        if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
+    t->worker = w;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = t;
+    else
+        w->head = t;
+    w->tail = t;
+    w->ntasks++;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int sched_wait(Task *t, size_t have, int timeout_ms, char **chunk, size_t *len) {
+    Worker *w = t->worker;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)timeout_ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    if (chunk) *chunk = NULL;
+    if (len) *len = 0;
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (!t->released && !(t->wants_text && t->gen->emitted > have) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&t->cv, &w->mu, &until);
+    int ready = t->released || (t->wants_text && t->gen->emitted > have);
+    if (ready && chunk && t->gen->emitted > have) {
+        size_t n = t->gen->emitted - have;
+        *chunk = malloc(n + 1);
+        if (*chunk) {
+            memcpy(*chunk, t->gen->text + have, n);
+            (*chunk)[n] = '\0';
+            *len = n;
+        }
+    }
+    int released = t->released;
+    pthread_mutex_unlock(&w->mu);
+    return released ? 1 : ready ? 0 : -1;
+}
+
+void sched_cancel(Task *t) {
+    Worker *w = t->worker;
+    pthread_mutex_lock(&w->mu);
+    t->cancel = 1;
+    pthread_cond_signal(&w->work);
+    while (!t->released) pthread_cond_wait(&t->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void sched_task_destroy(Task *t) {
+    if (t->worker) pthread_cond_destroy(&t->cv);
+    t->worker = NULL;
+}
