@@ -20,8 +20,7 @@ typedef struct {
 
 /* Writes <dir>/model.safetensors (atomically) with the spec's metadata. vocab.json must
  * already be in dir: its hash goes into the metadata. */
-int artefacts_save_model(const char *path, const Model *model, const ModelInfo *info,
-                         char *err);
+int artefacts_save_model(const char *path, const Model *model, const ModelInfo *info, char *err);
 /* Loads <dir>/vocab.json and <dir>/model.safetensors into vocab and model (allocated). */
 int artefacts_load(const char *dir, Model *model, Vocab *vocab, ModelInfo *info, char *err);
 /* Loads a model file and checks it against an already loaded vocab with the given hash. */

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MODEL_MAX_LAYERS 8
+#define MODEL_MAX_LAYERS  8
 #define MODEL_MAX_TENSORS (3 + 4 * MODEL_MAX_LAYERS)
 
 typedef struct {
@@ -26,13 +26,13 @@ typedef struct {
 } ModelConfig;
 
 typedef struct {
-    float *embedding;               // [V, E]
-    float *w_ih[MODEL_MAX_LAYERS];  // [4H, in], in = E for layer 0, H above
-    float *w_hh[MODEL_MAX_LAYERS];  // [4H, H]
-    float *b_ih[MODEL_MAX_LAYERS];  // [4H]
-    float *b_hh[MODEL_MAX_LAYERS];  // [4H]
-    float *fc_w;                    // [V, H]
-    float *fc_b;                    // [V]
+    float *embedding;              // [V, E]
+    float *w_ih[MODEL_MAX_LAYERS]; // [4H, in], in = E for layer 0, H above
+    float *w_hh[MODEL_MAX_LAYERS]; // [4H, H]
+    float *b_ih[MODEL_MAX_LAYERS]; // [4H]
+    float *b_hh[MODEL_MAX_LAYERS]; // [4H]
+    float *fc_w;                   // [V, H]
+    float *fc_b;                   // [V]
 } LstmWeights;
 
 typedef struct {

@@ -22,8 +22,8 @@ typedef struct {
 /* Scratch sized for a vocabulary of V. */
 typedef struct {
     int V;
-    float *logits;  // [V] working copy
-    int *order;     // [V] ids sorted by probability
+    float *logits;       // [V] working copy
+    int *order;          // [V] ids sorted by probability
     unsigned char *seen; // [V] window membership
 } Sampler;
 
