@@ -47,6 +47,7 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 
 # The ceiling at this corpus's vocabulary size and the flags' shapes.
 V=$("$PYTHON" -c 'import sys; print(len(set(open(sys.argv[1], "rb").read().decode("utf-8"))))' "$CORPUS")
+# shellcheck disable=SC2086 # EXTRA is a list of flags
 CFLAGS=$("$PYTHON" - $EXTRA <<'EOF'
 import sys
 names = {"--embed": "--embed", "--hidden": "--hidden", "--layers": "--layers",
