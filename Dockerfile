@@ -5,7 +5,8 @@
 #   docker run --user "$(id -u):$(id -g)" -v "$PWD:/data" charlm \
 #       charlm-train --corpus /data/text.txt --out /data/model
 #
-# There is no ENTRYPOINT, so any command given to `docker run` runs as is.
+# There is no ENTRYPOINT, so any command given to `docker run` runs as is. The image runs
+# as uid/gid 10001; --user lets the trainer write into a bind-mounted folder owned by you.
 
 # --- stage 1: build and run the C test suite -----------------------------------------
 FROM debian:bookworm-slim AS build
@@ -42,7 +43,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+ && groupadd --system --gid 10001 charlm \
+ && useradd --system --uid 10001 --gid charlm --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin charlm \
  && install -d -o charlm -g charlm /data
 
