@@ -176,7 +176,7 @@ static int out_event(Job *j, cJSON *o) {
     char *json = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     const char *data = json ? json : "[DONE]";
-    size_t need = strlen(data) + 8;
+    size_t need = strlen(data) + 9; // "data: " + data + "\n\n" + NUL
     if (j->out_len + need > j->out_cap) {
         size_t cap = j->out_cap ? j->out_cap : 256;
         while (cap < j->out_len + need) cap *= 2;
