@@ -12,8 +12,8 @@
 // How often a waiting connection thread checks that its client is still there.
 #define POLL_MS 100
 
-/* One admitted generation. For a JSON reply it lives on the handler's stack frame; for a
- * stream it belongs to the libmicrohttpd response and ends in stream_free. */
+/* One admitted generation. A JSON reply frees it before the handler returns; a stream's
+ * belongs to the libmicrohttpd response and ends in stream_free. */
 typedef struct {
     GenRequest req;
     Generation gen;
