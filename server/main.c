@@ -163,8 +163,11 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
-    if (rc) return err_set(err, "cannot resolve --host %s: %s", host, gai_strerror(rc));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rc) {
+        err_set(err, "cannot resolve --host %s: %s", host, gai_strerror(rc));
+        return -2; // a bad flag value, not a runtime failure
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         freeaddrinfo(res);
         return err_set(err, "cannot create a socket: %s", strerror(errno));
@@ -260,7 +263,7 @@ int main(int argc, char **argv) {
     if (fd < 0) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
-        return 1;
+        return fd == -2 ? 2 : 1;
     }
     struct MHD_Daemon *d = http_start(fd, err);
     if (!d) {
