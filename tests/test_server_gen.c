@@ -457,6 +457,25 @@ START_TEST(test_repetition_penalty) {
 }
 END_TEST
 
+// The text does not depend on how many workers share the batches.
+START_TEST(test_worker_count) {
+    const char *body = "{\"prompt\": \"the sun\", \"max_tokens\": 300, \"seed\": 21, "
+                       "\"top_p\": 0.9}";
+    char *ref = generate_text(S.port, body);
+    const char *counts[] = {"1", "3"};
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = {"--threads", counts[i], NULL};
+        Srv s;
+        ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+        char *t = generate_text(s.port, body);
+        ck_assert_str_eq(t, ref);
+        free(t);
+        ck_assert_int_eq(srv_stop(&s), 0);
+    }
+    free(ref);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_gen");
     TCase *tc = tcase_create("http");
@@ -471,6 +490,7 @@ int main(void) {
     tcase_add_test(tc, test_stop_sequences);
     tcase_add_test(tc, test_unknown_chars_and_empty_prompt);
     tcase_add_test(tc, test_repetition_penalty);
+    tcase_add_test(tc, test_worker_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
