@@ -19,6 +19,8 @@
 
 // Streams per infer_step. Beyond this a worker takes its streams in turns.
 #define MAX_BATCH 64
+// Requests a worker takes before the next worker is used (see sched_submit).
+#define FILL 8
 
 typedef struct Worker {
     pthread_t thread;
@@ -160,10 +162,18 @@ void sched_submit(Task *t, Generation *g, int wants_text) {
     t->gen = g;
     t->wants_text = wants_text;
     pthread_cond_init(&t->cv, NULL);
-    // The least loaded worker (a stale count only makes the balance a little off).
-    Worker *w = &workers[0];
-    for (int i = 1; i < nworkers; i++)
-        if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
+    // Fill one worker's batch before starting another: a step costs nearly the same for 1
+    // row as for FILL rows, so a few requests are served best by one batch on one core.
+    // Past that, the least loaded worker. (A stale count only makes the balance a little
+    // off.)
+    Worker *w = NULL;
+    for (int i = 0; i < nworkers && !w; i++)
+        if (atomic_load(&workers[i].ntasks) < FILL) w = &workers[i];
+    if (!w) {
+        w = &workers[0];
+        for (int i = 1; i < nworkers; i++)
+            if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
+    }
     t->worker = w;
     pthread_mutex_lock(&w->mu);
     if (w->tail)
