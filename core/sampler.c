@@ -28,18 +28,43 @@ void sampler_free(Sampler *s) {
     memset(s, 0, sizeof(*s));
 }
 
-// qsort has no context argument; the logits being sorted are per call, so they travel in
-// a thread-local (the server samples on many threads at once).
-static _Thread_local const float *sort_logits;
+// Whether id i ranks before id j: the larger logit, ties to the lower id, so the order
+// (and hence every draw) is a function of the logits alone.
+static inline int ranks_before(const float *l, int i, int j) {
+    return l[i] > l[j] || (l[i] == l[j] && i < j);
+}
 
-// Descending logit, ties broken by the lower id, so the order (and hence every draw) is a
-// function of the logits alone and not of qsort's internals.
-static int by_logit_desc(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    float li = sort_logits[i], lj = sort_logits[j];
-    if (li > lj) return -1;
-    if (li < lj) return 1;
-    return (i > j) - (i < j);
+// Restores the heap below pos: order[0 .. n) is a heap whose root ranks first.
+static void sift_down(int *order, int n, int pos, const float *l) {
+    int id = order[pos];
+    for (;;) {
+        int child = 2 * pos + 1;
+        if (child >= n) break;
+        if (child + 1 < n && ranks_before(l, order[child + 1], order[child])) child++;
+        if (!ranks_before(l, order[child], id)) break;
+        order[pos] = order[child];
+        pos = child;
+    }
+    order[pos] = id;
+}
+
+// Puts the k first-ranked ids, in rank order, at the front of order [V]: a heap popped k
+// times, cheaper than a full sort when k < V.
+static void top_ids(int *order, int V, int k, const float *l) {
+    for (int v = 0; v < V; v++) order[v] = v;
+    for (int pos = V / 2 - 1; pos >= 0; pos--) sift_down(order, V, pos, l);
+    for (int n = V; n > V - k; n--) { // each pop parks the root at the heap's end
+        int best = order[0];
+        order[0] = order[n - 1];
+        order[n - 1] = best;
+        sift_down(order, n - 1, 0, l);
+    }
+    for (int i = V - k, j = V - 1; i < j; i++, j--) { // [V-k, V) is last-first: reverse
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    memmove(order, order + V - k, (size_t)k * sizeof(int));
 }
 
 int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, const int *recent,
@@ -78,14 +103,11 @@ int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, c
     }
 
     // Top-k and top-p only depend on the order of the logits, which a positive
-    // temperature does not change, so sort once and apply the temperature inside exp.
-    int *order = s->order; // [V]
-    for (int v = 0; v < V; v++) order[v] = v;
-    sort_logits = l;
-    qsort(order, (size_t)V, sizeof(int), by_logit_desc);
-
+    // temperature does not change, so rank once and apply the temperature inside exp.
     int n = V;
     if (params->top_k > 0 && params->top_k < n) n = params->top_k;
+    const int *order = s->order; // [n] ids, first-ranked first
+    top_ids(s->order, V, n, l);
 
     // Unnormalised probabilities, largest first: exp((l - max) / T) is in (0, 1] for any
     // T > 0, so a tiny temperature cannot overflow.
