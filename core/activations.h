@@ -61,4 +61,22 @@ static inline void act_lstm_cell(float *restrict z, float *restrict c, float *re
     }
 }
 
+/* Backward through one cell update for H units. gates: [4H] activated i, f, g, o;
+ * c_prev, tanh_c: [H]; dh: [H] gradient reaching h from above and from step t+1;
+ * dc: [H] gradient from step t+1 on entry, the one for step t-1 on return;
+ * dz: [4H] receives the gradient of the pre-activations. */
+static inline void act_lstm_cell_backward(const float *restrict gates, const float *restrict c_prev,
+                                          const float *restrict tanh_c, const float *restrict dh,
+                                          float *restrict dc, float *restrict dz, int H) {
+    const float *ig = gates, *fg = gates + H, *gg = gates + 2 * H, *og = gates + 3 * H;
+    for (int j = 0; j < H; j++) {
+        float dcj = dh[j] * og[j] * (1.0f - tanh_c[j] * tanh_c[j]) + dc[j];
+        dz[j] = dcj * gg[j] * ig[j] * (1.0f - ig[j]);
+        dz[H + j] = dcj * c_prev[j] * fg[j] * (1.0f - fg[j]);
+        dz[2 * H + j] = dcj * ig[j] * (1.0f - gg[j] * gg[j]);
+        dz[3 * H + j] = dh[j] * tanh_c[j] * og[j] * (1.0f - og[j]);
+        dc[j] = dcj * fg[j];
+    }
+}
+
 #endif

@@ -15,9 +15,9 @@ int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T
     int T = max_T;
     ws->max_T = ws->T = max_T;
     ws->B = B;
-    size_t L = config->layers, E = config->embed, H = config->hidden, V = config->vocab_size;
-    size_t TB = (size_t)T * B, wide = E > H ? E : H;
-    ws->x = calloc(TB * E, sizeof(float));
+    size_t L = config->layers, H = config->hidden, V = config->vocab_size;
+    size_t TB = (size_t)T * B;
+    ws->proj = calloc(V * 4 * H, sizeof(float));
     ws->gates = calloc(L * TB * 4 * H, sizeof(float));
     ws->c = calloc(L * (TB + B) * H, sizeof(float));
     ws->h = calloc(L * (TB + B) * H, sizeof(float));
@@ -25,10 +25,10 @@ int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T
     ws->logits = calloc(TB * V, sizeof(float));
     ws->dgates = calloc(TB * 4 * H, sizeof(float));
     ws->dh = calloc(TB * H, sizeof(float));
-    ws->din = calloc(TB * wide, sizeof(float));
+    ws->din = calloc(TB * H, sizeof(float));
     ws->dh_next = calloc((size_t)B * H, sizeof(float));
     ws->dc_next = calloc((size_t)B * H, sizeof(float));
-    int ok = ws->x && ws->gates && ws->c && ws->h && ws->tanh_c && ws->logits && ws->dgates &&
+    int ok = ws->proj && ws->gates && ws->c && ws->h && ws->tanh_c && ws->logits && ws->dgates &&
              ws->dh && ws->din && ws->dh_next && ws->dc_next;
     if (with_dropout && L > 1) {
         ws->mask = calloc((L - 1) * TB * H, sizeof(float));
@@ -43,7 +43,7 @@ int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T
 }
 
 void lstm_workspace_free(LstmWorkspace *ws) {
-    free(ws->x);
+    free(ws->proj);
     free(ws->gates);
     free(ws->c);
     free(ws->h);
@@ -82,10 +82,9 @@ void lstm_state_carry(LstmWorkspace *ws) {
     }
 }
 
-/* The input of layer l: embeddings, or the layer below's outputs (after dropout). */
+/* The input of layer l > 0: the layer below's outputs (after dropout). */
 static const float *layer_input(const LstmWorkspace *ws, int l) {
     size_t TBH = (size_t)ws->T * ws->B * ws->config.hidden;
-    if (l == 0) return ws->x;
     if (ws->mask) return ws->drop + (l - 1) * TBH;
     return ws->h + (l - 1) * state_stride(ws) + (size_t)ws->B * ws->config.hidden;
 }
@@ -102,25 +101,33 @@ float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, con
     int T = ws->T, B = ws->B, E = cf->embed, H = cf->hidden, V = cf->vocab_size;
     int TB = T * B, G = 4 * H;
 
-    for (int p = 0; p < TB; p++)
-        memcpy(ws->x + (size_t)p * E, w->embedding + (size_t)inputs[p] * E, E * sizeof(float));
-
     for (int l = 0; l < cf->layers; l++) {
-        int in = l == 0 ? E : H;
-        const float *x = layer_input(ws, l);             // [T*B, in]
         float *gates = ws->gates + (size_t)l * TB * G;   // [T, B, 4H]
         float *h = ws->h + l * state_stride(ws);         // [T+1, B, H]
         float *c = ws->c + l * state_stride(ws);         // [T+1, B, H]
         float *tanh_c = ws->tanh_c + (size_t)l * TB * H; // [T, B, H]
 
-        // Gates start as the summed biases; the input projections of every step are then
-        // added in one product, so only h @ W_hh^T is left to the sequential loop.
-        for (int p = 0; p < TB; p++) {
-            float *g = gates + (size_t)p * G;
-            for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+        if (l == 0) {
+            // Layer 0 sees one embedding row per token, so its input projection (biases
+            // included) takes one of V values: make the table once, then copy rows.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, G, E, 1.0f, w->embedding, E,
+                        w->w_ih[0], E, 0.0f, ws->proj, G);
+            for (int v = 0; v < V; v++) {
+                float *row = ws->proj + (size_t)v * G;
+                for (int j = 0; j < G; j++) row[j] += w->b_ih[0][j] + w->b_hh[0][j];
+            }
+            for (int p = 0; p < TB; p++)
+                memcpy(gates + (size_t)p * G, ws->proj + (size_t)inputs[p] * G, G * sizeof(float));
+        } else {
+            // Gates start as the summed biases; the input projections of every step are
+            // then added in one product, so only h @ W_hh^T is left to the sequential loop.
+            for (int p = 0; p < TB; p++) {
+                float *g = gates + (size_t)p * G;
+                for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, G, H, 1.0f, layer_input(ws, l),
+                        H, w->w_ih[l], H, 1.0f, gates, G);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, G, in, 1.0f, x, in, w->w_ih[l], in,
-                    1.0f, gates, G);
         for (int t = 0; t < T; t++) {
             float *gt = gates + (size_t)t * B * G;
             const float *h_prev = h + (size_t)t * B * H;
@@ -201,8 +208,6 @@ void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, con
                 0.0f, ws->dh, H);
 
     for (int l = cf->layers - 1; l >= 0; l--) {
-        int in = l == 0 ? E : H;
-        const float *x = layer_input(ws, l);
         const float *gates = ws->gates + (size_t)l * TB * G;
         const float *h = ws->h + l * state_stride(ws);
         const float *c = ws->c + l * state_stride(ws);
@@ -216,21 +221,12 @@ void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, con
             const float *tc = tanh_c + (size_t)t * B * H;
             const float *dh_out = ws->dh + (size_t)t * B * H;
             float *dg = ws->dgates + (size_t)t * B * G;
-            for (int b = 0; b < B; b++) {
-                const float *g = gt + (size_t)b * G;
-                float *d = dg + (size_t)b * G;
-                for (int j = 0; j < H; j++) {
-                    size_t k = (size_t)b * H + j;
-                    float ig = g[j], fg = g[H + j], gg = g[2 * H + j], og = g[3 * H + j];
-                    float dh = dh_out[k] + ws->dh_next[k];
-                    float dc = dh * og * (1.0f - tc[k] * tc[k]) + ws->dc_next[k];
-                    d[j] = dc * gg * ig * (1.0f - ig);
-                    d[H + j] = dc * c_prev[k] * fg * (1.0f - fg);
-                    d[2 * H + j] = dc * ig * (1.0f - gg * gg);
-                    d[3 * H + j] = dh * tc[k] * og * (1.0f - og);
-                    ws->dc_next[k] = dc * fg;
-                }
-            }
+            // dh_next becomes the total gradient reaching h_t.
+            for (int k = 0; k < B * H; k++) ws->dh_next[k] += dh_out[k];
+            for (int b = 0; b < B; b++)
+                act_lstm_cell_backward(gt + (size_t)b * G, c_prev + (size_t)b * H,
+                                       tc + (size_t)b * H, ws->dh_next + (size_t)b * H,
+                                       ws->dc_next + (size_t)b * H, dg + (size_t)b * G, H);
             if (t > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, G, 1.0f, dg, G,
                             w->w_hh[l], H, 0.0f, ws->dh_next, H);
@@ -239,23 +235,31 @@ void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, con
         // Weight gradients for all steps at once: h[0 .. T-1] is contiguous.
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, H, TB, 1.0f, ws->dgates, G, h, H,
                     1.0f, gw.w_hh[l], H);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, in, TB, 1.0f, ws->dgates, G, x, in,
-                    1.0f, gw.w_ih[l], in);
-        add_column_sums(ws->dgates, TB, G, gw.b_ih[l]);
-        add_column_sums(ws->dgates, TB, G, gw.b_hh[l]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, in, G, 1.0f, ws->dgates, G,
-                    w->w_ih[l], in, 0.0f, ws->din, in);
-
         if (l > 0) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, H, TB, 1.0f, ws->dgates, G,
+                        layer_input(ws, l), H, 1.0f, gw.w_ih[l], H);
+            add_column_sums(ws->dgates, TB, G, gw.b_ih[l]);
+            add_column_sums(ws->dgates, TB, G, gw.b_hh[l]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, H, G, 1.0f, ws->dgates, G,
+                        w->w_ih[l], H, 0.0f, ws->din, H);
             const float *mask = ws->mask ? ws->mask + (size_t)(l - 1) * TB * H : NULL;
             for (size_t k = 0; k < (size_t)TB * H; k++)
                 ws->dh[k] = mask ? ws->din[k] * mask[k] : ws->din[k];
         } else {
+            // The forward table's backward: sum the gate gradients per token, then three
+            // small products replace the [T*B]-row ones.
+            memset(ws->proj, 0, (size_t)V * G * sizeof(float));
             for (int p = 0; p < TB; p++) {
-                float *de = gw.embedding + (size_t)inputs[p] * E;
-                const float *d = ws->din + (size_t)p * E;
-                for (int e = 0; e < E; e++) de[e] += d[e];
+                float *row = ws->proj + (size_t)inputs[p] * G;
+                const float *d = ws->dgates + (size_t)p * G;
+                for (int j = 0; j < G; j++) row[j] += d[j];
             }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, E, V, 1.0f, ws->proj, G,
+                        w->embedding, E, 1.0f, gw.w_ih[0], E);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, V, E, G, 1.0f, ws->proj, G,
+                        w->w_ih[0], E, 1.0f, gw.embedding, E);
+            add_column_sums(ws->proj, V, G, gw.b_ih[0]);
+            add_column_sums(ws->proj, V, G, gw.b_hh[0]);
         }
     }
 }

@@ -1,11 +1,13 @@
 /*
  * lstm.h — training-time forward and backward over a [T, B] batch.
  *
- * Forward: embed -> for each layer, the input projections for all T steps in one
- * product ([T*B, in] x [in, 4H]), then T recurrent products ([B, H] x [H, 4H]) ->
- * (dropout between layers) -> logits for all T*B positions in one product -> softmax
- * cross-entropy. Backward mirrors it, accumulating into a
- * gradient buffer laid out like the parameters.
+ * Forward: for each layer, the input projections for all T steps at once, then T
+ * recurrent products ([B, H] x [H, 4H]) -> (dropout between layers) -> logits for all
+ * T*B positions in one product -> softmax cross-entropy. Layer 0's input is an embedding
+ * row, so its projection is a lookup in a [V, 4H] table made by one small product, and
+ * its backward sums gate gradients per token instead of multiplying [T*B]-row matrices;
+ * layers above use one [T*B, H] x [H, 4H] product. Backward mirrors the forward pass,
+ * accumulating into a gradient buffer laid out like the parameters.
  *
  * A workspace holds every activation the backward pass needs for one (T, B), so the
  * training loop allocates once. Row 0 of h and c is the initial state: zero for training
@@ -25,7 +27,7 @@ typedef struct {
     int max_T; // capacity the buffers were allocated for
     int T;     // steps of the next forward call, 1 .. max_T (callers may lower it)
     int B;
-    float *x;       // [T, B, E] embedded inputs
+    float *proj;    // [V, 4H] layer 0: token -> input projection table; its gradient in backward
     float *gates;   // [L, T, B, 4H] activated gates i, f, g, o
     float *c;       // [L, max_T+1, B, H] cell state, row 0 = initial
     float *h;       // [L, max_T+1, B, H] hidden state, row 0 = initial
@@ -35,7 +37,7 @@ typedef struct {
     float *logits;  // [T, B, V] logits, then softmax probabilities after the loss
     float *dgates;  // [T, B, 4H] backward scratch
     float *dh;      // [T, B, H] gradient flowing into a layer's outputs
-    float *din;     // [T, B, max(E, H)] gradient of a layer's inputs
+    float *din;     // [T, B, H] gradient of the inputs of a layer above 0
     float *dh_next; // [B, H]
     float *dc_next; // [B, H]
 } LstmWorkspace;
