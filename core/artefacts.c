@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "infer.h"
 #include "fileio.h"
 #include "safetensors.h"
 
@@ -189,6 +190,7 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, model->params + t[i].offset, err) != 0)
             goto done;
+    if (infer_prepare(model, err) != 0) goto done;
     if (info_out) *info_out = local;
     rc = 0;
 done:

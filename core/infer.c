@@ -1,25 +1,60 @@
 #include "infer.h"
 
-#include <cblas.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "activations.h"
 #include "error.h"
 
+int infer_prepare(Model *model, char *err) {
+    const ModelConfig *cf = &model->config;
+    size_t E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
+    size_t n = V * G + H * G + (size_t)(cf->layers - 1) * G * 2 * H + H * V;
+    InferWeights *t = &model->infer;
+    free(t->buf);
+    memset(t, 0, sizeof(*t));
+    t->buf = malloc(n * sizeof(float));
+    if (!t->buf) return err_set(err, "out of memory for inference weights");
+    float *p = t->buf;
+    // Layer 0 only ever sees one of V embedding rows: project each once, here.
+    t->input0 = p;
+    p += V * G;
+    for (size_t v = 0; v < V; v++)
+        for (size_t j = 0; j < G; j++) {
+            float sum = model->w.b_ih[0][j] + model->w.b_hh[0][j];
+            for (size_t k = 0; k < E; k++)
+                sum += model->w.embedding[v * E + k] * model->w.w_ih[0][j * E + k];
+            t->input0[v * G + j] = sum;
+        }
+    for (int l = 0; l < cf->layers; l++) {
+        if (l > 0) {
+            t->w_ih[l] = p;
+            p += H * G;
+        }
+        t->w_hh[l] = p;
+        p += H * G;
+        for (size_t j = 0; j < G; j++)
+            for (size_t k = 0; k < H; k++) {
+                if (l > 0) t->w_ih[l][k * G + j] = model->w.w_ih[l][j * H + k];
+                t->w_hh[l][k * G + j] = model->w.w_hh[l][j * H + k];
+            }
+    }
+    t->fc_w = p;
+    for (size_t v = 0; v < V; v++)
+        for (size_t k = 0; k < H; k++) t->fc_w[k * V + v] = model->w.fc_w[v * H + k];
+    return 0;
+}
+
 int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, char *err) {
     memset(s, 0, sizeof(*s));
-    size_t rows = max_n > 2 ? (size_t)max_n : 2;
-    size_t H = config->hidden, E = config->embed, wide = E > H ? E : H;
+    size_t rows = max_n > 0 ? (size_t)max_n : 1;
+    size_t H = config->hidden;
     s->max_n = max_n;
-    s->x = calloc(rows * wide, sizeof(float));
     s->h = calloc(rows * H, sizeof(float));
     s->c = calloc(rows * H, sizeof(float));
     s->gates = calloc(rows * 4 * H, sizeof(float));
     s->tanh_c = calloc(H, sizeof(float));
-    s->logits = calloc(rows * config->vocab_size, sizeof(float));
-    if (!s->x || !s->h || !s->c || !s->gates || !s->tanh_c || !s->logits) {
+    if (!s->h || !s->c || !s->gates || !s->tanh_c) {
         infer_scratch_free(s);
         return err_set(err, "out of memory for inference scratch (%d streams)", max_n);
     }
@@ -27,12 +62,10 @@ int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, c
 }
 
 void infer_scratch_free(InferScratch *s) {
-    free(s->x);
     free(s->h);
     free(s->c);
     free(s->gates);
     free(s->tanh_c);
-    free(s->logits);
     memset(s, 0, sizeof(*s));
 }
 
@@ -59,45 +92,78 @@ void stream_state_free(StreamState *st) {
     st->h = st->c = NULL;
 }
 
+/*
+ * y[r] += x[r] @ wt for r < n: x [n, in] rows ldx apart, wt [in, out], y [n, out].
+ *
+ * A general sgemm repacks the whole weight matrix on every call, which for the few rows
+ * of an inference step costs more than the arithmetic. Here rows go in blocks of four
+ * that share each weight row while it is in cache. Every element of y is the same chain
+ * of multiply-adds over k in order, in the block and in the tail alike, so a stream's
+ * numbers do not depend on how many streams share the step. On x86-64 a second copy is
+ * compiled for AVX2 + FMA and picked at load time.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+static void
+rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict wt,
+            float *restrict y) {
+    int r = 0;
+    for (; r + 4 <= n; r += 4) {
+        const float *x0 = x + (size_t)r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        float *y0 = y + (size_t)r * out, *y1 = y0 + out, *y2 = y1 + out, *y3 = y2 + out;
+        for (int k = 0; k < in; k++) {
+            const float *w = wt + (size_t)k * out;
+            float a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k];
+            for (int j = 0; j < out; j++) {
+                y0[j] += a0 * w[j];
+                y1[j] += a1 * w[j];
+                y2[j] += a2 * w[j];
+                y3[j] += a3 * w[j];
+            }
+        }
+    }
+    for (; r < n; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * out;
+        for (int k = 0; k < in; k++) {
+            const float *w = wt + (size_t)k * out;
+            float a = xr[k];
+            for (int j = 0; j < out; j++) yr[j] += a * w[j];
+        }
+    }
+}
+
 void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
                 StreamState *const *states, float *logits) {
     const ModelConfig *cf = &model->config;
     const LstmWeights *w = &model->w;
-    int E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
-    // A lone stream is computed as two identical rows so that it always goes through the
-    // multi-row sgemm kernel, whose rows do not depend on how many rows there are.
-    int rows = n < 2 ? 2 : n;
+    const InferWeights *t = &model->infer;
+    int H = cf->hidden, V = cf->vocab_size, G = 4 * H;
 
-    for (int r = 0; r < rows; r++)
-        memcpy(s->x + (size_t)r * E, w->embedding + (size_t)ids[r < n ? r : 0] * E,
-               E * sizeof(float));
     for (int l = 0; l < cf->layers; l++) {
-        int in = l == 0 ? E : H;
-        for (int r = 0; r < rows; r++) {
-            const StreamState *st = states[r < n ? r : 0];
-            memcpy(s->h + (size_t)r * H, st->h + (size_t)l * H, H * sizeof(float));
-            memcpy(s->c + (size_t)r * H, st->c + (size_t)l * H, H * sizeof(float));
+        if (l == 0) {
+            for (int r = 0; r < n; r++)
+                memcpy(s->gates + (size_t)r * G, t->input0 + (size_t)ids[r] * G, G * sizeof(float));
+        } else {
+            for (int r = 0; r < n; r++) {
+                float *g = s->gates + (size_t)r * G;
+                for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+            }
+            rows_matmul(n, H, G, s->h, H, t->w_ih[l], s->gates); // the layer below's outputs
         }
-        for (int r = 0; r < rows; r++) {
-            float *g = s->gates + (size_t)r * G;
-            for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+        for (int r = 0; r < n; r++) {
+            memcpy(s->h + (size_t)r * H, states[r]->h + (size_t)l * H, H * sizeof(float));
+            memcpy(s->c + (size_t)r * H, states[r]->c + (size_t)l * H, H * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, in, 1.0f, s->x, in,
-                    w->w_ih[l], in, 1.0f, s->gates, G);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, G, H, 1.0f, s->h, H, w->w_hh[l],
-                    H, 1.0f, s->gates, G);
-        for (int r = 0; r < rows; r++)
+        rows_matmul(n, H, G, s->h, H, t->w_hh[l], s->gates);
+        for (int r = 0; r < n; r++) {
             act_lstm_cell(s->gates + (size_t)r * G, s->c + (size_t)r * H, s->tanh_c,
                           s->h + (size_t)r * H, H);
-        for (int r = 0; r < n; r++) {
             memcpy(states[r]->h + (size_t)l * H, s->h + (size_t)r * H, H * sizeof(float));
             memcpy(states[r]->c + (size_t)l * H, s->c + (size_t)r * H, H * sizeof(float));
         }
-        memcpy(s->x, s->h, (size_t)rows * H * sizeof(float)); // next layer's input
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, V, H, 1.0f, s->h, H, w->fc_w, H,
-                0.0f, s->logits, V);
-    for (int r = 0; r < n; r++)
-        for (int v = 0; v < V; v++)
-            logits[(size_t)r * V + v] = s->logits[(size_t)r * V + v] + w->fc_b[v];
+    for (int r = 0; r < n; r++) memcpy(logits + (size_t)r * V, w->fc_b, V * sizeof(float));
+    rows_matmul(n, H, V, s->h, H, t->fc_w, logits);
 }

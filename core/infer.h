@@ -2,10 +2,10 @@
  * infer.h — one inference step that advances n independent streams at once.
  *
  * Each stream owns its recurrent state (h and c for every layer). A step gathers the
- * n streams' states into [n, H] rows, runs each layer as one product for all of them,
- * and scatters the new states back, so a server can batch concurrent requests through
- * it. A one-row sgemm takes another OpenBLAS kernel than a multi-row one and differs in
- * the last bits, so a lone stream is padded to two rows: a stream's numbers are then
+ * n streams' states into [n, H] rows, runs each layer's products for all of them with
+ * one pass over the (transposed, see infer_prepare) weights, and scatters the new states
+ * back, so a server can batch concurrent requests through it. Each row is computed by
+ * the same operations whatever n is: a stream's numbers, and so its sampled text, are
  * the same whether it runs alone or beside others.
  */
 #ifndef CHARLM_INFER_H
@@ -21,13 +21,15 @@ typedef struct {
 /* Scratch for steps of up to max_n streams. */
 typedef struct {
     int max_n;
-    float *x;      // [max(n,2), max(E, H)] layer input rows
-    float *h;      // [max(n,2), H]
-    float *c;      // [max(n,2), H]
-    float *gates;  // [max(n,2), 4H]
+    float *h;      // [n, H] the layer's states, then its outputs (the next layer's input)
+    float *c;      // [n, H]
+    float *gates;  // [n, 4H]
     float *tanh_c; // [H] written by the shared cell update, unused here
-    float *logits; // [max(n,2), V]
 } InferScratch;
+
+/* Builds model->infer, the transposed weights infer_step reads. artefacts_load does it;
+ * call it again after changing a model's parameters. */
+int infer_prepare(Model *model, char *err);
 
 int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, char *err);
 void infer_scratch_free(InferScratch *s);

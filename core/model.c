@@ -85,6 +85,7 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
 
 void model_free(Model *model) {
     free(model->params);
+    free(model->infer.buf);
     memset(model, 0, sizeof *model);
 }
 

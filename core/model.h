@@ -35,11 +35,22 @@ typedef struct {
     float *fc_b;                   // [V]
 } LstmWeights;
 
+/* The weight matrices transposed for inference (infer_prepare in infer.h): row k holds
+ * input k's weight for every output, so a step streams each matrix once, row by row. */
+typedef struct {
+    float *buf;
+    float *input0;                 // [V, 4H] layer 0's input projection of each token, biases in
+    float *w_ih[MODEL_MAX_LAYERS]; // [H, 4H], layers above 0
+    float *w_hh[MODEL_MAX_LAYERS]; // [H, 4H]
+    float *fc_w;                   // [H, V]
+} InferWeights;
+
 typedef struct {
     ModelConfig config;
     size_t num_params;
     float *params; // [num_params] the one buffer LstmWeights points into
     LstmWeights w;
+    InferWeights infer; // empty until infer_prepare
 } Model;
 
 /* One named tensor of the model, in the order they are stored. */

@@ -2,10 +2,10 @@
  * sched.c — the batching scheduler: a few worker threads, each advancing all of its
  * generations with one infer_step per step.
  *
- * One step of a small LSTM is a handful of products against the same weights; their cost
- * is reading those weights, not the arithmetic, so stepping n streams together costs little
- * more than stepping one. Connection threads therefore do not compute: they submit a
- * task, wait on its condition variable for text or completion, and write to their socket.
+ * One step of a small LSTM is a handful of products against the same weights; stepping
+ * a worker's streams together reads those weights once per four streams instead of once
+ * per stream. Connection threads do not compute: they submit a task, wait on its
+ * condition variable for text or completion, and write to their socket.
  * infer_step's rows do not depend on how many streams share a step, and each generation
  * draws from its own generator, so a request's text is the same alone or in any batch.
  */
@@ -19,8 +19,6 @@
 
 // Streams per infer_step. Beyond this a worker takes its streams in turns.
 #define MAX_BATCH 64
-// Requests a worker takes before the next worker is used (see sched_submit).
-#define FILL 8
 
 typedef struct Worker {
     pthread_t thread;
@@ -144,7 +142,7 @@ void sched_stop(void) {
     for (int i = 0; i < nworkers; i++) {
         Worker *w = &workers[i];
         if (w->thread_started) pthread_join(w->thread, NULL);
-        if (w->scratch.x) infer_scratch_free(&w->scratch);
+        if (w->scratch.h) infer_scratch_free(&w->scratch);
         free(w->logits);
         free(w->batch);
         free(w->ids);
@@ -162,18 +160,12 @@ void sched_submit(Task *t, Generation *g, int wants_text) {
     t->gen = g;
     t->wants_text = wants_text;
     pthread_cond_init(&t->cv, NULL);
-    // Fill one worker's batch before starting another: a step costs nearly the same for 1
-    // row as for FILL rows, so a few requests are served best by one batch on one core.
-    // Past that, the least loaded worker. (A stale count only makes the balance a little
-    // off.)
-    Worker *w = NULL;
-    for (int i = 0; i < nworkers && !w; i++)
-        if (atomic_load(&workers[i].ntasks) < FILL) w = &workers[i];
-    if (!w) {
-        w = &workers[0];
-        for (int i = 1; i < nworkers; i++)
-            if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
-    }
+    // The least loaded worker: infer_step's cost grows with its rows (it reads the
+    // weights once per four rows), so spreading requests over the cores beats filling one
+    // batch. (A stale count only makes the balance a little off.)
+    Worker *w = &workers[0];
+    for (int i = 1; i < nworkers; i++)
+        if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
     t->worker = w;
     pthread_mutex_lock(&w->mu);
     if (w->tail)

@@ -17,6 +17,7 @@ static void setup(void) {
     ck_assert_int_eq(vocab_build(&vocab, TEXT, strlen(TEXT), err), 0);
     ModelConfig c = {.vocab_size = vocab.size, .embed = 8, .hidden = 24, .layers = 2};
     ck_assert_int_eq(model_init(&model, &c, 5, err), 0);
+    ck_assert_int_eq(infer_prepare(&model, err), 0);
     ck_assert_int_eq(infer_scratch_alloc(&scratch, &c, 2, err), 0);
 }
 
