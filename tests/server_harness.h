@@ -331,4 +331,38 @@ static inline int health_in_flight(int port) {
     return n;
 }
 
+/*
+ * The suite fixture every server suite shares: a temp folder holding a tiny model in
+ * <root>/model (suite_model_make, from an unchecked fixture), and S, a server started on
+ * it before each test and stopped (asserting exit 0) after it.
+ */
+static char *root, *model_dir;
+static Srv S;
+
+static inline void suite_model_make(size_t text_len, int embed, int hidden, int layers,
+                                    uint64_t seed) {
+    curl_global_init(CURL_GLOBAL_ALL);
+    root = tu_tmpdir();
+    model_dir = malloc(strlen(root) + 16);
+    sprintf(model_dir, "%s/model", root);
+    char *text = tu_sample_text(text_len);
+    ck_assert_int_eq(tu_make_model_dir(model_dir, text, embed, hidden, layers, seed), 0);
+    free(text);
+}
+
+static inline void suite_model_remove(void) {
+    tu_rmtree(root);
+    free(root);
+    free(model_dir);
+    curl_global_cleanup();
+}
+
+static inline void start_default(void) {
+    ck_assert_int_eq(srv_start(&S, model_dir, NULL), 0);
+}
+
+static inline void stop_default(void) {
+    ck_assert_int_eq(srv_stop(&S), 0);
+}
+
 #endif

@@ -6,33 +6,12 @@
 #include "model.h"
 #include "server_harness.h"
 
-static char *root;      // temp folder for this suite
-static char *model_dir; // a tiny model with a two-row train_log.jsonl
-static Srv S;           // the default server of each test
-
 static void suite_setup(void) {
-    curl_global_init(CURL_GLOBAL_ALL);
-    root = tu_tmpdir();
-    model_dir = malloc(strlen(root) + 16);
-    sprintf(model_dir, "%s/model", root);
-    char *text = tu_sample_text(3000);
-    ck_assert_int_eq(tu_make_model_dir(model_dir, text, 16, 48, 1, 3), 0);
-    free(text);
+    suite_model_make(3000, 16, 48, 1, 3);
 }
 
 static void suite_teardown(void) {
-    tu_rmtree(root);
-    free(root);
-    free(model_dir);
-    curl_global_cleanup();
-}
-
-static void start_default(void) {
-    ck_assert_int_eq(srv_start(&S, model_dir, NULL), 0);
-}
-
-static void stop_default(void) {
-    ck_assert_int_eq(srv_stop(&S), 0);
+    suite_model_remove();
 }
 
 START_TEST(test_health_models_card) {

@@ -9,19 +9,11 @@
 #include "server_harness.h"
 #include "utf8.h"
 
-static char *root, *model_dir;
-static Model model;
+static Model model; // the suite's model, loaded here too for reference computations
 static Vocab vocab;
-static Srv S;
 
 static void suite_setup(void) {
-    curl_global_init(CURL_GLOBAL_ALL);
-    root = tu_tmpdir();
-    model_dir = malloc(strlen(root) + 16);
-    sprintf(model_dir, "%s/model", root);
-    char *text = tu_sample_text(3000);
-    ck_assert_int_eq(tu_make_model_dir(model_dir, text, 16, 48, 2, 11), 0);
-    free(text);
+    suite_model_make(3000, 16, 48, 2, 11);
     ModelInfo info;
     char err[ERR_LEN];
     ck_assert_msg(artefacts_load(model_dir, &model, &vocab, &info, err) == 0, "%s", err);
@@ -30,18 +22,7 @@ static void suite_setup(void) {
 static void suite_teardown(void) {
     model_free(&model);
     vocab_free(&vocab);
-    tu_rmtree(root);
-    free(root);
-    free(model_dir);
-    curl_global_cleanup();
-}
-
-static void start_default(void) {
-    ck_assert_int_eq(srv_start(&S, model_dir, NULL), 0);
-}
-
-static void stop_default(void) {
-    ck_assert_int_eq(srv_stop(&S), 0);
+    suite_model_remove();
 }
 
 // The greedy continuation of an ASCII prompt, from infer_step and argmax alone.

@@ -5,32 +5,12 @@
 
 #include "server_harness.h"
 
-static char *root, *model_dir;
-static Srv S;
-
 static void suite_setup(void) {
-    curl_global_init(CURL_GLOBAL_ALL);
-    root = tu_tmpdir();
-    model_dir = malloc(strlen(root) + 16);
-    sprintf(model_dir, "%s/model", root);
-    char *text = tu_sample_text(2000);
-    ck_assert_int_eq(tu_make_model_dir(model_dir, text, 8, 32, 1, 5), 0);
-    free(text);
+    suite_model_make(2000, 8, 32, 1, 5);
 }
 
 static void suite_teardown(void) {
-    tu_rmtree(root);
-    free(root);
-    free(model_dir);
-    curl_global_cleanup();
-}
-
-static void start_default(void) {
-    ck_assert_int_eq(srv_start(&S, model_dir, NULL), 0);
-}
-
-static void stop_default(void) {
-    ck_assert_int_eq(srv_stop(&S), 0);
+    suite_model_remove();
 }
 
 static void assert_healthy(int port) {
