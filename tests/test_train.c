@@ -132,7 +132,7 @@ static void wait_for_file(const char *path) {
 static void check_resume_matches(int sig) {
     char *dir = tu_tmpdir(), full[4096], cut[4096], ckpt[4200], ma[4200], mb[4200], la[4200],
          lb[4200], *se;
-    const char *flags = "--steps 400 --threads 2 --checkpoint-every 10";
+    const char *flags = "--steps 1000 --threads 2 --checkpoint-every 10";
     snprintf(full, sizeof(full), "%s/full", dir);
     snprintf(cut, sizeof(cut), "%s/cut", dir);
     ck_assert_msg(train(full, flags, NULL, &se) == 0, "%s", se);
@@ -151,7 +151,7 @@ static void check_resume_matches(int sig) {
     else
         ck_assert_msg(WIFSIGNALED(status), "the run finished before it could be killed");
 
-    ck_assert_msg(train(cut, "--steps 400 --threads 2 --checkpoint-every 10 --resume", NULL, &se) ==
+    ck_assert_msg(train(cut, "--steps 1000 --threads 2 --checkpoint-every 10 --resume", NULL, &se) ==
                       0,
                   "%s", se);
     free(se);
