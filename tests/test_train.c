@@ -151,9 +151,9 @@ static void check_resume_matches(int sig) {
     else
         ck_assert_msg(WIFSIGNALED(status), "the run finished before it could be killed");
 
-    ck_assert_msg(train(cut, "--steps 1000 --threads 2 --checkpoint-every 10 --resume", NULL, &se) ==
-                      0,
-                  "%s", se);
+    ck_assert_msg(
+        train(cut, "--steps 1000 --threads 2 --checkpoint-every 10 --resume", NULL, &se) == 0, "%s",
+        se);
     free(se);
     snprintf(ma, sizeof(ma), "%s/model.safetensors", full);
     snprintf(mb, sizeof(mb), "%s/model.safetensors", cut);
