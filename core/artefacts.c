@@ -14,17 +14,6 @@
 #include "fileio.h"
 #include "safetensors.h"
 
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t n = a;
-    if (a > 0 && dir[a - 1] != '/') p[n++] = '/';
-    memcpy(p + n, name, b + 1);
-    return p;
-}
-
 // The vocab.json next to a model file (for hashing and for messages).
 static char *sibling_vocab(const char *model_path) {
     const char *slash = strrchr(model_path, '/');
@@ -37,14 +26,9 @@ static char *sibling_vocab(const char *model_path) {
     return p;
 }
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int artefacts_save_model(const char *path, const Model *model, const ModelInfo *info, char *err) {
     // path may name the folder (then the file is <dir>/model.safetensors) or the file.
-    char *file = is_dir(path) ? path_join(path, "model.safetensors") : strdup(path);
+    char *file = path_is_dir(path) ? path_join(path, "model.safetensors") : strdup(path);
     if (!file) return err_set(err, "%s: out of memory", path);
     char vocab_sha[65];
     if (info->vocab_sha256[0]) {
@@ -52,7 +36,7 @@ int artefacts_save_model(const char *path, const Model *model, const ModelInfo *
     } else {
         char *vpath = sibling_vocab(file), *data;
         size_t len;
-        if (!vpath || file_read_all(vpath, &data, &len, err) != 0) {
+        if (!vpath || file_read_all(vpath, 0, &data, &len, err) != 0) {
             free(vpath);
             free(file);
             return -1;
@@ -204,7 +188,7 @@ int artefacts_load(const char *dir, Model *model, Vocab *vocab, ModelInfo *info,
     memset(model, 0, sizeof *model);
     vocab->size = 0;
     vocab->chars = NULL;
-    if (!is_dir(dir)) {
+    if (!path_is_dir(dir)) {
         struct stat st;
         if (stat(dir, &st) != 0) return err_set(err, "%s: %s", dir, strerror(errno));
         return err_set(err, "%s: not a directory", dir);

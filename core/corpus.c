@@ -11,7 +11,7 @@ int corpus_load(Corpus *corpus, const char *path, Vocab *vocab, double val_frac,
     memset(corpus, 0, sizeof(*corpus));
     char *text;
     size_t len;
-    if (file_read_all(path, &text, &len, err) != 0) return -1;
+    if (file_read_all(path, 0, &text, &len, err) != 0) return -1;
     long bad = utf8_find_invalid(text, len);
     if (bad >= 0) {
         free(text);

@@ -10,7 +10,23 @@
 
 #include "error.h"
 
-int file_read_all(const char *path, char **data, size_t *len, char *err) {
+char *path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t n = a;
+    if (a > 0 && dir[a - 1] != '/') p[n++] = '/';
+    memcpy(p + n, name, b + 1);
+    return p;
+}
+
+int path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int file_read_all(const char *path, size_t max, char **data, size_t *len, char *err) {
     *data = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -34,6 +50,7 @@ int file_read_all(const char *path, char **data, size_t *len, char *err) {
     size_t n = 0;
     // Read until EOF rather than trusting st_size: pipes and /proc files report 0.
     for (;;) {
+        if (max && n > max) break;
         if (n + 1 >= cap) {
             int c = fgetc(f);
             if (c == EOF) break;
@@ -58,6 +75,10 @@ int file_read_all(const char *path, char **data, size_t *len, char *err) {
         return err_set(err, "%s: read error", path);
     }
     fclose(f);
+    if (max && n > max) {
+        free(buf);
+        return err_set(err, "%s: larger than %zu bytes", path, max);
+    }
     buf[n] = '\0';
     *data = buf;
     *len = n;

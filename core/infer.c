@@ -80,12 +80,6 @@ int stream_state_alloc(StreamState *st, const ModelConfig *config, char *err) {
     return 0;
 }
 
-void stream_state_reset(StreamState *st, const ModelConfig *config) {
-    size_t n = (size_t)config->layers * config->hidden;
-    memset(st->h, 0, n * sizeof(float));
-    memset(st->c, 0, n * sizeof(float));
-}
-
 void stream_state_free(StreamState *st) {
     free(st->h);
     free(st->c);

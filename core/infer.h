@@ -35,7 +35,6 @@ int infer_scratch_alloc(InferScratch *s, const ModelConfig *config, int max_n, c
 void infer_scratch_free(InferScratch *s);
 
 int stream_state_alloc(StreamState *st, const ModelConfig *config, char *err);
-void stream_state_reset(StreamState *st, const ModelConfig *config);
 void stream_state_free(StreamState *st);
 
 /* Feeds ids[i] to states[i] for i < n (n <= s->max_n) and writes each stream's next-char

@@ -219,7 +219,7 @@ int st_open(StFile *f, const char *path, char *err) {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
     if (!f->path) return err_set(err, "%s: out of memory", path);
-    if (file_read_all(path, &f->bytes, &f->len, err) != 0) goto fail;
+    if (file_read_all(path, 0, &f->bytes, &f->len, err) != 0) goto fail;
     if (f->len < 8) {
         err_set(err, "%s: file too short (%zu bytes) to be safetensors", path, f->len);
         goto fail;

@@ -196,7 +196,7 @@ int vocab_load(Vocab *vocab, const char *path, char *sha256, char *err) {
     vocab->chars = NULL;
     char *data;
     size_t len;
-    if (file_read_all(path, &data, &len, err) != 0) return -1;
+    if (file_read_all(path, 0, &data, &len, err) != 0) return -1;
     char inner[ERR_LEN];
     int rc = vocab_from_json(vocab, data, len, inner);
     if (rc != 0)

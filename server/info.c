@@ -39,7 +39,7 @@ static cJSON *load_curve(const char *dir) {
     char *data = NULL;
     size_t len = 0;
     char err[ERR_LEN];
-    if (file_read_all(path, &data, &len, err)) return rows;
+    if (file_read_all(path, 0, &data, &len, err)) return rows;
     for (char *line = data; line && *line;) {
         char *nl = memchr(line, '\n', len - (size_t)(line - data));
         size_t n = nl ? (size_t)(nl - line) : strlen(line);

@@ -18,8 +18,6 @@
 // After SIGTERM, running generations get this long to finish before they are cancelled.
 #define DRAIN_SECONDS 5
 
-Server srv;
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: charlm-server [options]\n"

@@ -30,7 +30,7 @@ START_TEST(test_atomic_write_and_read) {
     ck_assert_int_eq(file_write_atomic(path, parts, lens, 3, err), 0);
     char *data;
     size_t len;
-    ck_assert_int_eq(file_read_all(path, &data, &len, err), 0);
+    ck_assert_int_eq(file_read_all(path, 0, &data, &len, err), 0);
     ck_assert_uint_eq(len, 11);
     ck_assert_str_eq(data, "hello world"); // NUL-terminated
     free(data);
@@ -41,7 +41,7 @@ START_TEST(test_atomic_write_and_read) {
     const void *one[] = {"x"};
     size_t onelen[] = {1};
     ck_assert_int_eq(file_write_atomic(path, one, onelen, 1, err), 0);
-    ck_assert_int_eq(file_read_all(path, &data, &len, err), 0);
+    ck_assert_int_eq(file_read_all(path, 0, &data, &len, err), 0);
     ck_assert_uint_eq(len, 1);
     free(data);
 
@@ -60,13 +60,13 @@ START_TEST(test_atomic_write_and_read) {
     ck_assert_ptr_nonnull(strstr(err, path));
     ck_assert_ptr_nonnull(strstr(err, "No such file or directory"));
 
-    ck_assert_int_eq(file_read_all(path, &data, &len, err), -1);
+    ck_assert_int_eq(file_read_all(path, 0, &data, &len, err), -1);
     ck_assert_ptr_null(data);
     char want[4200];
     snprintf(want, sizeof want, "%s: No such file or directory", path);
     ck_assert_str_eq(err, want);
     snprintf(path, sizeof path, "%s/a", dir);
-    ck_assert_int_eq(file_read_all(path, &data, &len, err), -1);
+    ck_assert_int_eq(file_read_all(path, 0, &data, &len, err), -1);
     ck_assert_ptr_nonnull(strstr(err, "is a directory"));
 
     // dir_ensure on a path that is a file.
@@ -86,7 +86,7 @@ START_TEST(test_read_large) {
     char *path = tu_write_file(dir, "big", buf, n);
     char *data;
     size_t len;
-    ck_assert_int_eq(file_read_all(path, &data, &len, err), 0);
+    ck_assert_int_eq(file_read_all(path, 0, &data, &len, err), 0);
     ck_assert_uint_eq(len, n);
     ck_assert_mem_eq(data, buf, n);
     ck_assert_int_eq(data[n], 0);

@@ -57,7 +57,7 @@ char *tu_write_file(const char *dir, const char *name, const char *data, size_t 
 char *tu_read_file(const char *path, size_t *len) {
     char *data;
     size_t n;
-    if (file_read_all(path, &data, &n, NULL) != 0) return NULL;
+    if (file_read_all(path, 0, &data, &n, NULL) != 0) return NULL;
     if (len) *len = n;
     return data;
 }

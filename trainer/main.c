@@ -60,7 +60,7 @@ static int log_truncate(const char *path, long step, char *err) {
     char *text;
     size_t len;
     if (access(path, F_OK) != 0) return 0;
-    if (file_read_all(path, &text, &len, err) != 0) return -1;
+    if (file_read_all(path, 0, &text, &len, err) != 0) return -1;
     size_t keep = 0;
     for (char *line = text; line < text + len;) {
         char *nl = memchr(line, '\n', text + len - line);

@@ -1,0 +1,53 @@
+/*
+ * genparams.h — the generation parameters a caller may set, each stated once: name,
+ * type, range, defaults and meaning.
+ *
+ * Everything that takes or shows these parameters reads this table: the server's request
+ * parser, charlm-train sample's flags and --help, GET /model (which hands the defaults
+ * and ranges to the page), and a test keeps docs/API.md in step with it. Stop sequences
+ * and the prompt are not numbers and live in generate.h and the server.
+ */
+#ifndef CHARLM_GENPARAMS_H
+#define CHARLM_GENPARAMS_H
+
+#include <stddef.h>
+
+#include "generate.h"
+
+// Bounds no configuration can widen: the server's --max-tokens and sample's --max-tokens
+// stay within them.
+#define GEN_MAX_TOKENS_LIMIT 1000000
+#define GEN_SEED_MAX         9007199254740992.0 // 2^53: every integer up to it is exact in JSON
+
+typedef enum {
+    GENPARAM_INT,   // int field; JSON numbers like 2.0 are accepted, 1.5 is not
+    GENPARAM_FLOAT, // float field
+    GENPARAM_SEED,  // uint64_t field, an integer in [0, GEN_SEED_MAX]
+} GenParamType;
+
+typedef struct {
+    const char *name; // the JSON field; charlm-train sample's flag is --name with '-' for '_'
+    GenParamType type;
+    double min, max; // inclusive, except min when min_open; max may be INFINITY
+    int min_open;
+    double def;        // for /generate and charlm-train sample; NAN: none (seed: random)
+    double def_openai; // for /v1/completions: OpenAI's defaults
+    size_t offset;     // of the field in GenerateParams
+    const char *help;  // one line: what it does
+} GenParam;
+
+extern const GenParam genparams[];
+extern const int genparams_count;
+
+/* The row named name (JSON spelling, or the flag's with '-'), or NULL. */
+const GenParam *genparams_find(const char *name);
+/* Every parameter at its default (openai: OpenAI's); the seed is left 0, no stop
+ * sequences. max_tokens is lowered to max_tokens_cap when that is smaller. */
+void genparams_defaults(GenerateParams *p, int openai, int max_tokens_cap);
+/* Checks v against the row's range (the upper bound lowered to cap when cap > 0 and
+ * smaller) and stores it. On failure writes "<name> must be ..." into err. */
+int genparams_set(GenerateParams *p, const GenParam *gp, double v, double cap, char *err);
+/* The range as text, e.g. "1 to 2000", "> 0", "(0, 1]"; cap as for genparams_set. */
+void genparams_range_text(const GenParam *gp, double cap, char *buf, size_t len);
+
+#endif
