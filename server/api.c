@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#include "server.h"
+#include "api.h"
 #include "utf8.h"
 
 #define SEED_MAX 9007199254740992.0 // 2^53: every integer up to it is exact in JSON numbers

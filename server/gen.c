@@ -6,7 +6,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "api.h"
 #include "error.h"
+#include "gen.h"
+#include "http.h"
+#include "metrics.h"
+#include "scheduler.h"
 #include "server.h"
 
 // How often a waiting connection thread checks that its client is still there.
@@ -34,7 +39,7 @@ typedef struct {
     int gone;     // the client closed the connection
 
     // access log and metrics, written when the stream ends
-    Route route;
+    int route;
     char method[16];
     char path[256];
     size_t bytes;
@@ -272,7 +277,7 @@ static void stream_free(void *cls) {
     free(j);
 }
 
-enum MHD_Result gen_handle(struct MHD_Connection *conn, Request *rq, int openai) {
+static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int openai) {
     Job *j = calloc(1, sizeof(*j));
     if (!j) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     ApiError e;
@@ -332,4 +337,12 @@ enum MHD_Result gen_handle(struct MHD_Connection *conn, Request *rq, int openai)
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp); // the connection holds it; stream_free runs when it lets go
     return r;
+}
+
+enum MHD_Result gen_handle_native(struct MHD_Connection *conn, Request *rq) {
+    return handle(conn, rq, 0);
+}
+
+enum MHD_Result gen_handle_openai(struct MHD_Connection *conn, Request *rq) {
+    return handle(conn, rq, 1);
 }

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "http.h"
 #include "server.h"
 
 double elapsed_ms(const struct timespec *since) {
@@ -41,12 +42,8 @@ enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, co
     if (type) MHD_add_response_header(resp, "Content-Type", type);
     response_add_common(resp);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) {
-        int get = rq->route != ROUTE_GENERATE && rq->route != ROUTE_COMPLETIONS;
-        const char *allow = get ? (srv.cfg.cors_origin ? "GET, HEAD, OPTIONS" : "GET, HEAD")
-                                : (srv.cfg.cors_origin ? "POST, OPTIONS" : "POST");
-        MHD_add_response_header(resp, "Allow", allow);
-    }
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && rq->allow[0])
+        MHD_add_response_header(resp, "Allow", rq->allow);
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     rq->status = status;
@@ -99,20 +96,7 @@ enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int stat
     return respond(conn, rq, status, "application/json", json, strlen(json));
 }
 
-static Route route_of(const char *url) {
-    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) return ROUTE_INDEX;
-    if (strncmp(url, "/static/", 8) == 0) return ROUTE_STATIC;
-    if (strcmp(url, "/generate") == 0) return ROUTE_GENERATE;
-    if (strcmp(url, "/v1/completions") == 0) return ROUTE_COMPLETIONS;
-    if (strcmp(url, "/v1/models") == 0) return ROUTE_MODELS;
-    if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
-    if (strcmp(url, "/model") == 0) return ROUTE_MODEL;
-    if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
-    return ROUTE_OTHER;
-}
-
-// "application/json" with any parameters ("; charset=utf-8"), any letter case.
-static int is_json_type(const char *ct) {
+int http_is_json_type(const char *ct) {
     if (!ct) return 0;
     while (*ct == ' ' || *ct == '\t') ct++;
     size_t n = strlen("application/json");
@@ -131,7 +115,7 @@ static void copy_printable(char *dst, size_t cap, const char *src) {
     dst[i] = '\0';
 }
 
-static enum MHD_Result preflight(struct MHD_Connection *conn, Request *rq) {
+enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     response_add_common(resp);
@@ -142,44 +126,6 @@ static enum MHD_Result preflight(struct MHD_Connection *conn, Request *rq) {
     MHD_destroy_response(resp);
     rq->status = MHD_HTTP_NO_CONTENT;
     return r;
-}
-
-// Everything that can be decided from the request line and headers alone. Returns -1
-// when a response was queued (or failed), 0 to go on.
-static int check_headers(struct MHD_Connection *conn, Request *rq, const char *method,
-                         enum MHD_Result *result) {
-    int is_post = rq->route == ROUTE_GENERATE || rq->route == ROUTE_COMPLETIONS;
-    if (rq->route == ROUTE_OTHER) {
-        *result = respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
-        return -1;
-    }
-    if (srv.cfg.cors_origin && strcmp(method, "OPTIONS") == 0) {
-        *result = preflight(conn, rq);
-        return -1;
-    }
-    int ok = is_post ? strcmp(method, "POST") == 0
-                     : strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if (!ok) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "method %s is not allowed here", rq->method);
-        *result = respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, msg, NULL);
-        return -1;
-    }
-    if (!is_post) return 0;
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    if (!is_json_type(ct)) {
-        *result = respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                "Content-Type must be application/json", NULL);
-        return -1;
-    }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv.cfg.max_body) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
-        *result = respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
-        return -1;
-    }
-    return 0;
 }
 
 static int body_append(Request *rq, const char *data, size_t n) {
@@ -203,48 +149,29 @@ static int body_append(Request *rq, const char *data, size_t n) {
     return 0;
 }
 
-static enum MHD_Result dispatch(struct MHD_Connection *conn, Request *rq, const char *url) {
-    switch (rq->route) {
-    case ROUTE_INDEX:
-        return static_serve(conn, rq, "index.html");
-    case ROUTE_STATIC:
-        return static_serve(conn, rq, url + strlen("/static/"));
-    case ROUTE_GENERATE:
-        return gen_handle(conn, rq, 0);
-    case ROUTE_COMPLETIONS:
-        return gen_handle(conn, rq, 1);
-    case ROUTE_MODELS:
-        return info_models(conn, rq);
-    case ROUTE_HEALTH:
-        return info_health(conn, rq);
-    case ROUTE_MODEL:
-        return info_model_card(conn, rq);
-    case ROUTE_METRICS:
-        return metrics_handle(conn, rq);
-    default:
-        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
-    }
+enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
+    return respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls) {
-    (void)cls;
     (void)version;
+    const HttpRouter *router = cls;
     Request *rq = *req_cls;
     if (!rq) {
         rq = calloc(1, sizeof(*rq));
         if (!rq) return MHD_NO;
         *req_cls = rq;
         clock_gettime(CLOCK_MONOTONIC, &rq->t0);
-        rq->route = route_of(url);
+        rq->url = url;
         copy_printable(rq->method, sizeof(rq->method), method);
         copy_printable(rq->path, sizeof(rq->path), url);
-        enum MHD_Result r;
         // Answering here, before libmicrohttpd has looked for a body, would make it close
         // the connection; only refusals do that (their body is not worth reading).
-        if (check_headers(conn, rq, method, &r)) return r;
-        return MHD_YES;
+        return router->on_headers(conn, rq);
     }
     if (*upload_data_size) {
         if (body_append(rq, upload_data, *upload_data_size)) return MHD_NO;
@@ -254,18 +181,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (rq->status) return MHD_YES; // already answered
-    if (rq->discarded) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
-        return respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
-    }
-    return dispatch(conn, rq, url);
+    if (rq->discarded) return respond_too_large(conn, rq);
+    rq->url = url;
+    return router->on_request(conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls;
     (void)conn;
+    const HttpRouter *router = cls;
     Request *rq = *req_cls;
     if (!rq) return;
     *req_cls = NULL;
@@ -275,7 +199,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
         double ms = elapsed_ms(&rq->t0);
         request_log(rq->method, rq->path, status, rq->bytes, ms);
-        metrics_request(rq->route, status, ms / 1e3);
+        router->on_done(rq, status, ms / 1e3);
     }
     free(rq->body);
     free(rq);
@@ -288,11 +212,8 @@ static int hexval(char c) {
     return -1;
 }
 
-// Percent-decoding of the URL in place, as libmicrohttpd's own but leaving "%00" as it
-// is: a decoded NUL would silently cut the path short ("/static/x.html%00.js").
-static size_t unescape_url(void *cls, struct MHD_Connection *conn, char *s) {
-    (void)cls;
-    (void)conn;
+// As libmicrohttpd's own percent-decoding, but for "%00".
+size_t http_unescape(char *s) {
     char *w = s;
     for (const char *r = s; *r;) {
         int hi, lo;
@@ -307,6 +228,12 @@ static size_t unescape_url(void *cls, struct MHD_Connection *conn, char *s) {
     return (size_t)(w - s);
 }
 
+static size_t unescape_url(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    return http_unescape(s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[512];
@@ -316,7 +243,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     fprintf(stderr, SERVER_NAME ": http: %s\n", msg);
 }
 
-struct MHD_Daemon *http_start(int listen_fd, char *err) {
+struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err) {
     // Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION, the internal
     // poll thread only accepting). The generation itself runs on the scheduler's workers
     // (sched.c), which step many requests as one batch; a connection thread just parses,
@@ -329,10 +256,10 @@ struct MHD_Daemon *http_start(int listen_fd, char *err) {
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     unsigned limit = (unsigned)srv.cfg.max_concurrent + 64;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, (void *)router, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_CONNECTION_LIMIT,
+        limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
     if (!d) err_set(err, "cannot start the HTTP daemon");
     return d;
 }

@@ -1,11 +1,12 @@
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "fileio.h"
+#include "http.h"
+#include "info.h"
 #include "server.h"
 
 // Training curves longer than this are thinned (evenly, keeping the last row) so the
@@ -34,12 +35,13 @@ static cJSON *load_curve(const char *dir) {
     static const char *fields[] = {"step", "train_loss",   "val_loss",
                                    "lr",   "tokens_per_s", "elapsed_s"};
     cJSON *rows = cJSON_CreateArray();
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/train_log.jsonl", dir);
+    char *path = path_join(dir, "train_log.jsonl");
     char *data = NULL;
     size_t len = 0;
     char err[ERR_LEN];
-    if (file_read_all(path, 0, &data, &len, err)) return rows;
+    int failed = !path || file_read_all(path, 0, &data, &len, err);
+    free(path);
+    if (failed) return rows;
     for (char *line = data; line && *line;) {
         char *nl = memchr(line, '\n', len - (size_t)(line - data));
         size_t n = nl ? (size_t)(nl - line) : strlen(line);

@@ -13,7 +13,12 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "http.h"
+#include "info.h"
+#include "routes.h"
+#include "scheduler.h"
 #include "server.h"
+#include "static.h"
 
 // After SIGTERM, running generations get this long to finish before they are cancelled.
 #define DRAIN_SECONDS 5
@@ -250,7 +255,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     srv.started = time(NULL);
-    if (info_build_model_card(err) || static_init(err) || sched_start(srv.cfg.threads, err)) {
+    if (info_build_model_card(err) || static_init(err) || routes_init(err) ||
+        sched_start(srv.cfg.threads, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
         return 1;
@@ -263,7 +269,7 @@ int main(int argc, char **argv) {
         free_all();
         return fd == -2 ? 2 : 1;
     }
-    struct MHD_Daemon *d = http_start(fd, err);
+    struct MHD_Daemon *d = http_start(fd, &routes_router, err);
     if (!d) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         close(fd);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+#include "metrics.h"
 #include "server.h"
 
 // Latency buckets in seconds: a static page is well under a millisecond, a long
@@ -14,28 +16,33 @@ static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 
 // Lock-free: every field is only ever incremented.
 static struct {
-    atomic_ulong requests[ROUTE_COUNT][NSTATUS];     // by route and status
-    atomic_ulong latency[ROUTE_COUNT][NBUCKETS + 1]; // per bucket (not cumulative), +Inf last
-    atomic_ulong latency_us[ROUTE_COUNT];            // sum, in microseconds
+    atomic_ulong requests[METRICS_MAX_LABELS][NSTATUS]; // by route and status
+    atomic_ulong latency[METRICS_MAX_LABELS]
+                        [NBUCKETS + 1];          // per bucket (not cumulative), +Inf last
+    atomic_ulong latency_us[METRICS_MAX_LABELS]; // sum, in microseconds
     atomic_ulong generated_chars, prompt_chars;
     atomic_ulong generations[FINISH_CANCELLED + 1];
 } m;
 
-const char *route_name(Route r) {
-    static const char *names[ROUTE_COUNT] = {
-        "/",      "/static",  "/generate", "/v1/completions", "/v1/models", "/health",
-        "/model", "/metrics", "other"};
-    return (unsigned)r < ROUTE_COUNT ? names[r] : "other";
+static const char *const *labels; // [nlabels] route labels, from metrics_init
+static int nlabels;
+
+int metrics_init(const char *const *route_labels, int n, char *err) {
+    if (n < 0 || n > METRICS_MAX_LABELS)
+        return err_set(err, "%d route labels: metrics count at most %d", n, METRICS_MAX_LABELS);
+    labels = route_labels;
+    nlabels = n;
+    return 0;
 }
 
-void metrics_request(Route route, int status, double seconds) {
-    if ((unsigned)route >= ROUTE_COUNT) route = ROUTE_OTHER;
+void metrics_request(int label, int status, double seconds) {
+    if (label < 0 || label >= nlabels) return;
     if (status < 100 || status >= NSTATUS) status = 500;
-    atomic_fetch_add(&m.requests[route][status], 1);
+    atomic_fetch_add(&m.requests[label][status], 1);
     int b = 0;
     while (b < NBUCKETS && seconds > buckets[b]) b++;
-    atomic_fetch_add(&m.latency[route][b], 1);
-    atomic_fetch_add(&m.latency_us[route], (unsigned long)(seconds * 1e6 + 0.5));
+    atomic_fetch_add(&m.latency[label][b], 1);
+    atomic_fetch_add(&m.latency_us[label], (unsigned long)(seconds * 1e6 + 0.5));
 }
 
 void metrics_generation(int prompt_chars, int generated_chars, FinishReason finish) {
@@ -84,17 +91,16 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
 
     put(&b, "# HELP charlm_requests_total HTTP requests answered, by route and status.\n"
             "# TYPE charlm_requests_total counter\n");
-    for (int r = 0; r < ROUTE_COUNT; r++)
+    for (int r = 0; r < nlabels; r++)
         for (int s = 100; s < NSTATUS; s++) {
             unsigned long v = atomic_load(&m.requests[r][s]);
             if (v)
-                put(&b, "charlm_requests_total{route=\"%s\",status=\"%d\"} %lu\n", route_name(r), s,
-                    v);
+                put(&b, "charlm_requests_total{route=\"%s\",status=\"%d\"} %lu\n", labels[r], s, v);
         }
 
     put(&b, "# HELP charlm_request_duration_seconds Time from request to last byte, by route.\n"
             "# TYPE charlm_request_duration_seconds histogram\n");
-    for (int r = 0; r < ROUTE_COUNT; r++) {
+    for (int r = 0; r < nlabels; r++) {
         unsigned long counts[NBUCKETS + 1], total = 0;
         for (int i = 0; i <= NBUCKETS; i++) total += counts[i] = atomic_load(&m.latency[r][i]);
         if (!total) continue;
@@ -102,13 +108,13 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         for (int i = 0; i < NBUCKETS; i++) {
             cum += counts[i];
             put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
-                route_name(r), buckets[i], cum);
+                labels[r], buckets[i], cum);
         }
-        put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
-            route_name(r), total);
-        put(&b, "charlm_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_name(r),
+        put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n", labels[r],
+            total);
+        put(&b, "charlm_request_duration_seconds_sum{route=\"%s\"} %.6f\n", labels[r],
             (double)atomic_load(&m.latency_us[r]) / 1e6);
-        put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", route_name(r), total);
+        put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r], total);
     }
 
     put(&b,

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "scheduler.h"
 #include "server.h"
 
 // Streams per infer_step. Beyond this a worker takes its streams in turns.

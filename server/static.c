@@ -1,13 +1,14 @@
-#include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "fileio.h"
+#include "http.h"
 #include "server.h"
+#include "static.h"
 
 // The page loads nothing from anywhere but this server.
 #define PAGE_CSP                                                                                   \
@@ -16,44 +17,41 @@
 
 #define STATIC_MAX_FILE (8u << 20)
 
-static int is_dir(const char *p) {
+static int is_file(const char *path) {
     struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int has_index(const char *dir) {
-    char p[PATH_MAX];
-    struct stat st;
-    snprintf(p, sizeof(p), "%s/index.html", dir);
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    char *p = path_join(dir, "index.html");
+    int found = is_file(p);
+    free(p);
+    return found;
 }
 
 int static_init(char *err) {
     const char *env = getenv("CHARLM_STATIC_DIR");
     if (env && env[0]) {
-        if (!is_dir(env)) return err_set(err, "CHARLM_STATIC_DIR=%s is not a folder", env);
+        if (!path_is_dir(env)) return err_set(err, "CHARLM_STATIC_DIR=%s is not a folder", env);
         srv.static_dir = realpath(env, NULL);
         return srv.static_dir ? 0 : err_set(err, "CHARLM_STATIC_DIR=%s: cannot resolve", env);
     }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    const char *tries[4] = {"static", NULL, NULL, "/usr/share/charlm/static"};
-    char from_exe[PATH_MAX + 32], from_prefix[PATH_MAX + 32];
+    char *from_exe = NULL, *from_prefix = NULL;
     if (n > 0) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
-        snprintf(from_exe, sizeof(from_exe), "%s/../static", exe);
-        snprintf(from_prefix, sizeof(from_prefix), "%s/../share/charlm/static", exe);
-        tries[1] = from_exe;
-        tries[2] = from_prefix;
+        from_exe = path_join(exe, "../static");
+        from_prefix = path_join(exe, "../share/charlm/static");
     }
-    for (int i = 0; i < 4; i++) {
-        if (!tries[i] || !has_index(tries[i])) continue;
-        srv.static_dir = realpath(tries[i], NULL);
-        if (srv.static_dir) return 0;
-    }
-    return 0; // no page installed: the API still works, GET / answers 404
+    const char *tries[4] = {"static", from_exe, from_prefix, "/usr/share/charlm/static"};
+    for (int i = 0; i < 4 && !srv.static_dir; i++)
+        if (tries[i] && has_index(tries[i])) srv.static_dir = realpath(tries[i], NULL);
+    free(from_exe);
+    free(from_prefix);
+    return 0; // no page found: the API still works, GET / answers 404
 }
 
 static const char *content_type(const char *name) {
@@ -78,10 +76,9 @@ static const char *content_type(const char *name) {
     return "application/octet-stream";
 }
 
-// Only plain names: segments of [A-Za-z0-9._-] that do not start with a dot, joined by
-// single slashes. That alone rules out "..", absolute paths, backslashes and anything a
-// percent-decoding could have produced.
-static int name_ok(const char *rel) {
+// That alone rules out "..", absolute paths, backslashes and anything a percent-decoding
+// could have produced.
+int static_name_ok(const char *rel) {
     size_t n = strlen(rel);
     if (n == 0 || n > 200) return 0;
     int seg_start = 1;
@@ -100,39 +97,23 @@ static int name_ok(const char *rel) {
     return !seg_start;
 }
 
-enum MHD_Result static_serve(struct MHD_Connection *conn, Request *rq, const char *rel) {
+static enum MHD_Result serve(struct MHD_Connection *conn, Request *rq, const char *rel) {
     if (!srv.static_dir)
         return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "the web page is not installed", NULL);
-    if (!name_ok(rel)) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", srv.static_dir, rel);
+    if (!static_name_ok(rel))
+        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
+    char *path = path_join(srv.static_dir, rel);
     // Symlinks are followed only if they stay inside the folder.
-    char *real = realpath(path, NULL);
+    char *real = path ? realpath(path, NULL) : NULL;
+    free(path);
     size_t dl = strlen(srv.static_dir);
-    if (!real || strncmp(real, srv.static_dir, dl) != 0 || real[dl] != '/') {
-        free(real);
-        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
-    }
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    char *data = NULL;
+    size_t len = 0;
+    char err[ERR_LEN];
+    int found = real && strncmp(real, srv.static_dir, dl) == 0 && real[dl] == '/' &&
+                is_file(real) && !file_read_all(real, STATIC_MAX_FILE, &data, &len, err);
     free(real);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_FILE) {
-        if (fd >= 0) close(fd);
-        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
-    }
-    size_t len = (size_t)st.st_size;
-    char *data = malloc(len ? len : 1);
-    size_t got = 0;
-    while (data && got < len) {
-        ssize_t r = read(fd, data + got, len - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!data || got != len) {
-        free(data);
-        return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
-    }
+    if (!found) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(data);
@@ -151,4 +132,12 @@ enum MHD_Result static_serve(struct MHD_Connection *conn, Request *rq, const cha
     rq->status = 200;
     rq->bytes = len;
     return r;
+}
+
+enum MHD_Result static_index(struct MHD_Connection *conn, Request *rq) {
+    return serve(conn, rq, "index.html");
+}
+
+enum MHD_Result static_asset(struct MHD_Connection *conn, Request *rq) {
+    return serve(conn, rq, rq->tail);
 }

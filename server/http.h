@@ -1,0 +1,69 @@
+/*
+ * http.h — the transport: the libmicrohttpd daemon, request bodies up to --max-body,
+ * responses and the access log. It knows no route and no handler: the router given to
+ * http_start decides what each request means (routes.h).
+ */
+#ifndef CHARLM_HTTP_H
+#define CHARLM_HTTP_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <time.h>
+
+/* One HTTP request, from its first header callback to libmicrohttpd's completion notice. */
+typedef struct {
+    const char *url; // as decoded by http_unescape; valid during the router's callbacks
+    char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
+    char path[256];  // for the access log, control bytes replaced
+    struct timespec t0;
+    char *body; // [len + 1] NUL-terminated
+    size_t len, cap;
+    size_t discarded; // bytes dropped once the body went over --max-body
+    int status;
+    size_t bytes;
+    int logged_elsewhere; // a stream logs itself when it ends
+
+    // The router's, carried here and never read by http.c.
+    int route;        // row of the route table, or past its end for no route
+    const char *tail; // a prefix route's rest of the URL, set before its handler runs
+    char allow[32];   // the Allow header of a 405 reply; empty otherwise
+} Request;
+
+/* What http.c calls for every request. */
+typedef struct {
+    /* The request line and headers are in. Routes the request and, to refuse it without
+     * reading its body, answers (setting rq->status). Returns MHD_YES to go on. */
+    enum MHD_Result (*on_headers)(struct MHD_Connection *conn, Request *rq);
+    /* The whole body is in (within --max-body): answers the request. */
+    enum MHD_Result (*on_request)(struct MHD_Connection *conn, Request *rq);
+    /* The reply was delivered, or abandoned (status 499), after `seconds`. */
+    void (*on_done)(const Request *rq, int status, double seconds);
+} HttpRouter;
+
+/* Starts the daemon on an already listening socket; the router must outlive it. */
+struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err);
+
+double elapsed_ms(const struct timespec *since);
+void request_log(const char *method, const char *path, int status, size_t bytes, double ms);
+/* Adds the headers every response carries (CORS, nosniff). */
+void response_add_common(struct MHD_Response *resp);
+/* Queues body (malloc'd, taken over) with status and content type; a 405 carries
+ * rq->allow as its Allow header. */
+enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
+                        char *body, size_t len);
+enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);
+/* {"error": {"message": ..., "type": ..., "param": ...}}; param may be NULL. */
+enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
+                              const char *message, const char *param);
+/* 413: the body is (or says it will be) larger than --max-body. */
+enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq);
+/* 204 to a CORS preflight (OPTIONS), with the methods and headers a page may use. */
+enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq);
+
+/* Percent-decodes s in place and returns its new length. "%00" stays as it is: a decoded
+ * NUL would silently cut the path short ("/static/x.html%00.js"). */
+size_t http_unescape(char *s);
+/* 1 for "application/json" with any parameters ("; charset=utf-8"), in any letter case. */
+int http_is_json_type(const char *content_type);
+
+#endif

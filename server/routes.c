@@ -1,0 +1,91 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gen.h"
+#include "info.h"
+#include "metrics.h"
+#include "routes.h"
+#include "server.h"
+#include "static.h"
+
+const Route route_table[] = {
+    {"/", "/index.html", 0, ROUTE_GET, static_index, "/", 0},
+    {"/static/", NULL, 1, ROUTE_GET, static_asset, "/static", 0},
+    {"/generate", NULL, 0, ROUTE_POST, gen_handle_native, "/generate", 0},
+    {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 0},
+    {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 0},
+    {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0},
+    {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 0},
+    {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 0},
+};
+const int route_count = (int)(sizeof(route_table) / sizeof(*route_table));
+
+int routes_init(char *err) {
+    // One label per row, then the one for requests no row matched: rq->route indexes both.
+    static const char *labels[sizeof(route_table) / sizeof(*route_table) + 1];
+    for (int i = 0; i < route_count; i++) labels[i] = route_table[i].label;
+    labels[route_count] = ROUTE_LABEL_NONE;
+    return metrics_init(labels, route_count + 1, err);
+}
+
+int routes_find(const char *path) {
+    for (int i = 0; i < route_count; i++) {
+        const Route *r = &route_table[i];
+        if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
+            return i;
+        if (r->alias && strcmp(path, r->alias) == 0) return i;
+    }
+    return -1;
+}
+
+int route_allows(const Route *r, const char *method) {
+    if (r->methods & ROUTE_GET && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+        return 1;
+    return r->methods & ROUTE_POST && strcmp(method, "POST") == 0;
+}
+
+void route_allow_text(const Route *r, int cors, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s%s%s%s", r->methods & ROUTE_GET ? "GET, HEAD" : "",
+             r->methods & ROUTE_GET && r->methods & ROUTE_POST ? ", " : "",
+             r->methods & ROUTE_POST ? "POST" : "", cors ? ", OPTIONS" : "");
+}
+
+// Everything that can be decided from the request line and headers alone: answers a
+// request that goes no further, or returns MHD_YES to read its body.
+static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
+    int i = routes_find(rq->url);
+    rq->route = i < 0 ? route_count : i;
+    if (i < 0) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
+    const Route *r = &route_table[i];
+    if (srv.cfg.cors_origin && strcmp(rq->method, "OPTIONS") == 0)
+        return respond_preflight(conn, rq);
+    if (!route_allows(r, rq->method)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "method %s is not allowed here", rq->method);
+        route_allow_text(r, srv.cfg.cors_origin != NULL, rq->allow, sizeof(rq->allow));
+        return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, msg, NULL);
+    }
+    if (strcmp(rq->method, "POST") != 0) return MHD_YES;
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (!http_is_json_type(ct))
+        return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                             "Content-Type must be application/json", NULL);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv.cfg.max_body)
+        return respond_too_large(conn, rq);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(struct MHD_Connection *conn, Request *rq) {
+    const Route *r = &route_table[rq->route];
+    rq->tail = r->prefix ? rq->url + strlen(r->path) : NULL;
+    return r->handler(conn, rq);
+}
+
+static void on_done(const Request *rq, int status, double seconds) {
+    metrics_request(rq->route, status, seconds);
+}
+
+const HttpRouter routes_router = {on_headers, on_request, on_done};
