@@ -10,6 +10,7 @@
 #include "server.h"
 #include "static.h"
 
+// Looked up in order, the first match serving; also the order of /metrics' lines.
 const Route route_table[] = {
     {"/", "/index.html", 0, ROUTE_GET, static_index, "/", 0},
     {"/static/", NULL, 1, ROUTE_GET, static_asset, "/static", 0},
