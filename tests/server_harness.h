@@ -1,136 +1,52 @@
 /*
  * server_harness.h — running charlm-server from a test and talking to it over loopback.
  *
- * Header-only (static inline) because CMake links each test_*.c with testutil.c alone;
- * the test_server_*.c suites include it.
+ * A server suite makes one tiny model for the whole suite (suite_model_make in an
+ * unchecked fixture), and gets a fresh server on it before each test (start_default /
+ * stop_default as the checked fixture), reachable as S.port. Tests that need other flags
+ * or environment start their own Srv with srv_start / srv_start_env.
+ *
+ * Requests go through libcurl with nothing added or cleaned up: the path is sent as is,
+ * a missing content type is sent as none, and a body can be sent chunked. Assertions
+ * inside these helpers fail the calling test, so they may only run inside a check test
+ * or fixture.
  */
 #ifndef CHARLM_SERVER_HARNESS_H
 #define CHARLM_SERVER_HARNESS_H
 
-#include <check.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "testutil.h"
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 typedef struct {
-    pid_t pid;
-    int port;
+    pid_t pid; // 0 once it has exited
+    int port;  // the one it chose (it is started with --port 0)
     char *dir; // holds the server's stderr log
-    char *log; // path
+    char *log; // path of that log
 } Srv;
 
-static inline void sleep_ms(int ms) {
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
+/* The suite fixture's state: a temp folder, the tiny model in <root>/model, and the
+ * server started on it for the current test. */
+extern char *root, *model_dir;
+extern Srv S;
 
-static inline char *srv_log(const Srv *s) {
-    char *t = tu_read_file(s->log, NULL);
-    return t ? t : strdup("");
-}
+void sleep_ms(int ms);
 
-/* Starts charlm-server --model model_dir --port 0 [args...] with extra environment
- * entries ("NAME=value"), and waits for its "listening on" line. Returns 0 on success;
- * otherwise the process has exited and its stderr is in the log. */
-static inline int srv_start_env(Srv *s, const char *model_dir, const char *const *args,
-                                const char *const *env) {
-    memset(s, 0, sizeof(*s));
-    s->dir = tu_tmpdir();
-    s->log = malloc(strlen(s->dir) + 16);
-    sprintf(s->log, "%s/stderr", s->dir);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = tu_bin("charlm-server");
-    argv[n++] = "--model";
-    argv[n++] = model_dir;
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    for (int i = 0; args && args[i] && n < 38; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    char bin[4096];
-    snprintf(bin, sizeof(bin), "%s", tu_bin("charlm-server"));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
-        int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(fd, 2);
-        dup2(devnull, 1);
-        dup2(devnull, 0);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int waited = 0; waited < 30000; waited += 10) {
-        char *log = srv_log(s);
-        const char *at = strstr(log, "listening on http://127.0.0.1:");
-        if (at) {
-            s->port = atoi(at + strlen("listening on http://127.0.0.1:"));
-            free(log);
-            return s->port > 0 ? 0 : -1;
-        }
-        free(log);
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            s->pid = 0;
-            return -1;
-        }
-        sleep_ms(10);
-    }
-    return -1;
-}
+/* Starts charlm-server --model model_dir --port 0 [args...] (args NULL-terminated, or
+ * NULL) with extra environment entries "NAME=value" (likewise), and waits for its
+ * "listening on" line. Returns 0 on success; otherwise the process has exited and its
+ * stderr is in the log. */
+int srv_start_env(Srv *s, const char *model_dir, const char *const *args, const char *const *env);
+int srv_start(Srv *s, const char *model_dir, const char *const *args);
+/* SIGTERM, then waits for the exit (SIGKILL after 30 s). Returns the exit status (-1 if it
+ * had to be killed or died from a signal) and fails the test on sanitizer reports in its
+ * stderr. */
+int srv_stop(Srv *s);
 
-static inline int srv_start(Srv *s, const char *model_dir, const char *const *args) {
-    return srv_start_env(s, model_dir, args, NULL);
-}
-
-/* SIGTERM, then waits for the exit. Returns the exit status (-1 if it had to be killed
- * or died from a signal) and fails the test on sanitizer reports in its stderr. */
-static inline int srv_stop(Srv *s) {
-    int rc = -1;
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        int status = 0, done = 0;
-        for (int waited = 0; waited < 30000 && !done; waited += 10) {
-            if (waitpid(s->pid, &status, WNOHANG) == s->pid)
-                done = 1;
-            else
-                sleep_ms(10);
-        }
-        if (!done) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, &status, 0);
-        } else if (WIFEXITED(status)) {
-            rc = WEXITSTATUS(status);
-        }
-        s->pid = 0;
-    }
-    char *log = srv_log(s);
-    int clean = !strstr(log, "Sanitizer") && !strstr(log, "runtime error");
-    if (!clean) fprintf(stderr, "server stderr:\n%s\n", log);
-    free(log);
-    tu_rmtree(s->dir);
-    free(s->dir);
-    free(s->log);
-    s->dir = s->log = NULL;
-    ck_assert_msg(clean, "the server reported sanitizer errors");
-    return rc;
-}
-
+/* A response: status is the HTTP status, or -CURLcode when the request failed. body and
+ * headers (the raw header lines) are malloc'd and NUL-terminated, never NULL. */
 typedef struct {
     long status;
     char *body;
@@ -139,230 +55,43 @@ typedef struct {
     size_t hlen;
 } Resp;
 
-static inline void resp_free(Resp *r) {
-    free(r->body);
-    free(r->headers);
-    memset(r, 0, sizeof(*r));
-}
+void resp_free(Resp *r);
 
-typedef struct {
-    char *data;
-    size_t len;
-} HBuf;
-
-static inline size_t harness_sink(char *p, size_t size, size_t n, void *ctx) {
-    HBuf *b = ctx;
-    size_t add = size * n;
-    char *d = realloc(b->data, b->len + add + 1);
-    if (!d) return 0;
-    memcpy(d + b->len, p, add);
-    b->len += add;
-    d[b->len] = '\0';
-    b->data = d;
-    return add;
-}
-
-typedef struct {
-    const char *data;
-    size_t len, pos, piece;
-} Upload;
-
-static inline size_t harness_source(char *p, size_t size, size_t n, void *ctx) {
-    Upload *u = ctx;
-    size_t room = size * n, left = u->len - u->pos;
-    if (room > u->piece) room = u->piece; // several chunks, not one
-    if (room > left) room = left;
-    memcpy(p, u->data + u->pos, room);
-    u->pos += room;
-    return room;
-}
-
-/* One request. ctype NULL sends no Content-Type; chunked sends the body with
- * Transfer-Encoding: chunked. The path is sent as is (no dot-segment cleanup). */
-static inline Resp http_req(int port, const char *method, const char *path, const char *ctype,
-                            const char *body, size_t len, int chunked) {
-    Resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[4096];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    HBuf body_buf = {0}, head_buf = {0};
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, harness_sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body_buf);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, harness_sink);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &head_buf);
-    struct curl_slist *h = NULL;
-    char ct[256];
-    if (ctype) {
-        snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-        h = curl_slist_append(h, ct);
-    } else {
-        h = curl_slist_append(h, "Content-Type:");
-    }
-    h = curl_slist_append(h, "Expect:");
-    Upload up = {body, len, 0, 1000};
-    if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        if (chunked) {
-            h = curl_slist_append(h, "Transfer-Encoding: chunked");
-            curl_easy_setopt(c, CURLOPT_READFUNCTION, harness_source);
-            curl_easy_setopt(c, CURLOPT_READDATA, &up);
-        } else {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        }
-    } else if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    else
-        r.status = -(long)rc;
-    r.body = body_buf.data ? body_buf.data : strdup("");
-    r.len = body_buf.len;
-    r.headers = head_buf.data ? head_buf.data : strdup("");
-    r.hlen = head_buf.len;
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
-}
-
-static inline Resp http_get(int port, const char *path) {
-    return http_req(port, "GET", path, NULL, NULL, 0, 0);
-}
-
-static inline Resp http_post(int port, const char *path, const char *json) {
-    return http_req(port, "POST", path, "application/json", json, strlen(json), 0);
-}
+/* One request to 127.0.0.1:port. ctype NULL sends no Content-Type; chunked sends the
+ * body with Transfer-Encoding: chunked in pieces of 1000 bytes. */
+Resp http_req(int port, const char *method, const char *path, const char *ctype, const char *body,
+              size_t len, int chunked);
+Resp http_get(int port, const char *path);
+/* POST of a JSON text as application/json. */
+Resp http_post(int port, const char *path, const char *json);
 
 /* Value of a response header (first match, case-insensitive), malloc'd, or NULL. */
-static inline char *resp_header(const Resp *r, const char *name) {
-    size_t n = strlen(name);
-    for (const char *line = r->headers; line && *line;) {
-        const char *end = strstr(line, "\r\n");
-        if (!end) end = line + strlen(line);
-        if ((size_t)(end - line) > n && strncasecmp(line, name, n) == 0 && line[n] == ':') {
-            const char *v = line + n + 1;
-            while (*v == ' ') v++;
-            return strndup(v, (size_t)(end - v));
-        }
-        line = *end ? end + 2 : end;
-    }
-    return NULL;
-}
+char *resp_header(const Resp *r, const char *name);
+/* The body parsed; fails the test when it is not JSON. Free with cJSON_Delete. */
+cJSON *resp_json(const Resp *r);
+/* Asserts an error reply: the status, the JSON error body with a message, and its param
+ * (NULL: the reply must have none). */
+void assert_error(const Resp *r, long status, const char *param);
+/* Members of a JSON object that must be a string / a number. */
+const char *json_str(const cJSON *o, const char *k);
+double json_num(const cJSON *o, const char *k);
 
-static inline cJSON *resp_json(const Resp *r) {
-    cJSON *j = cJSON_Parse(r->body);
-    ck_assert_msg(j != NULL, "response is not JSON: %s", r->body);
-    return j;
-}
-
-/* Asserts an error reply: the status, the JSON error body, and its param (NULL: none). */
-static inline void assert_error(const Resp *r, long status, const char *param) {
-    ck_assert_msg(r->status == status, "status %ld, expected %ld: %s", r->status, status, r->body);
-    cJSON *j = resp_json(r);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-    ck_assert_msg(cJSON_IsObject(e), "no error object: %s", r->body);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-    ck_assert(cJSON_IsString(m) && m->valuestring[0]);
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "param");
-    if (param) {
-        ck_assert_msg(cJSON_IsString(p) && strcmp(p->valuestring, param) == 0,
-                      "expected param %s: %s", param, r->body);
-    } else {
-        ck_assert_msg(p == NULL, "expected no param: %s", r->body);
-    }
-    cJSON_Delete(j);
-}
-
-static inline const char *json_str(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    ck_assert_msg(cJSON_IsString(v), "%s is not a string", k);
-    return v->valuestring;
-}
-
-static inline double json_num(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    ck_assert_msg(cJSON_IsNumber(v), "%s is not a number", k);
-    return v->valuedouble;
-}
-
-/* The "data: ..." payloads of an SSE body, in order; returns the count. */
-static inline int sse_events(const char *body, char **events, int max) {
-    int n = 0;
-    const char *p = body;
-    while (*p && n < max) {
-        const char *end = strstr(p, "\n\n");
-        if (!end) break;
-        ck_assert_msg(strncmp(p, "data: ", 6) == 0, "not an SSE data line: %.40s", p);
-        events[n++] = strndup(p + 6, (size_t)(end - p - 6));
-        p = end + 2;
-    }
-    ck_assert_msg(*p == '\0', "trailing bytes after the last event: %s", p);
-    return n;
-}
+/* The "data: ..." payloads of an SSE body, in order, each malloc'd; returns the count.
+ * Fails the test on anything else in the body. */
+int sse_events(const char *body, char **events, int max);
 
 /* A raw connection that sends a request and then does not read: keeps a generation in
- * flight until closed. */
-static inline int raw_send(int port, const char *request) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    size_t len = strlen(request);
-    ck_assert_int_eq(send(fd, request, len, 0), (ssize_t)len);
-    return fd;
-}
+ * flight until the returned socket is closed. */
+int raw_send(int port, const char *request);
+/* generations_in_flight from /health. */
+int health_in_flight(int port);
 
-static inline int health_in_flight(int port) {
-    Resp r = http_get(port, "/health");
-    ck_assert_int_eq(r.status, 200);
-    cJSON *j = resp_json(&r);
-    int n = (int)json_num(j, "generations_in_flight");
-    cJSON_Delete(j);
-    resp_free(&r);
-    return n;
-}
-
-/*
- * The suite fixture every server suite shares: a temp folder holding a tiny model in
- * <root>/model (suite_model_make, from an unchecked fixture), and S, a server started on
- * it before each test and stopped (asserting exit 0) after it.
- */
-static char *root, *model_dir;
-static Srv S;
-
-static inline void suite_model_make(size_t text_len, int embed, int hidden, int layers,
-                                    uint64_t seed) {
-    curl_global_init(CURL_GLOBAL_ALL);
-    root = tu_tmpdir();
-    model_dir = malloc(strlen(root) + 16);
-    sprintf(model_dir, "%s/model", root);
-    char *text = tu_sample_text(text_len);
-    ck_assert_int_eq(tu_make_model_dir(model_dir, text, embed, hidden, layers, seed), 0);
-    free(text);
-}
-
-static inline void suite_model_remove(void) {
-    tu_rmtree(root);
-    free(root);
-    free(model_dir);
-    curl_global_cleanup();
-}
-
-static inline void start_default(void) {
-    ck_assert_int_eq(srv_start(&S, model_dir, NULL), 0);
-}
-
-static inline void stop_default(void) {
-    ck_assert_int_eq(srv_stop(&S), 0);
-}
+/* Makes root and a model in model_dir from text_len chars of tu_sample_text, and
+ * initialises libcurl; suite_model_remove undoes it. */
+void suite_model_make(size_t text_len, int embed, int hidden, int layers, uint64_t seed);
+void suite_model_remove(void);
+/* S started on model_dir with no extra flags; stopped asserting exit status 0. */
+void start_default(void);
+void stop_default(void);
 
 #endif

@@ -1,10 +1,18 @@
 /* charlm-server over real HTTP: endpoints, the error table, flags and environment,
  * startup failures, draining on SIGTERM. */
+#include <check.h>
+#include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model.h"
 #include "server_harness.h"
+#include "testutil.h"
 
 static void suite_setup(void) {
     suite_model_make(3000, 16, 48, 1, 3);

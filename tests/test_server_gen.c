@@ -1,12 +1,17 @@
 /* charlm-server over real HTTP: what it generates. Greedy against an argmax computed
  * here, seeds, concurrency, streaming, the OpenAI endpoint, stops, unknown chars, the
  * repetition penalty. */
+#include <check.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "artefacts.h"
 #include "error.h"
 #include "infer.h"
 #include "server_harness.h"
+#include "testutil.h"
 #include "utf8.h"
 
 static Model model; // the suite's model, loaded here too for reference computations

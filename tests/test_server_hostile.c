@@ -1,9 +1,15 @@
 /* charlm-server over real HTTP: hostile input gets a clean 4xx and leaves the server
  * healthy; path traversal never escapes the page folder; /metrics is valid Prometheus
  * text. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server_harness.h"
+#include "testutil.h"
 
 static void suite_setup(void) {
     suite_model_make(2000, 8, 32, 1, 5);

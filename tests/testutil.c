@@ -35,6 +35,27 @@ void tu_rmtree(const char *dir) {
     if (dir) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+char *tu_dir;
+
+void tu_dir_setup(void) {
+    tu_dir = tu_tmpdir();
+    ck_assert_ptr_nonnull(tu_dir);
+}
+
+void tu_dir_teardown(void) {
+    tu_rmtree(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+}
+
+int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 char *tu_write_file(const char *dir, const char *name, const char *data, size_t len) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *path = malloc(n);
@@ -51,6 +72,20 @@ char *tu_write_file(const char *dir, const char *name, const char *data, size_t 
         return NULL;
     }
     fclose(f);
+    return path;
+}
+
+char *tu_write_safetensors(const char *dir, const char *name, const char *header, const void *data,
+                           size_t dlen) {
+    size_t hlen = strlen(header);
+    char *buf = malloc(8 + hlen + dlen);
+    if (!buf) return NULL;
+    uint64_t le = hlen; // little-endian like the machine (core/safetensors.c asserts it)
+    memcpy(buf, &le, 8);
+    memcpy(buf + 8, header, hlen);
+    if (dlen) memcpy(buf + 8 + hlen, data, dlen);
+    char *path = tu_write_file(dir, name, buf, 8 + hlen + dlen);
+    free(buf);
     return path;
 }
 

@@ -5,8 +5,18 @@
 #ifndef CHARLM_TESTUTIL_H
 #define CHARLM_TESTUTIL_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A checked fixture (tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown)): each
+ * test gets a fresh temp folder, tu_dir, removed with everything in it afterwards. */
+extern char *tu_dir;
+void tu_dir_setup(void);
+void tu_dir_teardown(void);
+
+/* Runs every test of s, printing check's normal report; returns the process exit status. */
+int tu_run_suite(Suite *s);
 
 /* A fresh directory under $TMPDIR (or /tmp); malloc'd path. */
 char *tu_tmpdir(void);
@@ -14,6 +24,10 @@ char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
 /* Writes len bytes to dir/name; malloc'd full path. */
 char *tu_write_file(const char *dir, const char *name, const char *data, size_t len);
+/* Writes dir/name as a safetensors file: the 8-byte little-endian length of header, the
+ * header text as given (not checked), then dlen bytes of data; malloc'd full path. */
+char *tu_write_safetensors(const char *dir, const char *name, const char *header, const void *data,
+                           size_t dlen);
 /* Reads a whole file; malloc'd, NUL-terminated; NULL if missing. */
 char *tu_read_file(const char *path, size_t *len);
 /* Makes a model folder in dir (vocab.json + model.safetensors + a short train_log.jsonl)
