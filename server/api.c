@@ -38,14 +38,13 @@ static int bad(ApiError *e, const char *param, const char *fmt, ...) {
 
 // For the OpenAI fields that are not generation parameters. Integers may be written as
 // 2.0 (JSON has one number type) but not as 1.5.
-static int get_int(const cJSON *it, double lo, double hi, ApiError *e, double *out) {
+static int check_int(const cJSON *it, double lo, double hi, ApiError *e) {
     const char *k = it->string;
     if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) ||
         it->valuedouble != floor(it->valuedouble))
         return bad(e, k, "%s must be an integer", k);
     if (it->valuedouble < lo || it->valuedouble > hi)
         return bad(e, k, "%s must be an integer from %.0f to %.0f", k, lo, hi);
-    *out = it->valuedouble;
     return 0;
 }
 
@@ -63,7 +62,6 @@ static int parse_param(const cJSON *it, const GenParam *gp, const ServerConfig *
 
 static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg;
-    const cJSON *one[1] = {it};
     int n = 1;
     if (cJSON_IsArray(it)) {
         n = cJSON_GetArraySize(it);
@@ -72,7 +70,7 @@ static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, A
     } else if (!cJSON_IsString(it)) {
         return bad(e, "stop", "stop must be a string or an array of strings");
     }
-    const cJSON *el = cJSON_IsArray(it) ? it->child : one[0];
+    const cJSON *el = cJSON_IsArray(it) ? it->child : it;
     for (int i = 0; i < n; i++, el = el->next) {
         if (!cJSON_IsString(el))
             return bad(e, "stop", "stop must be a string or an array of strings");
@@ -119,7 +117,6 @@ static int parse_stream(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
 
 // OpenAI fields that have no meaning here: accepted when they ask for nothing we would
 // have to ignore silently (n = 1, echo false, no suffix), ignored otherwise.
-
 static int parse_string(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg, (void)r;
     if (!cJSON_IsString(it)) return bad(e, it->string, "%s must be a string", it->string);
@@ -128,9 +125,8 @@ static int parse_string(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
 
 static int parse_only_one(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg, (void)r;
-    double v = 0;
-    if (get_int(it, 1, 1, e, &v)) return bad(e, it->string, "only %s = 1 is supported", it->string);
-    return 0;
+    if (cJSON_IsNumber(it) && it->valuedouble == 1) return 0;
+    return bad(e, it->string, "only %s = 1 is supported", it->string);
 }
 
 static int parse_echo(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
@@ -149,8 +145,7 @@ static int parse_suffix(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
 
 static int parse_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg, (void)r;
-    double v = 0;
-    return get_int(it, 0, 5, e, &v);
+    return check_int(it, 0, 5, e);
 }
 
 static int parse_penalty(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
@@ -185,7 +180,7 @@ static int parse_stream_options(const cJSON *it, const ServerConfig *cfg, GenReq
 typedef struct {
     const char *name;
     int openai_only;
-    int required; // no default: refused when absent, and null does not stand for a default
+    int required; // has no default, so null does not stand for one (the prompt)
     int (*parse)(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e);
 } Field;
 
