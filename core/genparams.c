@@ -56,13 +56,23 @@ static void store(GenerateParams *p, const GenParam *gp, double v) {
     }
 }
 
+double genparams_max(const GenParam *gp, int max_tokens_cap) {
+    if (gp->offset == FIELD(max_tokens) && max_tokens_cap > 0 && max_tokens_cap < gp->max)
+        return max_tokens_cap;
+    return gp->max;
+}
+
+double genparams_default(const GenParam *gp, int openai, int max_tokens_cap) {
+    double v = openai ? gp->def_openai : gp->def, hi = genparams_max(gp, max_tokens_cap);
+    return v > hi ? hi : v;
+}
+
 void genparams_defaults(GenerateParams *p, int openai, int max_tokens_cap) {
     memset(p, 0, sizeof(*p));
     for (int i = 0; i < genparams_count; i++) {
-        double v = openai ? genparams[i].def_openai : genparams[i].def;
+        double v = genparams_default(&genparams[i], openai, max_tokens_cap);
         if (!isnan(v)) store(p, &genparams[i], v);
     }
-    if (max_tokens_cap > 0 && p->max_tokens > max_tokens_cap) p->max_tokens = max_tokens_cap;
 }
 
 static double upper(const GenParam *gp, double cap) {

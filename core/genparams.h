@@ -41,8 +41,14 @@ extern const int genparams_count;
 
 /* The row named name (JSON spelling, or the flag's with '-'), or NULL. */
 const GenParam *genparams_find(const char *name);
-/* Every parameter at its default (openai: OpenAI's); the seed is left 0, no stop
- * sequences. max_tokens is lowered to max_tokens_cap when that is smaller. */
+/* The upper bound in force: the row's max, for max_tokens lowered to max_tokens_cap (a
+ * server's or sample's --max-tokens) when that is positive and smaller; INFINITY when
+ * unbounded. Pass it as genparams_set's cap. */
+double genparams_max(const GenParam *gp, int max_tokens_cap);
+/* The row's default in force (openai: OpenAI's), lowered to genparams_max; NAN when it
+ * has none (the seed). */
+double genparams_default(const GenParam *gp, int openai, int max_tokens_cap);
+/* Every parameter at genparams_default; the seed is left 0, no stop sequences. */
 void genparams_defaults(GenerateParams *p, int openai, int max_tokens_cap);
 /* Checks v against the row's range (the upper bound lowered to cap when cap > 0 and
  * smaller) and stores it. On failure writes "<name> must be ..." into err. */

@@ -1,5 +1,4 @@
 #include <cjson/cJSON.h>
-#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,9 +8,9 @@
 #include <sys/random.h>
 
 #include "api.h"
+#include "error.h"
+#include "genparams.h"
 #include "utf8.h"
-
-#define SEED_MAX 9007199254740992.0 // 2^53: every integer up to it is exact in JSON numbers
 
 // Copies at most cap-1 bytes of valid UTF-8 src without splitting a character.
 static void copy_utf8(char *dst, size_t cap, const char *src) {
@@ -37,36 +36,32 @@ static int bad(ApiError *e, const char *param, const char *fmt, ...) {
     return -1;
 }
 
-static int get_number(const cJSON *it, ApiError *e, double *out) {
-    if (!cJSON_IsNumber(it)) return bad(e, it->string, "%s must be a number", it->string);
-    if (!isfinite(it->valuedouble))
-        return bad(e, it->string, "%s must be a finite number", it->string);
-    *out = it->valuedouble;
+// For the OpenAI fields that are not generation parameters. Integers may be written as
+// 2.0 (JSON has one number type) but not as 1.5.
+static int check_int(const cJSON *it, double lo, double hi, ApiError *e) {
+    const char *k = it->string;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) ||
+        it->valuedouble != floor(it->valuedouble))
+        return bad(e, k, "%s must be an integer", k);
+    if (it->valuedouble < lo || it->valuedouble > hi)
+        return bad(e, k, "%s must be an integer from %.0f to %.0f", k, lo, hi);
     return 0;
 }
 
-// Integers may be written as 2.0 (JSON has one number type) but not as 1.5.
-static int get_int(const cJSON *it, double lo, double hi, ApiError *e, double *out) {
-    double v = 0;
-    if (!cJSON_IsNumber(it)) return bad(e, it->string, "%s must be an integer", it->string);
-    if (get_number(it, e, &v)) return -1;
-    if (v != floor(v)) return bad(e, it->string, "%s must be an integer", it->string);
-    if (v < lo || v > hi)
-        return bad(e, it->string, "%s must be between %.0f and %.0f", it->string, lo, hi);
-    *out = v;
+// A row of core/genparams: its type here, its range there.
+static int parse_param(const cJSON *it, const GenParam *gp, const ServerConfig *cfg, GenRequest *r,
+                       ApiError *e) {
+    if (!cJSON_IsNumber(it))
+        return bad(e, gp->name, "%s must be %s", gp->name,
+                   gp->type == GENPARAM_FLOAT ? "a number" : "an integer");
+    char err[ERR_LEN];
+    if (genparams_set(&r->gen, gp, it->valuedouble, genparams_max(gp, cfg->max_tokens), err))
+        return bad(e, gp->name, "%s", err);
     return 0;
 }
 
-// A float parameter from a double that passed range checks: keep it inside float's
-// range and away from 0 where 0 would mean something else.
-static float to_float_pos(double v) {
-    if (v > FLT_MAX) return FLT_MAX;
-    if (v > 0 && v < FLT_MIN) return FLT_MIN;
-    return (float)v;
-}
-
-static int parse_stop(const cJSON *it, GenRequest *r, ApiError *e) {
-    const cJSON *one[1] = {it};
+static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg;
     int n = 1;
     if (cJSON_IsArray(it)) {
         n = cJSON_GetArraySize(it);
@@ -75,7 +70,7 @@ static int parse_stop(const cJSON *it, GenRequest *r, ApiError *e) {
     } else if (!cJSON_IsString(it)) {
         return bad(e, "stop", "stop must be a string or an array of strings");
     }
-    const cJSON *el = cJSON_IsArray(it) ? it->child : one[0];
+    const cJSON *el = cJSON_IsArray(it) ? it->child : it;
     for (int i = 0; i < n; i++, el = el->next) {
         if (!cJSON_IsString(el))
             return bad(e, "stop", "stop must be a string or an array of strings");
@@ -95,10 +90,9 @@ static int parse_stop(const cJSON *it, GenRequest *r, ApiError *e) {
     return 0;
 }
 
-static int parse_prompt(const cJSON *it, int openai, const ServerConfig *cfg, GenRequest *r,
-                        ApiError *e) {
+static int parse_prompt(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     // OpenAI also takes a list of prompts; one is all that n = 1 can answer.
-    if (openai && cJSON_IsArray(it) && cJSON_GetArraySize(it) == 1 && cJSON_IsString(it->child))
+    if (r->openai && cJSON_IsArray(it) && cJSON_GetArraySize(it) == 1 && cJSON_IsString(it->child))
         it = it->child;
     if (!cJSON_IsString(it)) return bad(e, "prompt", "prompt must be a string");
     size_t len = strlen(it->valuestring);
@@ -114,101 +108,110 @@ static int parse_prompt(const cJSON *it, int openai, const ServerConfig *cfg, Ge
     return 0;
 }
 
-// Fields common to both endpoints. Returns 1 when the key is not one of them.
-static int parse_common(const cJSON *it, int openai, const ServerConfig *cfg, GenRequest *r,
-                        ApiError *e, int *rc) {
-    const char *k = it->string;
-    SamplerParams *sp = &r->gen.sampler;
-    double v = 0;
-    *rc = 0;
-    if (strcmp(k, "prompt") == 0) {
-        *rc = parse_prompt(it, openai, cfg, r, e);
-    } else if (strcmp(k, "max_tokens") == 0) {
-        if (!(*rc = get_int(it, 1, cfg->max_tokens, e, &v))) r->gen.max_tokens = (int)v;
-    } else if (strcmp(k, "temperature") == 0) {
-        if (!(*rc = get_number(it, e, &v))) {
-            if (v < 0)
-                *rc = bad(e, k, "temperature must be >= 0 (0 means greedy)");
-            else
-                sp->temperature = v > 0 ? to_float_pos(v) : 0.0f;
-        }
-    } else if (strcmp(k, "top_k") == 0) {
-        if (!(*rc = get_int(it, 0, 2147483647.0, e, &v))) sp->top_k = (int)v;
-    } else if (strcmp(k, "top_p") == 0) {
-        if (!(*rc = get_number(it, e, &v))) {
-            if (!(v > 0 && v <= 1))
-                *rc = bad(e, k, "top_p must be in (0, 1]");
-            else
-                sp->top_p = to_float_pos(v);
-        }
-    } else if (strcmp(k, "repetition_penalty") == 0) {
-        if (!(*rc = get_number(it, e, &v))) {
-            if (!(v > 0))
-                *rc = bad(e, k, "repetition_penalty must be > 0 (1 disables it)");
-            else
-                sp->repetition_penalty = to_float_pos(v);
-        }
-    } else if (strcmp(k, "repetition_window") == 0) {
-        if (!(*rc = get_int(it, 0, 2147483647.0, e, &v))) sp->repetition_window = (int)v;
-    } else if (strcmp(k, "seed") == 0) {
-        if (!(*rc = get_int(it, 0, SEED_MAX, e, &v))) r->gen.seed = (uint64_t)v;
-    } else if (strcmp(k, "stop") == 0) {
-        *rc = parse_stop(it, r, e);
-    } else if (strcmp(k, "stream") == 0) {
-        if (!cJSON_IsBool(it))
-            *rc = bad(e, k, "stream must be true or false");
-        else
-            r->stream = cJSON_IsTrue(it);
-    } else {
-        return 1;
-    }
+static int parse_stream(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg;
+    if (!cJSON_IsBool(it)) return bad(e, "stream", "stream must be true or false");
+    r->stream = cJSON_IsTrue(it);
     return 0;
 }
 
 // OpenAI fields that have no meaning here: accepted when they ask for nothing we would
 // have to ignore silently (n = 1, echo false, no suffix), ignored otherwise.
-static int parse_openai_extra(const cJSON *it, GenRequest *r, ApiError *e, int *rc) {
+static int parse_string(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (!cJSON_IsString(it)) return bad(e, it->string, "%s must be a string", it->string);
+    return 0;
+}
+
+static int parse_only_one(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (cJSON_IsNumber(it) && it->valuedouble == 1) return 0;
+    return bad(e, it->string, "only %s = 1 is supported", it->string);
+}
+
+static int parse_echo(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (!cJSON_IsBool(it)) return bad(e, "echo", "echo must be true or false");
+    if (cJSON_IsTrue(it)) return bad(e, "echo", "echo is not supported");
+    return 0;
+}
+
+static int parse_suffix(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (!cJSON_IsString(it)) return bad(e, "suffix", "suffix must be a string");
+    if (it->valuestring[0]) return bad(e, "suffix", "suffix is not supported");
+    return 0;
+}
+
+static int parse_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    return check_int(it, 0, 5, e);
+}
+
+static int parse_penalty(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
     const char *k = it->string;
-    double v = 0;
-    *rc = 0;
-    if (strcmp(k, "model") == 0 || strcmp(k, "user") == 0) {
-        if (!cJSON_IsString(it)) *rc = bad(e, k, "%s must be a string", k);
-    } else if (strcmp(k, "n") == 0 || strcmp(k, "best_of") == 0) {
-        if (!(*rc = get_int(it, 1, 1, e, &v))) return 0;
-        *rc = bad(e, k, "only %s = 1 is supported", k);
-    } else if (strcmp(k, "echo") == 0) {
-        if (!cJSON_IsBool(it))
-            *rc = bad(e, k, "echo must be true or false");
-        else if (cJSON_IsTrue(it))
-            *rc = bad(e, k, "echo is not supported");
-    } else if (strcmp(k, "suffix") == 0) {
-        if (!cJSON_IsString(it))
-            *rc = bad(e, k, "suffix must be a string");
-        else if (it->valuestring[0])
-            *rc = bad(e, k, "suffix is not supported");
-    } else if (strcmp(k, "logprobs") == 0) {
-        *rc = get_int(it, 0, 5, e, &v);
-    } else if (strcmp(k, "presence_penalty") == 0 || strcmp(k, "frequency_penalty") == 0) {
-        if (!(*rc = get_number(it, e, &v)) && (v < -2 || v > 2))
-            *rc = bad(e, k, "%s must be between -2 and 2", k);
-    } else if (strcmp(k, "logit_bias") == 0) {
-        if (!cJSON_IsObject(it)) *rc = bad(e, k, "logit_bias must be an object");
-    } else if (strcmp(k, "stream_options") == 0) {
-        if (!cJSON_IsObject(it)) {
-            *rc = bad(e, k, "stream_options must be an object");
-            return 0;
-        }
-        for (const cJSON *o = it->child; o; o = o->next) {
-            if (strcmp(o->string, "include_usage") != 0 || !cJSON_IsBool(o)) {
-                *rc = bad(e, k, "stream_options takes only include_usage (true or false)");
-                return 0;
-            }
-            r->include_usage = cJSON_IsTrue(o);
-        }
-    } else {
-        return 1;
+    if (!cJSON_IsNumber(it)) return bad(e, k, "%s must be a number", k);
+    if (!(it->valuedouble >= -2 && it->valuedouble <= 2))
+        return bad(e, k, "%s must be between -2 and 2", k);
+    return 0;
+}
+
+static int parse_object(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (!cJSON_IsObject(it)) return bad(e, it->string, "%s must be an object", it->string);
+    return 0;
+}
+
+static int parse_stream_options(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
+                                ApiError *e) {
+    (void)cfg;
+    if (!cJSON_IsObject(it)) return bad(e, "stream_options", "stream_options must be an object");
+    for (const cJSON *o = it->child; o; o = o->next) {
+        if (strcmp(o->string, "include_usage") != 0 || !cJSON_IsBool(o))
+            return bad(e, "stream_options",
+                       "stream_options takes only include_usage (true or false)");
+        r->include_usage = cJSON_IsTrue(o);
     }
     return 0;
+}
+
+// The request fields that are not generation parameters (those are core/genparams rows).
+typedef struct {
+    const char *name;
+    int openai_only;
+    int required; // has no default, so null does not stand for one (the prompt)
+    int (*parse)(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e);
+} Field;
+
+static const Field fields[] = {
+    {"prompt", 0, 1, parse_prompt},
+    {"stop", 0, 0, parse_stop},
+    {"stream", 0, 0, parse_stream},
+    {"model", 1, 0, parse_string},
+    {"user", 1, 0, parse_string},
+    {"n", 1, 0, parse_only_one},
+    {"best_of", 1, 0, parse_only_one},
+    {"echo", 1, 0, parse_echo},
+    {"suffix", 1, 0, parse_suffix},
+    {"logprobs", 1, 0, parse_logprobs},
+    {"presence_penalty", 1, 0, parse_penalty},
+    {"frequency_penalty", 1, 0, parse_penalty},
+    {"logit_bias", 1, 0, parse_object},
+    {"stream_options", 1, 0, parse_stream_options},
+};
+
+static const Field *field_find(const char *name, int openai) {
+    for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++)
+        if ((openai || !fields[i].openai_only) && strcmp(fields[i].name, name) == 0)
+            return &fields[i];
+    return NULL;
+}
+
+// genparams_find also takes the flag spelling (max-tokens); JSON has only the one.
+static const GenParam *param_find(const char *name) {
+    const GenParam *gp = genparams_find(name);
+    return gp && strcmp(gp->name, name) == 0 ? gp : NULL;
 }
 
 // cJSON rejects NaN and Infinity as malformed JSON. When that is what it stopped at, name
@@ -252,14 +255,8 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
     r->openai = openai;
-    r->gen.max_tokens = openai ? 16 : 200;
-    if (r->gen.max_tokens > cfg->max_tokens) r->gen.max_tokens = cfg->max_tokens;
-    r->gen.sampler = (SamplerParams){.temperature = openai ? 1.0f : 0.8f,
-                                     .top_k = openai ? 0 : 40,
-                                     .top_p = 1.0f,
-                                     .repetition_penalty = 1.0f,
-                                     .repetition_window = 64};
-    int have_seed = 0, have_prompt = 0;
+    genparams_defaults(&r->gen, openai, cfg->max_tokens);
+    int have_seed = 0;
 
     if (len == 0) return bad(e, NULL, "request body is empty; expected a JSON object");
     if (memchr(body, '\0', len)) return bad(e, NULL, "request body contains a NUL byte");
@@ -284,44 +281,24 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
         goto done;
     }
     for (const cJSON *it = root->child; it && !rc; it = it->next) {
+        const GenParam *gp = param_find(it->string);
+        const Field *f = gp ? NULL : field_find(it->string, openai);
+        if (!gp && !f) {
+            char key[48];
+            copy_utf8(key, sizeof(key), it->string);
+            rc = bad(e, it->string, "unknown field '%s'", key);
+            break;
+        }
         // OpenAI clients send null for "use the default".
-        if (openai && cJSON_IsNull(it) && strcmp(it->string, "prompt") != 0) {
-            static const char *known[] = {"model",
-                                          "user",
-                                          "n",
-                                          "best_of",
-                                          "echo",
-                                          "suffix",
-                                          "logprobs",
-                                          "presence_penalty",
-                                          "frequency_penalty",
-                                          "logit_bias",
-                                          "stream_options",
-                                          "max_tokens",
-                                          "temperature",
-                                          "top_k",
-                                          "top_p",
-                                          "repetition_penalty",
-                                          "repetition_window",
-                                          "seed",
-                                          "stop",
-                                          "stream"};
-            int found = 0;
-            for (size_t i = 0; i < sizeof(known) / sizeof(*known); i++)
-                found |= strcmp(it->string, known[i]) == 0;
-            if (found) continue;
+        if (openai && cJSON_IsNull(it) && !(f && f->required)) continue;
+        if (gp) {
+            rc = parse_param(it, gp, cfg, r, e);
+            have_seed |= gp->type == GENPARAM_SEED;
+        } else {
+            rc = f->parse(it, cfg, r, e);
         }
-        if (!parse_common(it, openai, cfg, r, e, &rc)) {
-            have_seed |= strcmp(it->string, "seed") == 0;
-            have_prompt |= strcmp(it->string, "prompt") == 0;
-            continue;
-        }
-        if (openai && !parse_openai_extra(it, r, e, &rc)) continue;
-        char key[48];
-        copy_utf8(key, sizeof(key), it->string);
-        rc = bad(e, it->string, "unknown field '%s'", key);
     }
-    if (!rc && !have_prompt) rc = bad(e, "prompt", "prompt is required");
+    if (!rc && !r->prompt) rc = bad(e, "prompt", "prompt is required");
     if (!rc && !have_seed) r->gen.seed = random_seed();
     if (!rc && r->include_usage && !r->stream)
         rc = bad(e, "stream_options", "stream_options is only allowed with stream: true");

@@ -1,10 +1,12 @@
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "fileio.h"
+#include "genparams.h"
 #include "http.h"
 #include "info.h"
 #include "server.h"
@@ -78,6 +80,52 @@ static cJSON *load_curve(const char *dir) {
     return thin;
 }
 
+// cJSON prints 15 significant digits, which would turn 2^53 into 9.00719925474099e+15:
+// whole numbers go out digit for digit.
+static void add_exact(cJSON *o, const char *name, double v) {
+    char buf[32];
+    if (isnan(v)) {
+        cJSON_AddNullToObject(o, name);
+    } else if (v == floor(v) && fabs(v) <= GEN_SEED_MAX) {
+        snprintf(buf, sizeof(buf), "%.0f", v);
+        cJSON_AddRawToObject(o, name, buf);
+    } else {
+        cJSON_AddNumberToObject(o, name, v);
+    }
+}
+
+// Each generation parameter's default for one endpoint: what a request that leaves the
+// field out gets.
+static cJSON *gen_defaults(int openai) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < genparams_count; i++)
+        add_exact(o, genparams[i].name,
+                  genparams_default(&genparams[i], openai, srv.cfg.max_tokens));
+    cJSON_AddArrayToObject(o, "stop");
+    return o;
+}
+
+static void add_limit(cJSON *o, const char *name, double min, int min_exclusive, double max) {
+    cJSON *l = cJSON_AddObjectToObject(o, name);
+    if (isfinite(min)) add_exact(l, "min", min);
+    if (min_exclusive) cJSON_AddTrueToObject(l, "min_exclusive");
+    if (isfinite(max)) add_exact(l, "max", max);
+}
+
+// What a request may ask for: the generation parameters' ranges with --max-tokens
+// applied, and the server's other request limits.
+static cJSON *gen_limits(void) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < genparams_count; i++) {
+        const GenParam *gp = &genparams[i];
+        add_limit(o, gp->name, gp->min, gp->min_open, genparams_max(gp, srv.cfg.max_tokens));
+    }
+    add_limit(o, "prompt_chars", NAN, 0, srv.cfg.max_prompt);
+    add_limit(o, "stop", NAN, 0, GEN_MAX_STOP);
+    add_limit(o, "body_bytes", NAN, 0, (double)srv.cfg.max_body);
+    return o;
+}
+
 int info_build_model_card(char *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", MODEL_ID);
@@ -89,6 +137,9 @@ int info_build_model_card(char *err) {
     add_number_or_null(o, "best_val_bpc", srv.info.best_val_loss / log(2.0));
     cJSON_AddStringToObject(o, "vocab_sha256", srv.info.vocab_sha256);
     cJSON_AddStringToObject(o, "corpus_sha256", srv.info.corpus_sha256);
+    cJSON_AddItemToObject(o, "defaults", gen_defaults(0));
+    cJSON_AddItemToObject(o, "openai_defaults", gen_defaults(1));
+    cJSON_AddItemToObject(o, "limits", gen_limits());
     cJSON_AddItemToObject(o, "training_curve", load_curve(srv.cfg.model_dir));
     srv.model_card = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

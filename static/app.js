@@ -7,15 +7,10 @@
   const $ = (id) => document.getElementById(id);
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
-  // Control id = JSON field name, so an error's "param" finds its control directly.
-  const FIELDS = {
-    max_tokens: { kind: 'int', def: '200' },
-    temperature: { kind: 'num', def: '0.8' },
-    top_k: { kind: 'int', def: '40' },
-    top_p: { kind: 'num', def: '1' },
-    repetition_penalty: { kind: 'num', def: '1' },
-    seed: { kind: 'int', def: '' },
-  };
+  // The sampling controls. Control id = JSON field name, so an error's "param" finds its
+  // control directly; their defaults and ranges come from /model (applyParams).
+  const FIELDS = [...document.querySelectorAll('.controls input[name]')].map((input) => input.name);
+  let defaults = {}; // /model's "defaults": what /generate uses for a field left out
 
   const el = {
     form: $('gen-form'),
@@ -83,7 +78,7 @@
   function buildRequest() {
     const body = { prompt: el.prompt.value, stream: true };
     const local = [];
-    for (const [name, f] of Object.entries(FIELDS)) {
+    for (const name of FIELDS) {
       const input = $(name);
       if (input.validity && input.validity.badInput) {
         local.push([name, 'not a number']);
@@ -93,7 +88,7 @@
       if (raw === '') continue;
       const n = Number(raw);
       if (!Number.isFinite(n)) {
-        local.push([name, f.kind === 'int' ? 'must be a whole number' : 'must be a number']);
+        local.push([name, input.inputMode === 'numeric' ? 'must be a whole number' : 'must be a number']);
         continue;
       }
       body[name] = n;
@@ -221,15 +216,6 @@
       }
       return { kind: 'http', status: res.status, payload, retryAfter: res.headers.get('Retry-After') };
     }
-    const type = res.headers.get('Content-Type') || '';
-    if (!type.startsWith('text/event-stream')) {
-      // A server that ignores "stream" answers with one JSON object.
-      const j = await res.json();
-      if (typeof j.text === 'string') appendText(j.text);
-      r.summary = j;
-      return { kind: 'done' };
-    }
-
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
@@ -263,7 +249,6 @@
     }
     if (!data.length) return null; // comment or keep-alive
     const s = data.join('\n');
-    if (s === '[DONE]') return { done: true };
     try {
       return JSON.parse(s);
     } catch (_) {
@@ -421,7 +406,7 @@
   }
 
   function resetControls() {
-    for (const [name, f] of Object.entries(FIELDS)) $(name).value = f.def;
+    for (const name of FIELDS) $(name).value = fmtDefault(defaults[name]);
     clearErrors();
   }
 
@@ -452,7 +437,7 @@
     }
   });
   // Editing a field clears its stale error.
-  for (const name of ['prompt', ...Object.keys(FIELDS)]) {
+  for (const name of ['prompt', ...FIELDS]) {
     $(name).addEventListener('input', () => {
       const slot = $('err-' + name);
       slot.hidden = true;
@@ -471,19 +456,50 @@
     return Number.isFinite(x) ? x.toFixed(4) : '—';
   }
 
-  // /model may nest the hyperparameters or not; look in both places.
-  function pick(obj, ...names) {
-    const places = [obj, obj.hyperparameters, obj.model, obj.config, obj.metadata, obj.limits].filter(Boolean);
-    for (const name of names) {
-      for (const o of places) {
-        if (o[name] !== undefined && o[name] !== null) return o[name];
-      }
+  function fmtDefault(v) {
+    return v === null || v === undefined ? '' : String(v);
+  }
+
+  // Bounds at the edge of the integer types read better as powers of two (2⁵³, 2³¹ − 1).
+  function fmtBound(n) {
+    if (n >= 2 ** 30) {
+      const k = Math.round(Math.log2(n));
+      const pow = '2' + [...String(k)].map((d) => '⁰¹²³⁴⁵⁶⁷⁸⁹'[d]).join('');
+      if (n === 2 ** k) return pow;
+      if (n === 2 ** k - 1) return pow + ' − 1';
     }
-    return undefined;
+    return Number.isInteger(n) ? fmtInt(n) : String(n);
+  }
+
+  // limits.<field>: {min, min_exclusive, max}, each key present only when it applies.
+  function rangeText(lim) {
+    const lo = lim.min === undefined ? '' : fmtBound(lim.min);
+    const hi = lim.max === undefined ? '' : fmtBound(lim.max);
+    if (lo && hi) return lim.min_exclusive ? `> ${lo}, ≤ ${hi}` : `${lo} – ${hi}`;
+    if (lo) return `${lim.min_exclusive ? '>' : '≥'} ${lo}`;
+    return hi ? `≤ ${hi}` : '';
+  }
+
+  // Each control's default, bounds and hint from /model, the server's own table. A value
+  // typed before the card arrived is kept.
+  function applyParams(card) {
+    defaults = card.defaults;
+    for (const name of FIELDS) {
+      const input = $(name);
+      const lim = card.limits[name];
+      if (input.type === 'number') {
+        input.min = String(lim.min);
+        if (lim.max === undefined) input.removeAttribute('max');
+        else input.max = String(lim.max);
+      }
+      $('range-' + name).textContent = rangeText(lim);
+      const def = fmtDefault(defaults[name]);
+      if (def) input.placeholder = def;
+      if (input.value === '') input.value = def;
+    }
   }
 
   function fact(dl, term, value, note) {
-    if (value === undefined || value === null || value === '') return;
     const div = document.createElement('div');
     const dt = document.createElement('dt');
     const dd = document.createElement('dd');
@@ -515,47 +531,29 @@
     renderCard(card);
   }
 
+  // The card is server/info.c's: the model's sizes, its training, the generation
+  // defaults and limits, and the training curve. best_val_loss and best_val_bpc are null
+  // when the model was saved without a validation loss.
   function renderCard(card) {
-    const num = (v) => (v === undefined || v === '' || v === null ? undefined : Number(v));
-    const embed = num(pick(card, 'embed', 'embedding', 'E'));
-    const hidden = num(pick(card, 'hidden', 'hidden_size', 'H'));
-    const layers = num(pick(card, 'layers', 'num_layers', 'L'));
-    const vocab = num(pick(card, 'vocab_size', 'V'));
-    const params = num(pick(card, 'parameters', 'parameter_count', 'n_params', 'params'));
-    const steps = num(pick(card, 'steps', 'trained_steps'));
-    let val = num(pick(card, 'best_val_loss', 'val_loss', 'validation_loss'));
-    const maxTokens = num(pick(card, 'max_tokens', 'max_tokens_limit'));
+    const { embed, hidden, layers, parameters, steps } = card;
+    const vocab = card.vocab_size;
+    const val = card.best_val_loss;
     const log = extractLog(card);
-    if (!Number.isFinite(val) && log.length) {
-      const v = log.map((r) => r.val_loss).filter(Number.isFinite);
-      if (v.length) val = Math.min(...v);
-    }
-
-    if (Number.isFinite(maxTokens) && maxTokens >= 1) {
-      $('max_tokens').max = String(maxTokens);
-      $('max-tokens-limit').textContent = fmtInt(maxTokens);
-    }
+    applyParams(card);
 
     const dl = $('card-facts');
     dl.textContent = '';
-    fact(dl, 'Architecture', Number.isFinite(layers) ? `LSTM × ${layers}` : 'LSTM');
-    fact(dl, 'Embedding', Number.isFinite(embed) ? fmtInt(embed) : undefined);
-    fact(dl, 'Hidden', Number.isFinite(hidden) ? fmtInt(hidden) : undefined);
-    fact(dl, 'Vocabulary', Number.isFinite(vocab) ? `${fmtInt(vocab)} chars` : undefined);
-    fact(dl, 'Parameters', Number.isFinite(params) ? fmtInt(params) : undefined,
-      Number.isFinite(params) ? ` ≈ ${compact(params)}` : '');
-    fact(dl, 'Training steps', Number.isFinite(steps) ? fmtInt(steps) : undefined);
-    fact(dl, 'Validation loss', Number.isFinite(val) ? `${fmtLoss(val)} nats/char` : undefined,
-      Number.isFinite(val) ? ` = ${(val / Math.LN2).toFixed(3)} bits/char` : '');
-    const dropout = num(pick(card, 'dropout'));
-    if (Number.isFinite(dropout) && dropout > 0) fact(dl, 'Dropout', dropout);
+    fact(dl, 'Architecture', `LSTM × ${layers}`);
+    fact(dl, 'Embedding', fmtInt(embed));
+    fact(dl, 'Hidden', fmtInt(hidden));
+    fact(dl, 'Vocabulary', `${fmtInt(vocab)} chars`);
+    fact(dl, 'Parameters', fmtInt(parameters), ` ≈ ${compact(parameters)}`);
+    fact(dl, 'Training steps', fmtInt(steps));
+    if (val !== null) fact(dl, 'Validation loss', `${fmtLoss(val)} nats/char`, ` = ${card.best_val_bpc.toFixed(3)} bits/char`);
 
-    const bits = [];
-    if (Number.isFinite(hidden)) bits.push(`${Number.isFinite(layers) && layers > 1 ? layers + '×' : ''}LSTM-${hidden}`);
-    if (Number.isFinite(params)) bits.push(`${compact(params)} params`);
-    if (Number.isFinite(vocab)) bits.push(`${vocab} chars`);
-    if (Number.isFinite(val)) bits.push(`val ${val.toFixed(3)} nats/char`);
-    el.summary.textContent = bits.join(' · ') || 'model loaded';
+    const bits = [`${layers > 1 ? layers + '×' : ''}LSTM-${hidden}`, `${compact(parameters)} params`, `${vocab} chars`];
+    if (val !== null) bits.push(`val ${val.toFixed(3)} nats/char`);
+    el.summary.textContent = bits.join(' · ');
 
     drawChart($('chart'), log);
     watchChart($('chart'), log);
@@ -570,23 +568,10 @@
     return String(n);
   }
 
-  // The training curve may be an array of rows or of parallel columns.
+  // training_curve: rows of train_log.jsonl, a loss null where the row has none.
   function extractLog(card) {
-    const cand = card.train_log || card.training_log || card.training_curve || card.curve || card.log ||
-      (card.training && (card.training.log || card.training.curve)) || [];
-    let rows = [];
-    if (Array.isArray(cand)) {
-      rows = cand;
-    } else if (cand && Array.isArray(cand.step)) {
-      rows = cand.step.map((s, i) => ({ step: s, train_loss: (cand.train_loss || [])[i], val_loss: (cand.val_loss || [])[i] }));
-    }
-    return rows
-      .map((r) => ({ step: Number(r.step), train_loss: numOrNaN(r.train_loss), val_loss: numOrNaN(r.val_loss) }))
-      .filter((r) => Number.isFinite(r.step));
-  }
-
-  function numOrNaN(v) {
-    return v === null || v === undefined ? NaN : Number(v);
+    const num = (v) => (v === null ? NaN : v);
+    return card.training_curve.map((r) => ({ step: r.step, train_loss: num(r.train_loss), val_loss: num(r.val_loss) }));
   }
 
   // ---- chart ------------------------------------------------------------------

@@ -27,8 +27,8 @@ for (const [name, v] of [['CHARLM_SERVER', SERVER], ['E2E_MODEL_DIR', MODEL_DIR]
 }
 
 let server = null; // child process
-let serverLog = '';
 let base = ''; // http://127.0.0.1:PORT
+const children = []; // every server started, killed when the test exits
 let userDir = '';
 let context = null;
 let page = null;
@@ -36,45 +36,74 @@ const requests = []; // every URL the browser asked for
 const consoleErrors = []; // [text, url]
 let allowed = []; // console errors a step expects (the browser logs 4xx/5xx fetches)
 
-function killServer(signal = 'SIGTERM') {
-  if (server && server.exitCode === null && server.signalCode === null) server.kill(signal);
+function kill(child, signal) {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
 }
-process.on('exit', () => killServer('SIGKILL'));
+function killServer(signal = 'SIGTERM') {
+  kill(server, signal);
+}
+process.on('exit', () => children.forEach((c) => kill(c, 'SIGKILL')));
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
-    killServer('SIGKILL');
+    children.forEach((c) => kill(c, 'SIGKILL'));
     process.exit(130);
   });
 }
 
-function startServer() {
-  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
-    '--max-tokens', String(LONG), '--max-concurrent', '1'];
-  server = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+// Starts charlm-server with these flags on a free port; resolves to {child, base}.
+function spawnServer(flags) {
+  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...flags];
+  const child = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  children.push(child);
+  let log = '';
+  let url = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`charlm-server did not say where it listens within 15 s:\n${serverLog}`)), 15000);
+    const timer = setTimeout(() => reject(new Error(`charlm-server did not say where it listens within 15 s:\n${log}`)), 15000);
     const onData = (d) => {
-      serverLog += d;
-      if (serverLog.length > 200000) serverLog = serverLog.slice(-100000);
-      const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(serverLog);
-      if (m && !base) {
-        base = m[1];
+      log += d;
+      if (log.length > 200000) log = log.slice(-100000);
+      const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(log);
+      if (m && !url) {
+        url = m[1];
         clearTimeout(timer);
-        resolve();
+        resolve({ child, base: url });
       }
     };
-    server.stderr.on('data', onData);
-    server.stdout.on('data', onData);
-    server.on('exit', (code, sig) => {
+    child.stderr.on('data', onData);
+    child.stdout.on('data', onData);
+    child.on('exit', (code, sig) => {
       clearTimeout(timer);
-      if (!base) reject(new Error(`charlm-server exited (${code ?? sig}) before listening:\n${serverLog}`));
+      if (!url) reject(new Error(`charlm-server exited (${code ?? sig}) before listening:\n${log}`));
     });
-    server.on('error', (e) => {
+    child.on('error', (e) => {
       clearTimeout(timer);
       reject(new Error(`cannot start ${SERVER}: ${e.message}`));
     });
   });
 }
+
+async function startServer() {
+  ({ child: server, base } = await spawnServer(['--max-tokens', String(LONG), '--max-concurrent', '1']));
+}
+
+async function stopChild(child) {
+  kill(child, 'SIGTERM');
+  if (child && child.exitCode === null && child.signalCode === null) {
+    await new Promise((res) => {
+      const t = setTimeout(() => {
+        kill(child, 'SIGKILL');
+        res();
+      }, 5000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        res();
+      });
+    });
+  }
+}
+
+const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 async function postGenerate(body) {
   const res = await fetch(base + '/generate', {
@@ -146,8 +175,7 @@ describe('charlm web page', { timeout: 240000 }, () => {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1280, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: BROWSER_ARGS,
     });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
     context.on('request', (r) => requests.push(r.url()));
@@ -166,19 +194,7 @@ describe('charlm web page', { timeout: 240000 }, () => {
     try {
       if (context) await context.close();
     } finally {
-      killServer('SIGTERM');
-      if (server && server.exitCode === null && server.signalCode === null) {
-        await new Promise((res) => {
-          const t = setTimeout(() => {
-            killServer('SIGKILL');
-            res();
-          }, 5000);
-          server.once('exit', () => {
-            clearTimeout(t);
-            res();
-          });
-        });
-      }
+      await stopChild(server);
       if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     }
   });
@@ -190,6 +206,31 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.match(csp, /'self'/, `GET / must carry a CSP allowing only 'self', got "${csp}"`);
     assert.doesNotMatch(csp, /unsafe-inline|\*/, `CSP too permissive: ${csp}`);
     await page.waitForSelector('#card-facts div');
+  });
+
+  it('takes each control\'s default, bounds and hint from /model', async () => {
+    const card = await (await fetch(base + '/model')).json();
+    assert.equal(card.limits.max_tokens.max, LONG, '--max-tokens is the limit /model serves');
+    for (const [id, def] of Object.entries(card.defaults)) {
+      if (!(await page.$('input#' + id))) continue; // no control for it (repetition_window, stop)
+      assert.equal(await page.inputValue('#' + id), def === null ? '' : String(def), `${id} starts at its default`);
+    }
+    assert.equal(await page.inputValue('#max_tokens'), '200');
+    assert.equal(await page.inputValue('#temperature'), '0.8');
+    assert.equal(await page.getAttribute('#max_tokens', 'max'), String(LONG));
+    assert.equal(await page.getAttribute('#max_tokens', 'min'), '1');
+    assert.equal(await page.getAttribute('#top_p', 'max'), '1');
+    assert.equal(await page.getAttribute('#temperature', 'max'), null, 'temperature has no upper bound');
+    assert.equal((await page.textContent('#range-max_tokens')).trim(), '1 – 1,000,000');
+    assert.equal((await page.textContent('#range-top_p')).trim(), '> 0, ≤ 1');
+    assert.equal((await page.textContent('#range-temperature')).trim(), '≥ 0');
+    assert.equal((await page.textContent('#range-seed')).trim(), '0 – 2⁵³');
+    // Reset goes back to the same defaults.
+    await setControls({ max_tokens: 7, temperature: 0.1, seed: 3 });
+    await page.click('#reset');
+    assert.equal(await page.inputValue('#max_tokens'), '200');
+    assert.equal(await page.inputValue('#temperature'), '0.8');
+    assert.equal(await page.inputValue('#seed'), '');
   });
 
   it('streams a continuation for a typed prompt and shows the finish reason', async () => {
@@ -400,5 +441,42 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.deepEqual(foreign, [], 'requests to other origins');
     assert.ok(requests.some((u) => u.endsWith('/static/app.js')), 'the page loaded its script');
     assert.deepEqual(consoleErrors, [], 'console errors');
+  });
+});
+
+// A second server with a small --max-tokens: the page must show that limit, not its own.
+describe('charlm web page with --max-tokens 50', { timeout: 60000 }, () => {
+  let child = null;
+  let url = '';
+  let browser = null;
+  let p = null;
+
+  before(async () => {
+    ({ child, base: url } = await spawnServer(['--max-tokens', '50']));
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    p = await browser.newPage();
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      await stopChild(child);
+    }
+  });
+
+  it('shows 50 as the max_tokens limit and default', async () => {
+    await p.goto(url + '/');
+    await p.waitForSelector('#card-facts div');
+    assert.equal((await p.textContent('#range-max_tokens')).trim(), '1 – 50');
+    assert.match(await p.textContent('#hint-max_tokens'), /^1 – 50.*chars/);
+    assert.equal(await p.getAttribute('#max_tokens', 'max'), '50');
+    assert.equal(await p.inputValue('#max_tokens'), '50', 'the default 200 is lowered to the limit');
+    // Over the limit: the server refuses, and the page says so next to the control.
+    await p.fill('#prompt', 'the ');
+    await p.fill('#max_tokens', '51');
+    await p.click('#generate');
+    await p.waitForSelector('#err-max_tokens:not([hidden])', { timeout: 10000 });
+    assert.match(await p.textContent('#err-max_tokens'), /50/);
   });
 });

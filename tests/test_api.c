@@ -1,0 +1,406 @@
+/* server/api.c: request JSON -> GenRequest, called directly, one table row per case; and
+ * GET /model's defaults and limits checked against what the parser does. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "genparams.h"
+#include "api.h"
+#include "info.h"
+#include "server.h"
+
+enum { G = 0, O = 1 }; // /generate, /v1/completions
+
+// A body with a prompt and the given fields.
+#define B(fields) "{\"prompt\": \"a\", " fields "}"
+
+typedef struct {
+    int openai;
+    const char *body;
+    int cap;           // --max-tokens; 0: 2000
+    const char *want;  // accepted: "field=value ..." to check (see check_fields)
+    const char *param; // refused with 400 naming this field; "" when it names none
+    const char *msg;   // refused: text the message contains (optional)
+} Case;
+
+static const Case cases[] = {
+    // Each endpoint's defaults, and --max-tokens lowering max_tokens' default.
+    {G, "{\"prompt\": \"a\"}",
+     .want = "prompt=a max_tokens=200 temperature=0.8 top_k=40 top_p=1 repetition_penalty=1 "
+             "repetition_window=64 nstop=0 stream=0 usage=0"},
+    {O, "{\"prompt\": \"a\"}",
+     .want = "prompt=a max_tokens=16 temperature=1 top_k=0 top_p=1 repetition_penalty=1 "
+             "repetition_window=64 nstop=0 stream=0 usage=0"},
+    {G, "{\"prompt\": \"a\"}", .cap = 50, .want = "max_tokens=50"},
+    {O, "{\"prompt\": \"a\"}", .cap = 50, .want = "max_tokens=16"},
+    {O, "{\"prompt\": \"a\"}", .cap = 10, .want = "max_tokens=10"},
+
+    // Every parameter at its bounds and just outside.
+    {G, B("\"max_tokens\": 1"), .want = "max_tokens=1"},
+    {G, B("\"max_tokens\": 0"), .param = "max_tokens", .msg = "from 1 to 2000"},
+    {G, B("\"max_tokens\": 2000"), .want = "max_tokens=2000"},
+    {G, B("\"max_tokens\": 2001"), .param = "max_tokens", .msg = "from 1 to 2000"},
+    {G, B("\"max_tokens\": 50"), .cap = 50, .want = "max_tokens=50"},
+    {G, B("\"max_tokens\": 51"), .cap = 50, .param = "max_tokens", .msg = "from 1 to 50"},
+    {O, B("\"max_tokens\": 51"), .cap = 50, .param = "max_tokens"},
+    {G, B("\"max_tokens\": 1000000"), .cap = 1000000, .want = "max_tokens=1000000"},
+    {G, B("\"max_tokens\": 1000001"), .cap = 1000000, .param = "max_tokens"},
+    {G, B("\"temperature\": 0"), .want = "temperature=0"},
+    {G, B("\"temperature\": -0.1"), .param = "temperature", .msg = "temperature must be >= 0"},
+    {G, B("\"temperature\": 1e300"), .want = "temperature=3.40282347e38"},
+    {G, B("\"temperature\": 1e-300"), .want = "temperature=1.17549435e-38"},
+    {G, B("\"top_k\": 0"), .want = "top_k=0"},
+    {G, B("\"top_k\": -1"), .param = "top_k"},
+    {G, B("\"top_k\": 2147483647"), .want = "top_k=2147483647"},
+    {G, B("\"top_k\": 2147483648"), .param = "top_k"},
+    {G, B("\"top_p\": 0"), .param = "top_p", .msg = "top_p must be in (0, 1]"},
+    {G, B("\"top_p\": 1e-9"), .want = "top_p=1e-9"},
+    {G, B("\"top_p\": 1"), .want = "top_p=1"},
+    {G, B("\"top_p\": 1.01"), .param = "top_p", .msg = "top_p must be in (0, 1]"},
+    {G, B("\"repetition_penalty\": 0"), .param = "repetition_penalty", .msg = "> 0"},
+    {G, B("\"repetition_penalty\": -1"), .param = "repetition_penalty"},
+    {G, B("\"repetition_penalty\": 1e-9"), .want = "repetition_penalty=1e-9"},
+    {G, B("\"repetition_window\": 0"), .want = "repetition_window=0"},
+    {G, B("\"repetition_window\": -1"), .param = "repetition_window"},
+    {G, B("\"repetition_window\": 2147483647"), .want = "repetition_window=2147483647"},
+    {G, B("\"seed\": 0"), .want = "seed=0"},
+    {G, B("\"seed\": -1"), .param = "seed"},
+    {G, B("\"seed\": 9007199254740991"), .want = "seed=9007199254740991"},
+    {G, B("\"seed\": 9007199254740992"), .want = "seed=9007199254740992"},
+    {G, B("\"seed\": 9007199254740994"), .param = "seed"},
+    {O, B("\"seed\": 9007199254740992"), .want = "seed=9007199254740992"},
+
+    // Integers may be written as 2.0, not as 1.5.
+    {G, B("\"max_tokens\": 3.0, \"top_k\": 2e1, \"seed\": 7.0"),
+     .want = "max_tokens=3 top_k=20 seed=7"},
+    {G, B("\"max_tokens\": 1.5"), .param = "max_tokens", .msg = "integer"},
+    {G, B("\"repetition_window\": 2.5"), .param = "repetition_window"},
+    {G, B("\"seed\": 0.5"), .param = "seed"},
+
+    // Other types where numbers belong; null is not a default for /generate.
+    {G, B("\"max_tokens\": \"5\""), .param = "max_tokens", .msg = "max_tokens must be an integer"},
+    {G, B("\"temperature\": \"hot\""), .param = "temperature", .msg = "must be a number"},
+    {O, B("\"temperature\": \"hot\""), .param = "temperature"},
+    {G, B("\"temperature\": true"), .param = "temperature"},
+    {G, B("\"top_p\": [1]"), .param = "top_p"},
+    {G, B("\"seed\": \"1\""), .param = "seed"},
+    {G, B("\"max_tokens\": null"), .param = "max_tokens"},
+    {G, B("\"stop\": null"), .param = "stop"},
+
+    // OpenAI clients send null for "use the default", except for the prompt.
+    {O,
+     B("\"max_tokens\": null, \"temperature\": null, \"top_k\": null, \"top_p\": null, "
+       "\"repetition_penalty\": null, \"repetition_window\": null, \"seed\": null, \"stop\": "
+       "null, \"stream\": null, \"model\": null, \"user\": null, \"n\": null, \"best_of\": "
+       "null, \"echo\": null, \"suffix\": null, \"logprobs\": null, \"presence_penalty\": null, "
+       "\"frequency_penalty\": null, \"logit_bias\": null, \"stream_options\": null"),
+     .want = "max_tokens=16 temperature=1 top_k=0 nstop=0 stream=0"},
+    {O, "{\"prompt\": null}", .param = "prompt"},
+    {O, B("\"wat\": null"), .param = "wat", .msg = "unknown field 'wat'"},
+
+    // Stop sequences.
+    {G, B("\"stop\": \"x\""), .want = "nstop=1 stop=x"},
+    {G, B("\"stop\": [\"a\", \"bc\"]"), .want = "nstop=2 stop=a|bc"},
+    {G, B("\"stop\": [\"1\", \"2\", \"3\", \"4\"]"), .want = "nstop=4 stop=1|2|3|4"},
+    {G, B("\"stop\": []"), .want = "nstop=0"},
+    {G, B("\"stop\": [\"a\", \"b\"], \"stop\": \"c\""), .want = "nstop=1 stop=c"},
+    {G, B("\"stop\": [\"1\", \"2\", \"3\", \"4\", \"5\"]"), .param = "stop", .msg = "at most 4"},
+    {G, B("\"stop\": \"\""), .param = "stop", .msg = "empty"},
+    {G, B("\"stop\": [\"a\", \"\"]"), .param = "stop"},
+    {G, B("\"stop\": [\"a\", 1]"), .param = "stop"},
+    {G, B("\"stop\": 5"), .param = "stop"},
+    {G, B("\"stop\": {}"), .param = "stop"},
+
+    // The prompt: a string, of at most --max-prompt chars (10 here), required.
+    {G, "{\"prompt\": \"\"}", .want = "prompt= prompt_len=0"},
+    {G, "{\"prompt\": \"0123456789\"}", .want = "prompt=0123456789"},
+    {G,
+     "{\"prompt\": \"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+     "\xa9\"}",
+     .want = "prompt_len=20"},
+    {G, "{\"prompt\": \"01234567890\"}", .param = "prompt", .msg = "11 chars"},
+    {G, "{\"max_tokens\": 5}", .param = "prompt", .msg = "prompt is required"},
+    {G, "{\"prompt\": 5}", .param = "prompt"},
+    {G, "{\"prompt\": [\"a\"]}", .param = "prompt"},
+    {O, "{\"prompt\": [\"the\"]}", .want = "prompt=the"},
+    {O, "{\"prompt\": [\"a\", \"b\"]}", .param = "prompt"},
+    {O, "{\"prompt\": []}", .param = "prompt"},
+    {O, "{\"prompt\": [1]}", .param = "prompt"},
+    {O, "{\"model\": \"charlm\"}", .param = "prompt"},
+
+    // Unknown fields, OpenAI's fields at /generate, and the flag spelling.
+    {G, B("\"bogus\": 1"), .param = "bogus", .msg = "unknown field 'bogus'"},
+    {G, B("\"n\": 1"), .param = "n"},
+    {G, B("\"model\": \"charlm\""), .param = "model"},
+    {G, B("\"max-tokens\": 5"), .param = "max-tokens"},
+    {O, B("\"max-tokens\": 5"), .param = "max-tokens"},
+
+    // Bodies that are not JSON objects. NaN and Infinity name their field.
+    {G, "", .param = "", .msg = "empty"},
+    {G, "{\"prompt\": \"a\",", .param = "", .msg = "malformed JSON"},
+    {G, "{\"prompt\": \"a\"} x", .param = ""},
+    {G, "[1]", .param = "", .msg = "JSON object"},
+    {G, "{\"prompt\": \"\xff\"}", .param = "", .msg = "UTF-8"},
+    {G, B("\"temperature\": NaN"), .param = "temperature", .msg = "finite"},
+    {G, B("\"top_p\" : -Infinity"), .param = "top_p"},
+    {O, B("\"seed\": nan"), .param = "seed"},
+    {G, B("\"max_tokens\": 1e400"), .param = "max_tokens", .msg = "finite"},
+
+    // stream, and OpenAI's fields that ask for nothing we would ignore.
+    {G, B("\"stream\": true"), .want = "stream=1"},
+    {G, B("\"stream\": 1"), .param = "stream"},
+    {G, B("\"stream\": \"true\""), .param = "stream"},
+    {O,
+     B("\"model\": \"x\", \"user\": \"u\", \"n\": 1, \"best_of\": 1.0, \"echo\": false, "
+       "\"suffix\": \"\", \"logprobs\": 5, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
+       "\"logit_bias\": {\"1\": 5}"),
+     .want = "max_tokens=16"},
+    {O, B("\"n\": 2"), .param = "n", .msg = "only n = 1"},
+    {O, B("\"n\": \"1\""), .param = "n"},
+    {O, B("\"best_of\": 3"), .param = "best_of"},
+    {O, B("\"echo\": true"), .param = "echo"},
+    {O, B("\"echo\": 0"), .param = "echo"},
+    {O, B("\"suffix\": \"x\""), .param = "suffix"},
+    {O, B("\"model\": 3"), .param = "model"},
+    {O, B("\"logprobs\": 6"), .param = "logprobs"},
+    {O, B("\"logprobs\": -1"), .param = "logprobs"},
+    {O, B("\"presence_penalty\": 2.5"), .param = "presence_penalty"},
+    {O, B("\"frequency_penalty\": \"1\""), .param = "frequency_penalty"},
+    {O, B("\"logit_bias\": []"), .param = "logit_bias"},
+    {O, B("\"stream\": true, \"stream_options\": {\"include_usage\": true}"),
+     .want = "stream=1 usage=1"},
+    {O, B("\"stream_options\": {\"include_usage\": true}"), .param = "stream_options"},
+    {O, B("\"stream\": true, \"stream_options\": {\"x\": true}"), .param = "stream_options"},
+    {O, B("\"stream\": true, \"stream_options\": 1"), .param = "stream_options"},
+};
+
+static ServerConfig config(int cap) {
+    return (ServerConfig){.model_dir = "/nonexistent",
+                          .max_tokens = cap ? cap : 2000,
+                          .max_prompt = 10,
+                          .max_body = 65536};
+}
+
+// The field a genparams row describes, read back as a double.
+static double param_value(const GenerateParams *p, const GenParam *gp) {
+    const char *f = (const char *)p + gp->offset;
+    switch (gp->type) {
+    case GENPARAM_INT:
+        return *(const int *)f;
+    case GENPARAM_FLOAT:
+        return *(const float *)f;
+    case GENPARAM_SEED:
+        return (double)*(const uint64_t *)f;
+    }
+    return NAN;
+}
+
+// want: space-separated name=value; names are genparams rows (floats compared as float,
+// the seed exactly) or prompt, prompt_len, nstop, stop (joined with '|'), stream, usage.
+static void check_fields(const Case *c, const GenRequest *r) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", c->want);
+    for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok;
+         tok = strtok_r(NULL, " ", &save)) {
+        char *v = strchr(tok, '=');
+        ck_assert_msg(v != NULL, "bad want %s", tok);
+        *v++ = '\0';
+        const GenParam *gp = genparams_find(tok);
+        char got[512] = "";
+        int ok;
+        if (gp && gp->type == GENPARAM_SEED) {
+            ok = r->gen.seed == strtoull(v, NULL, 10);
+            snprintf(got, sizeof(got), "%llu", (unsigned long long)r->gen.seed);
+        } else if (gp) {
+            double want = strtod(v, NULL), have = param_value(&r->gen, gp);
+            ok = gp->type == GENPARAM_FLOAT ? (float)want == (float)have : want == have;
+            snprintf(got, sizeof(got), "%.9g", have);
+        } else if (strcmp(tok, "prompt") == 0) {
+            ok = strcmp(r->prompt, v) == 0;
+            snprintf(got, sizeof(got), "%s", r->prompt);
+        } else if (strcmp(tok, "stop") == 0) {
+            for (int i = 0; i < r->gen.nstop; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? "|" : "",
+                         r->gen.stop[i]);
+            ok = strcmp(got, v) == 0;
+        } else {
+            long have = strcmp(tok, "prompt_len") == 0 ? (long)r->prompt_len
+                        : strcmp(tok, "nstop") == 0    ? r->gen.nstop
+                        : strcmp(tok, "stream") == 0   ? r->stream
+                        : strcmp(tok, "usage") == 0    ? r->include_usage
+                                                       : -999;
+            ck_assert_msg(have != -999, "bad want %s", tok);
+            ok = have == strtol(v, NULL, 10);
+            snprintf(got, sizeof(got), "%ld", have);
+        }
+        ck_assert_msg(ok, "%s: %s is %s, expected %s", c->body, tok, got, v);
+    }
+}
+
+START_TEST(test_parse_table) {
+    const Case *c = &cases[_i];
+    ServerConfig cfg = config(c->cap);
+    GenRequest r;
+    ApiError e;
+    // The caller keeps a NUL after the body; the parser counts on it.
+    int rc = api_parse(c->body, strlen(c->body), c->openai, &cfg, &r, &e);
+    if (c->param) {
+        ck_assert_msg(rc == -1, "%s: accepted", c->body);
+        ck_assert_int_eq(e.status, 400);
+        ck_assert_msg(strcmp(e.param, c->param) == 0, "%s: param '%s', expected '%s' (%s)", c->body,
+                      e.param, c->param, e.message);
+        ck_assert_msg(e.message[0], "%s: no message", c->body);
+        if (c->msg)
+            ck_assert_msg(strstr(e.message, c->msg), "%s: message '%s' lacks '%s'", c->body,
+                          e.message, c->msg);
+        ck_assert_ptr_null(r.prompt); // nothing left to free
+    } else {
+        ck_assert_msg(rc == 0, "%s: refused: %s (%s)", c->body, e.message, e.param);
+        ck_assert_int_eq(r.openai, c->openai);
+        ck_assert_uint_eq(r.prompt_len, strlen(r.prompt));
+        for (int i = 0; i < r.gen.nstop; i++) ck_assert_ptr_eq(r.gen.stop[i], r.stop[i]);
+        check_fields(c, &r);
+        gen_request_free(&r);
+    }
+}
+END_TEST
+
+// Without a seed the server picks one, exact in JSON, different each time.
+START_TEST(test_random_seed) {
+    ServerConfig cfg = config(0);
+    GenRequest a, b;
+    ApiError e;
+    const char *body = "{\"prompt\": \"a\"}";
+    ck_assert_int_eq(api_parse(body, strlen(body), 0, &cfg, &a, &e), 0);
+    ck_assert_int_eq(api_parse(body, strlen(body), 1, &cfg, &b, &e), 0);
+    ck_assert_uint_lt(a.gen.seed, 1ull << 53);
+    ck_assert_uint_lt(b.gen.seed, 1ull << 53);
+    ck_assert_uint_ne(a.gen.seed, b.gen.seed);
+    gen_request_free(&a);
+    gen_request_free(&b);
+}
+END_TEST
+
+static int parse_with(const char *body, int openai, const ServerConfig *cfg, GenRequest *r) {
+    ApiError e;
+    int rc = api_parse(body, strlen(body), openai, cfg, r, &e);
+    if (!rc) return 0;
+    ck_assert_int_eq(e.status, 400);
+    return -1;
+}
+
+// Accepts a body with one field set to v; 0 when accepted.
+static int try_value(const char *name, double v, int openai, const ServerConfig *cfg) {
+    char body[128];
+    snprintf(body, sizeof(body), "{\"prompt\": \"a\", \"%s\": %.17g}", name, v);
+    GenRequest r;
+    int rc = parse_with(body, openai, cfg, &r);
+    if (!rc) gen_request_free(&r);
+    return rc;
+}
+
+// GET /model's defaults and limits say what api_parse does, for two --max-tokens.
+START_TEST(test_card_matches_parser) {
+    static const int caps[] = {2000, 50};
+    ServerConfig cfg = config(caps[_i]);
+    srv.cfg = cfg;
+    char err[ERR_LEN];
+    ck_assert_int_eq(info_build_model_card(err), 0);
+    cJSON *card = cJSON_Parse(srv.model_card);
+    ck_assert_ptr_nonnull(card);
+    free(srv.model_card);
+    srv.model_card = NULL;
+
+    for (int openai = 0; openai <= 1; openai++) {
+        const cJSON *defs =
+            cJSON_GetObjectItemCaseSensitive(card, openai ? "openai_defaults" : "defaults");
+        ck_assert_int_eq(cJSON_GetArraySize(defs), genparams_count + 1);
+        GenRequest r;
+        ck_assert_int_eq(parse_with("{\"prompt\": \"a\"}", openai, &cfg, &r), 0);
+        for (int i = 0; i < genparams_count; i++) {
+            const GenParam *gp = &genparams[i];
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(defs, gp->name);
+            if (gp->type == GENPARAM_SEED) {
+                ck_assert(cJSON_IsNull(d)); // random
+                continue;
+            }
+            ck_assert_msg(cJSON_IsNumber(d), "%s", gp->name);
+            ck_assert_msg((float)d->valuedouble == (float)param_value(&r.gen, gp),
+                          "%s: card %g, parser %g", gp->name, d->valuedouble,
+                          param_value(&r.gen, gp));
+        }
+        const cJSON *stop = cJSON_GetObjectItemCaseSensitive(defs, "stop");
+        ck_assert(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0);
+        gen_request_free(&r);
+    }
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(
+                         cJSON_GetObjectItemCaseSensitive(card, "defaults"), "max_tokens")
+                         ->valuedouble,
+                     caps[_i] < 200 ? caps[_i] : 200);
+
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(card, "limits");
+    for (int i = 0; i < genparams_count; i++) {
+        const GenParam *gp = &genparams[i];
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(limits, gp->name);
+        ck_assert_msg(cJSON_IsObject(l), "no limits.%s", gp->name);
+        const cJSON *min = cJSON_GetObjectItemCaseSensitive(l, "min");
+        const cJSON *max = cJSON_GetObjectItemCaseSensitive(l, "max");
+        int excl = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "min_exclusive"));
+        ck_assert(cJSON_IsNumber(min));
+        for (int openai = 0; openai <= 1; openai++) {
+            double lo = min->valuedouble;
+            ck_assert_msg(try_value(gp->name, lo, openai, &cfg) == (excl ? -1 : 0), "%s = %g",
+                          gp->name, lo);
+            ck_assert_msg(try_value(gp->name, lo - 1, openai, &cfg) == -1, "%s", gp->name);
+            if (max) {
+                double hi = max->valuedouble, above = hi + 1 > hi ? hi + 1 : nextafter(hi, 1e300);
+                ck_assert_msg(try_value(gp->name, hi, openai, &cfg) == 0, "%s = %.17g", gp->name,
+                              hi);
+                ck_assert_msg(try_value(gp->name, above, openai, &cfg) == -1, "%s = %.17g",
+                              gp->name, above);
+            } else {
+                ck_assert_msg(try_value(gp->name, 1e30, openai, &cfg) == 0, "%s", gp->name);
+            }
+        }
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(limits, "max_tokens");
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(mt, "max")->valuedouble, caps[_i]);
+
+    // The limits that are not generation parameters.
+#define LIMIT_MAX(name)                                                                            \
+    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(limits, name), "max")        \
+        ->valuedouble
+    ck_assert_int_eq((int)LIMIT_MAX("prompt_chars"), cfg.max_prompt);
+    ck_assert_int_eq((int)LIMIT_MAX("stop"), GEN_MAX_STOP);
+    ck_assert_int_eq((long)LIMIT_MAX("body_bytes"), cfg.max_body);
+#undef LIMIT_MAX
+    GenRequest r;
+    ck_assert_int_eq(parse_with("{\"prompt\": \"0123456789\"}", 0, &cfg, &r), 0);
+    gen_request_free(&r);
+    ck_assert_int_eq(parse_with("{\"prompt\": \"0123456789a\"}", 0, &cfg, &r), -1);
+    ck_assert_int_eq(parse_with(B("\"stop\": [\"1\", \"2\", \"3\", \"4\"]"), 0, &cfg, &r), 0);
+    gen_request_free(&r);
+    ck_assert_int_eq(parse_with(B("\"stop\": [\"1\", \"2\", \"3\", \"4\", \"5\"]"), 0, &cfg, &r),
+                     -1);
+    cJSON_Delete(card);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("parse");
+    tcase_add_loop_test(tc, test_parse_table, 0, (int)(sizeof(cases) / sizeof(*cases)));
+    tcase_add_test(tc, test_random_seed);
+    tcase_add_loop_test(tc, test_card_matches_parser, 0, 2);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
