@@ -2,7 +2,7 @@
  * server.h — what the parts of charlm-server share: the configuration, the loaded model,
  * the per-request context, and each part's entry points.
  *
- *   main.c     flags, environment, startup, signals, draining
+ *   main.c     flag rows (core/cli.h), startup, signals, draining
  *   http.c     the libmicrohttpd daemon, routing, request bodies, responses, access log
  *   api.c      JSON request parsing and validation (/generate and /v1/completions)
  *   gen.c      admitting generations, JSON replies and SSE streams
@@ -26,6 +26,8 @@
 #define SERVER_NAME "charlm-server"
 #define MODEL_ID    "charlm"
 
+/* Filled by main.c from its flag rows, which state each setting's flag, variable, range
+ * and default. */
 typedef struct {
     const char *model_dir;
     const char *host;
