@@ -6,13 +6,17 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "error.h"
+#include "fileio.h"
+#include "genparams.h"
 #include "http.h"
 #include "info.h"
 #include "routes.h"
@@ -23,138 +27,127 @@
 // After SIGTERM, running generations get this long to finish before they are cancelled.
 #define DRAIN_SECONDS 5
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: charlm-server [options]\n"
-            "\n"
-            "Serves a charlm model over HTTP: the web page at /, POST /generate,\n"
-            "POST /v1/completions, GET /v1/models, /health, /model and /metrics.\n"
-            "Every option can also be set by the environment variable in brackets; flags win.\n"
-            "\n"
-            "  --model DIR          artefacts folder: model.safetensors + vocab.json\n"
-            "                       (+ train_log.jsonl) [CHARLM_MODEL] (default: artefacts)\n"
-            "  --host ADDR          address to listen on [CHARLM_HOST] (default: 127.0.0.1)\n"
-            "  --port N             port, 0 = any free one [CHARLM_PORT] (default: 8080)\n"
-            "  --threads N          generation workers, each stepping its requests as one\n"
-            "                       batch [CHARLM_THREADS] (default: the number of CPUs)\n"
-            "  --max-tokens N       largest max_tokens a request may ask for\n"
-            "                       [CHARLM_MAX_TOKENS] (default: 2000)\n"
-            "  --max-prompt N       longest prompt, in chars [CHARLM_MAX_PROMPT] (default: 8192)\n"
-            "  --max-body N         largest request body, in bytes [CHARLM_MAX_BODY]\n"
-            "                       (default: 65536)\n"
-            "  --max-concurrent N   generations in flight before 503 [CHARLM_MAX_CONCURRENT]\n"
-            "                       (default: 64)\n"
-            "  --cors-origin ORIGIN send Access-Control-Allow-Origin: ORIGIN and answer\n"
-            "                       preflights [CHARLM_CORS_ORIGIN] (default: off)\n"
-            "  --help               this text\n"
-            "\n"
-            "The static page folder is $CHARLM_STATIC_DIR, else ./static, else\n"
-            "<program dir>/../static, else /usr/share/charlm/static.\n");
+static void threads_default(void *config) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    ((ServerConfig *)config)->threads = cpus > 0 ? (int)cpus : 1;
 }
 
-typedef enum { OPT_STR, OPT_INT, OPT_LONG } OptKind;
-
-typedef struct {
-    const char *flag, *env;
-    OptKind kind;
-    long min, max;
-    void *dst;
-} Option;
-
-static int parse_long(const char *s, long min, long max, long *out) {
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
+// A model folder has model.safetensors in it; the rest artefacts_load checks.
+static int is_model_dir(const char *dir) {
+    char *p = path_join(dir, "model.safetensors");
+    int ok = p && access(p, F_OK) == 0;
+    free(p);
+    return ok;
 }
 
-static int set_option(const Option *o, const char *value, const char *source) {
-    if (o->kind == OPT_STR) {
-        if (!value[0]) {
-            fprintf(stderr, SERVER_NAME ": %s must not be empty\n", source);
-            return -1;
-        }
-        for (const char *p = value; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-                fprintf(stderr, SERVER_NAME ": %s must not contain control characters\n", source);
-                return -1;
-            }
-        *(const char **)o->dst = value;
-        return 0;
-    }
-    long v;
-    if (parse_long(value, o->min, o->max, &v)) {
-        fprintf(stderr, SERVER_NAME ": %s must be an integer from %ld to %ld, got '%s'\n", source,
-                o->min, o->max, value);
-        return -1;
-    }
-    if (o->kind == OPT_INT)
-        *(int *)o->dst = (int)v;
-    else
-        *(long *)o->dst = v;
-    return 0;
+/* Without --model or CHARLM_MODEL: ./artefacts, else the one installed beside the
+ * program (<program dir>/../artefacts), as the page folder is found. A value given is
+ * taken as it is. */
+static void model_default(void *config) {
+    static char beside[4096 + 16];
+    char dir[4096];
+    ServerConfig *c = config;
+    c->model_dir = "artefacts";
+    if (is_model_dir(c->model_dir) || cli_program_dir(dir, sizeof(dir)) != 0) return;
+    snprintf(beside, sizeof(beside), "%s/../artefacts", dir);
+    if (is_model_dir(beside)) c->model_dir = beside;
 }
 
-static int parse_config(int argc, char **argv, ServerConfig *c) {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    *c = (ServerConfig){.model_dir = "artefacts",
-                        .host = "127.0.0.1",
-                        .port = 8080,
-                        .threads = ncpu > 0 ? (int)ncpu : 1,
-                        .max_tokens = 2000,
-                        .max_prompt = 8192,
-                        .max_body = 65536,
-                        .max_concurrent = 64};
-    const Option opts[] = {
-        {"--model", "CHARLM_MODEL", OPT_STR, 0, 0, &c->model_dir},
-        {"--host", "CHARLM_HOST", OPT_STR, 0, 0, &c->host},
-        {"--port", "CHARLM_PORT", OPT_INT, 0, 65535, &c->port},
-        {"--threads", "CHARLM_THREADS", OPT_INT, 1, 1024, &c->threads},
-        {"--max-tokens", "CHARLM_MAX_TOKENS", OPT_INT, 1, 1000000, &c->max_tokens},
-        {"--max-prompt", "CHARLM_MAX_PROMPT", OPT_INT, 0, 10000000, &c->max_prompt},
-        {"--max-body", "CHARLM_MAX_BODY", OPT_LONG, 2, 1L << 30, &c->max_body},
-        {"--max-concurrent", "CHARLM_MAX_CONCURRENT", OPT_INT, 1, 100000, &c->max_concurrent},
-        {"--cors-origin", "CHARLM_CORS_ORIGIN", OPT_STR, 0, 0, &c->cors_origin},
-    };
-    size_t nopts = sizeof(opts) / sizeof(*opts);
-    for (size_t i = 0; i < nopts; i++) {
-        const char *v = getenv(opts[i].env);
-        if (v && set_option(&opts[i], v, opts[i].env)) return -1;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            exit(0);
-        }
-        const Option *o = NULL;
-        const char *value = NULL;
-        for (size_t k = 0; k < nopts && !o; k++) {
-            size_t n = strlen(opts[k].flag);
-            if (strncmp(a, opts[k].flag, n) != 0) continue;
-            if (a[n] == '=')
-                value = a + n + 1, o = &opts[k];
-            else if (a[n] == '\0')
-                o = &opts[k];
-        }
-        if (!o) {
-            fprintf(stderr, SERVER_NAME ": unknown option '%s' (see --help)\n", a);
-            return -1;
-        }
-        if (!value) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, SERVER_NAME ": %s needs a value\n", o->flag);
-                return -1;
-            }
-            value = argv[++i];
-        }
-        if (set_option(o, value, o->flag)) return -1;
-    }
-    return 0;
-}
+// The server's settings and limits: their defaults and ranges are stated here only.
+#define SC(f) offsetof(ServerConfig, f)
+static const CliOpt server_opts[] = {
+    {.name = "model",
+     .env = "CHARLM_MODEL",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = SC(model_dir),
+     .def = "artefacts",
+     .compute = model_default,
+     .help = "model folder: model.safetensors + vocab.json (+ train_log.jsonl)"},
+    {.name = "host",
+     .env = "CHARLM_HOST",
+     .type = CLI_STRING,
+     .placeholder = "ADDR",
+     .offset = SC(host),
+     .def = "127.0.0.1",
+     .help = "address to listen on"},
+    {.name = "port",
+     .env = "CHARLM_PORT",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(port),
+     .min = 0,
+     .max = 65535,
+     .def = "8080",
+     .help = "port, 0 = any free one"},
+    {.name = "threads",
+     .env = "CHARLM_THREADS",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(threads),
+     .min = 1,
+     .max = 1024,
+     .def = "online CPUs",
+     .compute = threads_default,
+     .help = "generation workers, each stepping its requests as one batch"},
+    {.name = "max-tokens",
+     .env = "CHARLM_MAX_TOKENS",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(max_tokens),
+     .min = 1,
+     .max = GEN_MAX_TOKENS_LIMIT,
+     .def = "2000",
+     .help = "largest max_tokens a request may ask for"},
+    {.name = "max-prompt",
+     .env = "CHARLM_MAX_PROMPT",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(max_prompt),
+     .min = 0,
+     .max = 10000000,
+     .def = "8192",
+     .help = "longest prompt, in chars"},
+    {.name = "max-body",
+     .env = "CHARLM_MAX_BODY",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = SC(max_body),
+     .min = 2,
+     .max = 1L << 30,
+     .def = "65536",
+     .help = "largest request body, in bytes"},
+    {.name = "max-concurrent",
+     .env = "CHARLM_MAX_CONCURRENT",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(max_concurrent),
+     .min = 1,
+     .max = 100000,
+     .def = "64",
+     .help = "generations in flight before 503"},
+    {.name = "cors-origin",
+     .env = "CHARLM_CORS_ORIGIN",
+     .type = CLI_STRING,
+     .placeholder = "ORIGIN",
+     .offset = SC(cors_origin),
+     .help = "send Access-Control-Allow-Origin: ORIGIN and answer preflights"},
+};
+
+static const CliCommand server_cmd = {
+    .usage = SERVER_NAME " [options]",
+    .about = "Serves a charlm model over HTTP: the web page at /, POST /generate,\n"
+             "POST /v1/completions, GET /v1/models, /health, /model and /metrics.\n"
+             "Every flag can also be set by the environment variable in brackets; flags win.\n",
+    .opts = server_opts,
+    .nopts = sizeof(server_opts) / sizeof(server_opts[0]),
+    .after = "Without --model or CHARLM_MODEL the model is ./artefacts, else\n"
+             "<program dir>/../artefacts.\n"
+             "The static page folder is $CHARLM_STATIC_DIR, else ./static, else\n"
+             "<program dir>/../static, else /usr/share/charlm/static.\n"
+             "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure (model, port),\n"
+             "2 bad flag or variable.\n",
+};
 
 // Binds the listening socket ourselves so that a taken port or a bad address is one
 // clear line, and port 0 can report the port the kernel chose.
@@ -229,8 +222,21 @@ static void wait_in_flight(int seconds) {
 }
 
 int main(int argc, char **argv) {
-    if (parse_config(argc, argv, &srv.cfg)) return 2;
     char err[ERR_LEN];
+    int parsed = cli_parse(&server_cmd, &srv.cfg, argc - 1, argv + 1, err);
+    if (parsed == CLI_HELP) {
+        cli_help(&server_cmd, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (parsed < 0) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
+        return CLI_EXIT_BAD_INPUT;
+    }
+    // CHARLM_STATIC_DIR is a variable like the others: a wrong one is bad input.
+    if (static_init(err)) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
+        return CLI_EXIT_BAD_INPUT;
+    }
 
     // Each generation's steps are tiny products on its own thread; OpenBLAS threads on top
     // would only contend with the other generations for the same cores.
@@ -241,7 +247,7 @@ int main(int argc, char **argv) {
     // whichever thread the kernel picks. A second signal skips the drain wait.
     if (pipe2(sig_pipe, O_CLOEXEC) != 0) {
         perror(SERVER_NAME ": pipe");
-        return 1;
+        return CLI_EXIT_FAILURE;
     }
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
@@ -252,14 +258,13 @@ int main(int argc, char **argv) {
     if (artefacts_load(srv.cfg.model_dir, &srv.model, &srv.vocab, &srv.info, err)) {
         fprintf(stderr, SERVER_NAME ": cannot load the model from %s: %s\n", srv.cfg.model_dir,
                 err);
-        return 1;
+        return CLI_EXIT_FAILURE;
     }
     srv.started = time(NULL);
-    if (info_build_model_card(err) || static_init(err) || routes_init(err) ||
-        sched_start(srv.cfg.threads, err)) {
+    if (info_build_model_card(err) || routes_init(err) || sched_start(srv.cfg.threads, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
-        return 1;
+        return CLI_EXIT_FAILURE;
     }
 
     char url[128] = "";
@@ -267,14 +272,14 @@ int main(int argc, char **argv) {
     if (fd < 0) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
-        return fd == -2 ? 2 : 1;
+        return fd == -2 ? CLI_EXIT_BAD_INPUT : CLI_EXIT_FAILURE;
     }
     struct MHD_Daemon *d = http_start(fd, &routes_router, err);
     if (!d) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         close(fd);
         free_all();
-        return 1;
+        return CLI_EXIT_FAILURE;
     }
     const ModelConfig *mc = &srv.model.config;
     fprintf(stderr,
@@ -299,5 +304,5 @@ int main(int argc, char **argv) {
     MHD_stop_daemon(d);
     free_all();
     fprintf(stderr, SERVER_NAME ": stopped\n");
-    return 0;
+    return CLI_EXIT_OK;
 }

@@ -3,7 +3,7 @@
  * loaded model. Each part has its own header; includes run one way,
  * main -> routes -> handlers -> http, api, sched, metrics -> core:
  *
- *   main.c       flags, environment, startup, signals, draining
+ *   main.c       flag rows (core/cli.h), startup, signals, draining
  *   routes.h     the route table: paths, methods, handlers, metric labels
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   api.h        JSON request parsing and validation (/generate and /v1/completions)
@@ -24,6 +24,8 @@
 #define SERVER_NAME "charlm-server"
 #define MODEL_ID    "charlm"
 
+/* Filled by main.c from its flag rows, which state each setting's flag, variable, range
+ * and default. */
 typedef struct {
     const char *model_dir;
     const char *host;

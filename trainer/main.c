@@ -2,36 +2,35 @@
  * charlm-train — train, score and sample a character-level LSTM.
  *
  *   charlm-train [train] --corpus FILE --out DIR [options]
- *   charlm-train eval    --model DIR --corpus FILE [--val-frac F]
+ *   charlm-train eval    --model DIR --corpus FILE [--val-frac X]
  *   charlm-train sample  --model DIR --prompt TEXT [options]
  *
- * Exit codes: 0 done, 2 bad input (nothing written), 1 failure while running,
- * 130 interrupted (a checkpoint was written; --resume continues).
+ * Each command's flags are one table of rows (core/cli.h) next to the struct they fill;
+ * exit codes are cli.h's CLI_EXIT_*.
  */
 #include <cblas.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "artefacts.h"
+#include "cli.h"
 #include "corpus.h"
 #include "error.h"
 #include "evaluate.h"
 #include "fileio.h"
-#include "flags.h"
 #include "generate.h"
+#include "genparams.h"
 #include "progress.h"
 #include "train.h"
 #include "utf8.h"
-
-#define EXIT_BAD_INPUT   2
-#define EXIT_INTERRUPTED 130
-#define NFLAGS(f)        ((int)(sizeof(f) / sizeof((f)[0])))
 
 static volatile sig_atomic_t stop_requested;
 
@@ -48,7 +47,19 @@ static double now_s(void) {
 
 static int bad_input(const char *msg) {
     fprintf(stderr, "charlm-train: %s\n", msg);
-    return EXIT_BAD_INPUT;
+    return CLI_EXIT_BAD_INPUT;
+}
+
+/* Parses a command's flags: returns -1 to go on, or the exit code (help, bad flag). */
+static int parse_flags(const CliCommand *cmd, void *config, int argc, char **argv) {
+    char err[ERR_LEN];
+    int rc = cli_parse(cmd, config, argc, argv, err);
+    if (rc < 0) return bad_input(err);
+    if (rc == CLI_HELP) {
+        cli_help(cmd, stdout);
+        return CLI_EXIT_OK;
+    }
+    return -1;
 }
 
 static void join_path(char *out, size_t len, const char *dir, const char *name) {
@@ -98,56 +109,153 @@ static int save_best(const TrainState *st, const char *out, const Corpus *corpus
     return artefacts_save_model(path, &st->model, &info, err);
 }
 
-static int cmd_train(int argc, char **argv) {
-    const char *corpus_path = NULL, *out = NULL;
-    int resume = 0;
+typedef struct {
+    const char *corpus, *out;
+    int resume;
+    TrainConfig c;
+} TrainArgs;
+
+static void threads_default(void *config) {
+    TrainArgs *a = config;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    TrainConfig c = {.model = {.embed = 64, .hidden = 256, .layers = 1},
-                     .dropout = 0.0f,
-                     .seq = 128,
-                     .batch = 64,
-                     .steps = 1500,
-                     .lr = 2e-3f,
-                     .clip = 5.0f,
-                     .val_frac = 0.1,
-                     .eval_every = 100,
-                     .checkpoint_every = 0,
-                     .seed = 42,
-                     .threads = cpus > 0 ? (int)(cpus < 64 ? cpus : 64) : 1};
-    Flag flags[] = {
-        {"corpus", FLAG_STRING, &corpus_path, "UTF-8 text to train on (required)"},
-        {"out", FLAG_STRING, &out, "folder for vocab.json, model.safetensors, logs (required)"},
-        {"embed", FLAG_INT, &c.model.embed, "embedding size E (default 64)"},
-        {"hidden", FLAG_INT, &c.model.hidden, "LSTM hidden size H (default 256)"},
-        {"layers", FLAG_INT, &c.model.layers, "LSTM layers L (default 1)"},
-        {"dropout", FLAG_FLOAT, &c.dropout, "dropout between LSTM layers, [0, 1) (default 0)"},
-        {"seq", FLAG_INT, &c.seq, "sequence length T (default 128)"},
-        {"batch", FLAG_INT, &c.batch, "batch size B (default 64)"},
-        {"steps", FLAG_LONG, &c.steps, "optimisation steps (default 1500)"},
-        {"lr", FLAG_FLOAT, &c.lr,
-         "peak Adam learning rate (default 2e-3; warmup, cosine to lr/10)"},
-        {"clip", FLAG_FLOAT, &c.clip, "clip gradients to this global norm, 0 = off (default 5)"},
-        {"val-frac", FLAG_DOUBLE, &c.val_frac, "last fraction of the text held out (default 0.1)"},
-        {"eval-every", FLAG_LONG, &c.eval_every, "validate and log every N steps (default 100)"},
-        {"checkpoint-every", FLAG_LONG, &c.checkpoint_every,
-         "write checkpoint.safetensors every N steps (default: --eval-every)"},
-        {"seed", FLAG_U64, &c.seed, "random seed for weights and batches (default 42)"},
-        {"threads", FLAG_INT, &c.threads,
-         "worker threads splitting each batch (default: online CPUs; results are reproducible "
-         "for a fixed value)"},
-        {"resume", FLAG_BOOL, &resume, "continue from DIR/checkpoint.safetensors"},
-    };
+    a->c.threads = cpus < 1 ? 1 : cpus > TRAIN_MAX_THREADS ? TRAIN_MAX_THREADS : (int)cpus;
+}
+
+static void checkpoint_every_default(void *config) {
+    TrainArgs *a = config;
+    a->c.checkpoint_every = a->c.eval_every;
+}
+
+// Ranges are train_config_check's, which any caller of train_init goes through.
+#define TA(f) offsetof(TrainArgs, f)
+static const CliOpt train_opts[] = {
+    {.name = "corpus",
+     .type = CLI_STRING,
+     .placeholder = "FILE",
+     .offset = TA(corpus),
+     .required = 1,
+     .help = "UTF-8 text to train on"},
+    {.name = "out",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = TA(out),
+     .required = 1,
+     .help = "folder for vocab.json, model.safetensors, train_log.jsonl, checkpoint"},
+    {.name = "embed",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.embed),
+     .def = "64",
+     .help = "embedding size E"},
+    {.name = "hidden",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.hidden),
+     .def = "256",
+     .help = "LSTM hidden size H"},
+    {.name = "layers",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.layers),
+     .def = "1",
+     .help = "LSTM layers L"},
+    {.name = "dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.dropout),
+     .def = "0",
+     .help = "dropout between LSTM layers, in [0, 1)"},
+    {.name = "seq",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.seq),
+     .def = "128",
+     .help = "sequence length T"},
+    {.name = "batch",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.batch),
+     .def = "64",
+     .help = "batch size B"},
+    {.name = "steps",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.steps),
+     .def = "1500",
+     .help = "optimisation steps"},
+    {.name = "lr",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.lr),
+     .def = "2e-3",
+     .help = "peak Adam learning rate; warmup, then cosine decay to lr/10"},
+    {.name = "clip",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.clip),
+     .def = "5",
+     .help = "clip gradients to this global norm, 0 = off"},
+    {.name = "val-frac",
+     .type = CLI_DOUBLE,
+     .placeholder = "X",
+     .offset = TA(c.val_frac),
+     .def = "0.1",
+     .help = "last fraction of the text held out, in (0, 1)"},
+    {.name = "eval-every",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.eval_every),
+     .def = "100",
+     .help = "validate and log every N steps"},
+    {.name = "checkpoint-every",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.checkpoint_every),
+     .def = "--eval-every",
+     .compute = checkpoint_every_default,
+     .help = "write checkpoint.safetensors every N steps"},
+    {.name = "seed",
+     .type = CLI_U64,
+     .placeholder = "N",
+     .offset = TA(c.seed),
+     .def = "42",
+     .help = "random seed for weights, batches and dropout"},
+    {.name = "threads",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.threads),
+     .def = "online CPUs",
+     .compute = threads_default,
+     .help = "worker threads splitting each batch; a fixed value gives reproducible results"},
+    {.name = "resume",
+     .type = CLI_BOOL,
+     .offset = TA(resume),
+     .help = "continue from DIR/checkpoint.safetensors"},
+};
+
+static const CliCommand train_cmd = {
+    .usage = "charlm-train [train] --corpus FILE --out DIR [options]\n"
+             "       charlm-train eval --model DIR --corpus FILE [options]\n"
+             "       charlm-train sample --model DIR --prompt TEXT [options]",
+    .about = "Commands (train is the default):\n"
+             "  train    learn a model from a text into a folder\n"
+             "  eval     score a text with a trained model (loss and bits per char)\n"
+             "  sample   continue a prompt with a trained model\n"
+             "charlm-train COMMAND --help lists a command's flags. The flags of train:\n",
+    .opts = train_opts,
+    .nopts = sizeof(train_opts) / sizeof(train_opts[0]),
+    .after = "Exit codes: 0 done, 1 failure while running, 2 bad input (nothing written),\n"
+             "130 interrupted (a checkpoint was written; --resume continues).\n",
+};
+
+static int cmd_train(int argc, char **argv) {
+    TrainArgs a = {0};
+    int rc = parse_flags(&train_cmd, &a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *corpus_path = a.corpus, *out = a.out;
+    int resume = a.resume;
+    TrainConfig c = a.c;
     char err[ERR_LEN];
-    int help;
-    if (flags_parse(flags, NFLAGS(flags), argc, argv, &help, err) != 0) return bad_input(err);
-    if (help) {
-        printf("usage: charlm-train [train] --corpus FILE --out DIR [options]\n\n");
-        flags_print_help(flags, NFLAGS(flags));
-        return 0;
-    }
-    if (!corpus_path) return bad_input("--corpus is required (see --help)");
-    if (!out) return bad_input("--out is required (see --help)");
-    if (!flags_given(flags, NFLAGS(flags), "checkpoint-every")) c.checkpoint_every = c.eval_every;
     c.model.vocab_size = 1; // checked for real once the corpus is read
     if (train_config_check(&c, err) != 0) return bad_input(err);
 
@@ -174,7 +282,7 @@ static int cmd_train(int argc, char **argv) {
     sha256_hex(vocab_json, strlen(vocab_json), vocab_sha);
 
     TrainState st;
-    int rc = 1;
+    rc = CLI_EXIT_FAILURE;
     if (train_init(&st, &c, err) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
         goto done_early;
@@ -233,7 +341,7 @@ static int cmd_train(int argc, char **argv) {
             fprintf(stderr,
                     "charlm-train: interrupted at step %ld; %s written, continue with --resume\n",
                     st.step, ckpt_path);
-            rc = EXIT_INTERRUPTED;
+            rc = CLI_EXIT_INTERRUPTED;
             goto done;
         }
         double t0 = now_s();
@@ -281,7 +389,7 @@ static int cmd_train(int argc, char **argv) {
            "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d}\n",
            st.step, train_time > 0 ? tokens / train_time : 0.0, st.best_val_loss, st.best_step,
            loss, now_s() - start, st.nworkers);
-    rc = 0;
+    rc = CLI_EXIT_OK;
 done:
     train_free(&st);
 done_early:
@@ -291,33 +399,56 @@ done_early:
     return rc;
 }
 
+typedef struct {
+    const char *model, *corpus;
+    double val_frac;
+} EvalArgs;
+
+#define EA(f) offsetof(EvalArgs, f)
+static const CliOpt eval_opts[] = {
+    {.name = "model",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = EA(model),
+     .required = 1,
+     .help = "model folder: vocab.json + model.safetensors"},
+    {.name = "corpus",
+     .type = CLI_STRING,
+     .placeholder = "FILE",
+     .offset = EA(corpus),
+     .required = 1,
+     .help = "UTF-8 text to score"},
+    {.name = "val-frac",
+     .type = CLI_DOUBLE,
+     .placeholder = "X",
+     .offset = EA(val_frac),
+     .min = 0,
+     .max = 1,
+     .min_open = 1,
+     .def = "1",
+     .help = "score only the last fraction X of the text; 1 is all of it"},
+};
+
+static const CliCommand eval_cmd = {
+    .usage = "charlm-train eval --model DIR --corpus FILE [options]",
+    .about = "Scores a text as one stream from the zero state; prints loss, bpc, chars.\n",
+    .opts = eval_opts,
+    .nopts = sizeof(eval_opts) / sizeof(eval_opts[0]),
+};
+
 static int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *corpus_path = NULL;
-    double val_frac = 1.0;
-    Flag flags[] = {
-        {"model", FLAG_STRING, &model_dir, "artefacts folder (required)"},
-        {"corpus", FLAG_STRING, &corpus_path, "UTF-8 text to score (required)"},
-        {"val-frac", FLAG_DOUBLE, &val_frac,
-         "score only the last F of the text (default 1: all of it)"},
-    };
+    EvalArgs a = {0};
+    int rc = parse_flags(&eval_cmd, &a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *model_dir = a.model, *corpus_path = a.corpus;
     char err[ERR_LEN];
-    int help;
-    if (flags_parse(flags, NFLAGS(flags), argc, argv, &help, err) != 0) return bad_input(err);
-    if (help) {
-        printf("usage: charlm-train eval --model DIR --corpus FILE [--val-frac F]\n\n");
-        flags_print_help(flags, NFLAGS(flags));
-        return 0;
-    }
-    if (!model_dir || !corpus_path)
-        return bad_input("eval needs --model and --corpus (see --help)");
-    if (!(val_frac > 0 && val_frac <= 1)) return bad_input("--val-frac must be in (0, 1]");
     Model model;
     Vocab vocab;
     ModelInfo info;
     if (artefacts_load(model_dir, &model, &vocab, &info, err) != 0) return bad_input(err);
     Corpus corpus;
-    int rc = EXIT_BAD_INPUT;
-    if (corpus_load(&corpus, corpus_path, &vocab, val_frac, err) != 0) {
+    rc = CLI_EXIT_BAD_INPUT;
+    if (corpus_load(&corpus, corpus_path, &vocab, a.val_frac, err) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
         goto out_model;
     }
@@ -336,7 +467,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     printf("{\"loss\": %.6f, \"bpc\": %.6f, \"chars\": %zu, \"skipped\": %zu}\n", r.loss,
            r.loss / log(2.0), r.count, skipped);
-    rc = 0;
+    rc = CLI_EXIT_OK;
 out_corpus:
     corpus_free(&corpus);
 out_model:
@@ -352,45 +483,90 @@ static int print_chunk(const char *chunk, size_t len, void *ctx) {
     return 0;
 }
 
-static int cmd_sample(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL;
-    GenerateParams p = {.sampler = {.temperature = 0.8f,
-                                    .top_k = 40,
-                                    .top_p = 1.0f,
-                                    .repetition_penalty = 1.0f,
-                                    .repetition_window = 64},
-                        .max_tokens = 200,
-                        .seed = (uint64_t)time(NULL)};
-    Flag flags[] = {
-        {"model", FLAG_STRING, &model_dir, "artefacts folder (required)"},
-        {"prompt", FLAG_STRING, &prompt, "text to continue (required; may be empty)"},
-        {"max-tokens", FLAG_INT, &p.max_tokens, "characters to generate (default 200)"},
-        {"temperature", FLAG_FLOAT, &p.sampler.temperature, "0 = greedy (default 0.8)"},
-        {"top-k", FLAG_INT, &p.sampler.top_k, "keep the k most likely, 0 = off (default 40)"},
-        {"top-p", FLAG_FLOAT, &p.sampler.top_p, "nucleus mass in (0, 1] (default 1)"},
-        {"repetition-penalty", FLAG_FLOAT, &p.sampler.repetition_penalty,
-         "> 0, 1 = off (default 1)"},
-        {"repetition-window", FLAG_INT, &p.sampler.repetition_window,
-         "latest chars penalised (default 64)"},
-        {"seed", FLAG_U64, &p.seed, "random seed (default: the clock)"},
-    };
-    char err[ERR_LEN];
-    int help;
-    if (flags_parse(flags, NFLAGS(flags), argc, argv, &help, err) != 0) return bad_input(err);
-    if (help) {
-        printf("usage: charlm-train sample --model DIR --prompt TEXT [options]\n\n");
-        flags_print_help(flags, NFLAGS(flags));
-        return 0;
+// The generation flags are core/genparams' rows: --max-tokens for max_tokens, and so on.
+#define SAMPLE_MAX_PARAMS 16
+
+typedef struct {
+    const char *model, *prompt;
+    long whole[SAMPLE_MAX_PARAMS]; // integer parameters, by genparams index
+    double real[SAMPLE_MAX_PARAMS];
+} SampleArgs;
+
+static void seed_default(void *config) {
+    SampleArgs *a = config;
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) s = (uint64_t)time(NULL);
+    a->whole[genparams_find("seed") - genparams] = (long)(s & ((1ull << 53) - 1));
+}
+
+/* Fills opts with --model, --prompt and a row per generation parameter; names and defs are
+ * the rows' text. Returns the number of rows. */
+static int sample_opts(CliOpt *opts, char (*names)[32], char (*defs)[32]) {
+    int n = 0;
+    opts[n++] = (CliOpt){.name = "model",
+                         .type = CLI_STRING,
+                         .placeholder = "DIR",
+                         .offset = offsetof(SampleArgs, model),
+                         .required = 1,
+                         .help = "model folder: vocab.json + model.safetensors"};
+    opts[n++] = (CliOpt){.name = "prompt",
+                         .type = CLI_STRING,
+                         .placeholder = "TEXT",
+                         .offset = offsetof(SampleArgs, prompt),
+                         .required = 1,
+                         .text = 1,
+                         .help = "text to continue (may be empty)"};
+    for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
+        const GenParam *gp = &genparams[i];
+        int real = gp->type == GENPARAM_FLOAT;
+        char *name = names[i];
+        snprintf(name, 32, "%s", gp->name);
+        for (char *c = name; *c; c++)
+            if (*c == '_') *c = '-';
+        CliOpt o = {.name = name,
+                    .type = real ? CLI_DOUBLE : CLI_LONG,
+                    .placeholder = real ? "X" : "N",
+                    .offset = real ? offsetof(SampleArgs, real) + i * sizeof(double)
+                                   : offsetof(SampleArgs, whole) + i * sizeof(long),
+                    .min = gp->min,
+                    .max = gp->max,
+                    .min_open = gp->min_open,
+                    .def = defs[i],
+                    .help = gp->help};
+        if (isnan(gp->def)) {
+            o.def = "random";
+            o.compute = seed_default;
+        } else {
+            snprintf(defs[i], 32, "%g", gp->def);
+        }
+        opts[n++] = o;
     }
-    if (!model_dir || !prompt) return bad_input("sample needs --model and --prompt (see --help)");
-    if (p.max_tokens < 1 || p.max_tokens > 1000000)
-        return bad_input("--max-tokens must be in 1..1000000");
-    if (!(p.sampler.temperature >= 0)) return bad_input("--temperature must be >= 0");
-    if (p.sampler.top_k < 0) return bad_input("--top-k must be >= 0");
-    if (!(p.sampler.top_p > 0 && p.sampler.top_p <= 1))
-        return bad_input("--top-p must be in (0, 1]");
-    if (!(p.sampler.repetition_penalty > 0)) return bad_input("--repetition-penalty must be > 0");
-    if (p.sampler.repetition_window < 0) return bad_input("--repetition-window must be >= 0");
+    return n;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    CliOpt opts[2 + SAMPLE_MAX_PARAMS];
+    char names[SAMPLE_MAX_PARAMS][32], defs[SAMPLE_MAX_PARAMS][32];
+    CliCommand cmd = {.usage = "charlm-train sample --model DIR --prompt TEXT [options]",
+                      .about = "Prints the prompt and its continuation; the seed goes to stderr.\n",
+                      .opts = opts,
+                      .nopts = sample_opts(opts, names, defs)};
+    SampleArgs a = {0};
+    int rc = parse_flags(&cmd, &a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *model_dir = a.model, *prompt = a.prompt;
+    char err[ERR_LEN];
+    GenerateParams p;
+    genparams_defaults(&p, 0, 0);
+    for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
+        const GenParam *gp = &genparams[i];
+        double v = gp->type == GENPARAM_FLOAT ? a.real[i] : (double)a.whole[i];
+        // The flag's row already checked the range; this stores the value as its type.
+        if (genparams_set(&p, gp, v, 0, err) != 0) {
+            fprintf(stderr, "charlm-train: --%s: %s\n", names[i], err);
+            return CLI_EXIT_BAD_INPUT;
+        }
+    }
     long bad = utf8_find_invalid(prompt, strlen(prompt));
     if (bad >= 0) {
         err_set(err, "--prompt: invalid UTF-8 at byte offset %ld", bad);
@@ -401,7 +577,7 @@ static int cmd_sample(int argc, char **argv) {
     ModelInfo info;
     if (artefacts_load(model_dir, &model, &vocab, &info, err) != 0) return bad_input(err);
     openblas_set_num_threads(1);
-    int rc = 1;
+    rc = CLI_EXIT_FAILURE;
     Generation g;
     InferScratch scratch;
     if (generation_init(&g, &model, &vocab, prompt, strlen(prompt), &p, err) != 0) {
@@ -421,7 +597,7 @@ static int cmd_sample(int argc, char **argv) {
             *g.unknown_chars ? ", skipped prompt chars: " : "", g.unknown_chars);
     infer_scratch_free(&scratch);
     generation_free(&g);
-    rc = 0;
+    rc = CLI_EXIT_OK;
 out:
     model_free(&model);
     vocab_free(&vocab);
@@ -435,7 +611,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strncmp(argv[1], "-", 1) != 0) {
         fprintf(stderr, "charlm-train: unknown command '%s' (train, eval, sample; see --help)\n",
                 argv[1]);
-        return EXIT_BAD_INPUT;
+        return CLI_EXIT_BAD_INPUT;
     }
     return cmd_train(argc - 1, argv + 1);
 }
