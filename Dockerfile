@@ -17,9 +17,11 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/
 RUN scripts/install-deps.sh ctest && rm -rf /var/lib/apt/lists/*
 
-# Only what the build and the tests read, so editing the README or the deploy recipes
-# does not invalidate the compile and test layers.
+# Only what the build and the tests read (docs/ included: tests check it against the
+# code), so editing the README or the deploy recipes does not invalidate the compile and
+# test layers.
 COPY CMakeLists.txt ./
+COPY docs/ docs/
 COPY core/ core/
 COPY trainer/ trainer/
 COPY server/ server/
