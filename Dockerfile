@@ -11,17 +11,17 @@
 # --- stage 1: build and run the C test suite -----------------------------------------
 FROM debian:bookworm-slim AS build
 
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates cmake make gcc libc6-dev pkg-config \
-      libopenblas-dev libmicrohttpd-dev libcjson-dev libgnutls28-dev \
-      check libcurl4-openssl-dev \
- && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /src
-# Only what the build and the tests read, so editing the README or the deploy recipes
-# does not invalidate the compile and test layers.
+# The package list is scripts/install-deps.sh's (ctest: the build tools and the libraries the
+# C test suites link), copied first so that source edits keep this layer cached.
+COPY scripts/install-deps.sh scripts/
+RUN scripts/install-deps.sh ctest && rm -rf /var/lib/apt/lists/*
+
+# Only what the build and the tests read (docs/ included: tests check it against the
+# code), so editing the README or the deploy recipes does not invalidate the compile and
+# test layers.
 COPY CMakeLists.txt ./
+COPY docs/ docs/
 COPY core/ core/
 COPY trainer/ trainer/
 COPY server/ server/
@@ -36,13 +36,13 @@ RUN cd build && OPENBLAS_NUM_THREADS=1 ctest --output-on-failure --no-tests=erro
 # --- stage 2: runtime ------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# Only the shared libraries the two programs link against (libgnutls30 is already in the
-# base image; listing it keeps the intent explicit). libopenblas0-pthread provides
-# libopenblas.so.0 through the alternatives system.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30 \
- && rm -rf /var/lib/apt/lists/* \
+# Only the shared libraries the two programs load (scripts/install-deps.sh runtime:
+# libopenblas0-pthread, which provides libopenblas.so.0 through the alternatives system,
+# libmicrohttpd12, libcjson1, and libgnutls30, already in the base image but listed to keep
+# the intent explicit).
+COPY scripts/install-deps.sh /tmp/install-deps.sh
+RUN /tmp/install-deps.sh runtime \
+ && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh \
  && groupadd --system --gid 10001 charlm \
  && useradd --system --uid 10001 --gid charlm --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin charlm \

@@ -4,9 +4,9 @@
     /usr/bin/python3 bench/flask_ref.py --model DIR [--host 127.0.0.1] [--port 8081]
 
 Loads vocab.json + model.safetensors (charlm's artefacts) into torch.nn.LSTM and serves
-the same request and response as SPEC's /generate (non-streamed and SSE), with the same
-sampling order: repetition penalty over the window -> temperature (0 = greedy) -> top-k
--> top-p -> draw. The generator is charlm's own (xoshiro256** seeded by splitmix64, one
+the same request and response as charlm-server's POST /generate (docs/API.md;
+non-streamed and SSE), with the same sampling order: repetition penalty over the window
+-> temperature (0 = greedy) -> top-k -> top-p -> draw. The generator is charlm's own (xoshiro256** seeded by splitmix64, one
 53-bit double per draw), so a request with a seed produces the same text as charlm-server
 wherever the two models' logits agree closely enough to pick the same chars.
 

@@ -4,12 +4,12 @@
 #
 #   bench/quality.sh CORPUS STEPS [OUTDIR]     (e.g. STEPS=1500; takes a while)
 #
-# Both train the default configuration (plus $EXTRA flags) with seed 42 and --threads
-# $THREADS (default 2); then `charlm-train eval --val-frac 0.1` scores each saved model on
-# the last 10% of the corpus as one continuous stream from the zero state. Each
+# Both train the default configuration (plus $EXTRA flags) with seed $SEED (default 42)
+# and --threads $THREADS (default 2); then `charlm-train eval --val-frac 0.1` scores each
+# saved model on the last 10% of the corpus as one continuous stream from the zero state. Each
 # trainer's own validation figure (B parallel streams) is shown as well. The models are
 # kept in OUTDIR (default a temporary folder, removed at the end).
-# Environment: BIN, PYTHON, THREADS, EXTRA as in bench/train_bench.sh.
+# Environment: SEED; BIN, PYTHON, THREADS, EXTRA as in bench/train_bench.sh.
 set -eu
 
 CORPUS=${1:?usage: bench/quality.sh CORPUS STEPS [OUTDIR]}
@@ -17,7 +17,10 @@ STEPS=${2:?usage: bench/quality.sh CORPUS STEPS [OUTDIR]}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
 THREADS=${THREADS:-2}
+SEED=${SEED:-42}
 EXTRA=${EXTRA:-}
+"$PYTHON" -c 'import torch' 2>/dev/null ||
+    { echo "quality: $PYTHON cannot import torch (scripts/install-deps.sh bench)" >&2; exit 1; }
 BIN=${BIN:-$ROOT/build/charlm-train}
 if [ ! -x "$BIN" ]; then
     BIN=$ROOT/build-bench/charlm-train
@@ -38,12 +41,12 @@ EVERY=$((STEPS / 10))
 echo "charlm: training $STEPS steps ..." >&2
 # shellcheck disable=SC2086
 "$BIN" train --corpus "$CORPUS" --out "$OUT/charlm" --steps "$STEPS" --eval-every "$EVERY" \
-    --threads "$THREADS" --seed 42 $EXTRA >"$OUT/charlm.out" 2>"$OUT/charlm.err" ||
+    --threads "$THREADS" --seed "$SEED" $EXTRA >"$OUT/charlm.out" 2>"$OUT/charlm.err" ||
     { cat "$OUT/charlm.err" >&2; exit 1; }
 echo "torch: training $STEPS steps ..." >&2
 # shellcheck disable=SC2086
 "$PYTHON" "$ROOT/bench/torch_ref.py" --corpus "$CORPUS" --out "$OUT/torch" --steps "$STEPS" \
-    --eval-every "$EVERY" --threads "$THREADS" --seed 42 $EXTRA >"$OUT/torch.out" \
+    --eval-every "$EVERY" --threads "$THREADS" --seed "$SEED" $EXTRA >"$OUT/torch.out" \
     2>"$OUT/torch.err" || { cat "$OUT/torch.err" >&2; exit 1; }
 
 for impl in charlm torch; do

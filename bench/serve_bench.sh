@@ -1,7 +1,7 @@
 #!/bin/sh
 # Serving: charlm-server vs a Flask + PyTorch reference of the same model, same run.
 #
-#   bench/serve_bench.sh MODEL_DIR
+#   bench/serve_bench.sh [MODEL_DIR]      (default: the shipped model, artefacts/)
 #
 # Both servers load MODEL_DIR (vocab.json + model.safetensors) and listen on free loopback
 # ports; they are measured one after the other, never at the same time. For each:
@@ -11,13 +11,13 @@
 #     request) for DURATION at 1, 8 and 32 connections: requests/s, p50 and p99 latency;
 #   - loaded RSS: VmHWM (peak resident) after all of it.
 # Environment: SERVER (charlm-server; default build/charlm-server, else built into
-# build-bench/), PYTHON (/usr/bin/python3), DURATION (10s), CONNS ("1 8 32"), SINGLE (20),
+# build-bench/), PYTHON (/usr/bin/python3, with python3-torch and python3-flask:
+# scripts/install-deps.sh bench), DURATION (10s), CONNS ("1 8 32"), SINGLE (20),
 # SERVER_ARGS (extra charlm-server flags).
 set -eu
 
-MODEL=${1:?usage: bench/serve_bench.sh MODEL_DIR}
-MODEL=$(cd "$MODEL" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-1 8 32}
@@ -29,7 +29,9 @@ if [ ! -x "$SERVER" ]; then
     cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$ROOT/build-bench" -j2 --target charlm-server >/dev/null
 fi
-command -v wrk >/dev/null || { echo "serve_bench: wrk is not installed" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "serve_bench: wrk is not installed (scripts/install-deps.sh bench)" >&2; exit 1; }
+"$PYTHON" -c 'import torch, flask' 2>/dev/null ||
+    { echo "serve_bench: $PYTHON cannot import torch and flask (scripts/install-deps.sh bench)" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/serve_bench.XXXXXX)
 PID=

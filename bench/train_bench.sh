@@ -29,6 +29,8 @@ REPS=${REPS:-3}
 THREADS=${THREADS:-1 2}
 EXTRA=${EXTRA:-}
 TORCH_WAIT=${TORCH_WAIT:-active passive}
+"$PYTHON" -c 'import torch' 2>/dev/null ||
+    { echo "train_bench: $PYTHON cannot import torch (scripts/install-deps.sh bench)" >&2; exit 1; }
 BIN=${BIN:-$ROOT/build/charlm-train}
 if [ ! -x "$BIN" ]; then
     BIN=$ROOT/build-bench/charlm-train

@@ -18,8 +18,8 @@ typedef struct {
     double best_val_loss;
 } ModelInfo;
 
-/* Writes <dir>/model.safetensors (atomically) with the spec's metadata. vocab.json must
- * already be in dir: its hash goes into the metadata. */
+/* Writes <dir>/model.safetensors (atomically) with the metadata docs/FORMATS.md lists.
+ * vocab.json must already be in dir: its hash goes into the metadata. */
 int artefacts_save_model(const char *path, const Model *model, const ModelInfo *info, char *err);
 /* Loads <dir>/vocab.json and <dir>/model.safetensors into vocab and model (allocated). */
 int artefacts_load(const char *dir, Model *model, Vocab *vocab, ModelInfo *info, char *err);

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages charlm needs, only those missing.
-#   scripts/install-deps.sh build   compile and run the server
-#   scripts/install-deps.sh test    also the test tools: check, libcurl, promtool, chromium, node
+# The Debian bookworm packages charlm needs: the one list, read by run.sh, test.sh, .ci/run
+# and the Dockerfile. Installs only those missing (as root, or through sudo).
+#
+#   scripts/install-deps.sh build     compile the programs                        (run.sh)
+#   scripts/install-deps.sh ctest     build + the C test suites' libraries         (Docker build stage)
+#   scripts/install-deps.sh test      ctest + promtool, chromium, certificates for
+#                                     npm, node and npm when node is missing       (test.sh, CI)
+#   scripts/install-deps.sh runtime   only the shared libraries the programs load  (Docker runtime stage)
+#   scripts/install-deps.sh bench     build + PyTorch, Flask, wrk, nginx, curl     (bench/, tests/reference/)
+#
+# The browser test needs node 20 or newer; bookworm's own nodejs is 18, so install a newer
+# one first if the machine has none.
 set -euo pipefail
-what=${1:-build}
-pkgs=(cmake gcc make pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev libgnutls28-dev)
-if [ "$what" = test ]; then
-  pkgs+=(check libcurl4-openssl-dev prometheus chromium)
-  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-fi
+
+build=(cmake make gcc libc6-dev pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev
+       libgnutls28-dev)
+ctest=("${build[@]}" check libcurl4-openssl-dev)
+case "${1:-build}" in
+build) pkgs=("${build[@]}") ;;
+ctest) pkgs=("${ctest[@]}") ;;
+test)
+    pkgs=("${ctest[@]}" prometheus chromium ca-certificates)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    ;;
+runtime) pkgs=(libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30) ;;
+bench) pkgs=("${build[@]}" python3-torch python3-numpy python3-flask wrk nginx curl) ;;
+*)
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
+
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""

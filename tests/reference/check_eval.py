@@ -5,8 +5,8 @@
         --model artefacts --corpus text.txt [--val-frac 0.1] [--tol 1e-4]
 
 Loads vocab.json + model.safetensors into torch.nn.LSTM, scores the text the way
-SPEC's `eval` defines it, runs `charlm-train eval` on the same inputs and asserts the
-two losses agree to --tol relative. Exit 0 on agreement, 1 otherwise.
+docs/CLI.md defines `charlm-train eval`, runs `charlm-train eval` on the same inputs and
+asserts the two losses agree to --tol relative. Exit 0 on agreement, 1 otherwise.
 
 The measure, as charlm implements it:
   - the text is decoded as Unicode code points (bytes are read as-is: no newline
