@@ -144,7 +144,8 @@ static const CliCommand server_cmd = {
     .after = "Without --model or CHARLM_MODEL the model is ./artefacts, else\n"
              "<program dir>/../artefacts.\n"
              "The static page folder is $CHARLM_STATIC_DIR, else ./static, else\n"
-             "<program dir>/../static, else /usr/share/charlm/static.\n"
+             "<program dir>/../static, else <program dir>/../share/charlm/static, else\n"
+             "/usr/share/charlm/static.\n"
              "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure (model, port),\n"
              "2 bad flag or variable.\n",
 };
