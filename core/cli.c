@@ -95,13 +95,21 @@ static int set_value(const CliOpt *o, void *config, const char *s, const char *s
         return 0;
     }
     case CLI_STRING:
+    case CLI_LIST:
         if (!o->text) {
             if (!*s) return err_set(err, "%s must not be empty", source);
             for (const char *p = s; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
                     return err_set(err, "%s must not contain control characters", source);
         }
-        *(const char **)field = s;
+        if (o->type == CLI_STRING) {
+            *(const char **)field = s;
+            return 0;
+        }
+        CliList *l = (CliList *)field;
+        if (l->n == CLI_LIST_MAX)
+            return err_set(err, "%s: at most %d values", source, CLI_LIST_MAX);
+        l->value[l->n++] = s;
         return 0;
     case CLI_BOOL:
         if (strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
@@ -120,7 +128,7 @@ static const CliOpt *find_flag(const CliCommand *cmd, const char *name, size_t l
 }
 
 int cli_parse(const CliCommand *cmd, void *config, int argc, char **argv, char *err) {
-    unsigned char given[CLI_MAX_OPTS] = {0};
+    unsigned char given[CLI_MAX_OPTS] = {0}, flagged[CLI_MAX_OPTS] = {0};
     char source[128];
     if (cmd->nopts > CLI_MAX_OPTS) return err_set(err, "more than %d flags", CLI_MAX_OPTS);
     for (int i = 0; i < cmd->nopts; i++) {
@@ -134,6 +142,7 @@ int cli_parse(const CliCommand *cmd, void *config, int argc, char **argv, char *
         const CliOpt *o = &cmd->opts[i];
         const char *v = o->env ? getenv(o->env) : NULL;
         if (!v) continue;
+        if (o->type == CLI_LIST) ((CliList *)((char *)config + o->offset))->n = 0;
         if (set_value(o, config, v, o->env, err)) return -1;
         given[i] = 1;
     }
@@ -147,6 +156,11 @@ int cli_parse(const CliCommand *cmd, void *config, int argc, char **argv, char *
         if (!o) return err_set(err, "unknown flag '%.*s' (see --help)", (int)len + 2, a);
         snprintf(source, sizeof(source), "--%s", o->name);
         given[o - cmd->opts] = 1;
+        // A list's flags replace what the default and the variable put in it.
+        if (o->type == CLI_LIST && !flagged[o - cmd->opts]) {
+            flagged[o - cmd->opts] = 1;
+            ((CliList *)((char *)config + o->offset))->n = 0;
+        }
         if (o->type == CLI_BOOL) {
             if (eq) return err_set(err, "%s takes no value", source);
             *(int *)((char *)config + o->offset) = 1;

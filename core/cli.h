@@ -10,6 +10,7 @@
  *
  * Order of precedence: the default, then the environment, then the command line.
  * "--name value" and "--name=value" are both accepted; "--help" and "-h" ask for help.
+ * A flag given twice takes its last value, but for CLI_LIST rows, which keep them all.
  */
 #ifndef CHARLM_CLI_H
 #define CHARLM_CLI_H
@@ -31,7 +32,18 @@ typedef enum {
     CLI_FLOAT,  // float
     CLI_DOUBLE, // double
     CLI_BOOL,   // int, set to 1 by the bare flag; takes no value
+    CLI_LIST,   // CliList: a flag that may be given several times, keeping every value
 } CliType;
+
+#define CLI_LIST_MAX 16
+
+/* A CLI_LIST field. Each flag given adds a value; the variable is one value, replaced by
+ * the flags when any is given. What a value holds (one item, or several separated by
+ * commas) is for the row's user to read. */
+typedef struct {
+    int n;
+    const char *value[CLI_LIST_MAX]; // pointing into argv, the environment or the row
+} CliList;
 
 typedef struct {
     const char *name; // the flag without "--"

@@ -333,7 +333,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no"); // nginx: pass events through
-    response_add_common(resp);
+    response_add_common(resp, conn);
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp); // the connection holds it; stream_free runs when it lets go
     return r;

@@ -23,12 +23,63 @@ void request_log(const char *method, const char *path, int status, size_t bytes,
     if (n > 0) fwrite(line, 1, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, stderr);
 }
 
-void response_add_common(struct MHD_Response *resp) {
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (srv.cfg.cors_origin) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", srv.cfg.cors_origin);
-        if (strcmp(srv.cfg.cors_origin, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+// The next origin of --cors-origin: each value holds one or several, separated by commas
+// or spaces. Start with *vi = 0 and *p = NULL; returns NULL after the last.
+static const char *cors_next(int *vi, const char **p, size_t *len) {
+    const CliList *l = &srv.cfg.cors_origins;
+    for (;;) {
+        if (!*p) {
+            if (*vi >= l->n) return NULL;
+            *p = l->value[(*vi)++];
+        }
+        *p += strspn(*p, ", \t");
+        if (**p) {
+            const char *o = *p;
+            *len = strcspn(o, ", \t");
+            *p += *len;
+            return o;
+        }
+        *p = NULL;
     }
+}
+
+int http_cors_origins(void) {
+    int vi = 0, n = 0;
+    const char *p = NULL;
+    size_t len;
+    while (cors_next(&vi, &p, &len)) n++;
+    return n;
+}
+
+void response_add_common(struct MHD_Response *resp, struct MHD_Connection *conn) {
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (!srv.cfg.cors_origins.n) return;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    size_t olen = origin ? strlen(origin) : 0, len, first_len = 0;
+    const char *p = NULL, *o, *first = NULL;
+    int vi = 0, n = 0, any = 0, listed = 0;
+    while ((o = cors_next(&vi, &p, &len))) {
+        if (!n++) {
+            first = o;
+            first_len = len;
+        }
+        any |= len == 1 && *o == '*';
+        listed |= origin && len == olen && memcmp(o, origin, len) == 0;
+    }
+    if (any) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        return;
+    }
+    // A listed Origin is echoed, another gets none. Without an Origin (no browser's
+    // cross-origin call) a single configured origin is named, as before several could be.
+    if (listed) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    } else if (!origin && n == 1) {
+        char one[512];
+        snprintf(one, sizeof(one), "%.*s", (int)first_len, first);
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", one);
+    }
+    MHD_add_response_header(resp, "Vary", "Origin");
 }
 
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
@@ -40,8 +91,10 @@ enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, co
         return MHD_NO;
     }
     if (type) MHD_add_response_header(resp, "Content-Type", type);
-    response_add_common(resp);
+    response_add_common(resp, conn);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && rq->allow[0])
         MHD_add_response_header(resp, "Allow", rq->allow);
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
@@ -58,6 +111,8 @@ enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int statu
 
 static const char *error_type(int status) {
     switch (status) {
+    case 401:
+        return "authentication_error";
     case 404:
         return "not_found_error";
     case 405:
@@ -118,7 +173,7 @@ static void copy_printable(char *dst, size_t cap, const char *src) {
 enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
-    response_add_common(resp);
+    response_add_common(resp, conn);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");

@@ -45,10 +45,14 @@ struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err
 
 double elapsed_ms(const struct timespec *since);
 void request_log(const char *method, const char *path, int status, size_t bytes, double ms);
-/* Adds the headers every response carries (CORS, nosniff). */
-void response_add_common(struct MHD_Response *resp);
+/* Adds the headers every response carries: nosniff, and with --cors-origin the CORS
+ * answer to the request's Origin (conn's): "*", the Origin when it is listed, else none;
+ * Vary: Origin when the answer depends on it. */
+void response_add_common(struct MHD_Response *resp, struct MHD_Connection *conn);
+/* How many origins --cors-origin lists (0: CORS is off). */
+int http_cors_origins(void);
 /* Queues body (malloc'd, taken over) with status and content type; a 405 carries
- * rq->allow as its Allow header. */
+ * rq->allow as its Allow header, a 401 WWW-Authenticate: Bearer, a 503 Retry-After. */
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "error.h"
 #include "fileio.h"
@@ -128,10 +129,23 @@ static const CliOpt server_opts[] = {
      .help = "generations in flight before 503"},
     {.name = "cors-origin",
      .env = "CHARLM_CORS_ORIGIN",
-     .type = CLI_STRING,
+     .type = CLI_LIST,
      .placeholder = "ORIGIN",
-     .offset = SC(cors_origin),
-     .help = "send Access-Control-Allow-Origin: ORIGIN and answer preflights"},
+     .offset = SC(cors_origins),
+     .help = "allow browser calls from ORIGIN or * (repeatable; commas or spaces separate "
+             "several in one value)"},
+    {.name = "api-key",
+     .env = "CHARLM_API_KEY",
+     .type = CLI_STRING,
+     .placeholder = "KEY",
+     .offset = SC(api_key),
+     .help = "require Authorization: Bearer KEY on every route but /, /static/ and /health"},
+    {.name = "api-key-file",
+     .env = "CHARLM_API_KEY_FILE",
+     .type = CLI_STRING,
+     .placeholder = "FILE",
+     .offset = SC(api_key_file),
+     .help = "the same with the keys in FILE, one a line; all of them and --api-key are valid"},
 };
 
 static const CliCommand server_cmd = {
@@ -200,6 +214,7 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
 
 static void free_all(void) {
     sched_stop();
+    auth_free();
     free(srv.model_card);
     free(srv.static_dir);
     model_free(&srv.model);
@@ -233,8 +248,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return CLI_EXIT_BAD_INPUT;
     }
-    // CHARLM_STATIC_DIR is a variable like the others: a wrong one is bad input.
-    if (static_init(err)) {
+    if (srv.cfg.cors_origins.n && !http_cors_origins()) {
+        fprintf(stderr, SERVER_NAME ": --cors-origin (CHARLM_CORS_ORIGIN) names no origin\n");
+        return CLI_EXIT_BAD_INPUT;
+    }
+    // CHARLM_STATIC_DIR is a variable like the others: a wrong one is bad input; so are
+    // keys that cannot be read.
+    if (static_init(err) || auth_init(srv.cfg.api_key, srv.cfg.api_key_file, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return CLI_EXIT_BAD_INPUT;
     }
@@ -288,6 +308,8 @@ int main(int argc, char **argv) {
             srv.cfg.model_dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
             srv.model.num_params);
     if (!srv.static_dir) fprintf(stderr, SERVER_NAME ": no static/ folder found; GET / is 404\n");
+    if (auth_enabled())
+        fprintf(stderr, SERVER_NAME ": API keys required (all routes but /, /static/, /health)\n");
     fprintf(stderr, SERVER_NAME ": listening on %s\n", url);
 
     char sig = 0;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "error.h"
 #include "gen.h"
 #include "info.h"
@@ -10,16 +11,17 @@
 #include "server.h"
 #include "static.h"
 
-// Looked up in order, the first match serving; also the order of /metrics' lines.
+// Looked up in order, the first match serving; also the order of /metrics' lines. The
+// page and /health (the probes') stay open when keys are configured.
 const Route route_table[] = {
     {"/", "/index.html", 0, ROUTE_GET, static_index, "/", 0},
     {"/static/", NULL, 1, ROUTE_GET, static_asset, "/static", 0},
-    {"/generate", NULL, 0, ROUTE_POST, gen_handle_native, "/generate", 0},
-    {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 0},
-    {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 0},
+    {"/generate", NULL, 0, ROUTE_POST, gen_handle_native, "/generate", 1},
+    {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 1},
+    {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 1},
     {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0},
-    {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 0},
-    {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 0},
+    {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 1},
+    {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 1},
 };
 const int route_count = (int)(sizeof(route_table) / sizeof(*route_table));
 
@@ -60,12 +62,26 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     rq->route = i < 0 ? route_count : i;
     if (i < 0) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
     const Route *r = &route_table[i];
-    if (srv.cfg.cors_origin && strcmp(rq->method, "OPTIONS") == 0)
-        return respond_preflight(conn, rq);
+    int cors = srv.cfg.cors_origins.n > 0;
+    // A browser sends a preflight without credentials, so it cannot need a key.
+    if (cors && strcmp(rq->method, "OPTIONS") == 0) return respond_preflight(conn, rq);
+    // Before the method: without a key, a protected route says nothing about itself.
+    if (r->needs_key && auth_enabled()) {
+        switch (auth_check(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"))) {
+        case AUTH_OK:
+            break;
+        case AUTH_MISSING:
+            return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED,
+                                 "missing API key: send the header Authorization: Bearer <key>",
+                                 NULL);
+        case AUTH_INVALID:
+            return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED, "invalid API key", NULL);
+        }
+    }
     if (!route_allows(r, rq->method)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "method %s is not allowed here", rq->method);
-        route_allow_text(r, srv.cfg.cors_origin != NULL, rq->allow, sizeof(rq->allow));
+        route_allow_text(r, cors, rq->allow, sizeof(rq->allow));
         return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, msg, NULL);
     }
     if (strcmp(rq->method, "POST") != 0) return MHD_YES;

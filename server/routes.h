@@ -1,8 +1,9 @@
 /*
- * routes.h — the route table: every path the server answers, with its methods, handler
- * and metric label, stated once. Routing, 404, 405 with its Allow header, CORS
- * preflights, the Content-Type (415) and early Content-Length (413) checks of POST
- * routes, and the `route` label of the request metrics all follow from it.
+ * routes.h — the route table: every path the server answers, with its methods, handler,
+ * metric label and whether it needs an API key, stated once. Routing, 404, CORS
+ * preflights, the key check (401), 405 with its Allow header, the Content-Type (415) and
+ * early Content-Length (413) checks of POST routes, and the `route` label of the request
+ * metrics all follow from it, in that order, before any body is read.
  *
  * Adding a route is one row in routes.c plus its handler; docs/API.md must document it
  * (tests/test_routes.c checks).
@@ -28,7 +29,7 @@ typedef struct {
     unsigned methods; // ROUTE_GET | ROUTE_POST
     RouteHandler handler;
     const char *label; // the metrics' route label
-    int needs_key;     // for API keys: no route asks for one yet, and nothing checks it
+    int needs_key;     // with API keys configured, answer only "Authorization: Bearer <key>"
 } Route;
 
 extern const Route route_table[];

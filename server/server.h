@@ -4,7 +4,8 @@
  * main -> routes -> handlers -> http, api, sched, metrics -> core:
  *
  *   main.c       flag rows (core/cli.h), startup, signals, draining
- *   routes.h     the route table: paths, methods, handlers, metric labels
+ *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
+ *   auth.h       API keys: loading them and checking a request's Authorization
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   api.h        JSON request parsing and validation (/generate and /v1/completions)
  *   gen.h        admitting generations, JSON replies and SSE streams
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "artefacts.h"
+#include "cli.h"
 
 #define SERVER_NAME "charlm-server"
 #define MODEL_ID    "charlm"
@@ -30,12 +32,14 @@ typedef struct {
     const char *model_dir;
     const char *host;
     int port;
-    int threads;        // scheduler workers
-    int max_tokens;     // per request
-    int max_prompt;     // chars
-    long max_body;      // bytes
-    int max_concurrent; // generations in flight
-    const char *cors_origin;
+    int threads;              // scheduler workers
+    int max_tokens;           // per request
+    int max_prompt;           // chars
+    long max_body;            // bytes
+    int max_concurrent;       // generations in flight
+    CliList cors_origins;     // each value one origin or several, separated by commas or spaces
+    const char *api_key;      // read by auth_init, never printed
+    const char *api_key_file; // one key a line
 } ServerConfig;
 
 typedef struct {

@@ -126,7 +126,7 @@ static enum MHD_Result serve(struct MHD_Connection *conn, Request *rq, const cha
         MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
         MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     }
-    response_add_common(resp);
+    response_add_common(resp, conn);
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     rq->status = 200;

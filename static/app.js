@@ -1,4 +1,5 @@
-// charlm web page: streams /generate over SSE and draws the model card from /model.
+// charlm web page: streams /generate over SSE and draws the model card from /model; asks
+// for an API key when the server wants one.
 // Plain script, no framework; the page's CSP allows only 'self', so nothing here
 // touches inline styles or HTML strings — every piece of text goes in as textContent.
 'use strict';
@@ -68,6 +69,90 @@
     slot.textContent = msg;
     slot.hidden = false;
     control.setAttribute('aria-invalid', 'true');
+  }
+
+  // ---- API key --------------------------------------------------------------
+
+  // A server started with API keys answers 401 to /generate and /model without
+  // "Authorization: Bearer <key>". The page then asks for the key and keeps it in this
+  // tab's sessionStorage only — not localStorage, not a cookie, not the URL — so it is
+  // gone with the tab and never sent anywhere but these requests' header.
+  const KEY_ITEM = 'charlm-api-key';
+  const keyDialog = $('key-dialog');
+  const keyInput = $('api-key');
+  const keyError = $('key-error');
+  let cardWanted = false; // /model got a 401: load the card once a key works
+
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_ITEM) || '';
+    } catch (_) {
+      return ''; // storage disabled: the key lives as long as the dialog's answer
+    }
+  }
+
+  function storeKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_ITEM, key);
+      else sessionStorage.removeItem(KEY_ITEM);
+    } catch (_) {
+      // nothing to do: the next request asks again
+    }
+  }
+
+  // Resolves to the key entered, or '' when the dialog is cancelled (button or Esc).
+  function askKey(message) {
+    return new Promise((resolve) => {
+      $('key-msg').textContent = message;
+      keyInput.value = '';
+      keyError.hidden = true;
+      keyInput.removeAttribute('aria-invalid');
+      keyDialog.returnValue = '';
+      keyDialog.addEventListener('close', function done() {
+        keyDialog.removeEventListener('close', done);
+        const key = keyDialog.returnValue === 'ok' ? keyInput.value.trim() : '';
+        keyInput.value = '';
+        resolve(key);
+      });
+      keyDialog.showModal();
+      keyInput.focus();
+    });
+  }
+
+  // A key goes in an HTTP header: printable ASCII without spaces, as the server accepts.
+  $('key-form').addEventListener('submit', (ev) => {
+    if (ev.submitter && ev.submitter.value !== 'ok') return;
+    const key = keyInput.value.trim();
+    const bad = !key ? 'Enter the key.' : /^[\x21-\x7e]+$/.test(key) ? '' : 'A key is printable ASCII without spaces.';
+    if (!bad) return;
+    ev.preventDefault();
+    keyError.textContent = bad;
+    keyError.hidden = false;
+    keyInput.setAttribute('aria-invalid', 'true');
+    keyInput.focus();
+  });
+
+  // fetch with the stored key. On a 401 the key sent (if any) is forgotten and, when
+  // `ask`, the user is asked for one and the request sent again, until a key works or
+  // the dialog is cancelled, which returns the 401.
+  async function fetchKeyed(url, opts, ask) {
+    for (;;) {
+      const key = storedKey();
+      const headers = { ...(opts.headers || {}) };
+      if (key) headers.Authorization = `Bearer ${key}`;
+      const res = await fetch(url, { ...opts, headers });
+      if (res.status !== 401) {
+        if (key && cardWanted && url !== '/model') loadModel();
+        return res;
+      }
+      if (key) storeKey('');
+      if (!ask) return res;
+      const entered = await askKey(key
+        ? 'That key was not accepted. Enter a valid API key.'
+        : 'This server needs an API key to generate text and show the model card.');
+      if (!entered) return res;
+      storeKey(entered);
+    }
   }
 
   // ---- request --------------------------------------------------------------
@@ -199,13 +284,13 @@
 
   // Returns {kind: 'done'|'lost'|'http'} — never throws for a server answer.
   async function stream(body, r) {
-    const res = await fetch('/generate', {
+    const res = await fetchKeyed('/generate', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
       body: JSON.stringify(body),
       signal: r.ctrl.signal,
       cache: 'no-store',
-    });
+    }, true);
     if (res.ok) startOutput(body, r);
     if (!res.ok) {
       let payload = null;
@@ -267,7 +352,9 @@
     if (outcome.kind === 'http') {
       const p = outcome.payload && outcome.payload.error;
       const msg = p && p.message ? p.message : `request failed (HTTP ${outcome.status})`;
-      if (outcome.status === 503) {
+      if (outcome.status === 401) {
+        showError(null, 'This server needs an API key (401). Generate again to enter one.');
+      } else if (outcome.status === 503) {
         const wait = outcome.retryAfter ? ` — retry in ${outcome.retryAfter} s` : '';
         showError(null, `Server busy (503): ${msg}${wait}`);
       } else if (outcome.status === 413) {
@@ -517,17 +604,27 @@
 
   async function loadModel() {
     let card;
+    const e = $('card-error');
     try {
-      const res = await fetch('/model', { cache: 'no-store' });
+      // Not asking here: the page does not open a dialog before the user does anything;
+      // Generate asks, and the card loads once a key works.
+      const res = await fetchKeyed('/model', { cache: 'no-store' }, false);
+      cardWanted = res.status === 401;
+      if (cardWanted) {
+        el.summary.textContent = 'API key needed';
+        e.textContent = 'The model card needs an API key: Generate asks for one, and the card loads once it is accepted.';
+        e.hidden = false;
+        return;
+      }
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       card = await res.json();
     } catch (err) {
       el.summary.textContent = 'model card unavailable';
-      const e = $('card-error');
       e.textContent = `Could not load the model card from /model: ${err.message}`;
       e.hidden = false;
       return;
     }
+    e.hidden = true;
     renderCard(card);
   }
 

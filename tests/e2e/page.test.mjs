@@ -480,3 +480,112 @@ describe('charlm web page with --max-tokens 50', { timeout: 60000 }, () => {
     assert.match(await p.textContent('#err-max_tokens'), /50/);
   });
 });
+
+// A server with an API key: the page asks for it on a 401, keeps it in sessionStorage only
+// and sends it on /generate and /model.
+describe('charlm web page with --api-key', { timeout: 90000 }, () => {
+  const KEY = 'e2e-Key_0123456789abcdef';
+  let child = null;
+  let url = '';
+  let browser = null;
+  let p = null;
+  const pageErrors = [];
+
+  before(async () => {
+    ({ child, base: url } = await spawnServer(['--api-key', KEY]));
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    p = await browser.newPage();
+    p.on('pageerror', (e) => pageErrors.push(e.message));
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      await stopChild(child);
+    }
+  });
+
+  async function submitKey(key) {
+    await p.getByLabel('API key', { exact: true }).fill(key);
+    await p.click('#key-form button[value="ok"]');
+  }
+
+  it('asks for the key on Generate, retries with it, and keeps it in sessionStorage only', async () => {
+    await p.goto(url + '/');
+    // Loading the page opens no dialog; the card says it waits for a key.
+    await p.waitForSelector('#card-error:not([hidden])');
+    assert.match(await p.textContent('#card-error'), /API key/);
+    assert.equal(await p.isVisible('#key-dialog'), false);
+
+    await p.fill('#prompt', 'the cat ');
+    await p.fill('#max_tokens', '40');
+    await p.fill('#seed', '21');
+    await p.click('#generate');
+    await p.waitForSelector('#key-dialog[open]');
+    const input = p.getByLabel('API key', { exact: true });
+    assert.equal(await input.getAttribute('type'), 'password');
+    assert.match(await p.textContent('#key-msg'), /needs an API key/);
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'api-key', 'the key field has focus');
+
+    // A wrong key: asked again, with a message, and not kept.
+    await submitKey('not-the-key');
+    await p.waitForFunction(() => /not accepted/.test(document.getElementById('key-msg').textContent) &&
+      document.getElementById('key-dialog').open, null, { timeout: 10000 });
+    assert.equal(await p.evaluate(() => sessionStorage.length), 0, 'a wrong key is forgotten');
+
+    // The right key: the same request goes through, with the header.
+    const sent = p.waitForRequest((r) => r.url() === url + '/generate' &&
+      r.headers().authorization === `Bearer ${KEY}`);
+    await submitKey(KEY);
+    await sent;
+    const finish = await p.waitForFunction(() => {
+      const f = document.getElementById('st-finish').textContent;
+      return !document.getElementById('generate').disabled && f !== '—' && !/streaming|waiting/.test(f) && f;
+    }, null, { timeout: 30000 });
+    assert.equal(await finish.jsonValue(), 'length');
+    assert.equal(await p.isVisible('#key-dialog'), false);
+    const direct = await fetch(url + '/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: 'the cat ', max_tokens: 40, seed: 21 }),
+    });
+    assert.equal(direct.status, 200);
+    assert.equal(await p.textContent('#out-cont'), (await direct.json()).text);
+
+    // Kept in sessionStorage, and nowhere else the page could keep it.
+    const stores = await p.evaluate(() => ({
+      session: Object.keys(sessionStorage).map((k) => sessionStorage.getItem(k)),
+      local: Object.keys(localStorage).map((k) => localStorage.getItem(k)),
+      cookie: document.cookie,
+      href: location.href,
+    }));
+    assert.deepEqual(stores.session, [KEY]);
+    assert.deepEqual(stores.local, []);
+    assert.equal(stores.cookie, '');
+    assert.ok(!stores.href.includes(KEY), 'not in the URL');
+    assert.deepEqual(await p.context().cookies(), []);
+
+    // With a key that works the model card loads too.
+    await p.waitForSelector('#card-facts div', { timeout: 10000 });
+    assert.equal(await p.isHidden('#card-error'), true);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('a new tab asks again; cancelling says a key is needed', async () => {
+    const q = await browser.newPage();
+    try {
+      await q.goto(url + '/');
+      await q.fill('#prompt', 'a');
+      await q.click('#generate');
+      await q.waitForSelector('#key-dialog[open]');
+      await q.keyboard.press('Escape');
+      await q.waitForSelector('#err-general:not([hidden])', { timeout: 10000 });
+      assert.match(await q.textContent('#err-general'), /API key \(401\)/);
+      assert.equal(await q.isDisabled('#generate'), false);
+      assert.equal(await q.evaluate(() => sessionStorage.length), 0);
+    } finally {
+      await q.close();
+    }
+  });
+});
