@@ -36,7 +36,7 @@ int artefacts_save_model(const char *path, const Model *model, const ModelInfo *
     } else {
         char *vpath = sibling_vocab(file), *data;
         size_t len;
-        if (!vpath || file_read_all(vpath, 0, &data, &len, err) != 0) {
+        if (!vpath || file_read_regular(vpath, 0, &data, &len, err) != 0) {
             free(vpath);
             free(file);
             return -1;
@@ -95,6 +95,16 @@ static int is_hex64(const char *s) {
     for (; *s; s++)
         if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
     return 1;
+}
+
+// A NaN or an infinity in any weight spreads through every later step: such a model would
+// load and serve garbage.
+static int check_finite(const char *path, const ModelTensor *t, const float *data, char *err) {
+    for (size_t i = 0; i < t->count; i++)
+        if (!isfinite(data[i]))
+            return err_set(err, "%s: tensor %s: element %zu is %s", path, t->name, i,
+                           isnan(data[i]) ? "NaN" : "infinite");
+    return 0;
 }
 
 int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab_sha256,
@@ -172,7 +182,8 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
         }
     }
     for (int i = 0; i < n; i++)
-        if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, model->params + t[i].offset, err) != 0)
+        if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, model->params + t[i].offset, err) != 0 ||
+            check_finite(path, &t[i], model->params + t[i].offset, err) != 0)
             goto done;
     if (infer_prepare(model, err) != 0) goto done;
     if (info_out) *info_out = local;

@@ -1,6 +1,7 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,11 @@ int file_read_all(const char *path, size_t max, char **data, size_t *len, char *
     if (S_ISDIR(st.st_mode)) {
         fclose(f);
         return err_set(err, "%s: is a directory", path);
+    }
+    // A device such as /dev/zero would be read until memory runs out.
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+        fclose(f);
+        return err_set(err, "%s: not a regular file or a pipe", path);
     }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
     char *buf = malloc(cap);
@@ -85,6 +91,76 @@ int file_read_all(const char *path, size_t max, char **data, size_t *len, char *
     return 0;
 }
 
+static int not_regular(const char *path, const struct stat *st, char *err) {
+    return err_set(err, "%s: %s", path,
+                   S_ISDIR(st->st_mode) ? "is a directory" : "not a regular file");
+}
+
+int file_open_regular(const char *path, size_t *size, char *err) {
+    // stat first so that a device is never opened at all, then fstat what was opened in
+    // case the name was swapped in between.
+    struct stat st;
+    if (stat(path, &st) != 0) return err_set(err, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return not_regular(path, &st, err);
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return err_set(err, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        return S_ISREG(st.st_mode) ? err_set(err, "%s: %s", path, strerror(e))
+                                   : not_regular(path, &st, err);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return err_set(err, "%s: %s", path, strerror(e));
+    }
+    *size = (size_t)st.st_size;
+    return fd;
+}
+
+int file_read_exact(int fd, void *buf, size_t n, const char *path, char *err) {
+    char *p = buf;
+    while (n > 0) {
+        ssize_t got = read(fd, p, n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return err_set(err, "%s: %s", path, strerror(errno));
+        if (got == 0) return err_set(err, "%s: file shrank while being read", path);
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+int file_read_regular(const char *path, size_t max, char **data, size_t *len, char *err) {
+    *data = NULL;
+    *len = 0;
+    size_t size;
+    int fd = file_open_regular(path, &size, err);
+    if (fd < 0) return -1;
+    if (max && size > max) {
+        close(fd);
+        return err_set(err, "%s: larger than %zu bytes", path, max);
+    }
+    char *buf = malloc(size + 1);
+    if (!buf) {
+        close(fd);
+        return err_set(err, "%s: out of memory", path);
+    }
+    int rc = file_read_exact(fd, buf, size, path, err);
+    close(fd);
+    if (rc != 0) {
+        free(buf);
+        return -1;
+    }
+    buf[size] = '\0';
+    *data = buf;
+    *len = size;
+    return 0;
+}
+
 int file_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n,
                       char *err) {
     size_t plen = strlen(path);
@@ -122,15 +198,29 @@ int file_write_atomic(const char *path, const void *const *parts, const size_t *
     return 0;
 }
 
-void sha256_hex(const void *data, size_t len, char *hex) {
+void sha256_hex_parts(const void *const *parts, const size_t *lens, int n, char *hex) {
     unsigned char digest[32];
     static const char digits[] = "0123456789abcdef";
-    gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, digest);
+    gnutls_hash_hd_t h;
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) {
+        // Only fails when out of memory; an impossible digest then fails any comparison.
+        memset(hex, 'x', 64);
+        hex[64] = '\0';
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (lens[i] > 0) gnutls_hash(h, parts[i], lens[i]);
+    gnutls_hash_deinit(h, digest);
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = digits[digest[i] >> 4];
         hex[2 * i + 1] = digits[digest[i] & 15];
     }
     hex[64] = '\0';
+}
+
+void sha256_hex(const void *data, size_t len, char *hex) {
+    const void *parts[] = {data};
+    sha256_hex_parts(parts, &len, 1, hex);
 }
 
 int dir_ensure(const char *dir, char *err) {

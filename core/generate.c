@@ -21,6 +21,9 @@ static int params_check(const GenerateParams *p, char *err) {
         return err_set(err, "at most %d stop sequences", GEN_MAX_STOP);
     for (int i = 0; i < p->nstop; i++)
         if (!p->stop[i] || !p->stop[i][0]) return err_set(err, "stop sequences must not be empty");
+    for (int i = 0; i < p->nstop; i++)
+        if (strlen(p->stop[i]) > GEN_MAX_STOP_BYTES)
+            return err_set(err, "stop sequences must be at most %d bytes", GEN_MAX_STOP_BYTES);
     return 0;
 }
 

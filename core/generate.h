@@ -29,6 +29,8 @@
 #include "vocab.h"
 
 #define GEN_MAX_STOP 4
+#define GEN_MAX_STOP_BYTES                                                                         \
+    64 // each; holding back a partial match costs its length squared per char
 
 typedef struct {
     SamplerParams sampler;

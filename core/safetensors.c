@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fileio.h"
@@ -30,12 +31,24 @@ static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap) {
 
 int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *meta, int nmeta,
              char *err) {
+    const void **parts = malloc((size_t)(n + 1) * sizeof *parts);
+    size_t *lens = malloc((size_t)(n + 1) * sizeof *lens);
     cJSON *root = cJSON_CreateObject();
-    if (!root) return err_set(err, "%s: out of memory", path);
-    if (nmeta > 0) {
-        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
-        for (int i = 0; m && i < nmeta; i++) cJSON_AddStringToObject(m, meta[i].key, meta[i].value);
+    if (!parts || !lens || !root) {
+        free(parts), free(lens), cJSON_Delete(root);
+        return err_set(err, "%s: out of memory", path);
     }
+    for (int i = 0; i < n; i++) {
+        parts[i + 1] = tensors[i].data;
+        lens[i + 1] = shape_count(tensors[i].ndim, tensors[i].shape) * sizeof(float);
+    }
+    char sha[65];
+    sha256_hex_parts(parts + 1, lens + 1, n, sha);
+    cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
+    for (int i = 0; m && i < nmeta; i++)
+        if (strcmp(meta[i].key, ST_DATA_SHA256) != 0)
+            cJSON_AddStringToObject(m, meta[i].key, meta[i].value);
+    cJSON_AddStringToObject(m, ST_DATA_SHA256, sha);
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         const StTensorOut *t = &tensors[i];
@@ -55,15 +68,11 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *
     }
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!json) return err_set(err, "%s: out of memory", path);
-
     // Pad the header with spaces so the data starts 8-byte aligned, as the format allows.
-    size_t hlen = strlen(json);
+    size_t hlen = json ? strlen(json) : 0;
     size_t padded = (hlen + 7) / 8 * 8;
-    char *header = malloc(8 + padded);
-    const void **parts = malloc((size_t)(n + 1) * sizeof *parts);
-    size_t *lens = malloc((size_t)(n + 1) * sizeof *lens);
-    if (!header || !parts || !lens) {
+    char *header = json ? malloc(8 + padded) : NULL;
+    if (!header) {
         free(json), free(header), free(parts), free(lens);
         return err_set(err, "%s: out of memory", path);
     }
@@ -74,10 +83,6 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *
     free(json);
     parts[0] = header;
     lens[0] = 8 + padded;
-    for (int i = 0; i < n; i++) {
-        parts[i + 1] = tensors[i].data;
-        lens[i + 1] = shape_count(tensors[i].ndim, tensors[i].shape) * sizeof(float);
-    }
     int rc = file_write_atomic(path, parts, lens, n + 1, err);
     free(header), free(parts), free(lens);
     return rc;
@@ -165,9 +170,9 @@ static int check_entry(const char *path, const cJSON *e, uint64_t data_len, Span
     return 0;
 }
 
-static int check_header(StFile *f, const cJSON *root, char *err) {
+// data_len: the bytes the file has after the header.
+static int check_header(StFile *f, const cJSON *root, uint64_t data_len, char *err) {
     const char *path = f->path;
-    uint64_t data_len = f->len - f->data_start;
     int n = cJSON_GetArraySize(root);
     Span *spans = malloc((size_t)(n > 0 ? n : 1) * sizeof *spans);
     if (!spans) return err_set(err, "%s: out of memory", path);
@@ -199,6 +204,18 @@ static int check_header(StFile *f, const cJSON *root, char *err) {
             goto done;
         }
     }
+    // The data area is exactly what the tensors occupy: anything else is a truncated or
+    // appended-to file.
+    uint64_t used = 0;
+    for (int i = 0; i < ns; i++)
+        if (spans[i].end > used) used = spans[i].end;
+    if (used != data_len) {
+        err_set(err,
+                "%s: the header describes %" PRIu64
+                " bytes of tensor data but the file has %" PRIu64,
+                path, used, data_len);
+        goto done;
+    }
     qsort(spans, (size_t)ns, sizeof *spans, span_cmp);
     for (int i = 1; i < ns; i++) {
         // Empty tensors occupy no bytes, so they cannot collide with anything.
@@ -215,28 +232,47 @@ done:
     return rc;
 }
 
+static int is_hex64(const char *s) {
+    if (strlen(s) != 64) return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
+    return 1;
+}
+
+// Only a regular file is opened, and nothing past the header is read (or allocated)
+// before the header says how much data there must be and the file has exactly that.
 int st_open(StFile *f, const char *path, char *err) {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
     if (!f->path) return err_set(err, "%s: out of memory", path);
-    if (file_read_all(path, 0, &f->bytes, &f->len, err) != 0) goto fail;
-    if (f->len < 8) {
-        err_set(err, "%s: file too short (%zu bytes) to be safetensors", path, f->len);
+    size_t size;
+    int fd = file_open_regular(path, &size, err);
+    if (fd < 0) goto fail;
+    uint64_t hlen;
+    if (size < 8) {
+        err_set(err, "%s: file too short (%zu bytes) to be safetensors", path, size);
         goto fail;
     }
-    uint64_t hlen;
-    memcpy(&hlen, f->bytes, 8);
+    if (file_read_exact(fd, &hlen, 8, path, err) != 0) goto fail;
     if (hlen > ST_MAX_HEADER) {
         err_set(err, "%s: header length %" PRIu64 " is absurd (limit %llu bytes)", path, hlen,
                 ST_MAX_HEADER);
         goto fail;
     }
-    if (hlen > f->len - 8) {
+    if (hlen > size - 8) {
         err_set(err, "%s: header length %" PRIu64 " is larger than the file (%zu bytes)", path,
-                hlen, f->len);
+                hlen, size);
         goto fail;
     }
     f->data_start = 8 + (size_t)hlen;
+    f->len = f->data_start;
+    f->bytes = malloc(f->data_start + 1);
+    if (!f->bytes) {
+        err_set(err, "%s: out of memory", path);
+        goto fail;
+    }
+    memcpy(f->bytes, &hlen, 8);
+    if (file_read_exact(fd, f->bytes + 8, (size_t)hlen, path, err) != 0) goto fail;
     const char *hdr = f->bytes + 8, *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
     if (!root) {
@@ -255,9 +291,36 @@ int st_open(StFile *f, const char *path, char *err) {
         err_set(err, "%s: header is not a JSON object", path);
         goto fail;
     }
-    if (check_header(f, root, err) != 0) goto fail;
+    if (check_header(f, root, size - f->data_start, err) != 0) goto fail;
+    const char *want = st_meta(f, ST_DATA_SHA256);
+    if (want && !is_hex64(want)) {
+        err_set(err, "%s: metadata \"%s\" is not a sha256 hex digest", path, ST_DATA_SHA256);
+        goto fail;
+    }
+
+    char *all = realloc(f->bytes, size + 1);
+    if (!all) {
+        err_set(err, "%s: out of memory", path);
+        goto fail;
+    }
+    f->bytes = all;
+    if (file_read_exact(fd, f->bytes + f->data_start, size - f->data_start, path, err) != 0)
+        goto fail;
+    f->bytes[size] = '\0';
+    f->len = size;
+    close(fd);
+    fd = -1;
+    if (want) {
+        char got[65];
+        sha256_hex(f->bytes + f->data_start, f->len - f->data_start, got);
+        if (strcmp(got, want) != 0) {
+            err_set(err, "%s: tensor data checksum mismatch (file corrupt?)", path);
+            goto fail;
+        }
+    }
     return 0;
 fail:
+    if (fd >= 0) close(fd);
     st_close(f);
     return -1;
 }

@@ -7,12 +7,20 @@
  * then the data. Only F32 tensors are written; reading checks the header length against
  * the file, the JSON, every entry's dtype/shape/offsets (inside the data, consistent with
  * the shape, not overlapping another tensor), and that metadata values are strings.
+ *
+ * Untrusted files: only a regular file is opened (never blocking on a FIFO), the header
+ * is read and checked first, and the data only when the file's size is exactly what the
+ * header describes. The writer records the SHA-256 of the data section in the metadata
+ * (ST_DATA_SHA256); a reader checks it when present.
  */
 #ifndef CHARLM_SAFETENSORS_H
 #define CHARLM_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Metadata key: lowercase hex SHA-256 of every byte after the header.
+#define ST_DATA_SHA256 "data_sha256"
 
 typedef struct {
     const char *name;
@@ -26,7 +34,8 @@ typedef struct {
     const char *value;
 } StMeta;
 
-/* Writes tensors and metadata to path atomically. */
+/* Writes tensors and metadata to path atomically, adding ST_DATA_SHA256 (a caller's key
+ * of that name is replaced). */
 int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *meta, int nmeta,
              char *err);
 

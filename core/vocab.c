@@ -10,6 +10,9 @@
 #include "utf8.h"
 
 #define CP_LIMIT 0x110000
+// A model's 65536 chars, each written as the longest JSON escape ("\ud83d\ude00", ) in
+// 16 bytes, stay under 1 MiB; anything far beyond that is not a vocabulary.
+#define VOCAB_MAX_FILE (4u << 20)
 
 int vocab_build(Vocab *vocab, const char *text, size_t len, char *err) {
     vocab->size = 0;
@@ -196,7 +199,7 @@ int vocab_load(Vocab *vocab, const char *path, char *sha256, char *err) {
     vocab->chars = NULL;
     char *data;
     size_t len;
-    if (file_read_all(path, 0, &data, &len, err) != 0) return -1;
+    if (file_read_regular(path, VOCAB_MAX_FILE, &data, &len, err) != 0) return -1;
     char inner[ERR_LEN];
     int rc = vocab_from_json(vocab, data, len, inner);
     if (rc != 0)

@@ -36,6 +36,126 @@ static int bad(ApiError *e, const char *param, const char *fmt, ...) {
     return -1;
 }
 
+// cJSON keeps neither the text of a number nor where a string held a \u0000, so the
+// members of the top-level object are also walked in the raw body, in the same order as
+// cJSON's children. The body is JSON that cJSON accepted, so the walk only has to find
+// the bounds of each key and value; it never reads past end all the same.
+typedef struct {
+    const char *key, *key_end; // the key with its quotes
+    const char *val, *val_end; // the value's text
+} RawMember;
+
+// cJSON takes every byte up to ' ' as whitespace.
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (unsigned char)*p <= ' ') p++;
+    return p;
+}
+
+static const char *skip_string(const char *p, const char *end) {
+    for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\') p++;
+    return p < end ? p + 1 : end;
+}
+
+static const char *skip_value(const char *p, const char *end) {
+    if (p < end && *p == '"') return skip_string(p, end);
+    if (p < end && (*p == '{' || *p == '[')) {
+        int depth = 0;
+        while (p < end) {
+            if (*p == '"') {
+                p = skip_string(p, end);
+                continue;
+            }
+            if (*p == '{' || *p == '[') depth++;
+            if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+            p++;
+        }
+        return end;
+    }
+    while (p < end && (unsigned char)*p > ' ' && *p != ',' && *p != '}' && *p != ']') p++;
+    return p;
+}
+
+// The next member after *cursor (which starts just inside the object); 0 at its end.
+static int raw_next(const char **cursor, const char *end, RawMember *m) {
+    const char *p = skip_ws(*cursor, end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+    if (p >= end || *p != '"') return 0;
+    m->key = p;
+    p = m->key_end = skip_string(p, end);
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':') return 0;
+    m->val = p = skip_ws(p + 1, end);
+    *cursor = m->val_end = skip_value(p, end);
+    return 1;
+}
+
+// Whether JSON text (a string, or a container of them) decodes to something holding a
+// NUL. Outside strings there are no backslashes.
+static int raw_has_nul(const char *p, const char *end) {
+    for (; p < end; p++) {
+        if (*p != '\\') continue;
+        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) return 1;
+        p++;
+    }
+    return 0;
+}
+
+// The exact value of a JSON number's text when it is an integer from 0 to max (-0 is
+// 0): 0, or -1 when it is not an integer, -2 when it is one outside the range. 7.0, 7e0
+// and 70e-1 are 7; 9007199254740993 is itself, not the double next to it.
+static int raw_uint(const char *p, const char *end, uint64_t max, uint64_t *out) {
+    int neg = p < end && *p == '-';
+    p += neg;
+    char digits[24]; // the significant digits, leading zeros dropped
+    int nd = 0, dropped = 0, seen = 0;
+    long scale = 0; // value = digits * 10^scale
+    for (int frac = 0; p < end; p++) {
+        if (*p == '.' && !frac) {
+            frac = 1;
+            continue;
+        }
+        if (*p < '0' || *p > '9') break;
+        seen = 1;
+        if (frac) scale--;
+        if (nd == 0 && *p == '0') continue;
+        if (nd < (int)sizeof(digits))
+            digits[nd++] = *p;
+        else if (*p != '0')
+            dropped = 1; // too many digits for any integer in range, unless they are zeros
+        else
+            scale++;
+    }
+    if (!seen) return -1;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = p < end && *p == '-';
+        p += p < end && (*p == '-' || *p == '+');
+        long e = 0;
+        if (p >= end || *p < '0' || *p > '9') return -1;
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            if (e < 100000) e = e * 10 + (*p - '0');
+        scale += eneg ? -e : e;
+    }
+    if (p != end) return -1;
+    while (nd > 0 && digits[nd - 1] == '0') nd--, scale++;
+    if (nd == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (scale < 0 || dropped) return scale < 0 ? -1 : -2;
+    if (neg || nd + scale > 20) return -2;
+    uint64_t v = 0;
+    for (int i = 0; i < nd + scale; i++) {
+        int d = i < nd ? digits[i] - '0' : 0;
+        if (v > (UINT64_MAX - (uint64_t)d) / 10) return -2;
+        v = v * 10 + (uint64_t)d;
+    }
+    if (v > max) return -2;
+    *out = v;
+    return 0;
+}
+
 // For the OpenAI fields that are not generation parameters. Integers may be written as
 // 2.0 (JSON has one number type) but not as 1.5.
 static int check_int(const cJSON *it, double lo, double hi, ApiError *e) {
@@ -48,15 +168,27 @@ static int check_int(const cJSON *it, double lo, double hi, ApiError *e) {
     return 0;
 }
 
-// A row of core/genparams: its type here, its range there.
-static int parse_param(const cJSON *it, const GenParam *gp, const ServerConfig *cfg, GenRequest *r,
-                       ApiError *e) {
+// A row of core/genparams: its type here, its range there. The seed is read from the
+// number's text (raw), since a double would round 2^53 + 1 to 2^53.
+static int parse_param(const cJSON *it, const RawMember *raw, const GenParam *gp,
+                       const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     if (!cJSON_IsNumber(it))
         return bad(e, gp->name, "%s must be %s", gp->name,
                    gp->type == GENPARAM_FLOAT ? "a number" : "an integer");
+    double hi = genparams_max(gp, cfg->max_tokens), v = it->valuedouble;
+    if (gp->type == GENPARAM_SEED) {
+        uint64_t u;
+        int rc = raw_uint(raw->val, raw->val_end, (uint64_t)hi, &u);
+        if (rc == -1) return bad(e, gp->name, "%s must be an integer", gp->name);
+        if (rc == -2) {
+            char range[64];
+            genparams_range_text(gp, hi, range, sizeof(range));
+            return bad(e, gp->name, "%s must be an integer from %s", gp->name, range);
+        }
+        v = (double)u; // exact: hi is at most 2^53
+    }
     char err[ERR_LEN];
-    if (genparams_set(&r->gen, gp, it->valuedouble, genparams_max(gp, cfg->max_tokens), err))
-        return bad(e, gp->name, "%s", err);
+    if (genparams_set(&r->gen, gp, v, hi, err)) return bad(e, gp->name, "%s", err);
     return 0;
 }
 
@@ -75,6 +207,8 @@ static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, A
         if (!cJSON_IsString(el))
             return bad(e, "stop", "stop must be a string or an array of strings");
         if (!el->valuestring[0]) return bad(e, "stop", "stop sequences must not be empty");
+        if (strlen(el->valuestring) > GEN_MAX_STOP_BYTES)
+            return bad(e, "stop", "stop sequences must be at most %d bytes", GEN_MAX_STOP_BYTES);
         char *s = strdup(el->valuestring);
         if (!s) return bad(e, NULL, "out of memory");
         free(r->stop[i]);
@@ -280,7 +414,18 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
         rc = bad(e, NULL, "request body must be a JSON object");
         goto done;
     }
+    const char *cursor = skip_ws(body, body + len) + 1; // just inside the '{'
     for (const cJSON *it = root->child; it && !rc; it = it->next) {
+        RawMember raw;
+        if (!raw_next(&cursor, body + len, &raw)) {
+            rc = bad(e, NULL, "malformed JSON"); // cJSON accepted what the walk cannot read
+            break;
+        }
+        // cJSON would cut the name or the string at the NUL and carry on.
+        if (raw_has_nul(raw.key, raw.key_end)) {
+            rc = bad(e, NULL, "a field name contains \\u0000");
+            break;
+        }
         const GenParam *gp = param_find(it->string);
         const Field *f = gp ? NULL : field_find(it->string, openai);
         if (!gp && !f) {
@@ -289,10 +434,14 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
             rc = bad(e, it->string, "unknown field '%s'", key);
             break;
         }
+        if (raw_has_nul(raw.val, raw.val_end)) {
+            rc = bad(e, it->string, "%s must not contain \\u0000 (NUL)", it->string);
+            break;
+        }
         // OpenAI clients send null for "use the default".
         if (openai && cJSON_IsNull(it) && !(f && f->required)) continue;
         if (gp) {
-            rc = parse_param(it, gp, cfg, r, e);
+            rc = parse_param(it, &raw, gp, cfg, r, e);
             have_seed |= gp->type == GENPARAM_SEED;
         } else {
             rc = f->parse(it, cfg, r, e);

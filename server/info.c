@@ -41,7 +41,7 @@ static cJSON *load_curve(const char *dir) {
     char *data = NULL;
     size_t len = 0;
     char err[ERR_LEN];
-    int failed = !path || file_read_all(path, 0, &data, &len, err);
+    int failed = !path || file_read_regular(path, 0, &data, &len, err);
     free(path);
     if (failed) return rows;
     for (char *line = data; line && *line;) {
@@ -122,6 +122,7 @@ static cJSON *gen_limits(void) {
     }
     add_limit(o, "prompt_chars", NAN, 0, srv.cfg.max_prompt);
     add_limit(o, "stop", NAN, 0, GEN_MAX_STOP);
+    add_limit(o, "stop_bytes", NAN, 0, GEN_MAX_STOP_BYTES);
     add_limit(o, "body_bytes", NAN, 0, (double)srv.cfg.max_body);
     return o;
 }

@@ -110,8 +110,10 @@ static enum MHD_Result serve(struct MHD_Connection *conn, Request *rq, const cha
     char *data = NULL;
     size_t len = 0;
     char err[ERR_LEN];
+    // Opened without blocking and only if regular: a FIFO or a device in the folder must
+    // not hold a connection thread.
     int found = real && strncmp(real, srv.static_dir, dl) == 0 && real[dl] == '/' &&
-                is_file(real) && !file_read_all(real, STATIC_MAX_FILE, &data, &len, err);
+                !file_read_regular(real, STATIC_MAX_FILE, &data, &len, err);
     free(real);
     if (!found) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such file", NULL);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);

@@ -18,6 +18,8 @@ enum { G = 0, O = 1 }; // /generate, /v1/completions
 
 // A body with a prompt and the given fields.
 #define B(fields) "{\"prompt\": \"a\", " fields "}"
+#define X16       "0123456789abcdef"
+#define X64       X16 X16 X16 X16
 
 typedef struct {
     int openai;
@@ -81,6 +83,48 @@ static const Case cases[] = {
     {G, B("\"max_tokens\": 1.5"), .param = "max_tokens", .msg = "integer"},
     {G, B("\"repetition_window\": 2.5"), .param = "repetition_window"},
     {G, B("\"seed\": 0.5"), .param = "seed"},
+
+    // The seed is read exactly from its text: doubles would take 2^53 + 1 for 2^53.
+    {G, B("\"seed\": 9007199254740993"), .param = "seed", .msg = "from 0 to 9007199254740992"},
+    {O, B("\"seed\": 9007199254740993"), .param = "seed"},
+    {G, B("\"seed\": 90071992547409930e-1"), .param = "seed"},
+    {G, B("\"seed\": 18446744073709551617"), .param = "seed"},
+    {G, B("\"seed\": 1e99999999999999999999"), .param = "seed"},
+    {G, B("\"seed\": 9007199254740992.0"), .want = "seed=9007199254740992"},
+    {G, B("\"seed\": 0.9007199254740992e16"), .want = "seed=9007199254740992"},
+    {G, B("\"seed\": 9007199254740992.5"), .param = "seed", .msg = "seed must be an integer"},
+    {G, B("\"seed\": 1e3"), .want = "seed=1000"},
+    {G, B("\"seed\": 1.0"), .want = "seed=1"},
+    {G, B("\"seed\": 100E-2"), .want = "seed=1"},
+    {G, B("\"seed\": 1e-1"), .param = "seed", .msg = "seed must be an integer"},
+    {G, B("\"seed\": -0"), .want = "seed=0"},
+    {G, B("\"seed\": -0.0e7"), .want = "seed=0"},
+    {G, B("\"seed\": -1e0"), .param = "seed"},
+    // The raw walk pairs each field with its text: repeated keys, nested objects, escaped
+    // names and odd whitespace.
+    {G, "{\"seed\": 9007199254740993, \"prompt\": \"a\", \"seed\": 9007199254740991}",
+     .param = "seed"},
+    {G, "{\"seed\": 1, \"prompt\": \"a\", \"seed\": 9007199254740991}",
+     .want = "seed=9007199254740991"},
+    {O, B("\"logit_bias\": {\"seed\": 9007199254740993, \"x\": [{\"}\": 1}]}, \"seed\": 3"),
+     .want = "seed=3"},
+    {G, "{ \"pro\\u006dpt\" :\t\"a\\\"}{,\" ,\n\"se\\u0065d\"\r: 9007199254740992 }",
+     .want = "seed=9007199254740992 prompt_len=5"},
+
+    // cJSON would cut a string at \u0000; such a field is refused, naming it.
+    {G, "{\"prompt\": \"ab\\u0000cd\"}", .param = "prompt", .msg = "\\u0000"},
+    {O, "{\"prompt\": [\"\\u0000\"]}", .param = "prompt"},
+    {G, B("\"stop\": \"x\\u0000\""), .param = "stop"},
+    {G, B("\"stop\": [\"x\", \"\\u0000y\"]"), .param = "stop"},
+    {O, B("\"user\": \"\\u0000\""), .param = "user"},
+    {O, B("\"logit_bias\": {\"\\u0000\": 1}"), .param = "logit_bias"},
+    {G, "{\"prompt\\u0000x\": \"a\"}", .param = "", .msg = "field name"},
+    {G, "{\"prompt\": \"a\\\\u0000\"}", .want = "prompt=a\\u0000"}, // an escaped backslash
+    {G, "{\"prompt\": \"a\\u0001\"}", .want = "prompt_len=2"},
+
+    // Stop sequences of at most GEN_MAX_STOP_BYTES bytes.
+    {G, B("\"stop\": \"" X64 "\""), .want = "nstop=1"},
+    {G, B("\"stop\": [\"a\", \"" X64 "x\"]"), .param = "stop", .msg = "at most 64 bytes"},
 
     // Other types where numbers belong; null is not a default for /generate.
     {G, B("\"max_tokens\": \"5\""), .param = "max_tokens", .msg = "max_tokens must be an integer"},
@@ -377,6 +421,7 @@ START_TEST(test_card_matches_parser) {
         ->valuedouble
     ck_assert_int_eq((int)LIMIT_MAX("prompt_chars"), cfg.max_prompt);
     ck_assert_int_eq((int)LIMIT_MAX("stop"), GEN_MAX_STOP);
+    ck_assert_int_eq((int)LIMIT_MAX("stop_bytes"), GEN_MAX_STOP_BYTES);
     ck_assert_int_eq((long)LIMIT_MAX("body_bytes"), cfg.max_body);
 #undef LIMIT_MAX
     GenRequest r;
@@ -387,6 +432,16 @@ START_TEST(test_card_matches_parser) {
     gen_request_free(&r);
     ck_assert_int_eq(parse_with(B("\"stop\": [\"1\", \"2\", \"3\", \"4\", \"5\"]"), 0, &cfg, &r),
                      -1);
+    char body[256], stop[GEN_MAX_STOP_BYTES + 2];
+    memset(stop, 'x', sizeof(stop) - 1);
+    stop[GEN_MAX_STOP_BYTES] = '\0';
+    snprintf(body, sizeof(body), B("\"stop\": \"%s\""), stop);
+    ck_assert_int_eq(parse_with(body, 0, &cfg, &r), 0);
+    gen_request_free(&r);
+    stop[GEN_MAX_STOP_BYTES] = 'x';
+    stop[GEN_MAX_STOP_BYTES + 1] = '\0';
+    snprintf(body, sizeof(body), B("\"stop\": \"%s\""), stop);
+    ck_assert_int_eq(parse_with(body, 0, &cfg, &r), -1);
     cJSON_Delete(card);
 }
 END_TEST

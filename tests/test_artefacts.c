@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "artefacts.h"
 #include "error.h"
@@ -268,6 +272,159 @@ START_TEST(test_foreign_layout_loads) {
 }
 END_TEST
 
+// Rewrites <tu_dir>/m/model.safetensors through f(bytes, len, data_start).
+static void mangle_model(void (*f)(char *bytes, size_t *len, size_t data_start)) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/m/model.safetensors", tu_dir);
+    size_t len;
+    char *bytes = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(bytes);
+    uint64_t hlen;
+    memcpy(&hlen, bytes, 8);
+    f(bytes, &len, 8 + (size_t)hlen);
+    char *p = tu_write_file(tu_dir, "m/model.safetensors", bytes, len);
+    free(p), free(bytes);
+}
+
+static void all_ff(char *b, size_t *len, size_t start) {
+    memset(b + start, 0xFF, *len - start);
+}
+static void flip_one(char *b, size_t *len, size_t start) {
+    b[start + (*len - start) / 2] ^= 0x01;
+}
+// Renames the checksum key (same length, so the header stays valid): a file without one.
+static void drop_sum(char *b, size_t *len, size_t start) {
+    char *k = memmem(b, start, ST_DATA_SHA256, strlen(ST_DATA_SHA256));
+    ck_assert_ptr_nonnull(k);
+    k[0] = 'D';
+    (void)len;
+}
+static void drop_sum_all_ff(char *b, size_t *len, size_t start) {
+    drop_sum(b, len, start);
+    all_ff(b, len, start);
+}
+static void cut_4(char *b, size_t *len, size_t start) {
+    (void)b, (void)start;
+    *len -= 4;
+}
+
+// Weights that are not what the trainer wrote never load: corrupt bytes (the checksum),
+// non-finite values (even with a matching checksum, or none), a cut file.
+START_TEST(test_corrupt_weights) {
+    Model m;
+    Vocab v;
+    ModelInfo info;
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/m", tu_dir);
+    ck_assert_int_eq(tu_make_model_dir(path, "hello, w\xC3\xB6rld!\n", 6, 8, 2, 5), 0);
+    ck_assert_int_eq(artefacts_load(path, &m, &v, &info, err), 0);
+    snprintf(path, sizeof path, "%s/m/model.safetensors", tu_dir);
+
+    mangle_model(all_ff);
+    expect_load_error("m", "m/model.safetensors: tensor data checksum mismatch (file corrupt?)");
+    ck_assert_int_eq(artefacts_save_model(path, &m, &info, err), 0);
+    mangle_model(flip_one);
+    expect_load_error("m", "m/model.safetensors: tensor data checksum mismatch (file corrupt?)");
+
+    // Every byte 0xFF is NaN; the first element of the first tensor is named.
+    ck_assert_int_eq(artefacts_save_model(path, &m, &info, err), 0);
+    mangle_model(drop_sum_all_ff);
+    expect_load_error("m", "m/model.safetensors: tensor embedding.weight: element 0 is NaN");
+    // Written by the trainer with a good checksum, an infinity is still refused.
+    ModelTensor t[MODEL_MAX_TENSORS];
+    model_tensors(&m.config, t);
+    float keep = m.params[t[3].offset + 5];
+    m.params[t[3].offset + 5] = -INFINITY;
+    ck_assert_int_eq(artefacts_save_model(path, &m, &info, err), 0);
+    expect_load_error("m", "tensor lstm.bias_ih_l0: element 5 is infinite");
+    m.params[t[3].offset + 5] = keep;
+
+    ck_assert_int_eq(artefacts_save_model(path, &m, &info, err), 0);
+    mangle_model(cut_4);
+    expect_load_error("m", "tensor fc.bias: data_offsets");
+    expect_load_error("m", "lie outside the data area");
+
+    // Put back, it loads (with or without the checksum).
+    ck_assert_int_eq(artefacts_save_model(path, &m, &info, err), 0);
+    Model m2;
+    Vocab v2;
+    snprintf(path, sizeof path, "%s/m", tu_dir);
+    ck_assert_msg(artefacts_load(path, &m2, &v2, NULL, err) == 0, "%s", err);
+    model_free(&m2), vocab_free(&v2);
+    mangle_model(drop_sum);
+    ck_assert_msg(artefacts_load(path, &m2, &v2, NULL, err) == 0, "%s", err);
+    ck_assert_mem_eq(m2.params, m.params, m.num_params * sizeof(float));
+    model_free(&m2), vocab_free(&v2);
+    model_free(&m);
+    vocab_free(&v);
+}
+END_TEST
+
+// Replaces <tu_dir>/m/<name> with a special file; kind: 'f' FIFO, 'z' symlink to
+// /dev/zero, 'd' directory, 's' socket.
+static void make_special(const char *name, char kind) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/m/%s", tu_dir, name);
+    ck_assert_int_eq(unlink(path), 0);
+    if (kind == 'f') ck_assert_int_eq(mkfifo(path, 0644), 0);
+    if (kind == 'z') ck_assert_int_eq(symlink("/dev/zero", path), 0);
+    if (kind == 'd') ck_assert_int_eq(mkdir(path, 0755), 0);
+    if (kind == 's') {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        close(fd);
+    }
+}
+
+// A model folder of special files: refused at once with the file named, no hang (check's
+// timeout fails the test if a FIFO blocks) and no endless read of /dev/zero.
+START_TEST(test_special_files_refused) {
+    static const struct {
+        const char *file;
+        char kind;
+        const char *msg;
+    } cases[] = {
+        {"model.safetensors", 'f', "m/model.safetensors: not a regular file"},
+        {"model.safetensors", 'z', "m/model.safetensors: not a regular file"},
+        {"model.safetensors", 'd', "m/model.safetensors: is a directory"},
+        {"model.safetensors", 's', "m/model.safetensors: not a regular file"},
+        {"vocab.json", 'f', "m/vocab.json: not a regular file"},
+        {"vocab.json", 'z', "m/vocab.json: not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/m", tu_dir);
+        tu_rmtree(path);
+        Model m;
+        Vocab v;
+        make_dir("m", &m, &v);
+        model_free(&m), vocab_free(&v);
+        make_special(cases[i].file, cases[i].kind);
+        expect_load_error("m", cases[i].msg);
+    }
+}
+END_TEST
+
+// vocab.json is bounded before it is read.
+START_TEST(test_vocab_size_cap) {
+    Model m;
+    Vocab v;
+    make_dir("m", &m, &v);
+    model_free(&m), vocab_free(&v);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/m/vocab.json", tu_dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, (5L << 20) - 1, SEEK_SET), 0); // sparse: nothing to write
+    ck_assert_int_eq(fputc(' ', f), ' ');
+    ck_assert_int_eq(fclose(f), 0);
+    expect_load_error("m", "m/vocab.json: larger than 4194304 bytes");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("artefacts");
     TCase *tc = tcase_create("core");
@@ -277,6 +434,14 @@ int main(void) {
     tcase_add_test(tc, test_vocab_mismatch);
     tcase_add_test(tc, test_tensor_checks);
     tcase_add_test(tc, test_foreign_layout_loads);
+    tcase_add_test(tc, test_corrupt_weights);
+    tcase_add_test(tc, test_vocab_size_cap);
     suite_add_tcase(s, tc);
+    // Special files: a FIFO that blocked would fail here, not after ctest's 300 s.
+    TCase *special = tcase_create("special");
+    tcase_add_checked_fixture(special, tu_dir_setup, tu_dir_teardown);
+    tcase_set_timeout(special, 20);
+    tcase_add_test(special, test_special_files_refused);
+    suite_add_tcase(s, special);
     return tu_run_suite(s);
 }

@@ -262,6 +262,16 @@ START_TEST(test_rejects_bad_input) {
     p.nstop = 1;
     p.stop[0] = "";
     ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    // Stop sequences of at most GEN_MAX_STOP_BYTES bytes.
+    char stop[GEN_MAX_STOP_BYTES + 2];
+    memset(stop, 'z', GEN_MAX_STOP_BYTES);
+    stop[GEN_MAX_STOP_BYTES] = '\0';
+    p.stop[0] = stop;
+    ck_assert_msg(generation_init(&g, &model, &vocab, "a", 1, &p, err) == 0, "%s", err);
+    generation_free(&g);
+    strcat(stop, "z");
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    ck_assert_str_eq(err, "stop sequences must be at most 64 bytes");
 }
 END_TEST
 

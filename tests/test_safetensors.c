@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -159,6 +162,99 @@ START_TEST(test_bad_entries) {
 }
 END_TEST
 
+// The writer records the data's SHA-256; the reader checks it when present.
+START_TEST(test_checksum) {
+    float a[4] = {1, 2, 3, 4}, b[2] = {5, 6};
+    StTensorOut t[] = {{"a", 1, {4}, a}, {"b", 1, {2}, b}};
+    StMeta meta[] = {{"k", "v"}, {ST_DATA_SHA256, "a caller's value is replaced"}};
+    char err[ERR_LEN], path[4096], sha[65];
+    snprintf(path, sizeof path, "%s/t.safetensors", tu_dir);
+    ck_assert_int_eq(st_write(path, t, 2, meta, 2, err), 0);
+    StFile f;
+    ck_assert_int_eq(st_open(&f, path, err), 0);
+    float both[6] = {1, 2, 3, 4, 5, 6};
+    sha256_hex(both, sizeof both, sha);
+    ck_assert_str_eq(st_meta(&f, ST_DATA_SHA256), sha);
+    ck_assert_str_eq(st_meta(&f, "k"), "v");
+    st_close(&f);
+    // Without metadata of its own a file still gets the checksum.
+    ck_assert_int_eq(st_write(path, t, 2, NULL, 0, err), 0);
+    ck_assert_int_eq(st_open(&f, path, err), 0);
+    ck_assert_str_eq(st_meta(&f, ST_DATA_SHA256), sha);
+    st_close(&f);
+
+    // One flipped bit anywhere in the data is caught.
+    size_t len;
+    char *bytes = tu_read_file(path, &len);
+    bytes[len - 5] ^= 0x10;
+    char *flipped = tu_write_file(tu_dir, "flipped.safetensors", bytes, len);
+    expect_open_error(flipped, "tensor data checksum mismatch (file corrupt?)");
+    free(bytes), free(flipped);
+
+    // Present, it must be a digest; absent, nothing is checked.
+    float d[2] = {1, 2};
+    char *p =
+        tu_write_safetensors(tu_dir, "badsum.safetensors",
+                             "{\"__metadata__\":{\"data_sha256\":\"abc\"},"
+                             "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+                             d, 8);
+    expect_open_error(p, "metadata \"data_sha256\" is not a sha256 hex digest");
+    free(p);
+    p = tu_write_safetensors(tu_dir, "nosum.safetensors",
+                             "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", d,
+                             8);
+    ck_assert_int_eq(st_open(&f, p, err), 0);
+    ck_assert_ptr_null(st_meta(&f, ST_DATA_SHA256));
+    st_close(&f);
+    free(p);
+}
+END_TEST
+
+// The file must be exactly as long as its header says: no more, no less.
+START_TEST(test_size_matches_header) {
+    float d[5] = {1, 2, 3, 4, 5};
+    const char *h = "{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+    char *p = tu_write_safetensors(tu_dir, "long.safetensors", h, d, 20);
+    expect_open_error(p, "the header describes 16 bytes of tensor data but the file has 20");
+    free(p);
+    p = tu_write_safetensors(tu_dir, "short.safetensors", h, d, 15);
+    expect_open_error(p, "data_offsets [0, 16] lie outside the data area (15 bytes)");
+    free(p);
+    // A header claiming a huge tensor is refused from the header alone (the file is tiny).
+    p = tu_write_safetensors(tu_dir, "huge.safetensors",
+                             "{\"x\":{\"dtype\":\"F32\",\"shape\":[1000000000000],"
+                             "\"data_offsets\":[0,4000000000000]}}",
+                             d, 4);
+    expect_open_error(p, "lie outside the data area (4 bytes)");
+    free(p);
+    // Empty tensors need no data.
+    p = tu_write_safetensors(tu_dir, "empty.safetensors",
+                             "{\"x\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}",
+                             NULL, 0);
+    StFile f;
+    char err[ERR_LEN];
+    ck_assert_msg(st_open(&f, p, err) == 0, "%s", err);
+    st_close(&f);
+    free(p);
+}
+END_TEST
+
+// Only regular files are opened, without blocking on a FIFO (check's timeout would fail
+// the test) or reading a device forever.
+START_TEST(test_special_files) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fifo.safetensors", tu_dir);
+    ck_assert_int_eq(mkfifo(path, 0644), 0);
+    expect_open_error(path, "not a regular file");
+    snprintf(path, sizeof path, "%s/zero.safetensors", tu_dir);
+    ck_assert_int_eq(symlink("/dev/zero", path), 0);
+    expect_open_error(path, "not a regular file");
+    snprintf(path, sizeof path, "%s/dir.safetensors", tu_dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    expect_open_error(path, "is a directory");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("core");
@@ -167,6 +263,14 @@ int main(void) {
     tcase_add_test(tc, test_truncated_and_length);
     tcase_add_test(tc, test_bad_json);
     tcase_add_test(tc, test_bad_entries);
+    tcase_add_test(tc, test_checksum);
+    tcase_add_test(tc, test_size_matches_header);
     suite_add_tcase(s, tc);
+    // Special files: a FIFO that blocked would fail here, not after ctest's 300 s.
+    TCase *special = tcase_create("special");
+    tcase_add_checked_fixture(special, tu_dir_setup, tu_dir_teardown);
+    tcase_set_timeout(special, 20);
+    tcase_add_test(special, test_special_files);
+    suite_add_tcase(s, special);
     return tu_run_suite(s);
 }
