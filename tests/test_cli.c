@@ -215,6 +215,64 @@ START_TEST(test_parse_table) {
 }
 END_TEST
 
+typedef struct {
+    CliList origins;
+} ListConf;
+
+static const CliOpt list_opts[] = {
+    {.name = "origin",
+     .env = "TCLI_ORIGIN",
+     .type = CLI_LIST,
+     .placeholder = "ORIGIN",
+     .offset = offsetof(ListConf, origins),
+     .help = "repeatable"},
+};
+static const CliCommand list_cmd = {.usage = "test", .opts = list_opts, .nopts = 1};
+
+// A list flag keeps every value given; the variable is one value that flags replace.
+static const struct {
+    const char *args, *env;
+    int rc;
+    const char *want; // the values joined by '|', or the error
+} list_cases[] = {
+    {"", NULL, 0, ""},
+    {"", "TCLI_ORIGIN=http://a", 0, "http://a"},
+    {"--origin http://b --origin=http://c", NULL, 0, "http://b|http://c"},
+    {"--origin http://b", "TCLI_ORIGIN=http://a", 0, "http://b"},
+    {"--origin", NULL, -1, "--origin needs a value"},
+    {"--origin=", NULL, -1, "--origin must not be empty"},
+    {"--origin a --origin a --origin a --origin a --origin a --origin a --origin a --origin a "
+     "--origin a --origin a --origin a --origin a --origin a --origin a --origin a --origin a",
+     NULL, 0, "a|a|a|a|a|a|a|a|a|a|a|a|a|a|a|a"},
+    {"--origin a --origin a --origin a --origin a --origin a --origin a --origin a --origin a "
+     "--origin a --origin a --origin a --origin a --origin a --origin a --origin a --origin a "
+     "--origin b",
+     NULL, -1, "--origin: at most 16 values"},
+};
+
+START_TEST(test_list_flags) {
+    for (size_t i = 0; i < sizeof(list_cases) / sizeof(list_cases[0]); i++) {
+        char buf[512], *argv[40], err[ERR_LEN] = "", got[512] = "";
+        snprintf(buf, sizeof(buf), "%s", list_cases[i].args);
+        int argc = split(buf, argv, 40);
+        ListConf conf = {0};
+        set_env(list_cases[i].env, 1);
+        int rc = cli_parse(&list_cmd, &conf, argc, argv, err);
+        set_env(list_cases[i].env, 0);
+        ck_assert_msg(rc == list_cases[i].rc, "'%s': rc %d (%s)", list_cases[i].args, rc, err);
+        if (rc < 0) {
+            ck_assert_str_eq(err, list_cases[i].want);
+            continue;
+        }
+        for (int k = 0; k < conf.origins.n; k++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", k ? "|" : "",
+                     conf.origins.value[k]);
+        ck_assert_msg(strcmp(got, list_cases[i].want) == 0, "'%s': '%s', expected '%s'",
+                      list_cases[i].args, got, list_cases[i].want);
+    }
+}
+END_TEST
+
 START_TEST(test_text_strings_and_required) {
     // A text row takes empty values and control characters; a plain string takes neither.
     char a1[] = "--prompt=", a2[] = "--prompt", a3[] = "line\none";
@@ -739,6 +797,7 @@ int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("parse");
     tcase_add_test(tc, test_parse_table);
+    tcase_add_test(tc, test_list_flags);
     tcase_add_test(tc, test_text_strings_and_required);
     tcase_add_test(tc, test_help_lines);
     suite_add_tcase(s, tc);
