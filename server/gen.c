@@ -317,7 +317,6 @@ static int stream_final(Job *j) {
         if (out_event(j, o)) return -1;
     }
     j->finished = 1;
-    job_finish_metrics(j);
     return 0;
 }
 

@@ -9,9 +9,6 @@
 #include "http.h"
 #include "server.h"
 
-// Event loops: parsing and writing are cheap next to generating, which has its own workers.
-#define HTTP_THREADS 2
-
 double elapsed_ms(const struct timespec *since) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -247,10 +244,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err) {
-    // Threading: event-driven, a small pool of threads each running an epoll loop over its
-    // share of the connections. An open connection costs a socket and its memory pool
-    // (32 KB at most), not a thread: thousands of idle or slow clients cannot exhaust the
-    // server the way they exhausted one thread per connection. No callback ever blocks.
+    // Threading: event-driven, one thread running an epoll loop over every connection. An
+    // open connection costs a socket and its memory pool (32 KB at most), not a thread:
+    // thousands of idle or slow clients cannot exhaust the server the way they exhausted
+    // one thread per connection. No callback ever blocks, and parsing and writing are cheap
+    // next to generating, which has its own workers. (Not a pool of such threads:
+    // libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon with one, a race with its own
+    // threads over the listening socket's epoll registration.)
     // The generation runs on the scheduler's workers (sched.c); a request waiting for its
     // text is suspended (MHD_suspend_connection, out of the event loop, where no timeout
     // runs) and resumed by the worker when its text or its next SSE chunk is ready (gen.c).
@@ -263,9 +263,9 @@ struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, (void *)router, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv.cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv.cfg.idle_timeout, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)srv.cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv.cfg.idle_timeout,
+        MHD_OPTION_END);
     if (!d) err_set(err, "cannot start the HTTP daemon");
     return d;
 }

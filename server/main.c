@@ -135,7 +135,7 @@ static const CliOpt server_opts[] = {
      .env = "CHARLM_MAX_CONNECTIONS",
      .type = CLI_INT,
      .placeholder = "N",
-     .offset = SC(max_connections),
+     .offset = SC(max_conns),
      .min = 1,
      .max = 1000000,
      .def = "4096",
@@ -265,12 +265,12 @@ static void fit_fd_limit(void) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)srv.cfg.max_connections + SPARE_FDS)
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)srv.cfg.max_conns + SPARE_FDS)
         return;
     int fit = rl.rlim_cur > 2 * SPARE_FDS ? (int)(rl.rlim_cur - SPARE_FDS) : (int)rl.rlim_cur / 2;
     fprintf(stderr, SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",
-            srv.cfg.max_connections, fit, (unsigned long long)rl.rlim_cur);
-    srv.cfg.max_connections = fit;
+            srv.cfg.max_conns, fit, (unsigned long long)rl.rlim_cur);
+    srv.cfg.max_conns = fit;
 }
 
 int main(int argc, char **argv) {

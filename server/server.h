@@ -30,14 +30,14 @@ typedef struct {
     const char *model_dir;
     const char *host;
     int port;
-    int threads;         // scheduler workers
-    int max_tokens;      // per request
-    int max_prompt;      // chars
-    long max_body;       // bytes
-    int max_concurrent;  // generations in flight
-    int max_connections; // open HTTP connections
-    int idle_timeout;    // seconds a connection may neither send nor read
-    int drain_timeout;   // seconds SIGTERM lets generations finish
+    int threads;        // scheduler workers
+    int max_tokens;     // per request
+    int max_prompt;     // chars
+    long max_body;      // bytes
+    int max_concurrent; // generations in flight
+    int max_conns;      // open HTTP connections
+    int idle_timeout;   // seconds a connection may neither send nor read
+    int drain_timeout;  // seconds SIGTERM lets generations finish
     const char *cors_origin;
 } ServerConfig;
 
