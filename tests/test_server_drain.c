@@ -34,22 +34,53 @@ typedef struct {
     char body[160];
     int stream, openai;
     Resp r;
+    atomic_int started; // a stream's headers came: it was admitted
     atomic_int done;
 } Client;
 
-static void *client_main(void *arg) {
-    Client *c = arg;
-    c->r = http_post(c->port, c->path, c->body);
-    atomic_store(&c->done, 1);
-    return NULL;
+static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
+    Client *c = ctx;
+    char *b = realloc(c->r.body, c->r.len + size * n + 1);
+    if (!b) return 0;
+    memcpy(b + c->r.len, p, size * n);
+    c->r.len += size * n;
+    b[c->r.len] = '\0';
+    c->r.body = b;
+    return size * n;
 }
 
-// Clients answered so far, plus generations in flight: all of them once every request has
-// been admitted.
-static int admitted(int port, Client *c) {
-    int n = health_in_flight(port);
-    for (int i = 0; i < CLIENTS; i++) n += atomic_load(&c[i].done);
-    return n;
+static size_t on_header(char *p, size_t size, size_t n, void *ctx) {
+    (void)p;
+    atomic_store(&((Client *)ctx)->started, 1);
+    return size * n;
+}
+
+// As http_post, telling when the response headers have come.
+static void *client_main(void *arg) {
+    Client *c = arg;
+    CURL *h = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", c->port, c->path);
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->r.status);
+    else
+        c->r.status = -(long)rc;
+    if (!c->r.body) c->r.body = strdup("");
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    atomic_store(&c->done, 1);
+    return NULL;
 }
 
 /* The payload of the event that ends at offset `end` of an SSE body, NULL when there is
@@ -134,22 +165,34 @@ START_TEST(test_sigterm_loses_nothing) {
         ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
         Client c[CLIENTS];
         pthread_t t[CLIENTS];
-        for (int i = 0; i < CLIENTS; i++) {
+        // The JSON requests first, all long: in flight until the drain ends them. Then the
+        // streams, a few short enough to finish early or within the drain.
+        for (int k = 0; k < CLIENTS; k++) {
+            int i = (k + STREAMS) % CLIENTS;
+            memset(&c[i], 0, sizeof(c[i]));
             c[i].port = s.port;
             c[i].stream = i < STREAMS;
             c[i].openai = i % 2;
             c[i].path = c[i].openai ? "/v1/completions" : "/generate";
-            int tokens = i % 4 == 3 ? 300 * (1 + round % 5) : 1000000;
-            atomic_init(&c[i].done, 0);
+            int tokens = c[i].stream && i % 4 == 3 ? 300 * (1 + round % 5) : 1000000;
             snprintf(c[i].body, sizeof(c[i].body),
                      "{\"prompt\": \"the \", \"max_tokens\": %d, \"seed\": %d, \"stream\": %s}",
                      tokens, round * 100 + i, c[i].stream ? "true" : "false");
             pthread_create(&t[i], NULL, client_main, &c[i]);
+            int waited = 0;
+            if (k == JSONS - 1)
+                while (health_in_flight(s.port) < JSONS && waited < 20000) sleep_ms(5), waited += 5;
         }
-        // Every request is in (the shorter ones may even be done).
-        int waited = 0;
-        while (admitted(s.port, c) < CLIENTS && waited < 20000) sleep_ms(5), waited += 5;
-        ck_assert_int_eq(admitted(s.port, c), CLIENTS);
+        ck_assert_int_ge(health_in_flight(s.port), JSONS);
+        // Every stream is in (the shorter ones may even be done).
+        int waited = 0, in = 0;
+        while (in < STREAMS && waited < 20000) {
+            in = 0;
+            for (int i = 0; i < STREAMS; i++)
+                in += atomic_load(&c[i].started) || atomic_load(&c[i].done);
+            if (in < STREAMS) sleep_ms(5), waited += 5;
+        }
+        ck_assert_int_eq(in, STREAMS);
         kill(s.pid, SIGTERM);
         for (int i = 0; i < CLIENTS; i++) pthread_join(t[i], NULL);
         for (int i = 0; i < CLIENTS; i++) {
