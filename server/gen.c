@@ -1,6 +1,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,21 @@
 #include "scheduler.h"
 #include "server.h"
 
-// How often a waiting connection thread checks that its client is still there.
-#define POLL_MS 100
+// How often the watcher looks at the sockets of parked connections.
+#define WATCH_MS 100
 
-/* One admitted generation. A JSON reply frees it before the handler returns; a stream's
- * belongs to the libmicrohttpd response and ends in stream_free. */
-typedef struct {
+/* One admitted generation. A JSON reply's belongs to its Request and ends in job_end; a
+ * stream's belongs to the libmicrohttpd response and ends in stream_free. Either counts in
+ * srv.in_flight until then, that is until its last byte went to the socket (or the client
+ * left): the drain on SIGTERM waits for exactly that. */
+typedef struct Job {
     GenRequest req;
     Generation gen;
     Task task; // the scheduler's handle while gen is being generated
     int submitted;
-    int fd; // the client's socket, polled while waiting to notice it has gone
+    struct MHD_Connection *conn;
+    Request *rq; // a stream's, for its byte count; valid while libmicrohttpd reads the stream
+    int fd;      // the client's socket, watched while the connection is parked
     struct timespec t0;
     char id[40]; // OpenAI completion id
     time_t created;
@@ -35,15 +40,117 @@ typedef struct {
     size_t sent;  // gen.text[0 .. sent) has gone out in events
     int finished; // the last event is queued
     int counted;  // in-flight count and generation metrics done
-    int logged;   // access log and request metrics done
-    int gone;     // the client closed the connection
-
-    // access log and metrics, written when the stream ends
-    int route;
-    char method[16];
-    char path[256];
-    size_t bytes;
+    int gone;     // the client closed the connection (set by the watcher)
+    struct Job *watch_prev, *watch_next;
 } Job;
+
+/* Parked jobs. A suspended connection is out of libmicrohttpd's event loop, which then
+ * does not notice its client leaving; the watcher polls their sockets instead and cancels
+ * the generation of a client that left, whose wake then finds j->gone. A job is on the
+ * list exactly while parked: added by park and removed by wake, both with the worker's
+ * lock held, so the watcher (which holds only watch_mu) never sees a freed job. */
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+static Job *watch_head;
+static int watch_count, watch_stop, watch_started;
+static pthread_t watch_thread;
+
+// Admitting a generation and setting srv.shutting_down exclude each other, so that once
+// the drain has begun no task is submitted that main would not wait for.
+static pthread_mutex_t admit_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *watch_main(void *arg) {
+    (void)arg;
+    struct pollfd *fds = NULL;
+    Job **jobs = NULL;
+    int cap = 0;
+    pthread_mutex_lock(&watch_mu);
+    while (!watch_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += WATCH_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&watch_cv, &watch_mu, &until);
+        if (watch_count > cap) {
+            int c = watch_count * 2;
+            struct pollfd *f = realloc(fds, (size_t)c * sizeof(*f));
+            if (f) fds = f;
+            Job **js = realloc(jobs, (size_t)c * sizeof(*js));
+            if (js) jobs = js;
+            if (!f || !js) continue; // try again next round
+            cap = c;
+        }
+        int n = 0;
+        for (Job *j = watch_head; j; j = j->watch_next) {
+            if (j->gone || j->fd < 0) continue;
+            fds[n] = (struct pollfd){.fd = j->fd, .events = POLLRDHUP};
+            jobs[n++] = j;
+        }
+        if (n == 0 || poll(fds, (nfds_t)n, 0) <= 0) continue;
+        for (int i = 0; i < n; i++) {
+            if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
+            jobs[i]->gone = 1;
+            sched_cancel_async(&jobs[i]->task);
+        }
+    }
+    pthread_mutex_unlock(&watch_mu);
+    free(fds);
+    free(jobs);
+    return NULL;
+}
+
+int gen_start(char *err) {
+    if (pthread_create(&watch_thread, NULL, watch_main, NULL) != 0)
+        return err_set(err, "cannot start the connection watcher");
+    watch_started = 1;
+    return 0;
+}
+
+void gen_stop(void) {
+    if (!watch_started) return;
+    pthread_mutex_lock(&watch_mu);
+    watch_stop = 1;
+    pthread_cond_signal(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
+    pthread_join(watch_thread, NULL);
+    watch_started = 0;
+}
+
+void gen_stop_admitting(void) {
+    pthread_mutex_lock(&admit_mu);
+    atomic_store(&srv.shutting_down, 1);
+    pthread_mutex_unlock(&admit_mu);
+}
+
+// The Waker of every job: nothing to send yet suspends the connection (from its
+// libmicrohttpd thread, inside sched_poll), and the worker resumes it.
+static void job_park(void *arg) {
+    Job *j = arg;
+    pthread_mutex_lock(&watch_mu);
+    j->watch_prev = NULL;
+    j->watch_next = watch_head;
+    if (watch_head) watch_head->watch_prev = j;
+    watch_head = j;
+    watch_count++;
+    pthread_mutex_unlock(&watch_mu);
+    MHD_suspend_connection(j->conn);
+}
+
+static void job_wake(void *arg) {
+    Job *j = arg;
+    pthread_mutex_lock(&watch_mu);
+    if (j->watch_prev)
+        j->watch_prev->watch_next = j->watch_next;
+    else
+        watch_head = j->watch_next;
+    if (j->watch_next) j->watch_next->watch_prev = j->watch_prev;
+    watch_count--;
+    pthread_mutex_unlock(&watch_mu);
+    MHD_resume_connection(j->conn);
+}
+
+static const Waker job_waker = {job_park, job_wake};
 
 static void job_free(Job *j) {
     gen_request_free(&j->req);
@@ -52,20 +159,8 @@ static void job_free(Job *j) {
     free(j->out);
 }
 
-static int client_gone(int fd) {
-    if (fd < 0) return 0;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return 0;
-    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
-// The end of a generation that was cancelled while its client was still there.
-static int shut_down(const Job *j) {
-    return j->gen.finish == FINISH_CANCELLED && !j->gone;
-}
-
-// Frees the generation's slot as soon as it is done, not when libmicrohttpd gets round to
-// releasing the response, so a client can follow up at once without a spurious 503.
+// The slot is freed once the reply has gone out, not when the generation is done: until
+// then a SIGTERM drain must wait for it.
 static void job_finish_metrics(Job *j) {
     if (j->counted) return;
     j->counted = 1;
@@ -73,12 +168,12 @@ static void job_finish_metrics(Job *j) {
     atomic_fetch_sub(&srv.in_flight, 1);
 }
 
-static void stream_log(Job *j, int status) {
-    if (j->logged) return;
-    j->logged = 1;
-    double ms = elapsed_ms(&j->t0);
-    request_log(j->method, j->path, status, j->bytes, ms);
-    metrics_request(j->route, status, ms / 1e3);
+// The end of a job, delivered or not: its generation is stopped if still running.
+static void job_end(Job *j) {
+    if (j->submitted) sched_cancel(&j->task); // returns at once when it is already over
+    job_finish_metrics(j);
+    job_free(j);
+    free(j);
 }
 
 static double job_ms(const Job *j) {
@@ -140,28 +235,21 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->fd = ci ? ci->connect_fd : -1;
-    j->route = rq->route;
-    memcpy(j->method, rq->method, sizeof(j->method));
-    memcpy(j->path, rq->path, sizeof(j->path));
+    j->conn = conn;
+    j->rq = rq;
     if (generation_init(&j->gen, &srv.model, &srv.vocab, j->req.prompt, j->req.prompt_len,
                         &j->req.gen, err))
         return -1;
     return 0;
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq, Job *j) {
-    sched_submit(&j->task, &j->gen, 0);
-    j->submitted = 1;
-    while (sched_wait(&j->task, 0, POLL_MS, NULL, NULL) != 1) {
-        if (client_gone(j->fd)) {
-            sched_cancel(&j->task);
-            j->gone = 1;
-        }
-    }
+// Called for the request until the reply is queued: first by the handler, then each time
+// the connection is resumed. A generation cancelled by the drain is answered like any other,
+// with finish_reason "cancelled" and the text so far.
+static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
+    Job *j = rq->ctx;
+    if (sched_poll(&j->task, 0, NULL, NULL) < 0) return MHD_YES; // parked until the release
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
-    if (shut_down(j))
-        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down",
-                             NULL);
     cJSON *o;
     if (j->req.openai) {
         o = openai_object(j, j->gen.text, finish_reason_name(j->gen.finish));
@@ -229,29 +317,24 @@ static int stream_final(Job *j) {
         if (out_event(j, o)) return -1;
     }
     j->finished = 1;
-    job_finish_metrics(j);
     return 0;
 }
 
+// libmicrohttpd's content reader: 0 bytes when the connection has just been parked until
+// the next chunk; the chunked body ends once the last event has gone.
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     Job *j = cls;
     while (j->out_pos == j->out_len) {
         j->out_pos = j->out_len = 0;
-        if (j->finished) {
-            stream_log(j, 200); // before the client sees the end of the response
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        }
+        if (j->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         char *chunk;
         size_t len;
-        int rc = sched_wait(&j->task, j->sent, POLL_MS, &chunk, &len);
-        if (rc < 0) {
-            if (client_gone(j->fd)) {
-                sched_cancel(&j->task);
-                j->gone = 1;
-                return MHD_CONTENT_READER_END_WITH_ERROR;
-            }
-            continue;
+        int rc = sched_poll(&j->task, j->sent, &chunk, &len);
+        if (rc < 0) return 0;
+        if (j->gone) {
+            free(chunk);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         int failed = chunk && stream_text(j, chunk);
         free(chunk);
@@ -262,19 +345,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (n > max) n = max;
     memcpy(buf, j->out + j->out_pos, n);
     j->out_pos += n;
-    j->bytes += n;
+    j->rq->bytes += n;
     return (ssize_t)n;
 }
 
-// Called by libmicrohttpd when the stream's response is released: delivered, or the
-// client went away (then its generation is cancelled).
+// Called by libmicrohttpd when the stream's response is released: after its last byte
+// went to the socket, or when the client went away (then its generation is cancelled).
 static void stream_free(void *cls) {
-    Job *j = cls;
-    sched_cancel(&j->task); // returns at once when it is already over
-    stream_log(j, 499);     // unless it was delivered: the client went away
-    job_finish_metrics(j);
-    job_free(j);
-    free(j);
+    job_end(cls);
+}
+
+static void json_finish(Request *rq) {
+    job_end(rq->ctx);
 }
 
 static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int openai) {
@@ -285,7 +367,9 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);
     }
+    pthread_mutex_lock(&admit_mu);
     if (atomic_load(&srv.shutting_down)) {
+        pthread_mutex_unlock(&admit_mu);
         job_free(j);
         free(j);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down",
@@ -293,6 +377,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
     }
     if (atomic_fetch_add(&srv.in_flight, 1) >= srv.cfg.max_concurrent) {
         atomic_fetch_sub(&srv.in_flight, 1);
+        pthread_mutex_unlock(&admit_mu);
         job_free(j);
         free(j);
         char msg[128];
@@ -303,32 +388,28 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
     char err[ERR_LEN];
     if (job_start(j, conn, rq, err)) {
         atomic_fetch_sub(&srv.in_flight, 1);
+        pthread_mutex_unlock(&admit_mu);
         job_free(j);
         free(j);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, err, NULL);
     }
+    sched_submit(&j->task, &j->gen, j->req.stream, &job_waker, j);
+    j->submitted = 1;
+    pthread_mutex_unlock(&admit_mu);
 
     if (!j->req.stream) {
-        enum MHD_Result r = reply_json(conn, rq, j);
-        if (j->gone) rq->status = 499;
-        job_finish_metrics(j);
-        job_free(j);
-        free(j);
-        return r;
+        rq->ctx = j;
+        rq->finish = json_finish;
+        rq->resume = reply_json;
+        return reply_json(conn, rq);
     }
 
-    sched_submit(&j->task, &j->gen, 1);
-    j->submitted = 1;
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
     if (!resp) {
-        sched_cancel(&j->task);
-        job_finish_metrics(j);
-        job_free(j);
-        free(j);
+        job_end(j);
         return MHD_NO;
     }
-    rq->logged_elsewhere = 1;
     rq->status = 200;
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");

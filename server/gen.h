@@ -8,6 +8,12 @@
 
 #include "http.h"
 
+/* Starts and stops the thread that watches parked connections for clients that left. */
+int gen_start(char *err);
+void gen_stop(void);
+/* The drain begins: from now on new generations get 503 and none is submitted. */
+void gen_stop_admitting(void);
+
 /* POST /generate: charlm's own request and reply shapes. */
 enum MHD_Result gen_handle_native(struct MHD_Connection *conn, Request *rq);
 /* POST /v1/completions: OpenAI's text completion shapes. */

@@ -236,6 +236,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (rq->status) return MHD_YES; // already answered
+    if (rq->resume) return rq->resume(conn, rq);
     if (rq->discarded) return respond_too_large(conn, rq);
     rq->url = url;
     return router->on_request(conn, rq);
@@ -248,14 +249,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     Request *rq = *req_cls;
     if (!rq) return;
     *req_cls = NULL;
-    if (!rq->logged_elsewhere) {
-        // A reply that could not be delivered is logged as nginx does: 499.
-        int status = rq->status ? rq->status : 499;
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
-        double ms = elapsed_ms(&rq->t0);
-        request_log(rq->method, rq->path, status, rq->bytes, ms);
-        router->on_done(rq, status, ms / 1e3);
-    }
+    // A reply that could not be delivered is logged as nginx does: 499.
+    int status = rq->status ? rq->status : 499;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
+    double ms = elapsed_ms(&rq->t0);
+    request_log(rq->method, rq->path, status, rq->bytes, ms);
+    router->on_done(rq, status, ms / 1e3);
+    if (rq->finish) rq->finish(rq);
     free(rq->body);
     free(rq);
 }
@@ -299,22 +299,28 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err) {
-    // Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION, the internal
-    // poll thread only accepting). The generation itself runs on the scheduler's workers
-    // (sched.c), which step many requests as one batch; a connection thread just parses,
-    // waits on its task's condition variable and writes, so blocking there is natural: a
-    // JSON reply waits for the end, an SSE stream's content-reader callback waits for the
-    // next chunk, and either notices a closed socket while it waits. The price, a thread
-    // stack per open connection, is bounded by the connection limit below. MHD_USE_ITC
-    // lets SIGTERM quiesce the listening socket while in-flight requests finish.
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    unsigned limit = (unsigned)srv.cfg.max_concurrent + 64;
+    // Threading: event-driven, one thread running an epoll loop over every connection. An
+    // open connection costs a socket and its memory pool (32 KB at most), not a thread:
+    // thousands of idle or slow clients cannot exhaust the server the way they exhausted
+    // one thread per connection. No callback ever blocks, and parsing and writing are cheap
+    // next to generating, which has its own workers. (Not a pool of such threads:
+    // libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon with one, a race with its own
+    // threads over the listening socket's epoll registration.)
+    // The generation runs on the scheduler's workers (sched.c); a request waiting for its
+    // text is suspended (MHD_suspend_connection, out of the event loop, where no timeout
+    // runs) and resumed by the worker when its text or its next SSE chunk is ready (gen.c).
+    // So the idle timeout below only ever cuts a connection that neither sends nor reads:
+    // an idle keep-alive, a client that stalls its request, or a stalled reader.
+    // MHD_ALLOW_SUSPEND_RESUME brings the inter-thread channel (MHD_USE_ITC) that wakes a
+    // thread for a resume, and that lets SIGTERM quiesce the listening socket.
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, (void *)router, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_CONNECTION_LIMIT,
-        limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+        (unsigned)srv.cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv.cfg.idle_timeout,
+        MHD_OPTION_END);
     if (!d) err_set(err, "cannot start the HTTP daemon");
     return d;
 }

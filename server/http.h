@@ -11,7 +11,8 @@
 #include <time.h>
 
 /* One HTTP request, from its first header callback to libmicrohttpd's completion notice. */
-typedef struct {
+typedef struct Request Request;
+struct Request {
     const char *url; // as decoded by http_unescape; valid during the router's callbacks
     char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
     char path[256];  // for the access log, control bytes replaced
@@ -21,13 +22,20 @@ typedef struct {
     size_t discarded; // bytes dropped once the body went over --max-body
     int status;
     size_t bytes;
-    int logged_elsewhere; // a stream logs itself when it ends
+
+    // A handler that suspends its connection (waiting for work elsewhere) sets `resume`,
+    // which runs instead of the router each time libmicrohttpd calls for the request again,
+    // until a reply is queued; `finish`, when set, runs when the request ends, delivered
+    // or not (the completion notice), after the access log line.
+    enum MHD_Result (*resume)(struct MHD_Connection *conn, Request *rq);
+    void (*finish)(Request *rq);
+    void *ctx;
 
     // The router's, carried here and never read by http.c.
     int route;        // row of the route table, or past its end for no route
     const char *tail; // a prefix route's rest of the URL, set before its handler runs
     char allow[32];   // the Allow header of a 405 reply; empty otherwise
-} Request;
+};
 
 /* What http.c calls for every request. */
 typedef struct {
@@ -40,7 +48,8 @@ typedef struct {
     void (*on_done)(const Request *rq, int status, double seconds);
 } HttpRouter;
 
-/* Starts the daemon on an already listening socket; the router must outlive it. */
+/* Starts the daemon on an already listening socket; the router must outlive it. Takes
+ * --max-connections and --idle-timeout from srv.cfg. */
 struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err);
 
 double elapsed_ms(const struct timespec *since);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "cli.h"
 #include "error.h"
 #include "fileio.h"
+#include "gen.h"
 #include "genparams.h"
 #include "http.h"
 #include "info.h"
@@ -25,8 +27,11 @@
 #include "server.h"
 #include "static.h"
 
-// After SIGTERM, running generations get this long to finish before they are cancelled.
-#define DRAIN_SECONDS 5
+// Once the drain's generations are cancelled, their clients get this long to take the
+// rest of their replies.
+#define DELIVER_SECONDS 2
+// Descriptors beyond the connections: the model, the page's files, the log, libraries.
+#define SPARE_FDS 64
 
 static void threads_default(void *config) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -127,6 +132,33 @@ static const CliOpt server_opts[] = {
      .max = 100000,
      .def = "64",
      .help = "generations in flight before 503"},
+    {.name = "max-connections",
+     .env = "CHARLM_MAX_CONNECTIONS",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(max_conns),
+     .min = 1,
+     .max = 1000000,
+     .def = "4096",
+     .help = "open connections; more wait in the listen queue"},
+    {.name = "idle-timeout",
+     .env = "CHARLM_IDLE_TIMEOUT",
+     .type = CLI_INT,
+     .placeholder = "SECONDS",
+     .offset = SC(idle_timeout),
+     .min = 1,
+     .max = 3600,
+     .def = "10",
+     .help = "close a connection that sends and reads nothing for this long"},
+    {.name = "drain-timeout",
+     .env = "CHARLM_DRAIN_TIMEOUT",
+     .type = CLI_INT,
+     .placeholder = "SECONDS",
+     .offset = SC(drain_timeout),
+     .min = 0,
+     .max = 3600,
+     .def = "5",
+     .help = "on SIGTERM, time running generations get before they are cancelled"},
     {.name = "cors-origin",
      .env = "CHARLM_CORS_ORIGIN",
      .type = CLI_LIST,
@@ -185,7 +217,7 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         int e = errno;
         close(fd);
         freeaddrinfo(res);
@@ -213,6 +245,7 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
 }
 
 static void free_all(void) {
+    gen_stop();
     sched_stop();
     auth_free();
     free(srv.model_card);
@@ -231,10 +264,28 @@ static void on_signal(int sig) {
     (void)n;
 }
 
-// Waits for in-flight generations to end, for at most `seconds` or until another signal.
+// Waits for in-flight generations to be delivered, for at most `seconds` or until another
+// signal.
 static void wait_in_flight(int seconds) {
     for (int i = 0; i < seconds * 100 && atomic_load(&srv.in_flight) > 0 && signals_seen < 2; i++)
         usleep(10000);
+}
+
+/* Every connection gets a descriptor: the soft limit (often 1024) goes up to the hard one,
+ * and --max-connections down to what that allows. */
+static void fit_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)srv.cfg.max_conns + SPARE_FDS)
+        return;
+    int fit = rl.rlim_cur > 2 * SPARE_FDS ? (int)(rl.rlim_cur - SPARE_FDS) : (int)rl.rlim_cur / 2;
+    fprintf(stderr, SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",
+            srv.cfg.max_conns, fit, (unsigned long long)rl.rlim_cur);
+    srv.cfg.max_conns = fit;
 }
 
 int main(int argc, char **argv) {
@@ -282,7 +333,9 @@ int main(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     srv.started = time(NULL);
-    if (info_build_model_card(err) || routes_init(err) || sched_start(srv.cfg.threads, err)) {
+    fit_fd_limit();
+    if (info_build_model_card(err) || routes_init(err) || sched_start(srv.cfg.threads, err) ||
+        gen_start(err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
         return CLI_EXIT_FAILURE;
@@ -317,13 +370,19 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, SERVER_NAME ": %s: draining %d generation(s)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&srv.in_flight));
-    // Stop accepting, let running generations finish for a while, then cancel the rest.
-    atomic_store(&srv.shutting_down, 1);
+    // Stop accepting, let running generations finish for a while, then cancel the rest:
+    // each client still gets a whole reply, ending with finish_reason "cancelled". The
+    // in-flight count drops when a reply's last byte has gone to the socket, so waiting for
+    // it to reach 0 waits for the deliveries too.
+    gen_stop_admitting();
     int lfd = MHD_quiesce_daemon(d);
     if (lfd >= 0) close(lfd);
-    wait_in_flight(DRAIN_SECONDS);
+    wait_in_flight(srv.cfg.drain_timeout);
     atomic_store(&srv.shutting_down, 2);
-    wait_in_flight(2);
+    wait_in_flight(DELIVER_SECONDS);
+    // libmicrohttpd must not be stopped with a connection suspended: every task is released
+    // within a step of the cancellation, and its release resumes its connection.
+    for (int i = 0; i < 500 && sched_pending() > 0; i++) usleep(2000);
     MHD_stop_daemon(d);
     free_all();
     fprintf(stderr, SERVER_NAME ": stopped\n");

@@ -4,12 +4,12 @@
  *
  * One step of a small LSTM is a handful of products against the same weights; stepping
  * a worker's streams together reads those weights once per four streams instead of once
- * per stream. Connection threads do not compute: they submit a task, wait on its
- * condition variable for text or completion, and write to their socket.
+ * per stream. The HTTP threads do not compute and never wait here: they submit a task,
+ * poll it, and when there is nothing yet their connection is parked until the worker
+ * wakes it (Waker).
  * infer_step's rows do not depend on how many streams share a step, and each generation
  * draws from its own generator, so a request's text is the same alone or in any batch.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +37,14 @@ typedef struct Worker {
 
 static Worker *workers;
 static int nworkers;
+static atomic_int pending; // submitted, not yet released
+
+// The owner is parked: let it go on (lock held).
+static void wake(Task *t) {
+    if (!t->parked) return;
+    t->parked = 0;
+    t->waker->wake(t->waker_arg);
+}
 
 // Removes t from w's list (lock held) and hands it back to its owner.
 static void release(Worker *w, Task *t) {
@@ -49,7 +57,9 @@ static void release(Worker *w, Task *t) {
     }
     t->next = NULL;
     t->released = 1;
+    atomic_fetch_sub(&pending, 1);
     pthread_cond_signal(&t->cv);
+    wake(t);
 }
 
 static void *worker_main(void *arg) {
@@ -64,7 +74,7 @@ static void *worker_main(void *arg) {
         int n = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
         for (Task *t = w->head, *next; t && n < MAX_BATCH; t = next) {
             next = t->next;
-            if (t->cancel || cancel_all) {
+            if (atomic_load(&t->cancel) || cancel_all) {
                 generation_cancel(t->gen);
                 release(w, t);
                 continue;
@@ -96,7 +106,7 @@ static void *worker_main(void *arg) {
             if (t->gen->done)
                 release(w, t);
             else if (t->gen->emitted > before && t->wants_text)
-                pthread_cond_signal(&t->cv);
+                wake(t);
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -156,10 +166,13 @@ void sched_stop(void) {
     nworkers = 0;
 }
 
-void sched_submit(Task *t, Generation *g, int wants_text) {
+void sched_submit(Task *t, Generation *g, int wants_text, const Waker *waker, void *arg) {
     memset(t, 0, sizeof(*t));
     t->gen = g;
     t->wants_text = wants_text;
+    t->waker = waker;
+    t->waker_arg = arg;
+    atomic_fetch_add(&pending, 1);
     pthread_cond_init(&t->cv, NULL);
     // The least loaded worker: infer_step's cost grows with its rows (it reads the
     // weights once per four rows), so spreading requests over the cores beats filling one
@@ -179,21 +192,13 @@ void sched_submit(Task *t, Generation *g, int wants_text) {
     pthread_mutex_unlock(&w->mu);
 }
 
-int sched_wait(Task *t, size_t have, int timeout_ms, char **chunk, size_t *len) {
+int sched_poll(Task *t, size_t have, char **chunk, size_t *len) {
     Worker *w = t->worker;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)timeout_ms * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
     if (chunk) *chunk = NULL;
     if (len) *len = 0;
     pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    while (!t->released && !(t->wants_text && t->gen->emitted > have) && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&t->cv, &w->mu, &until);
-    int ready = t->released || (t->wants_text && t->gen->emitted > have);
-    if (ready && chunk && t->gen->emitted > have) {
+    int fresh = t->wants_text && t->gen->emitted > have;
+    if (fresh && chunk) {
         size_t n = t->gen->emitted - have;
         *chunk = malloc(n + 1);
         if (*chunk) {
@@ -202,15 +207,25 @@ int sched_wait(Task *t, size_t have, int timeout_ms, char **chunk, size_t *len) 
             *len = n;
         }
     }
-    int released = t->released;
+    int rc = t->released ? 1 : fresh ? 0 : -1;
+    if (rc < 0) {
+        t->parked = 1;
+        t->waker->park(t->waker_arg);
+    }
     pthread_mutex_unlock(&w->mu);
-    return released ? 1 : ready ? 0 : -1;
+    return rc;
+}
+
+void sched_cancel_async(Task *t) {
+    atomic_store(&t->cancel, 1);
+    // The worker has this task on its list, so it is not asleep: it sees the flag at its
+    // next step.
 }
 
 void sched_cancel(Task *t) {
     Worker *w = t->worker;
     pthread_mutex_lock(&w->mu);
-    t->cancel = 1;
+    atomic_store(&t->cancel, 1);
     pthread_cond_signal(&w->work);
     while (!t->released) pthread_cond_wait(&t->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
@@ -219,4 +234,8 @@ void sched_cancel(Task *t) {
 void sched_task_destroy(Task *t) {
     if (t->worker) pthread_cond_destroy(&t->cv);
     t->worker = NULL;
+}
+
+int sched_pending(void) {
+    return atomic_load(&pending);
 }

@@ -10,27 +10,47 @@
 
 #include "generate.h"
 
+#include <stdatomic.h>
+
+/* How a task's owner waits without blocking a thread: sched_poll calls park(arg) when
+ * there is nothing for it yet, and the worker then calls wake(arg) once, when there is
+ * (new text for a stream, or the release). Both run with the worker's lock held, so a
+ * wake never comes before its park. The server parks by suspending the libmicrohttpd
+ * connection and wakes by resuming it. */
+typedef struct {
+    void (*park)(void *arg);
+    void (*wake)(void *arg);
+} Waker;
+
 /* A generation handed to the workers. Between sched_submit and its release the
- * Generation belongs to a worker and is read only through sched_wait. */
+ * Generation belongs to a worker and is read only through sched_poll. */
 typedef struct Task {
     Generation *gen;
-    pthread_cond_t cv; // signalled on new text (if wants_text) and on release
+    pthread_cond_t cv; // signalled on release, for sched_cancel
     int wants_text;    // a stream: wake the owner for every new chunk
-    int cancel;        // asked by the owner
+    atomic_int cancel; // asked by the owner; may be set without the lock
     int released;      // finished or cancelled; the worker no longer touches it
+    int parked;        // the owner waits for wake
+    const Waker *waker;
+    void *waker_arg;
     struct Worker *worker;
     struct Task *next;
 } Task;
 
 int sched_start(int nworkers, char *err);
 void sched_stop(void);
-void sched_submit(Task *t, Generation *g, int wants_text);
-/* Waits up to timeout_ms for text past `have` bytes (streams) or for the release, and
- * copies any new text into *chunk (malloc'd, may be NULL). Returns 1 once released (the
- * final text may still come with it), 0 with new text, -1 on timeout. */
-int sched_wait(Task *t, size_t have, int timeout_ms, char **chunk, size_t *len);
-/* Cancels and waits for the release. */
+void sched_submit(Task *t, Generation *g, int wants_text, const Waker *waker, void *arg);
+/* Never blocks. Copies any text past `have` bytes (streams) into *chunk (malloc'd, may be
+ * NULL). Returns 1 once released (the final text may still come with it), 0 with new
+ * text, -1 when there is none yet: then the owner is parked until its wake. */
+int sched_poll(Task *t, size_t have, char **chunk, size_t *len);
+/* Asks for the cancellation without waiting: the release (and the wake) follow within one
+ * step. Safe from any thread while the task is alive. */
+void sched_cancel_async(Task *t);
+/* Cancels and waits for the release (at most one step). */
 void sched_cancel(Task *t);
 void sched_task_destroy(Task *t);
+/* Tasks submitted and not yet released, over every worker. */
+int sched_pending(void);
 
 #endif

@@ -37,6 +37,9 @@ typedef struct {
     int max_prompt;           // chars
     long max_body;            // bytes
     int max_concurrent;       // generations in flight
+    int max_conns;            // open HTTP connections
+    int idle_timeout;         // seconds a connection may neither send nor read
+    int drain_timeout;        // seconds SIGTERM lets generations finish
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
     const char *api_key;      // read by auth_init, never printed
     const char *api_key_file; // one key a line
