@@ -1,0 +1,51 @@
+// libFuzzer target: core/vocab.c. A first byte 'b': the rest is corpus text for
+// vocab_build (slow: it walks a bitmap of all of Unicode, hence the rarer choice); any
+// other: the rest is vocab.json text for vocab_from_json. Whatever is accepted is a
+// strictly ascending list of valid code points that survives vocab_to_json and back
+// unchanged, and vocab_id inverts it.
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "vocab.h"
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) __builtin_trap();                                                                \
+    } while (0)
+
+static void check_vocab(const Vocab *v) {
+    CHECK(v->size > 0 && v->chars);
+    for (int i = 0; i < v->size; i++) {
+        uint32_t cp = v->chars[i];
+        CHECK(cp > 0 && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF));
+        CHECK(i == 0 || v->chars[i - 1] < cp);
+        CHECK(vocab_id(v, cp) == i);
+    }
+    char *json = vocab_to_json(v);
+    CHECK(json);
+    Vocab back;
+    char err[ERR_LEN];
+    CHECK(vocab_from_json(&back, json, strlen(json), err) == 0);
+    CHECK(back.size == v->size);
+    CHECK(memcmp(back.chars, v->chars, (size_t)v->size * sizeof(uint32_t)) == 0);
+    vocab_free(&back);
+    free(json);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    const char *text = (const char *)data + 1;
+    size_t len = size - 1;
+    Vocab v;
+    char err[ERR_LEN];
+    int rc = data[0] == 'b' ? vocab_build(&v, text, len, err) : vocab_from_json(&v, text, len, err);
+    if (rc == 0) {
+        check_vocab(&v);
+        vocab_free(&v);
+    } else {
+        CHECK(err[0] && v.size == 0 && !v.chars);
+    }
+    return 0;
+}
