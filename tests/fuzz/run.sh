@@ -5,7 +5,7 @@
 #   fuzz_api           POST /generate and /v1/completions bodies   server/api.c
 #   fuzz_static_path   URL unescape + the static file name check   server/http.c, static.c
 #   fuzz_safetensors   model.safetensors, then the whole model load core/safetensors.c, artefacts.c
-#   fuzz_vocab         vocab.json, and corpus text into a vocabulary core/vocab.c
+#   fuzz_vocab         vocab.json                                  core/vocab.c
 #   fuzz_utf8          decode / find_invalid / count / encode agree core/utf8.c
 #
 #   tests/fuzz/run.sh [SECONDS]     SECONDS per target, default 30
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
-[[ $secs =~ ^[0-9]+$ ]] || { echo "usage: tests/fuzz/run.sh [SECONDS]" >&2; exit 2; }
+[[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "usage: tests/fuzz/run.sh [SECONDS]" >&2; exit 2; }
 targets=(fuzz_api fuzz_static_path fuzz_safetensors fuzz_vocab fuzz_utf8)
 out=${CHARLM_FUZZ_BUILD:-build-fuzz}
 mkdir -p "$out/obj"
