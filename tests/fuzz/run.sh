@@ -24,9 +24,11 @@ secs=${1:-30}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "usage: tests/fuzz/run.sh [SECONDS]" >&2; exit 2; }
 targets=(fuzz_api fuzz_static_path fuzz_safetensors fuzz_vocab fuzz_utf8)
 out=${CHARLM_FUZZ_BUILD:-build-fuzz}
+# Objects are rebuilt every time (about 20 s): no stale file survives a source's removal.
+rm -rf "$out/obj"
 mkdir -p "$out/obj"
 
-cc=${CC_FUZZ:-clang}
+cc=clang
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -Wall -Wextra -Werror
         -fsanitize=address,undefined -fno-sanitize-recover=all -Icore -Iserver
         $(pkg-config --cflags openblas libcjson gnutls libmicrohttpd))
