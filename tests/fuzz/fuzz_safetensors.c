@@ -1,8 +1,10 @@
 // libFuzzer target: model.safetensors as the server loads it. The loader takes a path, so
 // the input goes into a memfd opened as /proc/self/fd/N (no change to the loader). First
 // st_open (core/safetensors.c) with every accepted tensor read back at its own shape, then
-// the whole model load (core/artefacts.c) against a fixed vocab.json, the one of the
-// seed model in corpus/safetensors/ (charlm-train --embed 2 --hidden 3 on two lines).
+// the whole model load (core/artefacts.c) against a fixed vocab.json, the one of the seed
+// corpus/fuzz_safetensors/seed_model.safetensors, which charlm-train wrote from the text
+// "the cat sat on the mat.\nthe dog ate a bone!\n" with --embed 2 --hidden 3 --layers 1
+// --seq 8 --batch 2 --steps 2 --eval-every 2 --threads 1.
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,8 +49,8 @@ static void read_all(const StFile *f) {
         n++;
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
         int ndim = cJSON_GetArraySize(shape);
-        if (ndim > 4) continue;
-        int64_t dims[4];
+        if (ndim > 8) continue;
+        int64_t dims[8];
         size_t count = 1;
         for (int i = 0; i < ndim; i++) {
             dims[i] = (int64_t)cJSON_GetArrayItem(shape, i)->valuedouble;
