@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the C suites (unit + real HTTP on
-# loopback), the same suites under AddressSanitizer + UBSan, and the browser test.
+# loopback), the same suites under AddressSanitizer + UBSan, the parsers' fuzzers, and the
+# browser test.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps.sh test
@@ -16,6 +17,9 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCHARLM_SANITIZE=ON >/dev/nul
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --no-tests=error -j2)
+
+echo "== fuzz the parsers (libFuzzer, 20 s per target)"
+tests/fuzz/run.sh 20
 
 echo "== browser test (chromium + playwright-core)"
 npm ci --no-audit --no-fund --loglevel=error

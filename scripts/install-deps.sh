@@ -5,7 +5,8 @@
 #   scripts/install-deps.sh build     compile the programs                        (run.sh)
 #   scripts/install-deps.sh ctest     build + the C test suites' libraries         (Docker build stage)
 #   scripts/install-deps.sh test      ctest + promtool, chromium, certificates for
-#                                     npm, node and npm when node is missing       (test.sh, CI)
+#                                     npm, node and npm when node is missing, clang
+#                                     and its libFuzzer runtime (tests/fuzz)        (test.sh, CI)
 #   scripts/install-deps.sh runtime   only the shared libraries the programs load  (Docker runtime stage)
 #   scripts/install-deps.sh bench     build + PyTorch, Flask, wrk, nginx, curl     (bench/, tests/reference/)
 #
@@ -20,14 +21,15 @@ case "${1:-build}" in
 build) pkgs=("${build[@]}") ;;
 ctest) pkgs=("${ctest[@]}") ;;
 test)
-    pkgs=("${ctest[@]}" prometheus chromium ca-certificates)
+    # clang 14's -fsanitize=fuzzer lives in libclang-rt-14-dev, only recommended by clang.
+    pkgs=("${ctest[@]}" prometheus chromium ca-certificates clang libclang-rt-14-dev)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
     ;;
 runtime) pkgs=(libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30) ;;
 bench) pkgs=("${build[@]}" python3-torch python3-numpy python3-flask wrk nginx curl) ;;
 *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,76 @@
+// libFuzzer target: the JSON bodies of POST /generate and POST /v1/completions
+// (server/api.c). The first byte picks the route (odd: /v1/completions), the rest is the
+// body. A body is either a request within the limits below or a 400 whose message and
+// param are valid UTF-8 (they go back in a JSON reply); never anything else.
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "genparams.h"
+#include "utf8.h"
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) __builtin_trap();                                                                \
+    } while (0)
+
+// The defaults of charlm-server's flag rows (server/main.c).
+static const ServerConfig cfg = {
+    .model_dir = "artefacts",
+    .host = "127.0.0.1",
+    .port = 8080,
+    .threads = 2,
+    .max_tokens = 2000,
+    .max_prompt = 8192,
+    .max_body = 65536,
+    .max_concurrent = 64,
+};
+
+static int utf8_ok(const char *s) {
+    return utf8_find_invalid(s, strlen(s)) < 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    int openai = data[0] & 1;
+    size_t len = size - 1;
+    if (len > (size_t)cfg.max_body) return 0; // http.c answers 413 before parsing
+    // http.c keeps a NUL after the body's bytes; api_parse relies on it.
+    char *body = malloc(len + 1);
+    if (!body) return 0;
+    memcpy(body, data + 1, len);
+    body[len] = '\0';
+
+    GenRequest r;
+    ApiError e;
+    int rc = api_parse(body, len, openai, &cfg, &r, &e);
+    if (rc == 0) {
+        CHECK(e.status == 0);
+        CHECK(r.openai == openai);
+        CHECK(r.prompt && utf8_find_invalid(r.prompt, r.prompt_len) < 0);
+        CHECK(utf8_count(r.prompt, r.prompt_len) <= (size_t)cfg.max_prompt);
+        CHECK(r.gen.max_tokens >= 1 && r.gen.max_tokens <= cfg.max_tokens);
+        CHECK(r.gen.seed <= (uint64_t)GEN_SEED_MAX);
+        const SamplerParams *sp = &r.gen.sampler;
+        CHECK(isfinite(sp->temperature) && sp->temperature >= 0);
+        CHECK(sp->top_k >= 0 && sp->repetition_window >= 0);
+        CHECK(sp->top_p > 0 && sp->top_p <= 1);
+        CHECK(isfinite(sp->repetition_penalty) && sp->repetition_penalty > 0);
+        CHECK(r.gen.nstop >= 0 && r.gen.nstop <= GEN_MAX_STOP);
+        for (int i = 0; i < r.gen.nstop; i++) {
+            CHECK(r.gen.stop[i] == r.stop[i] && r.stop[i][0] && utf8_ok(r.stop[i]));
+        }
+        CHECK(!r.include_usage || r.stream);
+        gen_request_free(&r);
+    } else {
+        CHECK(rc == -1 && e.status == 400);
+        CHECK(e.message[0] && utf8_ok(e.message) && utf8_ok(e.param));
+        // A failed parse owns nothing.
+        CHECK(!r.prompt);
+        for (int i = 0; i < GEN_MAX_STOP; i++) CHECK(!r.stop[i]);
+    }
+    free(body);
+    return 0;
+}
