@@ -166,7 +166,6 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     }
 
     ModelConfig c = {.vocab_size = (int)V, .embed = (int)E, .hidden = (int)H, .layers = (int)L};
-    if (model_alloc(model, &c, err) != 0) goto done;
     ModelTensor t[MODEL_MAX_TENSORS];
     int n = model_tensors(&c, t);
     // Unexpected names first: a tensor from another architecture is a clearer diagnosis
@@ -181,6 +180,11 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
             goto done;
         }
     }
+    // Every shape is checked against the file before the model is allocated, so metadata
+    // claiming a huge model costs nothing unless the file really holds its tensors.
+    for (int i = 0; i < n; i++)
+        if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, NULL, err) != 0) goto done;
+    if (model_alloc(model, &c, err) != 0) goto done;
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, model->params + t[i].offset, err) != 0 ||
             check_finite(path, &t[i], model->params + t[i].offset, err) != 0)

@@ -52,7 +52,8 @@ int st_open(StFile *f, const char *path, char *err);
 void st_close(StFile *f);
 /* A metadata string, or NULL if absent. */
 const char *st_meta(const StFile *f, const char *key);
-/* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape. */
+/* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape;
+ * with dst NULL only checks. */
 int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
             char *err);
 /* Number of tensor entries (metadata excluded). */
