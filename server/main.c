@@ -272,20 +272,21 @@ static void wait_in_flight(int seconds) {
 }
 
 /* Every connection gets a descriptor: the soft limit (often 1024) goes up to the hard one,
- * and --max-connections down to what that allows. */
-static void fit_fd_limit(void) {
+ * and --max-connections down to what that allows. Returns the limit when it lowered
+ * --max-connections (said once the server is up, so a failing start stays one line),
+ * else 0. */
+static unsigned long long fit_fd_limit(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)srv.cfg.max_conns + SPARE_FDS)
-        return;
-    int fit = rl.rlim_cur > 2 * SPARE_FDS ? (int)(rl.rlim_cur - SPARE_FDS) : (int)rl.rlim_cur / 2;
-    fprintf(stderr, SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",
-            srv.cfg.max_conns, fit, (unsigned long long)rl.rlim_cur);
-    srv.cfg.max_conns = fit;
+        return 0;
+    srv.cfg.max_conns =
+        rl.rlim_cur > 2 * SPARE_FDS ? (int)(rl.rlim_cur - SPARE_FDS) : (int)rl.rlim_cur / 2;
+    return (unsigned long long)rl.rlim_cur;
 }
 
 int main(int argc, char **argv) {
@@ -333,7 +334,8 @@ int main(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     srv.started = time(NULL);
-    fit_fd_limit();
+    int asked_conns = srv.cfg.max_conns;
+    unsigned long long fd_limit = fit_fd_limit();
     if (info_build_model_card(err) || routes_init(err) || sched_start(srv.cfg.threads, err) ||
         gen_start(err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
@@ -360,6 +362,10 @@ int main(int argc, char **argv) {
             SERVER_NAME ": model %s: vocab %d, embed %d, hidden %d, layers %d, %zu parameters\n",
             srv.cfg.model_dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
             srv.model.num_params);
+    if (fd_limit)
+        fprintf(stderr,
+                SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",
+                asked_conns, srv.cfg.max_conns, fd_limit);
     if (!srv.static_dir) fprintf(stderr, SERVER_NAME ": no static/ folder found; GET / is 404\n");
     if (auth_enabled())
         fprintf(stderr, SERVER_NAME ": API keys required (all routes but /, /static/, /health)\n");
