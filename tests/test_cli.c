@@ -1,8 +1,8 @@
 /*
  * test_cli — core/cli's parser, table-driven; the generated --help of both programs
- * against the flag tables of docs/*.md (the contract: README links to them rather than
- * repeating them, and the Docker build's tests see docs/ only); and a few defaults shown
- * by --help checked against what the programs do.
+ * against the flag tables of the docs folder's .md files (the contract: README links to
+ * them rather than repeating them, and the Docker build's tests see docs/ only); and a few
+ * defaults shown by --help checked against what the programs do.
  */
 #include <check.h>
 #include <ctype.h>
