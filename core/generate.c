@@ -17,6 +17,11 @@ static int params_check(const GenerateParams *p, char *err) {
     if (!(s->repetition_penalty > 0.0f) || isinf(s->repetition_penalty))
         return err_set(err, "repetition_penalty must be a finite number > 0");
     if (s->repetition_window < 0) return err_set(err, "repetition_window must be >= 0");
+    if (!(fabsf(s->presence_penalty) <= 2.0f))
+        return err_set(err, "presence_penalty must be in [-2, 2]");
+    if (!(fabsf(s->frequency_penalty) <= 2.0f))
+        return err_set(err, "frequency_penalty must be in [-2, 2]");
+    if (!(s->min_p >= 0.0f && s->min_p <= 1.0f)) return err_set(err, "min_p must be in [0, 1]");
     if (p->nstop < 0 || p->nstop > GEN_MAX_STOP)
         return err_set(err, "at most %d stop sequences", GEN_MAX_STOP);
     for (int i = 0; i < p->nstop; i++)
@@ -25,6 +30,29 @@ static int params_check(const GenerateParams *p, char *err) {
         if (strlen(p->stop[i]) > GEN_MAX_STOP_BYTES)
             return err_set(err, "stop sequences must be at most %d bytes", GEN_MAX_STOP_BYTES);
     return 0;
+}
+
+// At most one entry per id of the vocabulary, each within OpenAI's range. The sampler's
+// window marks, all clear outside sampler_draw, serve to find repeated ids.
+static int bias_check(const SamplerParams *p, Sampler *s, char *err) {
+    if (p->nbias < 0 || p->nbias > s->V || (p->nbias > 0 && !p->bias))
+        return err_set(err, "logit_bias takes at most %d entries (one per char)", s->V);
+    int rc = 0;
+    for (int i = 0; i < p->nbias && !rc; i++) {
+        const SamplerBias *b = &p->bias[i];
+        if (b->id < 0 || b->id >= s->V)
+            rc = err_set(err, "logit_bias: id %d is not in the vocabulary (0 to %d)", b->id,
+                         s->V - 1);
+        else if (!(fabsf(b->bias) <= SAMPLER_BIAS_MAX))
+            rc = err_set(err, "logit_bias: values must be in [-100, 100]");
+        else if (s->seen[b->id])
+            rc = err_set(err, "logit_bias: id %d is given twice", b->id);
+        else
+            s->seen[b->id] = 1;
+    }
+    for (int i = 0; i < p->nbias; i++)
+        if (p->bias[i].id >= 0 && p->bias[i].id < s->V) s->seen[p->bias[i].id] = 0;
+    return rc;
 }
 
 // Appends to the window of latest ids, sliding the newest `window` of them back to the
@@ -99,6 +127,10 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
         generation_free(g);
         return -1;
     }
+    if (bias_check(&params->sampler, &g->sampler, err)) {
+        generation_free(g);
+        return -1;
+    }
     rng_seed(&g->rng, params->seed);
     return 0;
 
@@ -113,7 +145,8 @@ void generation_free(Generation *g) {
     free(g->text);
     free(g->unknown_chars);
     if (g->state.h || g->state.c) stream_state_free(&g->state);
-    if (g->sampler.logits || g->sampler.order || g->sampler.seen) sampler_free(&g->sampler);
+    if (g->sampler.logits || g->sampler.order || g->sampler.seen || g->sampler.counts)
+        sampler_free(&g->sampler);
     memset(g, 0, sizeof(*g));
 }
 
@@ -157,6 +190,7 @@ int generation_advance(Generation *g, const float *logits) {
     g->tokens++;
     g->next_id = id;
     recent_push(g, id);
+    sampler_accept(&g->sampler, id);
 
     const GenerateParams *p = &g->params;
     for (int i = 0; i < p->nstop; i++) {

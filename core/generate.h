@@ -16,6 +16,11 @@
  * newline). Stop sequences are matched against generated text only; text that could
  * still become a stop sequence is held back from `emitted`, so streamed chunks
  * concatenate to exactly the final text, which never contains the stop sequence.
+ *
+ * The sampler (sampler.h) counts the ids the generation draws, for the presence and
+ * frequency penalties; prompt ids feed only the repetition window. A logit bias list
+ * (params.sampler.bias) is checked at init: ids in the vocabulary, each at most once
+ * (so at most V entries), values in [-100, 100]; it is borrowed like the stop strings.
  */
 #ifndef CHARLM_GENERATE_H
 #define CHARLM_GENERATE_H

@@ -24,6 +24,12 @@ const GenParam genparams[] = {
      "divides positive (multiplies negative) logits of chars in the window; 1 disables"},
     {"repetition_window", GENPARAM_INT, 0, INT32_MAX, 0, 64, 64, FIELD(sampler.repetition_window),
      "how many of the latest chars (prompt included) the penalty looks at"},
+    {"presence_penalty", GENPARAM_FLOAT, -2, 2, 0, 0, 0, FIELD(sampler.presence_penalty),
+     "subtracted from the logit of every char generated so far (not the prompt's); 0 disables"},
+    {"frequency_penalty", GENPARAM_FLOAT, -2, 2, 0, 0, 0, FIELD(sampler.frequency_penalty),
+     "times a char's count so far, subtracted from its logit; 0 disables"},
+    {"min_p", GENPARAM_FLOAT, 0, 1, 0, 0, 0, FIELD(sampler.min_p),
+     "drop chars less likely than min_p times the most likely one; 0 disables"},
     {"seed", GENPARAM_SEED, 0, GEN_SEED_MAX, 0, NAN, NAN, FIELD(seed),
      "the same seed and parameters give the same text; random when absent"},
 };

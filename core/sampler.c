@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,8 @@ int sampler_init(Sampler *s, int V, char *err) {
     s->logits = malloc((size_t)V * sizeof(float));
     s->order = malloc((size_t)V * sizeof(int));
     s->seen = calloc((size_t)V, 1);
-    if (!s->logits || !s->order || !s->seen) {
+    s->counts = calloc((size_t)V, sizeof(int));
+    if (!s->logits || !s->order || !s->seen || !s->counts) {
         sampler_free(s);
         return err_set(err, "sampler: out of memory for a vocabulary of %d", V);
     }
@@ -25,7 +27,22 @@ void sampler_free(Sampler *s) {
     free(s->logits);
     free(s->order);
     free(s->seen);
+    free(s->counts);
     memset(s, 0, sizeof(*s));
+}
+
+void sampler_accept(Sampler *s, int id) {
+    if (id >= 0 && id < s->V && s->counts[id] < INT_MAX) s->counts[id]++;
+}
+
+// Keeps every logit finite: an extreme penalty or bias can push one to infinity, where
+// differences become NaN. A banned id sits at -FLT_MAX, below any logit a model gives.
+static void clamp_logits(float *l, int V) {
+    for (int v = 0; v < V; v++)
+        if (!(l[v] >= -FLT_MAX))
+            l[v] = -FLT_MAX;
+        else if (l[v] > FLT_MAX)
+            l[v] = FLT_MAX;
 }
 
 // Whether id i ranks before id j: the larger logit, ties to the lower id, so the order
@@ -73,6 +90,12 @@ int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, c
     float *l = s->logits; // [V]
     memcpy(l, logits, (size_t)V * sizeof(float));
 
+    for (int i = 0; i < params->nbias; i++) {
+        const SamplerBias *b = &params->bias[i];
+        if (b->id >= 0 && b->id < V) l[b->id] += b->bias;
+    }
+    if (params->nbias > 0) clamp_logits(l, V);
+
     float pen = params->repetition_penalty;
     int window = params->repetition_window < nrecent ? params->repetition_window : nrecent;
     if (pen != 1.0f && window > 0) {
@@ -87,12 +110,20 @@ int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, c
         }
         for (int i = 0; i < window; i++)
             if (w[i] >= 0 && w[i] < V) s->seen[w[i]] = 0;
-        // An extreme penalty can push a logit to infinity, where differences become NaN.
+        clamp_logits(l, V);
+    }
+
+    float fp = params->frequency_penalty, pp = params->presence_penalty;
+    if (fp != 0.0f || pp != 0.0f) {
         for (int v = 0; v < V; v++)
-            if (!(l[v] >= -FLT_MAX))
-                l[v] = -FLT_MAX;
-            else if (l[v] > FLT_MAX)
-                l[v] = FLT_MAX;
+            if (s->counts[v] > 0) l[v] -= fp * (float)s->counts[v] + pp;
+        clamp_logits(l, V);
+    }
+
+    // Bans last, so that no penalty can lift a banned id back into reach.
+    for (int i = 0; i < params->nbias; i++) {
+        const SamplerBias *b = &params->bias[i];
+        if (b->id >= 0 && b->id < V && b->bias <= -SAMPLER_BIAS_MAX) l[b->id] = -FLT_MAX;
     }
 
     if (params->temperature <= 0.0f || params->top_k == 1) {
@@ -131,10 +162,24 @@ int sampler_draw(Sampler *s, const float *logits, const SamplerParams *params, c
         total = cum;
     }
 
+    if (params->min_p > 0.0f) {
+        // The first-ranked id's unnormalised probability is exactly 1, so min_p is the
+        // threshold itself, and the ranked prefix at or above it is what stays (never
+        // empty, since min_p <= 1).
+        double cum = l[order[0]];
+        int m = 1;
+        while (m < n && l[order[m]] >= params->min_p) cum += l[order[m++]];
+        n = m;
+        total = cum;
+    }
+
     double u = rng_double(rng) * total, cum = 0.0;
     for (int i = 0; i < n; i++) {
         cum += l[order[i]];
         if (u < cum) return order[i];
     }
-    return order[n - 1]; // u landed on the rounding edge of the last kept id
+    // u landed on the rounding edge: the last kept id that has any probability (a banned
+    // one has none).
+    while (n > 1 && l[order[n - 1]] == 0.0f) n--;
+    return order[n - 1];
 }

@@ -282,18 +282,73 @@ static int parse_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *
     return check_int(it, 0, 5, e);
 }
 
-static int parse_penalty(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    (void)cfg, (void)r;
-    const char *k = it->string;
-    if (!cJSON_IsNumber(it)) return bad(e, k, "%s must be a number", k);
-    if (!(it->valuedouble >= -2 && it->valuedouble <= 2))
-        return bad(e, k, "%s must be between -2 and 2", k);
-    return 0;
+// A key of decimal digits as an id below V; -1 when it is not one.
+static int parse_id(const char *k, int V) {
+    long id = 0;
+    if (!*k) return -1;
+    for (const char *c = k; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        id = id * 10 + (*c - '0');
+        if (id >= V) return -1;
+    }
+    return (int)id;
 }
 
-static int parse_object(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    (void)cfg, (void)r;
-    if (!cJSON_IsObject(it)) return bad(e, it->string, "%s must be an object", it->string);
+// {"<id>": bias, ...}: ids are vocabulary indices in decimal; /generate also takes a
+// single char as a key (a key of digits is always an id, so a digit char goes by its id).
+static int parse_logit_bias(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg;
+    const char *k = "logit_bias";
+    if (!cJSON_IsObject(it)) return bad(e, k, "logit_bias must be an object");
+    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(it);
+    if (n > V) return bad(e, k, "logit_bias takes at most %d entries (one per char)", V);
+    SamplerBias *bias = malloc((size_t)(n ? n : 1) * sizeof(*bias));
+    if (!bias) return bad(e, NULL, "out of memory");
+    int nbias = 0, banned = 0, rc = 0;
+    for (const cJSON *b = it->child; b && !rc; b = b->next) {
+        char key[24];
+        copy_utf8(key, sizeof(key), b->string);
+        int id = parse_id(b->string, V);
+        if (id < 0 && key[strspn(key, "0123456789")] == '\0' && key[0]) {
+            rc = bad(e, k, "logit_bias: id %s is not in the vocabulary (0 to %d)", key, V - 1);
+            break;
+        }
+        if (id < 0 && !r->openai) {
+            uint32_t cp;
+            size_t len = strlen(b->string);
+            int used = len ? utf8_decode_one((const unsigned char *)b->string, len, &cp) : 0;
+            if (used <= 0 || (size_t)used != len) {
+                rc = bad(e, k, "logit_bias keys must be token ids or single chars, not '%s'", key);
+                break;
+            }
+            id = r->vocab ? vocab_id(r->vocab, cp) : -1;
+            if (id < 0) {
+                rc = bad(e, k, "logit_bias: '%s' is not in the model's vocabulary", key);
+                break;
+            }
+        }
+        if (id < 0) {
+            rc = bad(e, k, "logit_bias keys must be token ids (decimal strings), not '%s'", key);
+            break;
+        }
+        if (!cJSON_IsNumber(b) || !(fabs(b->valuedouble) <= SAMPLER_BIAS_MAX)) {
+            rc = bad(e, k, "logit_bias values must be numbers from -100 to 100");
+            break;
+        }
+        for (int i = 0; i < nbias && !rc; i++)
+            if (bias[i].id == id) rc = bad(e, k, "logit_bias names id %d twice", id);
+        bias[nbias++] = (SamplerBias){id, (float)b->valuedouble};
+        banned += b->valuedouble <= -SAMPLER_BIAS_MAX;
+    }
+    if (!rc && V > 0 && banned == V) rc = bad(e, k, "logit_bias bans every char");
+    if (rc) {
+        free(bias);
+        return rc;
+    }
+    free(r->bias);
+    r->bias = bias;
+    r->gen.sampler.bias = bias;
+    r->gen.sampler.nbias = nbias;
     return 0;
 }
 
@@ -319,20 +374,12 @@ typedef struct {
 } Field;
 
 static const Field fields[] = {
-    {"prompt", 0, 1, parse_prompt},
-    {"stop", 0, 0, parse_stop},
-    {"stream", 0, 0, parse_stream},
-    {"model", 1, 0, parse_string},
-    {"user", 1, 0, parse_string},
-    {"n", 1, 0, parse_only_one},
-    {"best_of", 1, 0, parse_only_one},
-    {"echo", 1, 0, parse_echo},
-    {"suffix", 1, 0, parse_suffix},
-    {"logprobs", 1, 0, parse_logprobs},
-    {"presence_penalty", 1, 0, parse_penalty},
-    {"frequency_penalty", 1, 0, parse_penalty},
-    {"logit_bias", 1, 0, parse_object},
-    {"stream_options", 1, 0, parse_stream_options},
+    {"prompt", 0, 1, parse_prompt},         {"stop", 0, 0, parse_stop},
+    {"stream", 0, 0, parse_stream},         {"model", 1, 0, parse_string},
+    {"user", 1, 0, parse_string},           {"n", 1, 0, parse_only_one},
+    {"best_of", 1, 0, parse_only_one},      {"echo", 1, 0, parse_echo},
+    {"suffix", 1, 0, parse_suffix},         {"logprobs", 1, 0, parse_logprobs},
+    {"logit_bias", 0, 0, parse_logit_bias}, {"stream_options", 1, 0, parse_stream_options},
 };
 
 static const Field *field_find(const char *name, int openai) {
@@ -384,11 +431,12 @@ static uint64_t random_seed(void) {
     return s & ((1ull << 53) - 1);
 }
 
-int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg, GenRequest *r,
-              ApiError *e) {
+int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg, const Vocab *vocab,
+              GenRequest *r, ApiError *e) {
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
     r->openai = openai;
+    r->vocab = vocab;
     genparams_defaults(&r->gen, openai, cfg->max_tokens);
     int have_seed = 0;
 
@@ -460,5 +508,6 @@ done:
 void gen_request_free(GenRequest *r) {
     free(r->prompt);
     for (int i = 0; i < GEN_MAX_STOP; i++) free(r->stop[i]);
+    free(r->bias);
     memset(r, 0, sizeof(*r));
 }

@@ -22,12 +22,16 @@ typedef struct {
     size_t prompt_len;
     GenerateParams gen;
     char *stop[GEN_MAX_STOP]; // owned; gen.stop points here
+    SamplerBias *bias;        // owned; gen.sampler.bias points here
+    const Vocab *vocab;       // borrowed: the ids and chars logit_bias is checked against
     int stream;
     int include_usage; // OpenAI stream_options.include_usage
 } GenRequest;
 
-int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg, GenRequest *r,
-              ApiError *e);
+/* vocab: the loaded model's, for logit_bias (ids below its size; chars on /generate);
+ * NULL refuses every logit_bias key. */
+int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg, const Vocab *vocab,
+              GenRequest *r, ApiError *e);
 void gen_request_free(GenRequest *r);
 
 #endif

@@ -363,7 +363,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
     Job *j = calloc(1, sizeof(*j));
     if (!j) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     ApiError e;
-    if (api_parse(rq->body ? rq->body : "", rq->len, openai, &srv.cfg, &j->req, &e)) {
+    if (api_parse(rq->body ? rq->body : "", rq->len, openai, &srv.cfg, &srv.vocab, &j->req, &e)) {
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);
     }

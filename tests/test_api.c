@@ -106,8 +106,10 @@ static const Case cases[] = {
      .param = "seed"},
     {G, "{\"seed\": 1, \"prompt\": \"a\", \"seed\": 9007199254740991}",
      .want = "seed=9007199254740991"},
-    {O, B("\"logit_bias\": {\"seed\": 9007199254740993, \"x\": [{\"}\": 1}]}, \"seed\": 3"),
-     .want = "seed=3"},
+    {O,
+     B("\"logit_bias\": {\"1\": -1e0, \"2\": 1}, \"stop\": [\"}\", \"\\\"seed\\\": "
+       "9007199254740993\"], \"seed\": 3"),
+     .want = "seed=3 bias=1:-1,2:1"},
     {G, "{ \"pro\\u006dpt\" :\t\"a\\\"}{,\" ,\n\"se\\u0065d\"\r: 9007199254740992 }",
      .want = "seed=9007199254740992 prompt_len=5"},
 
@@ -121,6 +123,65 @@ static const Case cases[] = {
     {G, "{\"prompt\\u0000x\": \"a\"}", .param = "", .msg = "field name"},
     {G, "{\"prompt\": \"a\\\\u0000\"}", .want = "prompt=a\\u0000"}, // an escaped backslash
     {G, "{\"prompt\": \"a\\u0001\"}", .want = "prompt_len=2"},
+
+    // presence_penalty, frequency_penalty and min_p: genparams rows on both endpoints.
+    {G, "{\"prompt\": \"a\"}", .want = "presence_penalty=0 frequency_penalty=0 min_p=0 bias="},
+    {O, "{\"prompt\": \"a\"}", .want = "presence_penalty=0 frequency_penalty=0 min_p=0 bias="},
+    {G, B("\"presence_penalty\": -2, \"frequency_penalty\": 2, \"min_p\": 1"),
+     .want = "presence_penalty=-2 frequency_penalty=2 min_p=1"},
+    {O, B("\"presence_penalty\": 2, \"frequency_penalty\": -2, \"min_p\": 0.05"),
+     .want = "presence_penalty=2 frequency_penalty=-2 min_p=0.05"},
+    {G, B("\"presence_penalty\": -2.01"), .param = "presence_penalty", .msg = "[-2, 2]"},
+    {G, B("\"frequency_penalty\": 2.5"), .param = "frequency_penalty", .msg = "[-2, 2]"},
+    {O, B("\"frequency_penalty\": -3"), .param = "frequency_penalty"},
+    {G, B("\"min_p\": -0.01"), .param = "min_p", .msg = "[0, 1]"},
+    {O, B("\"min_p\": 1.01"), .param = "min_p", .msg = "[0, 1]"},
+    {G, B("\"min_p\": \"0.1\""), .param = "min_p", .msg = "must be a number"},
+    {G, B("\"presence_penalty\": null"), .param = "presence_penalty"},
+
+    // logit_bias: {"<id>": value}; the test vocabulary is "\n", " ", "7", "a", "b", "c", "é".
+    {G, B("\"logit_bias\": {}"), .want = "bias="},
+    {O, B("\"logit_bias\": {\"0\": -100, \"6\": 100, \"3\": 0.5}"),
+     .want = "bias=0:-100,6:100,3:0.5"},
+    {G, B("\"logit_bias\": {\"2\": 1.5}"), .want = "bias=2:1.5"},
+    {O, B("\"logit_bias\": {\"007\": 1}"), .param = "logit_bias", .msg = "not in the vocabulary"},
+    {G, B("\"logit_bias\": {\"7\": 1}"), .param = "logit_bias", .msg = "0 to 6"}, // an id, not '7'
+    {O, B("\"logit_bias\": {\"99999999999999999999\": 1}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\"-1\": 1}"), .param = "logit_bias", .msg = "token ids"},
+    {O, B("\"logit_bias\": {\"\": 1}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\" 1\": 1}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\"1.0\": 1}"), .param = "logit_bias"},
+    // Chars as keys on /generate only.
+    {G, B("\"logit_bias\": {\"a\": -100, \" \": -100, \"\xc3\xa9\": 2}"),
+     .want = "bias=3:-100,1:-100,6:2"},
+    {G, B("\"logit_bias\": {\"\\n\": 3}"), .want = "bias=0:3"},
+    {O, B("\"logit_bias\": {\"a\": -100}"), .param = "logit_bias", .msg = "token ids"},
+    {G, B("\"logit_bias\": {\"z\": 1}"), .param = "logit_bias", .msg = "vocabulary"},
+    {G, B("\"logit_bias\": {\"ab\": 1}"), .param = "logit_bias", .msg = "single chars"},
+    {G, B("\"logit_bias\": {\"a\": 1, \"3\": 2}"), .param = "logit_bias", .msg = "twice"},
+    {O, B("\"logit_bias\": {\"1\": 1, \"01\": 2}"), .param = "logit_bias", .msg = "twice"},
+    // Values: numbers from -100 to 100.
+    {O, B("\"logit_bias\": {\"1\": 100.5}"), .param = "logit_bias", .msg = "-100 to 100"},
+    {O, B("\"logit_bias\": {\"1\": -101}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\"1\": \"5\"}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\"1\": null}"), .param = "logit_bias"},
+    {O, B("\"logit_bias\": {\"1\": 1e400}"), .param = "logit_bias"}, // infinite
+    // At most one entry per char, and not every char banned.
+    {O,
+     B("\"logit_bias\": {\"0\": -100, \"1\": -100, \"2\": -100, \"3\": -100, \"4\": -100, "
+       "\"5\": -100}"),
+     .want = "bias=0:-100,1:-100,2:-100,3:-100,4:-100,5:-100"},
+    {O,
+     B("\"logit_bias\": {\"0\": -100, \"1\": -100, \"2\": -100, \"3\": -100, \"4\": -100, "
+       "\"5\": -100, \"6\": -100}"),
+     .param = "logit_bias", .msg = "bans every char"},
+    {O,
+     B("\"logit_bias\": {\"0\": 1, \"1\": 1, \"2\": 1, \"3\": 1, \"4\": 1, \"5\": 1, \"6\": "
+       "1, \"0\": 1}"),
+     .param = "logit_bias", .msg = "at most 7"},
+    {G, B("\"logit_bias\": null"), .param = "logit_bias"},
+    {G, B("\"logit_bias\": [1]"), .param = "logit_bias", .msg = "object"},
+    {G, B("\"logit_bias\": {\"1\": 1}, \"logit_bias\": {\"2\": 2}"), .want = "bias=2:2"},
 
     // Stop sequences of at most GEN_MAX_STOP_BYTES bytes.
     {G, B("\"stop\": \"" X64 "\""), .want = "nstop=1"},
@@ -142,8 +203,10 @@ static const Case cases[] = {
        "\"repetition_penalty\": null, \"repetition_window\": null, \"seed\": null, \"stop\": "
        "null, \"stream\": null, \"model\": null, \"user\": null, \"n\": null, \"best_of\": "
        "null, \"echo\": null, \"suffix\": null, \"logprobs\": null, \"presence_penalty\": null, "
-       "\"frequency_penalty\": null, \"logit_bias\": null, \"stream_options\": null"),
-     .want = "max_tokens=16 temperature=1 top_k=0 nstop=0 stream=0"},
+       "\"frequency_penalty\": null, \"logit_bias\": null, \"stream_options\": null, "
+       "\"min_p\": null"),
+     .want = "max_tokens=16 temperature=1 top_k=0 nstop=0 stream=0 presence_penalty=0 min_p=0 "
+             "bias="},
     {O, "{\"prompt\": null}", .param = "prompt"},
     {O, B("\"wat\": null"), .param = "wat", .msg = "unknown field 'wat'"},
 
@@ -203,7 +266,7 @@ static const Case cases[] = {
      B("\"model\": \"x\", \"user\": \"u\", \"n\": 1, \"best_of\": 1.0, \"echo\": false, "
        "\"suffix\": \"\", \"logprobs\": 5, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
        "\"logit_bias\": {\"1\": 5}"),
-     .want = "max_tokens=16"},
+     .want = "max_tokens=16 presence_penalty=-2 frequency_penalty=2 bias=1:5"},
     {O, B("\"n\": 2"), .param = "n", .msg = "only n = 1"},
     {O, B("\"n\": \"1\""), .param = "n"},
     {O, B("\"best_of\": 3"), .param = "best_of"},
@@ -228,6 +291,18 @@ static ServerConfig config(int cap) {
                           .max_tokens = cap ? cap : 2000,
                           .max_prompt = 10,
                           .max_body = 65536};
+}
+
+// "\n", " ", "7", "a", "b", "c", "é": ids 0 to 6. A digit char shows that a key of digits
+// is an id.
+static const Vocab *test_vocab(void) {
+    static Vocab v;
+    if (!v.size) {
+        const char text[] = "cab 7\n\xc3\xa9";
+        ck_assert_int_eq(vocab_build(&v, text, strlen(text), NULL), 0);
+        ck_assert_int_eq(v.size, 7);
+    }
+    return &v;
 }
 
 // The field a genparams row describes, read back as a double.
@@ -267,6 +342,11 @@ static void check_fields(const Case *c, const GenRequest *r) {
         } else if (strcmp(tok, "prompt") == 0) {
             ok = strcmp(r->prompt, v) == 0;
             snprintf(got, sizeof(got), "%s", r->prompt);
+        } else if (strcmp(tok, "bias") == 0) {
+            for (int i = 0; i < r->gen.sampler.nbias; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%d:%g", i ? "," : "",
+                         r->gen.sampler.bias[i].id, r->gen.sampler.bias[i].bias);
+            ok = strcmp(got, v) == 0 && r->gen.sampler.bias == r->bias;
         } else if (strcmp(tok, "stop") == 0) {
             for (int i = 0; i < r->gen.nstop; i++)
                 snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? "|" : "",
@@ -292,7 +372,7 @@ START_TEST(test_parse_table) {
     GenRequest r;
     ApiError e;
     // The caller keeps a NUL after the body; the parser counts on it.
-    int rc = api_parse(c->body, strlen(c->body), c->openai, &cfg, &r, &e);
+    int rc = api_parse(c->body, strlen(c->body), c->openai, &cfg, test_vocab(), &r, &e);
     if (c->param) {
         ck_assert_msg(rc == -1, "%s: accepted", c->body);
         ck_assert_int_eq(e.status, 400);
@@ -320,8 +400,8 @@ START_TEST(test_random_seed) {
     GenRequest a, b;
     ApiError e;
     const char *body = "{\"prompt\": \"a\"}";
-    ck_assert_int_eq(api_parse(body, strlen(body), 0, &cfg, &a, &e), 0);
-    ck_assert_int_eq(api_parse(body, strlen(body), 1, &cfg, &b, &e), 0);
+    ck_assert_int_eq(api_parse(body, strlen(body), 0, &cfg, test_vocab(), &a, &e), 0);
+    ck_assert_int_eq(api_parse(body, strlen(body), 1, &cfg, test_vocab(), &b, &e), 0);
     ck_assert_uint_lt(a.gen.seed, 1ull << 53);
     ck_assert_uint_lt(b.gen.seed, 1ull << 53);
     ck_assert_uint_ne(a.gen.seed, b.gen.seed);
@@ -332,7 +412,7 @@ END_TEST
 
 static int parse_with(const char *body, int openai, const ServerConfig *cfg, GenRequest *r) {
     ApiError e;
-    int rc = api_parse(body, strlen(body), openai, cfg, r, &e);
+    int rc = api_parse(body, strlen(body), openai, cfg, test_vocab(), r, &e);
     if (!rc) return 0;
     ck_assert_int_eq(e.status, 400);
     return -1;
@@ -446,11 +526,27 @@ START_TEST(test_card_matches_parser) {
 }
 END_TEST
 
+// Without a vocabulary every logit_bias key is refused, an empty object is not.
+START_TEST(test_no_vocab) {
+    ServerConfig cfg = config(0);
+    GenRequest r;
+    ApiError e;
+    const char *body = B("\"logit_bias\": {\"0\": 1}");
+    ck_assert_int_eq(api_parse(body, strlen(body), 1, &cfg, NULL, &r, &e), -1);
+    ck_assert_str_eq(e.param, "logit_bias");
+    body = B("\"logit_bias\": {}");
+    ck_assert_int_eq(api_parse(body, strlen(body), 0, &cfg, NULL, &r, &e), 0);
+    ck_assert_int_eq(r.gen.sampler.nbias, 0);
+    gen_request_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("parse");
     tcase_add_loop_test(tc, test_parse_table, 0, (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_test(tc, test_random_seed);
+    tcase_add_test(tc, test_no_vocab);
     tcase_add_loop_test(tc, test_card_matches_parser, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

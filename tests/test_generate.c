@@ -275,6 +275,58 @@ START_TEST(test_rejects_bad_input) {
 }
 END_TEST
 
+// The penalties count generated chars only: the sampler's counts are the text's chars.
+// A -100 bias keeps a char out of the text; bad bias lists and ranges are refused.
+START_TEST(test_counts_and_bias) {
+    Generation g;
+    GenerateParams p = params(1.0f, 60, 3);
+    p.sampler.frequency_penalty = 0.5f;
+    char *text = run("the the the", &p, &g, NULL);
+    int V = vocab.size, total = 0;
+    for (int v = 0; v < V; v++) {
+        int n = 0;
+        for (const char *c = text; *c; c++) n += vocab_id(&vocab, (unsigned char)*c) == v;
+        ck_assert_int_eq(g.sampler.counts[v], n);
+        total += n;
+    }
+    ck_assert_int_eq(total, g.tokens);
+    generation_free(&g);
+    free(text);
+
+    SamplerBias ban[2] = {{vocab_id(&vocab, 't'), -100}, {vocab_id(&vocab, ' '), -100}};
+    p = params(2.0f, 300, 4);
+    p.sampler.bias = ban;
+    p.sampler.nbias = 2;
+    text = run("the ", &p, &g, NULL);
+    ck_assert_int_eq(g.tokens, 300);
+    ck_assert_ptr_null(strchr(text, 't'));
+    ck_assert_ptr_null(strchr(text, ' '));
+    generation_free(&g);
+    free(text);
+
+    char err[ERR_LEN];
+    SamplerBias bad[2] = {{0, 1}, {0, 2}};
+    p.sampler.bias = bad;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "twice"));
+    bad[1].id = V;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    bad[1] = (SamplerBias){1, 100.5f};
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p.sampler.nbias = V + 1;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.sampler.presence_penalty = 2.5f;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.sampler.frequency_penalty = -2.5f;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.sampler.min_p = 1.5f;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
@@ -285,6 +337,7 @@ int main(void) {
     tcase_add_test(tc, test_seed_and_cancel);
     tcase_add_test(tc, test_batched_equals_alone);
     tcase_add_test(tc, test_rejects_bad_input);
+    tcase_add_test(tc, test_counts_and_bias);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

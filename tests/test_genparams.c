@@ -226,11 +226,11 @@ START_TEST(test_defaults) {
         int openai, cap;
         GenerateParams want;
     } cases[] = {
-        {0, 0, {{0.8f, 40, 1.0f, 1.0f, 64}, 200, 0, 0, {0}}},
-        {0, 2000, {{0.8f, 40, 1.0f, 1.0f, 64}, 200, 0, 0, {0}}},
-        {0, 50, {{0.8f, 40, 1.0f, 1.0f, 64}, 50, 0, 0, {0}}},
-        {1, 0, {{1.0f, 0, 1.0f, 1.0f, 64}, 16, 0, 0, {0}}},
-        {1, 5, {{1.0f, 0, 1.0f, 1.0f, 64}, 5, 0, 0, {0}}},
+        {0, 0, {{0.8f, 40, 1.0f, 1.0f, 64, 0, 0, 0, 0, NULL}, 200, 0, 0, {0}}},
+        {0, 2000, {{0.8f, 40, 1.0f, 1.0f, 64, 0, 0, 0, 0, NULL}, 200, 0, 0, {0}}},
+        {0, 50, {{0.8f, 40, 1.0f, 1.0f, 64, 0, 0, 0, 0, NULL}, 50, 0, 0, {0}}},
+        {1, 0, {{1.0f, 0, 1.0f, 1.0f, 64, 0, 0, 0, 0, NULL}, 16, 0, 0, {0}}},
+        {1, 5, {{1.0f, 0, 1.0f, 1.0f, 64, 0, 0, 0, 0, NULL}, 5, 0, 0, {0}}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         GenerateParams p;
@@ -243,6 +243,11 @@ START_TEST(test_defaults) {
         ck_assert_float_eq(p.sampler.top_p, w->sampler.top_p);
         ck_assert_float_eq(p.sampler.repetition_penalty, w->sampler.repetition_penalty);
         ck_assert_int_eq(p.sampler.repetition_window, w->sampler.repetition_window);
+        ck_assert_float_eq(p.sampler.presence_penalty, 0);
+        ck_assert_float_eq(p.sampler.frequency_penalty, 0);
+        ck_assert_float_eq(p.sampler.min_p, 0);
+        ck_assert_int_eq(p.sampler.nbias, 0);
+        ck_assert_ptr_null(p.sampler.bias);
         ck_assert_uint_eq(p.seed, 0);
         ck_assert_int_eq(p.nstop, 0);
         for (int s = 0; s < GEN_MAX_STOP; s++) ck_assert_ptr_null(p.stop[s]);

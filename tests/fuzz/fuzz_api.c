@@ -28,6 +28,19 @@ static const ServerConfig cfg = {
     .max_concurrent = 64,
 };
 
+// The shipped model's kind of vocabulary: newline and printable ASCII.
+static const Vocab *fuzz_vocab(void) {
+    static Vocab v;
+    if (!v.size) {
+        char text[96];
+        int n = 0;
+        text[n++] = '\n';
+        for (char c = ' '; c <= '~'; c++) text[n++] = c;
+        CHECK(vocab_build(&v, text, (size_t)n, NULL) == 0);
+    }
+    return &v;
+}
+
 static int utf8_ok(const char *s) {
     return utf8_find_invalid(s, strlen(s)) < 0;
 }
@@ -45,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     GenRequest r;
     ApiError e;
-    int rc = api_parse(body, len, openai, &cfg, &r, &e);
+    int rc = api_parse(body, len, openai, &cfg, fuzz_vocab(), &r, &e);
     if (rc == 0) {
         CHECK(e.status == 0);
         CHECK(r.openai == openai);
@@ -58,6 +71,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(sp->top_k >= 0 && sp->repetition_window >= 0);
         CHECK(sp->top_p > 0 && sp->top_p <= 1);
         CHECK(isfinite(sp->repetition_penalty) && sp->repetition_penalty > 0);
+        CHECK(sp->presence_penalty >= -2 && sp->presence_penalty <= 2);
+        CHECK(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2);
+        CHECK(sp->min_p >= 0 && sp->min_p <= 1);
+        CHECK(sp->nbias >= 0 && sp->nbias <= fuzz_vocab()->size && sp->bias == r.bias);
+        for (int i = 0; i < sp->nbias; i++) {
+            CHECK(sp->bias[i].id >= 0 && sp->bias[i].id < fuzz_vocab()->size);
+            CHECK(sp->bias[i].bias >= -100 && sp->bias[i].bias <= 100);
+            for (int j = 0; j < i; j++) CHECK(sp->bias[j].id != sp->bias[i].id);
+        }
         CHECK(r.gen.nstop >= 0 && r.gen.nstop <= GEN_MAX_STOP);
         for (int i = 0; i < r.gen.nstop; i++) {
             CHECK(r.gen.stop[i] == r.stop[i] && r.stop[i][0] && utf8_ok(r.stop[i]));
@@ -70,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         // A failed parse owns nothing.
         CHECK(!r.prompt);
         for (int i = 0; i < GEN_MAX_STOP; i++) CHECK(!r.stop[i]);
+        CHECK(!r.bias);
     }
     free(body);
     return 0;
