@@ -201,7 +201,7 @@ static const Case cases[] = {
     {G, B("\"stream\": \"true\""), .param = "stream"},
     {O,
      B("\"model\": \"x\", \"user\": \"u\", \"n\": 1, \"best_of\": 1.0, \"echo\": false, "
-       "\"suffix\": \"\", \"logprobs\": 5, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
+       "\"suffix\": \"\", \"logprobs\": 0, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
        "\"logit_bias\": {\"1\": 5}"),
      .want = "max_tokens=16"},
     {O, B("\"n\": 2"), .param = "n", .msg = "only n = 1"},
@@ -211,6 +211,8 @@ static const Case cases[] = {
     {O, B("\"echo\": 0"), .param = "echo"},
     {O, B("\"suffix\": \"x\""), .param = "suffix"},
     {O, B("\"model\": 3"), .param = "model"},
+    {O, B("\"logprobs\": 5"), .param = "logprobs", .msg = "not supported"},
+    {O, B("\"logprobs\": 1"), .param = "logprobs", .msg = "not supported"},
     {O, B("\"logprobs\": 6"), .param = "logprobs"},
     {O, B("\"logprobs\": -1"), .param = "logprobs"},
     {O, B("\"presence_penalty\": 2.5"), .param = "presence_penalty"},
