@@ -329,6 +329,12 @@ static const ChatTemplate chat_builtin = {NULL, {"", "User: ", "Assistant: "}, {
 
 #define CHAT_TEMPLATE_MAX_BYTES 65536
 
+static int template_fail(ChatTemplate *t, char *copy) {
+    free(copy);
+    memset(t, 0, sizeof(*t));
+    return -1;
+}
+
 int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err) {
     memset(t, 0, sizeof(*t));
     if (memchr(text, '\0', len)) return err_set(err, "the template contains a NUL byte");
@@ -343,8 +349,8 @@ int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
         if (n == 3) {
-            free(copy);
-            return err_set(err, "the template must be exactly three lines, one per role");
+            err_set(err, "the template must be exactly three lines, one per role");
+            return template_fail(t, copy);
         }
         int role = -1;
         char *at = NULL;
@@ -352,17 +358,18 @@ int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err
             char *p = strstr(line, chat_placeholders[k]);
             if (!p) continue;
             if (role >= 0 || strstr(p + 1, chat_placeholders[k])) {
-                free(copy);
-                return err_set(err, "line %d holds more than one placeholder", n + 1);
+                err_set(err, "line %d holds more than one placeholder", n + 1);
+                return template_fail(t, copy);
             }
             role = k, at = p;
         }
-        if (role < 0 || t->pre[role]) {
-            free(copy);
-            return err_set(err,
-                           role < 0 ? "line %d holds none of {system}, {user}, {assistant}"
-                                    : "line %d repeats a role's placeholder",
-                           n + 1);
+        if (role < 0) {
+            err_set(err, "line %d holds none of {system}, {user}, {assistant}", n + 1);
+            return template_fail(t, copy);
+        }
+        if (t->pre[role]) {
+            err_set(err, "line %d repeats a role's placeholder", n + 1);
+            return template_fail(t, copy);
         }
         *at = '\0';
         t->pre[role] = line;
@@ -371,9 +378,8 @@ int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err
     }
     for (int k = 0; k < 3; k++)
         if (!t->pre[k]) {
-            free(copy);
-            memset(t, 0, sizeof(*t));
-            return err_set(err, "the template has no line with %s", chat_placeholders[k]);
+            err_set(err, "the template has no line with %s", chat_placeholders[k]);
+            return template_fail(t, copy);
         }
     t->text = copy;
     return 0;
