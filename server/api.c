@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "error.h"
+#include "fileio.h"
 #include "genparams.h"
 #include "utf8.h"
 
@@ -277,9 +278,17 @@ static int parse_suffix(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
     return 0;
 }
 
+// Refused until logprobs are computed: an answer without them would be a wrong one.
 static int parse_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    (void)cfg, (void)r;
-    return check_int(it, 0, 5, e);
+    (void)cfg;
+    if (r->chat) {
+        if (!cJSON_IsBool(it)) return bad(e, "logprobs", "logprobs must be true or false");
+        if (cJSON_IsTrue(it)) return bad(e, "logprobs", "logprobs are not supported yet");
+        return 0;
+    }
+    if (check_int(it, 0, 5, e)) return -1;
+    if (it->valuedouble != 0) return bad(e, "logprobs", "logprobs are not supported yet");
+    return 0;
 }
 
 // A key of decimal digits as an id below V; -1 when it is not one.
@@ -365,6 +374,299 @@ static int parse_stream_options(const cJSON *it, const ServerConfig *cfg, GenReq
     return 0;
 }
 
+// ---- /v1/chat/completions: messages, the template, and the fields only OpenAI's chat has.
+
+static const char *const chat_roles[3] = {"system", "user", "assistant"};
+static const char *const chat_placeholders[3] = {"{system}", "{user}", "{assistant}"};
+
+// The built-in template: plain prose turns a char-level model can continue.
+static const ChatTemplate chat_builtin = {NULL, {"", "User: ", "Assistant: "}, {"", "", ""}};
+
+#define CHAT_TEMPLATE_MAX_BYTES 65536
+
+static int template_fail(ChatTemplate *t, char *copy) {
+    free(copy);
+    memset(t, 0, sizeof(*t));
+    return -1;
+}
+
+int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err) {
+    memset(t, 0, sizeof(*t));
+    if (memchr(text, '\0', len)) return err_set(err, "the template contains a NUL byte");
+    if (utf8_find_invalid(text, len) >= 0) return err_set(err, "the template is not valid UTF-8");
+    if (len > 0 && text[len - 1] == '\n') len--; // the last line's newline is optional
+    char *copy = malloc(len + 1);
+    if (!copy) return err_set(err, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    char *line = copy;
+    for (int n = 0; line; n++) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        if (n == 3) {
+            err_set(err, "the template must be exactly three lines, one per role");
+            return template_fail(t, copy);
+        }
+        int role = -1;
+        char *at = NULL;
+        for (int k = 0; k < 3; k++) {
+            char *p = strstr(line, chat_placeholders[k]);
+            if (!p) continue;
+            if (role >= 0 || strstr(p + 1, chat_placeholders[k])) {
+                err_set(err, "line %d holds more than one placeholder", n + 1);
+                return template_fail(t, copy);
+            }
+            role = k, at = p;
+        }
+        if (role < 0) {
+            err_set(err, "line %d holds none of {system}, {user}, {assistant}", n + 1);
+            return template_fail(t, copy);
+        }
+        if (t->pre[role]) {
+            err_set(err, "line %d repeats a role's placeholder", n + 1);
+            return template_fail(t, copy);
+        }
+        *at = '\0';
+        t->pre[role] = line;
+        t->post[role] = at + strlen(chat_placeholders[role]);
+        line = nl ? nl + 1 : NULL;
+    }
+    for (int k = 0; k < 3; k++)
+        if (!t->pre[k]) {
+            err_set(err, "the template has no line with %s", chat_placeholders[k]);
+            return template_fail(t, copy);
+        }
+    t->text = copy;
+    return 0;
+}
+
+int chat_template_load(const char *path, ChatTemplate *t, char *err) {
+    char *data = NULL;
+    size_t len = 0;
+    if (file_read_all(path, CHAT_TEMPLATE_MAX_BYTES, &data, &len, err)) return -1;
+    int rc = chat_template_parse(data, len, t, err);
+    free(data);
+    return rc;
+}
+
+void chat_template_free(ChatTemplate *t) {
+    free(t->text);
+    memset(t, 0, sizeof(*t));
+}
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} Buf;
+
+static void buf_add(Buf *b, const char *s) {
+    size_t n = strlen(s);
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->s = p, b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
+// One message's content: a string, or an array of text parts joined as they are.
+static int chat_content(const cJSON *c, int i, Buf *b, ApiError *e) {
+    if (cJSON_IsString(c)) {
+        buf_add(b, c->valuestring);
+        return 0;
+    }
+    if (!cJSON_IsArray(c))
+        return bad(e, "messages", "messages[%d].content must be a string or an array of text parts",
+                   i);
+    for (const cJSON *part = c->child; part; part = part->next) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
+            !cJSON_IsString(text) || cJSON_GetArraySize(part) != 2)
+            return bad(e, "messages",
+                       "messages[%d].content: only parts {\"type\": \"text\", \"text\": ...} "
+                       "are supported",
+                       i);
+        buf_add(b, text->valuestring);
+    }
+    return 0;
+}
+
+static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    const ChatTemplate *t = cfg->chat_template ? cfg->chat_template : &chat_builtin;
+    if (!cJSON_IsArray(it) || !it->child)
+        return bad(e, "messages", "messages must be a non-empty array of messages");
+    Buf b = {0};
+    int i = 0;
+    for (const cJSON *m = it->child; m; m = m->next, i++) {
+        if (!cJSON_IsObject(m)) {
+            free(b.s);
+            return bad(e, "messages", "messages[%d] must be an object", i);
+        }
+        const cJSON *role = NULL, *content = NULL;
+        for (const cJSON *f = m->child; f; f = f->next) {
+            if (strcmp(f->string, "role") == 0)
+                role = f;
+            else if (strcmp(f->string, "content") == 0)
+                content = f;
+            else if (!(strcmp(f->string, "name") == 0 && cJSON_IsNull(f))) {
+                free(b.s);
+                char key[48];
+                copy_utf8(key, sizeof(key), f->string);
+                return bad(e, "messages", "messages[%d]: the field '%s' is not supported", i, key);
+            }
+        }
+        int k = -1;
+        for (int j = 0; j < 3 && cJSON_IsString(role); j++)
+            if (strcmp(role->valuestring, chat_roles[j]) == 0) k = j;
+        if (k < 0) {
+            free(b.s);
+            return bad(e, "messages", "messages[%d].role must be system, user or assistant", i);
+        }
+        buf_add(&b, t->pre[k]);
+        if (!content || chat_content(content, i, &b, e)) {
+            free(b.s);
+            if (!content) return bad(e, "messages", "messages[%d] has no content", i);
+            return -1;
+        }
+        buf_add(&b, t->post[k]);
+        buf_add(&b, "\n");
+    }
+    buf_add(&b, t->pre[2]);
+    if (b.oom) {
+        free(b.s);
+        return bad(e, NULL, "out of memory");
+    }
+    size_t chars = utf8_count(b.s, b.len);
+    if (chars > (size_t)cfg->max_prompt) {
+        free(b.s);
+        return bad(e, "messages",
+                   "the messages make a prompt of %zu chars, more than the limit of %d", chars,
+                   cfg->max_prompt);
+    }
+    free(r->prompt);
+    r->prompt = b.s;
+    r->prompt_len = b.len;
+    return 0;
+}
+
+// Unless the request names its own stops, a reply ends where the model starts the user's
+// next turn: "\n" and the user line's text before {user}, trailing spaces dropped.
+static int chat_default_stop(const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    const ChatTemplate *t = cfg->chat_template ? cfg->chat_template : &chat_builtin;
+    size_t n = strlen(t->pre[1]);
+    while (n > 0 && t->pre[1][n - 1] == ' ') n--;
+    if (r->gen.nstop > 0 || n == 0 || n + 1 > GEN_MAX_STOP_BYTES) return 0;
+    char *s = malloc(n + 2);
+    if (!s) return bad(e, NULL, "out of memory");
+    s[0] = '\n';
+    memcpy(s + 1, t->pre[1], n);
+    s[n + 1] = '\0';
+    r->stop[0] = s;
+    r->gen.stop[0] = s;
+    r->gen.nstop = 1;
+    return 0;
+}
+
+// max_completion_tokens is chat's newer name for max_tokens.
+static int parse_max_completion_tokens(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
+                                       ApiError *e) {
+    if (parse_param(it, NULL, genparams_find("max_tokens"), cfg, r, e) == 0) return 0;
+    char msg[sizeof(e->message)];
+    const char *rest = strncmp(e->message, "max_tokens", 10) == 0 ? e->message + 10 : NULL;
+    snprintf(msg, sizeof(msg), "max_completion_tokens%s", rest ? rest : "");
+    return bad(e, "max_completion_tokens", "%s", rest ? msg : e->message);
+}
+
+// Asks for something charlm cannot do (tools, audio, ...): any value but null is refused.
+static int parse_refused(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    return bad(e, it->string, "%s is not supported", it->string);
+}
+
+// No effect on the output, so accepting it ignores nothing a client would notice.
+static int parse_noop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)it, (void)cfg, (void)r, (void)e;
+    return 0;
+}
+
+static int parse_response_format(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
+                                 ApiError *e) {
+    (void)cfg, (void)r;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
+    if (cJSON_IsObject(it) && cJSON_GetArraySize(it) == 1 && cJSON_IsString(type) &&
+        strcmp(type->valuestring, "text") == 0)
+        return 0;
+    return bad(e, "response_format", "only response_format {\"type\": \"text\"} is supported");
+}
+
+static int parse_modalities(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg, (void)r;
+    if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 1 && cJSON_IsString(it->child) &&
+        strcmp(it->child->valuestring, "text") == 0)
+        return 0;
+    return bad(e, "modalities", "only modalities [\"text\"] is supported");
+}
+
+static int parse_top_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
+                              ApiError *e) {
+    (void)cfg, (void)r;
+    if (check_int(it, 0, 20, e)) return -1;
+    if (it->valuedouble != 0) return bad(e, "top_logprobs", "top_logprobs are not supported yet");
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int chat_only;
+    int (*parse)(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e);
+} OpenAIField;
+
+// OpenAI's fields beyond the completions ones: refused when they would change what is
+// generated and charlm cannot do it, accepted when they change nothing.
+static const OpenAIField openai_fields[] = {
+    {"messages", 1, parse_messages},
+    {"max_completion_tokens", 1, parse_max_completion_tokens},
+    {"response_format", 0, parse_response_format},
+    {"modalities", 0, parse_modalities},
+    {"top_logprobs", 1, parse_top_logprobs},
+    {"tools", 0, parse_refused},
+    {"tool_choice", 0, parse_refused},
+    {"functions", 0, parse_refused},
+    {"function_call", 0, parse_refused},
+    {"audio", 0, parse_refused},
+    {"prediction", 0, parse_refused},
+    {"web_search_options", 0, parse_refused},
+    {"reasoning_effort", 0, parse_refused},
+    {"store", 0, parse_noop},
+    {"metadata", 0, parse_noop},
+    {"service_tier", 0, parse_noop},
+    {"parallel_tool_calls", 0, parse_noop},
+};
+
+// The completions fields chat does not have.
+static int chat_lacks(const char *name) {
+    static const char *const names[] = {"prompt", "suffix", "echo", "best_of"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+        if (strcmp(names[i], name) == 0) return 1;
+    return 0;
+}
+
+static const OpenAIField *openai_field_find(const char *name, int chat) {
+    for (size_t i = 0; i < sizeof(openai_fields) / sizeof(*openai_fields); i++)
+        if ((chat || !openai_fields[i].chat_only) && strcmp(openai_fields[i].name, name) == 0)
+            return &openai_fields[i];
+    return NULL;
+}
+
 // The request fields that are not generation parameters (those are core/genparams rows).
 typedef struct {
     const char *name;
@@ -383,6 +685,7 @@ static const Field fields[] = {
 };
 
 static const Field *field_find(const char *name, int openai) {
+    if (openai == API_CHAT && chat_lacks(name)) return NULL;
     for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++)
         if ((openai || !fields[i].openai_only) && strcmp(fields[i].name, name) == 0)
             return &fields[i];
@@ -435,7 +738,8 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
               GenRequest *r, ApiError *e) {
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
-    r->openai = openai;
+    r->openai = openai != API_NATIVE;
+    r->chat = openai == API_CHAT;
     r->vocab = vocab;
     genparams_defaults(&r->gen, openai, cfg->max_tokens);
     int have_seed = 0;
@@ -476,7 +780,9 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
         }
         const GenParam *gp = param_find(it->string);
         const Field *f = gp ? NULL : field_find(it->string, openai);
-        if (!gp && !f) {
+        const OpenAIField *of =
+            gp || f || !r->openai ? NULL : openai_field_find(it->string, r->chat);
+        if (!gp && !f && !of) {
             char key[48];
             copy_utf8(key, sizeof(key), it->string);
             rc = bad(e, it->string, "unknown field '%s'", key);
@@ -487,15 +793,22 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
             break;
         }
         // OpenAI clients send null for "use the default".
-        if (openai && cJSON_IsNull(it) && !(f && f->required)) continue;
+        if (openai && cJSON_IsNull(it) && !(f && f->required) &&
+            !(of && of->parse == parse_messages))
+            continue;
         if (gp) {
             rc = parse_param(it, &raw, gp, cfg, r, e);
             have_seed |= gp->type == GENPARAM_SEED;
+        } else if (of) {
+            rc = of->parse(it, cfg, r, e);
         } else {
             rc = f->parse(it, cfg, r, e);
         }
     }
-    if (!rc && !r->prompt) rc = bad(e, "prompt", "prompt is required");
+    if (!rc && !r->prompt)
+        rc = r->chat ? bad(e, "messages", "messages is required")
+                     : bad(e, "prompt", "prompt is required");
+    if (!rc && r->chat) rc = chat_default_stop(cfg, r, e);
     if (!rc && !have_seed) r->gen.seed = random_seed();
     if (!rc && r->include_usage && !r->stream)
         rc = bad(e, "stream_options", "stream_options is only allowed with stream: true");

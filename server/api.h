@@ -1,6 +1,7 @@
 /*
- * api.h — the JSON bodies of POST /generate and POST /v1/completions, parsed and checked
- * into a generation request. Pure: no I/O, no server state beyond the limits passed in.
+ * api.h — the JSON bodies of POST /generate, POST /v1/completions and POST
+ * /v1/chat/completions, parsed and checked into a generation request. Pure: no I/O, no
+ * server state beyond the limits (and chat template) passed in.
  */
 #ifndef CHARLM_API_H
 #define CHARLM_API_H
@@ -16,8 +17,27 @@ typedef struct {
     char param[64]; // empty when no single field is at fault
 } ApiError;
 
+/* api_parse's kind of body. */
+enum { API_NATIVE = 0, API_COMPLETIONS = 1, API_CHAT = 2 };
+
+/* How chat messages become a prompt. A template is three lines, one per role, each
+ * holding its placeholder ({system}, {user}, {assistant}) once. A message is its role's
+ * line with the placeholder replaced by its content, then "\n"; the prompt is the
+ * messages in order, then the assistant line's text before {assistant}. docs/API.md
+ * states the built-in one. */
+typedef struct ChatTemplate {
+    char *text;                   // owned (NULL for the built-in); pre/post point into it
+    const char *pre[3], *post[3]; // by role: system, user, assistant
+} ChatTemplate;
+
+/* Checks and splits a template's text. */
+int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err);
+int chat_template_load(const char *path, ChatTemplate *t, char *err);
+void chat_template_free(ChatTemplate *t);
+
 typedef struct {
-    int openai; // parsed as /v1/completions
+    int openai; // parsed as /v1/completions or /v1/chat/completions
+    int chat;   // parsed as /v1/chat/completions
     char *prompt;
     size_t prompt_len;
     GenerateParams gen;
@@ -28,9 +48,10 @@ typedef struct {
     int include_usage; // OpenAI stream_options.include_usage
 } GenRequest;
 
-/* vocab: the loaded model's, for logit_bias (ids below its size; chars on /generate);
- * NULL refuses every logit_bias key. */
-int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg, const Vocab *vocab,
+/* kind is API_NATIVE, API_COMPLETIONS or API_CHAT; chat uses cfg->chat_template, or the
+ * built-in one when it is NULL. vocab: the loaded model's, for logit_bias (ids below its
+ * size; chars on /generate); NULL refuses every logit_bias key. */
+int api_parse(const char *body, size_t len, int kind, const ServerConfig *cfg, const Vocab *vocab,
               GenRequest *r, ApiError *e);
 void gen_request_free(GenRequest *r);
 

@@ -202,7 +202,7 @@ static cJSON *openai_object(const Job *j, const char *text, const char *finish) 
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "object", "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", MODEL_ID);
+    cJSON_AddStringToObject(o, "model", srv.cfg.model_id);
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     if (text) {
         cJSON *c = cJSON_CreateObject();
@@ -218,6 +218,32 @@ static cJSON *openai_object(const Job *j, const char *text, const char *finish) 
     return o;
 }
 
+/* A chat.completion (message), or with stream a chat.completion.chunk (delta): role and
+ * content go into it when not NULL; choice 0 means an empty choices array (the usage
+ * chunk). */
+static cJSON *chat_object(const Job *j, int stream, const char *role, const char *content,
+                          const char *finish, int choice) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "object", stream ? "chat.completion.chunk" : "chat.completion");
+    cJSON_AddNumberToObject(o, "created", (double)j->created);
+    cJSON_AddStringToObject(o, "model", srv.cfg.model_id);
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    if (!choice) return o;
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON *m = cJSON_AddObjectToObject(c, stream ? "delta" : "message");
+    if (role) cJSON_AddStringToObject(m, "role", role);
+    if (content) cJSON_AddStringToObject(m, "content", content);
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+    cJSON_AddItemToArray(choices, c);
+    return o;
+}
+
 static void add_usage(cJSON *o, const Job *j) {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", j->gen.prompt_tokens);
@@ -230,7 +256,7 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     j->created = time(NULL);
     unsigned char rnd[12] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) memset(rnd, 0, sizeof(rnd));
-    int n = snprintf(j->id, sizeof(j->id), "cmpl-");
+    int n = snprintf(j->id, sizeof(j->id), j->req.chat ? "chatcmpl-" : "cmpl-");
     for (size_t i = 0; i < sizeof(rnd); i++) n += snprintf(j->id + n, 3, "%02x", rnd[i]);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -251,7 +277,11 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
     if (sched_poll(&j->task, 0, NULL, NULL) < 0) return MHD_YES; // parked until the release
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
     cJSON *o;
-    if (j->req.openai) {
+    if (j->req.chat) {
+        o = chat_object(j, 0, "assistant", j->gen.text, finish_reason_name(j->gen.finish), 1);
+        add_usage(o, j);
+        add_seed(o, j);
+    } else if (j->req.openai) {
         o = openai_object(j, j->gen.text, finish_reason_name(j->gen.finish));
         add_usage(o, j);
         add_seed(o, j);
@@ -288,7 +318,9 @@ static int out_event(Job *j, cJSON *o) {
 
 static int stream_text(Job *j, const char *chunk) {
     cJSON *o;
-    if (j->req.openai) {
+    if (j->req.chat) {
+        o = chat_object(j, 1, NULL, chunk, NULL, 1);
+    } else if (j->req.openai) {
         o = openai_object(j, chunk, NULL);
     } else {
         o = cJSON_CreateObject();
@@ -301,11 +333,12 @@ static int stream_text(Job *j, const char *chunk) {
 static int stream_final(Job *j) {
     const char *finish = finish_reason_name(j->gen.finish);
     if (j->req.openai) {
-        cJSON *o = openai_object(j, "", finish);
+        cJSON *o =
+            j->req.chat ? chat_object(j, 1, NULL, NULL, finish, 1) : openai_object(j, "", finish);
         add_seed(o, j);
         if (out_event(j, o)) return -1;
         if (j->req.include_usage) {
-            o = openai_object(j, NULL, NULL);
+            o = j->req.chat ? chat_object(j, 1, NULL, NULL, NULL, 0) : openai_object(j, NULL, NULL);
             add_usage(o, j);
             if (out_event(j, o)) return -1;
         }
@@ -359,11 +392,12 @@ static void json_finish(Request *rq) {
     job_end(rq->ctx);
 }
 
-static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int openai) {
+// kind: api.h's API_NATIVE, API_COMPLETIONS or API_CHAT.
+static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind) {
     Job *j = calloc(1, sizeof(*j));
     if (!j) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     ApiError e;
-    if (api_parse(rq->body ? rq->body : "", rq->len, openai, &srv.cfg, &srv.vocab, &j->req, &e)) {
+    if (api_parse(rq->body ? rq->body : "", rq->len, kind, &srv.cfg, &srv.vocab, &j->req, &e)) {
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);
     }
@@ -404,6 +438,11 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
         return reply_json(conn, rq);
     }
 
+    // A chat stream's first chunk names the speaker before any text is generated.
+    if (j->req.chat && out_event(j, chat_object(j, 1, "assistant", "", NULL, 1))) {
+        job_end(j);
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
     if (!resp) {
@@ -421,9 +460,13 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int open
 }
 
 enum MHD_Result gen_handle_native(struct MHD_Connection *conn, Request *rq) {
-    return handle(conn, rq, 0);
+    return handle(conn, rq, API_NATIVE);
 }
 
 enum MHD_Result gen_handle_openai(struct MHD_Connection *conn, Request *rq) {
-    return handle(conn, rq, 1);
+    return handle(conn, rq, API_COMPLETIONS);
+}
+
+enum MHD_Result gen_handle_chat(struct MHD_Connection *conn, Request *rq) {
+    return handle(conn, rq, API_CHAT);
 }

@@ -18,5 +18,7 @@ void gen_stop_admitting(void);
 enum MHD_Result gen_handle_native(struct MHD_Connection *conn, Request *rq);
 /* POST /v1/completions: OpenAI's text completion shapes. */
 enum MHD_Result gen_handle_openai(struct MHD_Connection *conn, Request *rq);
+/* POST /v1/chat/completions: OpenAI's chat shapes, the prompt made by the chat template. */
+enum MHD_Result gen_handle_chat(struct MHD_Connection *conn, Request *rq);
 
 #endif

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "info.h"
 #include "server.h"
+#include "utf8.h"
 
 // Training curves longer than this are thinned (evenly, keeping the last row) so the
 // card stays small enough to fetch and draw.
@@ -129,7 +130,7 @@ static cJSON *gen_limits(void) {
 
 int info_build_model_card(char *err) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", MODEL_ID);
+    cJSON_AddStringToObject(o, "id", srv.cfg.model_id);
     cJSON_AddStringToObject(o, "architecture",
                             "Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)");
     add_config(o);
@@ -138,6 +139,12 @@ int info_build_model_card(char *err) {
     add_number_or_null(o, "best_val_bpc", srv.info.best_val_loss / log(2.0));
     cJSON_AddStringToObject(o, "vocab_sha256", srv.info.vocab_sha256);
     cJSON_AddStringToObject(o, "corpus_sha256", srv.info.corpus_sha256);
+    cJSON *vocab = cJSON_AddArrayToObject(o, "vocab");
+    for (int i = 0; i < srv.vocab.size; i++) {
+        char ch[5];
+        ch[utf8_encode(srv.vocab.chars[i], ch)] = '\0';
+        cJSON_AddItemToArray(vocab, cJSON_CreateString(ch));
+    }
     cJSON_AddItemToObject(o, "defaults", gen_defaults(0));
     cJSON_AddItemToObject(o, "openai_defaults", gen_defaults(1));
     cJSON_AddItemToObject(o, "limits", gen_limits());
@@ -156,7 +163,7 @@ enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", atomic_load(&srv.shutting_down) ? "draining" : "ok");
     cJSON *m = cJSON_AddObjectToObject(o, "model");
-    cJSON_AddStringToObject(m, "id", MODEL_ID);
+    cJSON_AddStringToObject(m, "id", srv.cfg.model_id);
     add_config(m);
     add_number_or_null(m, "best_val_loss", srv.info.best_val_loss);
     cJSON_AddNumberToObject(o, "generations_in_flight", atomic_load(&srv.in_flight));
@@ -173,16 +180,166 @@ enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
     return respond_json(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, json);
 }
 
+static cJSON *model_object(void) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", srv.cfg.model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)srv.started);
+    cJSON_AddStringToObject(m, "owned_by", "charlm");
+    return m;
+}
+
 enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(o, "data");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", MODEL_ID);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)srv.started);
-    cJSON_AddStringToObject(m, "owned_by", "charlm");
-    cJSON_AddItemToArray(data, m);
+    cJSON_AddItemToArray(data, model_object());
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return respond_json(conn, rq, MHD_HTTP_OK, json);
+}
+
+// Requests may name any model (the one loaded serves them all), but asking about one by
+// name is a question about that name: OpenAI's 404 for another.
+enum MHD_Result info_model(struct MHD_Connection *conn, Request *rq) {
+    cJSON *o;
+    int status = MHD_HTTP_OK;
+    if (strcmp(rq->tail, srv.cfg.model_id) == 0) {
+        o = model_object();
+    } else {
+        status = MHD_HTTP_NOT_FOUND;
+        o = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        char msg[192];
+        snprintf(msg, sizeof(msg), "no model '%.64s' here; this server has '%.64s'", rq->tail,
+                 srv.cfg.model_id);
+        cJSON_AddStringToObject(e, "message", msg);
+        cJSON_AddStringToObject(e, "type", "not_found_error");
+        cJSON_AddStringToObject(e, "param", "model");
+        cJSON_AddStringToObject(e, "code", "model_not_found");
+    }
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return respond_json(conn, rq, status, json);
+}
+
+// ---- POST /tokenize and /detokenize (llama.cpp's shapes): ids are vocabulary indices.
+
+// cJSON ends a string at a \u0000, so a body holding one would be read short.
+static int body_has_nul_escape(const char *p, size_t len) {
+    for (const char *end = p + len; p < end; p++) {
+        if (*p != '\\') continue;
+        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) return 1;
+        p++;
+    }
+    return 0;
+}
+
+/* The request's JSON object, or NULL once *r holds the 400 answered. Members other than
+ * names (NULL-terminated) are refused. */
+static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *const *names,
+                          enum MHD_Result *r) {
+    const char *body = rq->body ? rq->body : "";
+    const char *msg = NULL;
+    cJSON *o = NULL;
+    if (memchr(body, '\0', rq->len) || utf8_find_invalid(body, rq->len) >= 0 ||
+        body_has_nul_escape(body, rq->len))
+        msg = "request body must be UTF-8 JSON without NUL characters";
+    // body[len] is the NUL http.c keeps; counting it refuses anything after the value.
+    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->len + 1, NULL, 1)) || !cJSON_IsObject(o))
+        msg = "request body must be a JSON object";
+    for (const cJSON *it = o && !msg ? o->child : NULL; it; it = it->next) {
+        int known = 0;
+        for (const char *const *n = names; *n; n++) known |= strcmp(*n, it->string) == 0;
+        if (known) continue;
+        char m[128];
+        snprintf(m, sizeof(m), "unknown field '%.48s'", it->string);
+        *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, m, it->string);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    if (!msg) return o;
+    cJSON_Delete(o);
+    *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, NULL);
+    return NULL;
+}
+
+enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
+    // charlm has no special tokens, so llama.cpp's switches for them change nothing.
+    static const char *const names[] = {"content", "add_special", "parse_special", NULL};
+    enum MHD_Result r = MHD_NO;
+    cJSON *in = body_object(conn, rq, names, &r);
+    if (!in) return r;
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(in, "content");
+    if (!cJSON_IsString(content)) {
+        cJSON_Delete(in);
+        return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "content must be a string", "content");
+    }
+    const char *s = content->valuestring;
+    size_t len = strlen(s);
+    char *unknown = malloc(len + 1);
+    if (!unknown) {
+        cJSON_Delete(in);
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
+    size_t nunknown = 0;
+    for (size_t off = 0; off < len;) {
+        uint32_t cp;
+        int n = utf8_decode_one((const unsigned char *)s + off, len - off, &cp);
+        if (n <= 0) break; // the body was checked to be valid UTF-8
+        int id = vocab_id(&srv.vocab, cp);
+        if (id >= 0) {
+            cJSON_AddItemToArray(tokens, cJSON_CreateNumber(id));
+        } else {
+            memcpy(unknown + nunknown, s + off, (size_t)n);
+            nunknown += (size_t)n;
+        }
+        off += (size_t)n;
+    }
+    unknown[nunknown] = '\0';
+    cJSON_AddStringToObject(o, "unknown_chars", unknown);
+    free(unknown);
+    cJSON_Delete(in);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return respond_json(conn, rq, MHD_HTTP_OK, json);
+}
+
+enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
+    static const char *const names[] = {"tokens", NULL};
+    enum MHD_Result r = MHD_NO;
+    cJSON *in = body_object(conn, rq, names, &r);
+    if (!in) return r;
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(in, "tokens");
+    if (!cJSON_IsArray(tokens)) {
+        cJSON_Delete(in);
+        return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",
+                             "tokens");
+    }
+    char *text = malloc((size_t)cJSON_GetArraySize(tokens) * 4 + 1);
+    if (!text) {
+        cJSON_Delete(in);
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    }
+    size_t len = 0;
+    for (const cJSON *t = tokens->child; t; t = t->next) {
+        double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
+        if (!(v >= 0 && v < srv.vocab.size && v == floor(v))) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "tokens must be integers from 0 to %d", srv.vocab.size - 1);
+            free(text);
+            cJSON_Delete(in);
+            return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "tokens");
+        }
+        len += (size_t)utf8_encode(srv.vocab.chars[(int)v], text + len);
+    }
+    text[len] = '\0';
+    cJSON_Delete(in);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "content", text);
+    free(text);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return respond_json(conn, rq, MHD_HTTP_OK, json);

@@ -1,5 +1,6 @@
 /*
- * info.h — what the server says about itself: GET /health, /model and /v1/models.
+ * info.h — what the server says about itself: GET /health, /model, /v1/models and
+ * /v1/models/{id}; and its vocabulary's mapping, POST /tokenize and /detokenize.
  */
 #ifndef CHARLM_INFO_H
 #define CHARLM_INFO_H
@@ -11,5 +12,9 @@ int info_build_model_card(char *err);
 enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq);
 enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq);
 enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq);
+/* GET /v1/models/<id>: the id taken from rq->tail. */
+enum MHD_Result info_model(struct MHD_Connection *conn, Request *rq);
+enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq);
+enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq);
 
 #endif

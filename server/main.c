@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "auth.h"
 #include "cli.h"
 #include "error.h"
@@ -57,6 +58,24 @@ static void model_default(void *config) {
     if (is_model_dir(c->model_dir) || cli_program_dir(dir, sizeof(dir)) != 0) return;
     snprintf(beside, sizeof(beside), "%s/../artefacts", dir);
     if (is_model_dir(beside)) c->model_dir = beside;
+}
+
+/* The model folder's own name, so that --model ./ or a trailing slash still give it:
+ * "artefacts" for the shipped model. */
+static void model_id_default(void *config) {
+    static char name[256];
+    ServerConfig *c = config;
+    char *real = realpath(c->model_dir, NULL);
+    const char *path = real ? real : c->model_dir;
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/') start--;
+    size_t n = end - start < sizeof(name) - 1 ? end - start : sizeof(name) - 1;
+    memcpy(name, path + start, n);
+    name[n] = '\0';
+    free(real);
+    c->model_id = name[0] ? name : "charlm";
 }
 
 // The server's settings and limits: their defaults and ranges are stated here only.
@@ -178,12 +197,27 @@ static const CliOpt server_opts[] = {
      .placeholder = "FILE",
      .offset = SC(api_key_file),
      .help = "the same with the keys in FILE, one a line; all of them and --api-key are valid"},
+    {.name = "model-id",
+     .env = "CHARLM_MODEL_ID",
+     .type = CLI_STRING,
+     .placeholder = "ID",
+     .offset = SC(model_id),
+     .def = "model folder's name",
+     .compute = model_id_default,
+     .help = "the model's name in /v1/models and in every answer"},
+    {.name = "chat-template",
+     .env = "CHARLM_CHAT_TEMPLATE",
+     .type = CLI_STRING,
+     .placeholder = "FILE",
+     .offset = SC(chat_template_file),
+     .help = "how /v1/chat/completions turns messages into a prompt (docs/API.md)"},
 };
 
 static const CliCommand server_cmd = {
     .usage = SERVER_NAME " [options]",
     .about = "Serves a charlm model over HTTP: the web page at /, POST /generate,\n"
-             "POST /v1/completions, GET /v1/models, /health, /model and /metrics.\n"
+             "POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
+             "POST /tokenize, POST /detokenize, /health, /model and /metrics.\n"
              "Every flag can also be set by the environment variable in brackets; flags win.\n",
     .opts = server_opts,
     .nopts = sizeof(server_opts) / sizeof(server_opts[0]),
@@ -248,6 +282,7 @@ static void free_all(void) {
     gen_stop();
     sched_stop();
     auth_free();
+    if (srv.cfg.chat_template) chat_template_free((ChatTemplate *)srv.cfg.chat_template);
     free(srv.model_card);
     free(srv.static_dir);
     model_free(&srv.model);
@@ -309,6 +344,16 @@ int main(int argc, char **argv) {
     if (static_init(err) || auth_init(srv.cfg.api_key, srv.cfg.api_key_file, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return CLI_EXIT_BAD_INPUT;
+    }
+
+    static ChatTemplate chat_template;
+    if (srv.cfg.chat_template_file) {
+        if (chat_template_load(srv.cfg.chat_template_file, &chat_template, err)) {
+            fprintf(stderr, SERVER_NAME ": --chat-template %s: %s\n", srv.cfg.chat_template_file,
+                    err);
+            return CLI_EXIT_BAD_INPUT;
+        }
+        srv.cfg.chat_template = &chat_template;
     }
 
     // Each generation's steps are tiny products on its own thread; OpenBLAS threads on top

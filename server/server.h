@@ -7,10 +7,10 @@
  *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
  *   auth.h       API keys: loading them and checking a request's Authorization
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
- *   api.h        JSON request parsing and validation (/generate and /v1/completions)
+ *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
  *   gen.h        admitting generations, JSON replies and SSE streams
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
- *   info.h       /health, /model, /v1/models
+ *   info.h       /health, /model, /v1/models, /tokenize, /detokenize
  *   metrics.h    Prometheus counters and /metrics
  *   static.h     the web page and its assets
  */
@@ -24,7 +24,6 @@
 #include "cli.h"
 
 #define SERVER_NAME "charlm-server"
-#define MODEL_ID    "charlm"
 
 /* Filled by main.c from its flag rows, which state each setting's flag, variable, range
  * and default. */
@@ -43,6 +42,10 @@ typedef struct {
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
     const char *api_key;      // read by auth_init, never printed
     const char *api_key_file; // one key a line
+    const char *model_id;     // the name answers carry; default: the model folder's name
+    const char *chat_template_file;
+    // Set by main from chat_template_file; NULL: the built-in template (api.h).
+    const struct ChatTemplate *chat_template;
 } ServerConfig;
 
 typedef struct {

@@ -300,7 +300,8 @@ void suite_model_make(size_t text_len, int embed, int hidden, int layers, uint64
     curl_global_init(CURL_GLOBAL_ALL);
     root = tu_tmpdir();
     model_dir = malloc(strlen(root) + 16);
-    sprintf(model_dir, "%s/model", root);
+    // Named so that the id the server takes from it is the one the suites assert.
+    sprintf(model_dir, "%s/charlm", root);
     char *text = tu_sample_text(text_len);
     ck_assert_int_eq(tu_make_model_dir(model_dir, text, embed, hidden, layers, seed), 0);
     free(text);

@@ -264,7 +264,7 @@ static const Case cases[] = {
     {G, B("\"stream\": \"true\""), .param = "stream"},
     {O,
      B("\"model\": \"x\", \"user\": \"u\", \"n\": 1, \"best_of\": 1.0, \"echo\": false, "
-       "\"suffix\": \"\", \"logprobs\": 5, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
+       "\"suffix\": \"\", \"logprobs\": 0, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
        "\"logit_bias\": {\"1\": 5}"),
      .want = "max_tokens=16 presence_penalty=-2 frequency_penalty=2 bias=1:5"},
     {O, B("\"n\": 2"), .param = "n", .msg = "only n = 1"},
@@ -274,6 +274,8 @@ static const Case cases[] = {
     {O, B("\"echo\": 0"), .param = "echo"},
     {O, B("\"suffix\": \"x\""), .param = "suffix"},
     {O, B("\"model\": 3"), .param = "model"},
+    {O, B("\"logprobs\": 5"), .param = "logprobs", .msg = "not supported"},
+    {O, B("\"logprobs\": 1"), .param = "logprobs", .msg = "not supported"},
     {O, B("\"logprobs\": 6"), .param = "logprobs"},
     {O, B("\"logprobs\": -1"), .param = "logprobs"},
     {O, B("\"presence_penalty\": 2.5"), .param = "presence_penalty"},
@@ -541,6 +543,99 @@ START_TEST(test_no_vocab) {
 }
 END_TEST
 
+// /v1/chat/completions: the prompt the messages make, its default stop, and refusals.
+typedef struct {
+    const char *tpl; // template text; NULL: the built-in one
+    const char *body;
+    const char *prompt, *stop; // accepted: the prompt and stop[0] ("" for none)
+    const char *param;         // refused with 400 naming this field
+} ChatCase;
+
+#define U(s) "{\"role\": \"user\", \"content\": \"" s "\"}"
+
+static const ChatCase chat_cases[] = {
+    {NULL, "{\"messages\": [" U("hi") "]}", "User: hi\nAssistant: ", "\nUser:", NULL},
+    {NULL,
+     "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, " U(
+         "a") ", "
+              "{\"role\": \"assistant\", \"content\": [{\"type\": \"text\", \"text\": \"b\"}, "
+              "{\"type\": "
+              "\"text\", \"text\": \"c\"}]}, " U("d") "], \"stop\": [\"x\"]}",
+     "S\nUser: a\nAssistant: bc\nUser: d\nAssistant: ", "x", NULL},
+    {"<{assistant}>\n{system}\n> {user}", "{\"messages\": [" U("q") "]}", "> q\n<", "\n>", NULL},
+    {"{user}\n{system}\n{assistant}", "{\"messages\": [" U("q") "]}", "q\n", "", NULL},
+    {NULL, "{\"messages\": [" U("hi") "], \"max_completion_tokens\": 0}",
+     .param = "max_completion_tokens"},
+    {NULL, "{\"messages\": [" U("hi") "], \"prompt\": \"x\"}", .param = "prompt"},
+    {NULL, "{\"messages\": [" U("hi") "], \"suffix\": \"\"}", .param = "suffix"},
+    {NULL, "{\"messages\": [" U("hi") "], \"logprobs\": 0}", .param = "logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"logprobs\": true}", .param = "logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"top_logprobs\": 21}", .param = "top_logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"tools\": [], \"store\": true}", .param = "tools"},
+    {NULL, "{\"messages\": [" U("01234567890123456789012345678901234567890123456789") "]}",
+     .param = "messages"},
+    {NULL, "{\"messages\": [{\"content\": \"x\"}]}", .param = "messages"},
+    {NULL, "{\"messages\": [{\"role\": \"developer\", \"content\": \"x\"}]}", .param = "messages"},
+    {NULL, "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}",
+     .param = "messages"},
+    {NULL, "{\"stream\": true}", .param = "messages"},
+};
+
+START_TEST(test_chat_table) {
+    const ChatCase *c = &chat_cases[_i];
+    ServerConfig cfg = config(0);
+    cfg.max_prompt = 50;
+    ChatTemplate t;
+    char err[ERR_LEN];
+    if (c->tpl) {
+        ck_assert_msg(chat_template_parse(c->tpl, strlen(c->tpl), &t, err) == 0, "%s", err);
+        cfg.chat_template = &t;
+    }
+    GenRequest r;
+    ApiError e;
+    int rc = api_parse(c->body, strlen(c->body), API_CHAT, &cfg, test_vocab(), &r, &e);
+    if (c->param) {
+        ck_assert_msg(rc == -1, "%s: accepted", c->body);
+        ck_assert_msg(strcmp(e.param, c->param) == 0, "%s: param '%s' (%s)", c->body, e.param,
+                      e.message);
+    } else {
+        ck_assert_msg(rc == 0, "%s: %s", c->body, e.message);
+        ck_assert(r.openai && r.chat);
+        ck_assert_str_eq(r.prompt, c->prompt);
+        ck_assert_uint_eq(r.prompt_len, strlen(c->prompt));
+        ck_assert_str_eq(r.gen.nstop ? r.gen.stop[0] : "", c->stop);
+        ck_assert_int_eq(r.gen.max_tokens, 16);
+        gen_request_free(&r);
+    }
+    if (c->tpl) chat_template_free(&t);
+}
+END_TEST
+
+START_TEST(test_chat_template_errors) {
+    static const char *bad[] = {"",
+                                "{system}\n{user}",
+                                "{system}\n{user}\n{assistant}\n\n",
+                                "{system}{user}\n{user}\n{assistant}",
+                                "{system}\n{user}{user}\n{assistant}",
+                                "{system}\n{user}\n{system}",
+                                "{system}\n\n{user}\n{assistant}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        ChatTemplate t;
+        char err[ERR_LEN] = "";
+        ck_assert_msg(chat_template_parse(bad[i], strlen(bad[i]), &t, err) == -1, "%s", bad[i]);
+        ck_assert_msg(err[0], "%s: no message", bad[i]);
+        ck_assert_ptr_null(t.text);
+    }
+    ChatTemplate t;
+    char err[ERR_LEN];
+    ck_assert_int_eq(chat_template_parse("a{assistant}b\n{user}\n{system}\n", 30, &t, err), 0);
+    ck_assert_str_eq(t.pre[2], "a");
+    ck_assert_str_eq(t.post[2], "b");
+    ck_assert_str_eq(t.pre[1], "");
+    chat_template_free(&t);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("parse");
@@ -548,6 +643,8 @@ int main(void) {
     tcase_add_test(tc, test_random_seed);
     tcase_add_test(tc, test_no_vocab);
     tcase_add_loop_test(tc, test_card_matches_parser, 0, 2);
+    tcase_add_loop_test(tc, test_chat_table, 0, (int)(sizeof(chat_cases) / sizeof(*chat_cases)));
+    tcase_add_test(tc, test_chat_template_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -59,7 +59,7 @@ static const struct {
     {"GET", "/health/", 404, "other", NULL},
     {"GET", "/Health", 404, "other", NULL},
     {"POST", "/generate/", 404, "other", NULL},
-    {"POST", "/v1/chat/completions", 404, "other", NULL},
+    {"POST", "/v1/embeddings", 404, "other", NULL},
     {"GET", "/v1", 404, "other", NULL},
     {"GET", "//", 404, "other", NULL},
 };

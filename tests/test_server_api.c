@@ -168,7 +168,7 @@ START_TEST(test_status_table) {
     Resp r = http_get(S.port, "/nope");
     assert_error(&r, 404, NULL);
     resp_free(&r);
-    r = http_get(S.port, "/v1/chat/completions");
+    r = http_get(S.port, "/v1/embeddings");
     assert_error(&r, 404, NULL);
     resp_free(&r);
 

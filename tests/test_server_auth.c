@@ -35,6 +35,15 @@ static size_t sink(char *p, size_t size, size_t n, void *ctx) {
 
 /* method path with an Authorization header (NULL: none) and an Origin (NULL: none); a POST
  * sends a small generation request. */
+// A body each POST route answers 200.
+static const char *post_body(const char *path) {
+    if (strcmp(path, "/v1/chat/completions") == 0)
+        return "{\"messages\": [{\"role\": \"user\", \"content\": \"ab\"}], \"max_tokens\": 3}";
+    if (strcmp(path, "/tokenize") == 0) return "{\"content\": \"ab\"}";
+    if (strcmp(path, "/detokenize") == 0) return "{\"tokens\": [0, 1]}";
+    return "{\"prompt\": \"ab\", \"max_tokens\": 3}";
+}
+
 static Resp req(int port, const char *method, const char *path, const char *auth,
                 const char *origin) {
     Resp r = {0};
@@ -59,7 +68,7 @@ static Resp req(int port, const char *method, const char *path, const char *auth
     }
     if (strcmp(method, "POST") == 0) {
         h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"prompt\": \"ab\", \"max_tokens\": 3}");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, post_body(path));
     } else if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "GET") != 0) {
@@ -84,7 +93,8 @@ static Resp req(int port, const char *method, const char *path, const char *auth
  * page for a prefix. */
 static void row_request(const Route *r, const char **method, char *path, size_t cap) {
     *method = r->methods & ROUTE_GET ? "GET" : "POST";
-    snprintf(path, cap, "%s%s", r->path, r->prefix ? "app.js" : "");
+    const char *tail = strcmp(r->path, "/v1/models/") == 0 ? "charlm" : "app.js";
+    snprintf(path, cap, "%s%s", r->path, r->prefix ? tail : "");
 }
 
 /* A 401 as docs/API.md states it; its message says "missing" or "invalid". */

@@ -1,7 +1,8 @@
-// libFuzzer target: the JSON bodies of POST /generate and POST /v1/completions
-// (server/api.c). The first byte picks the route (odd: /v1/completions), the rest is the
-// body. A body is either a request within the limits below or a 400 whose message and
-// param are valid UTF-8 (they go back in a JSON reply); never anything else.
+// libFuzzer target: the JSON bodies of POST /generate, /v1/completions and
+// /v1/chat/completions (server/api.c). The first byte picks the route (even: /generate;
+// odd: /v1/completions, or chat when bit 1 is set too), the rest is the body. A body is
+// either a request within the limits below or a 400 whose message and param are valid
+// UTF-8 (they go back in a JSON reply); never anything else.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,7 +48,7 @@ static int utf8_ok(const char *s) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    int openai = data[0] & 1;
+    int openai = data[0] & 1 ? (data[0] & 2 ? API_CHAT : API_COMPLETIONS) : API_NATIVE;
     size_t len = size - 1;
     if (len > (size_t)cfg.max_body) return 0; // http.c answers 413 before parsing
     // http.c keeps a NUL after the body's bytes; api_parse relies on it.
@@ -61,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = api_parse(body, len, openai, &cfg, fuzz_vocab(), &r, &e);
     if (rc == 0) {
         CHECK(e.status == 0);
-        CHECK(r.openai == openai);
+        CHECK(r.openai == (openai != API_NATIVE) && r.chat == (openai == API_CHAT));
         CHECK(r.prompt && utf8_find_invalid(r.prompt, r.prompt_len) < 0);
         CHECK(utf8_count(r.prompt, r.prompt_len) <= (size_t)cfg.max_prompt);
         CHECK(r.gen.max_tokens >= 1 && r.gen.max_tokens <= cfg.max_tokens);

@@ -2,7 +2,7 @@
 # Fuzzes the parsers that read untrusted bytes, with libFuzzer (Debian's clang) under
 # AddressSanitizer + UBSan:
 #
-#   fuzz_api           POST /generate and /v1/completions bodies   server/api.c
+#   fuzz_api           POST /generate, /v1/completions, chat bodies server/api.c
 #   fuzz_static_path   URL unescape + the static file name check   server/http.c, static.c
 #   fuzz_safetensors   model.safetensors, then the whole model load core/safetensors.c, artefacts.c
 #   fuzz_vocab         vocab.json                                  core/vocab.c
