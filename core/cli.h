@@ -70,6 +70,9 @@ typedef struct {
     const char *after; // printed after the flags, or NULL
 } CliCommand;
 
+/* .opts and .nopts of a CliCommand from a row array. */
+#define CLI_ROWS(rows) .opts = (rows), .nopts = (int)(sizeof(rows) / sizeof((rows)[0]))
+
 #define CLI_HELP 1
 
 /* Fills config from the rows' defaults, the environment and argv[0 .. argc), in that

@@ -197,23 +197,35 @@ static void add_summary(cJSON *o, const Job *j) {
     cJSON_AddNumberToObject(o, "elapsed_ms", job_ms(j));
 }
 
-static cJSON *openai_object(const Job *j, const char *text, const char *finish) {
+// What every OpenAI answer starts with; *choices gets the array its choices go into.
+static cJSON *openai_head(const Job *j, const char *object, cJSON **choices) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddStringToObject(o, "object", "text_completion");
+    cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)j->created);
     cJSON_AddStringToObject(o, "model", srv.cfg.model_id);
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    *choices = cJSON_AddArrayToObject(o, "choices");
+    return o;
+}
+
+// Choice 0's closing fields, then the choice into choices.
+static void openai_choice_end(cJSON *choices, cJSON *c, const char *finish) {
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+    cJSON_AddItemToArray(choices, c);
+}
+
+static cJSON *openai_object(const Job *j, const char *text, const char *finish) {
+    cJSON *choices;
+    cJSON *o = openai_head(j, "text_completion", &choices);
     if (text) {
         cJSON *c = cJSON_CreateObject();
         cJSON_AddStringToObject(c, "text", text);
         cJSON_AddNumberToObject(c, "index", 0);
-        cJSON_AddNullToObject(c, "logprobs");
-        if (finish)
-            cJSON_AddStringToObject(c, "finish_reason", finish);
-        else
-            cJSON_AddNullToObject(c, "finish_reason");
-        cJSON_AddItemToArray(choices, c);
+        openai_choice_end(choices, c, finish);
     }
     return o;
 }
@@ -223,24 +235,15 @@ static cJSON *openai_object(const Job *j, const char *text, const char *finish) 
  * chunk). */
 static cJSON *chat_object(const Job *j, int stream, const char *role, const char *content,
                           const char *finish, int choice) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddStringToObject(o, "object", stream ? "chat.completion.chunk" : "chat.completion");
-    cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", srv.cfg.model_id);
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *choices;
+    cJSON *o = openai_head(j, stream ? "chat.completion.chunk" : "chat.completion", &choices);
     if (!choice) return o;
     cJSON *c = cJSON_CreateObject();
     cJSON_AddNumberToObject(c, "index", 0);
     cJSON *m = cJSON_AddObjectToObject(c, stream ? "delta" : "message");
     if (role) cJSON_AddStringToObject(m, "role", role);
     if (content) cJSON_AddStringToObject(m, "content", content);
-    cJSON_AddNullToObject(c, "logprobs");
-    if (finish)
-        cJSON_AddStringToObject(c, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(c, "finish_reason");
-    cJSON_AddItemToArray(choices, c);
+    openai_choice_end(choices, c, finish);
     return o;
 }
 

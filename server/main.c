@@ -219,8 +219,7 @@ static const CliCommand server_cmd = {
              "POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
              "POST /tokenize, POST /detokenize, /health, /model and /metrics.\n"
              "Every flag can also be set by the environment variable in brackets; flags win.\n",
-    .opts = server_opts,
-    .nopts = sizeof(server_opts) / sizeof(server_opts[0]),
+    CLI_ROWS(server_opts),
     .after = "Without --model or CHARLM_MODEL the model is ./artefacts, else\n"
              "<program dir>/../artefacts.\n"
              "The static page folder is $CHARLM_STATIC_DIR, else ./static, else\n"

@@ -242,8 +242,7 @@ static const CliCommand train_cmd = {
              "  eval     score a text with a trained model (loss and bits per char)\n"
              "  sample   continue a prompt with a trained model\n"
              "charlm-train COMMAND --help lists a command's flags. The flags of train:\n",
-    .opts = train_opts,
-    .nopts = sizeof(train_opts) / sizeof(train_opts[0]),
+    CLI_ROWS(train_opts),
     .after = "Exit codes: 0 done, 1 failure while running, 2 bad input (nothing written),\n"
              "130 interrupted (a checkpoint was written; --resume continues).\n",
 };
@@ -432,8 +431,7 @@ static const CliOpt eval_opts[] = {
 static const CliCommand eval_cmd = {
     .usage = "charlm-train eval --model DIR --corpus FILE [options]",
     .about = "Scores a text as one stream from the zero state; prints loss, bpc, chars.\n",
-    .opts = eval_opts,
-    .nopts = sizeof(eval_opts) / sizeof(eval_opts[0]),
+    CLI_ROWS(eval_opts),
 };
 
 static int cmd_eval(int argc, char **argv) {
