@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "testutil.h"
 
 void sleep_ms(int ms) {
@@ -283,6 +284,17 @@ int raw_send(int port, const char *request) {
     return fd;
 }
 
+int raw_generate(int port, const char *json) {
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(json), json);
+    int fd = raw_send(port, req);
+    for (int waited = 0; health_in_flight(port) != 1 && waited < 10000; waited += 10) sleep_ms(10);
+    return fd;
+}
+
 int health_in_flight(int port) {
     Resp r = http_get(port, "/health");
     ck_assert_int_eq(r.status, 200);
@@ -320,4 +332,16 @@ void start_default(void) {
 
 void stop_default(void) {
     ck_assert_int_eq(srv_stop(&S), 0);
+}
+
+void suite_model_load(Model *model, Vocab *vocab) {
+    ModelInfo info;
+    char err[ERR_LEN];
+    ck_assert_msg(artefacts_load(model_dir, model, vocab, &info, err) == 0, "%s", err);
+}
+
+void suite_model_unload(Model *model, Vocab *vocab) {
+    model_free(model);
+    vocab_free(vocab);
+    suite_model_remove();
 }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "artefacts.h"
+
 typedef struct {
     pid_t pid; // 0 once it has exited
     int port;  // the one it chose (it is started with --port 0)
@@ -83,6 +85,9 @@ int sse_events(const char *body, char **events, int max);
 /* A raw connection that sends a request and then does not read: keeps a generation in
  * flight until the returned socket is closed. */
 int raw_send(int port, const char *request);
+/* raw_send of POST /generate with body json, then waits (up to 10 s) until one generation
+ * is in flight. */
+int raw_generate(int port, const char *json);
 /* generations_in_flight from /health. */
 int health_in_flight(int port);
 
@@ -90,6 +95,10 @@ int health_in_flight(int port);
  * initialises libcurl; suite_model_remove undoes it. */
 void suite_model_make(size_t text_len, int embed, int hidden, int layers, uint64_t seed);
 void suite_model_remove(void);
+/* Loads the suite's model into model and vocab too, for reference computations;
+ * suite_model_unload frees them and removes the folder. */
+void suite_model_load(Model *model, Vocab *vocab);
+void suite_model_unload(Model *model, Vocab *vocab);
 /* S started on model_dir with no extra flags; stopped asserting exit status 0. */
 void start_default(void);
 void stop_default(void);

@@ -356,14 +356,7 @@ START_TEST(test_overload_and_disconnect) {
     ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
     // A stream that would run for a long while, from a client that never reads it.
     const char *json = "{\"prompt\": \"the\", \"max_tokens\": 1000000, \"stream\": true}";
-    char req[512];
-    snprintf(req, sizeof(req),
-             "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(json), json);
-    int fd = raw_send(s.port, req);
-    int waited = 0;
-    while (health_in_flight(s.port) != 1 && waited < 10000) sleep_ms(10), waited += 10;
+    int fd = raw_generate(s.port, json);
     ck_assert_int_eq(health_in_flight(s.port), 1);
 
     Resp r = http_post(s.port, "/generate", "{\"prompt\": \"a\", \"max_tokens\": 2}");
@@ -383,7 +376,7 @@ START_TEST(test_overload_and_disconnect) {
 
     // The client goes away: its generation stops and the slot frees up.
     close(fd);
-    waited = 0;
+    int waited = 0;
     while (health_in_flight(s.port) != 0 && waited < 10000) sleep_ms(10), waited += 10;
     ck_assert_int_eq(health_in_flight(s.port), 0);
     r = http_post(s.port, "/generate", "{\"prompt\": \"a\", \"max_tokens\": 2}");
@@ -408,20 +401,13 @@ START_TEST(test_sigterm_drains) {
     // One stream nobody reads (cancelled when the drain time is up) and one normal request
     // that must complete.
     const char *json = "{\"prompt\": \"the\", \"max_tokens\": 1000000, \"stream\": true}";
-    char req[512];
-    snprintf(req, sizeof(req),
-             "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(json), json);
-    int fd = raw_send(s.port, req);
-    int waited = 0;
-    while (health_in_flight(s.port) != 1 && waited < 10000) sleep_ms(10), waited += 10;
+    int fd = raw_generate(s.port, json);
     Async a = {.port = s.port,
                .body = "{\"prompt\": \"the\", \"max_tokens\": 200000, \"stream\": true, "
                        "\"seed\": 1}"};
     pthread_t t;
     pthread_create(&t, NULL, async_post, &a);
-    waited = 0;
+    int waited = 0;
     while (health_in_flight(s.port) != 2 && waited < 10000) sleep_ms(5), waited += 5;
     ck_assert_int_eq(health_in_flight(s.port), 2);
     kill(s.pid, SIGTERM);

@@ -19,15 +19,11 @@ static Vocab vocab;
 
 static void suite_setup(void) {
     suite_model_make(3000, 16, 48, 2, 11);
-    ModelInfo info;
-    char err[ERR_LEN];
-    ck_assert_msg(artefacts_load(model_dir, &model, &vocab, &info, err) == 0, "%s", err);
+    suite_model_load(&model, &vocab);
 }
 
 static void suite_teardown(void) {
-    model_free(&model);
-    vocab_free(&vocab);
-    suite_model_remove();
+    suite_model_unload(&model, &vocab);
 }
 
 // The generated text of a 200 reply from either endpoint (malloc'd).

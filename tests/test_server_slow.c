@@ -186,18 +186,11 @@ START_TEST(test_json_client_leaves) {
     Srv s;
     ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
     const char *json = "{\"prompt\": \"the\", \"max_tokens\": 1000000}";
-    char req[512];
-    snprintf(req, sizeof(req),
-             "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(json), json);
-    int fd = raw_send(s.port, req);
-    int waited = 0;
-    while (health_in_flight(s.port) != 1 && waited < 10000) sleep_ms(10), waited += 10;
+    int fd = raw_generate(s.port, json);
     ck_assert_int_eq(health_in_flight(s.port), 1);
     close(fd);
     // The suspended request notices, and its generation stops well before it could end.
-    waited = 0;
+    int waited = 0;
     while (health_in_flight(s.port) != 0 && waited < 5000) sleep_ms(10), waited += 10;
     ck_assert_int_eq(health_in_flight(s.port), 0);
     Resp r = http_get(s.port, "/metrics");
