@@ -161,3 +161,58 @@ void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
     for (int r = 0; r < n; r++) memcpy(logits + (size_t)r * V, w->fc_b, V * sizeof(float));
     rows_matmul(n, H, V, s->h, H, t->fc_w, logits);
 }
+
+int prefill_scratch_alloc(PrefillScratch *s, const ModelConfig *config, int max_t, char *err) {
+    memset(s, 0, sizeof(*s));
+    size_t rows = max_t > 0 ? (size_t)max_t : 1, H = config->hidden;
+    s->max_t = max_t;
+    s->x = calloc(rows * H, sizeof(float));
+    s->gates = calloc(rows * 4 * H, sizeof(float));
+    s->tanh_c = calloc(H, sizeof(float));
+    if (!s->x || !s->gates || !s->tanh_c) {
+        prefill_scratch_free(s);
+        return err_set(err, "out of memory for prefill scratch (%d chars)", max_t);
+    }
+    return 0;
+}
+
+void prefill_scratch_free(PrefillScratch *s) {
+    free(s->x);
+    free(s->gates);
+    free(s->tanh_c);
+    memset(s, 0, sizeof(*s));
+}
+
+void infer_prefill(const Model *model, PrefillScratch *s, int T, const int *ids, StreamState *st,
+                   float *logits, int nlogits) {
+    const ModelConfig *cf = &model->config;
+    const LstmWeights *w = &model->w;
+    const InferWeights *t = &model->infer;
+    int H = cf->hidden, V = cf->vocab_size, G = 4 * H;
+
+    for (int l = 0; l < cf->layers; l++) {
+        // Input projections for the whole chunk: the layer below's outputs are in s->x.
+        if (l == 0) {
+            for (int i = 0; i < T; i++)
+                memcpy(s->gates + (size_t)i * G, t->input0 + (size_t)ids[i] * G, G * sizeof(float));
+        } else {
+            for (int i = 0; i < T; i++) {
+                float *g = s->gates + (size_t)i * G;
+                for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+            }
+            rows_matmul(T, H, G, s->x, H, t->w_ih[l], s->gates);
+        }
+        // The recurrence, one position after the other; h and c live in the stream's state.
+        float *h = st->h + (size_t)l * H, *c = st->c + (size_t)l * H;
+        for (int i = 0; i < T; i++) {
+            float *g = s->gates + (size_t)i * G;
+            rows_matmul(1, H, G, h, H, t->w_hh[l], g);
+            act_lstm_cell(g, c, s->tanh_c, h, H);
+            memcpy(s->x + (size_t)i * H, h, H * sizeof(float));
+        }
+    }
+    if (nlogits <= 0) return;
+    const float *last = s->x + (size_t)(T - nlogits) * H;
+    for (int i = 0; i < nlogits; i++) memcpy(logits + (size_t)i * V, w->fc_b, V * sizeof(float));
+    rows_matmul(nlogits, H, V, last, H, t->fc_w, logits);
+}

@@ -27,6 +27,14 @@ typedef struct {
     float *tanh_c; // [H] written by the shared cell update, unused here
 } InferScratch;
 
+/* Scratch for prefilling one stream in chunks of up to max_t chars. */
+typedef struct {
+    int max_t;
+    float *x;      // [max_t, H] a layer's outputs over the chunk, the next layer's input
+    float *gates;  // [max_t, 4H]
+    float *tanh_c; // [H] written by the shared cell update, unused here
+} PrefillScratch;
+
 /* Builds model->infer, the transposed weights infer_step reads. artefacts_load does it;
  * call it again after changing a model's parameters. */
 int infer_prepare(Model *model, char *err);
@@ -41,5 +49,20 @@ void stream_state_free(StreamState *st);
  * logits into logits [n, V]. */
 void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
                 StreamState *const *states, float *logits);
+
+int prefill_scratch_alloc(PrefillScratch *s, const ModelConfig *config, int max_t, char *err);
+void prefill_scratch_free(PrefillScratch *s);
+
+/* Feeds ids[0 .. T) (T <= s->max_t) to one stream as a sequence, the way training's
+ * forward runs: layer by layer, each layer's input projections for all T positions in
+ * one product, then its recurrence, so a layer's weights are read once per chunk instead
+ * of once per char, the recurrent ones stay in cache across the chunk, and no logits are
+ * computed for positions nobody reads. Writes the logits of the last nlogits positions
+ * (0 <= nlogits <= T) into logits [nlogits, V].
+ * Every number is computed by the same chain of operations infer_step uses, so the state
+ * and logits are bit for bit those of T single steps: where a prompt is cut into chunks
+ * changes nothing. */
+void infer_prefill(const Model *model, PrefillScratch *s, int T, const int *ids, StreamState *st,
+                   float *logits, int nlogits);
 
 #endif

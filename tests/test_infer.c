@@ -90,11 +90,70 @@ START_TEST(test_stream_is_bit_identical_alone_and_batched) {
 }
 END_TEST
 
+// A prompt fed as a sequence, cut into chunks of any size, leaves the state and the
+// logits that stepping it char by char leaves, bit for bit (so the state within any
+// tolerance, 0 here): where the scheduler cuts a prompt cannot change a text.
+START_TEST(test_prefill_equals_stepping) {
+    ModelConfig c = {19, 8, 40, 3};
+    Model m;
+    char err[512];
+    ck_assert_int_eq(model_init(&m, &c, 6, err), 0);
+    ck_assert_int_eq(infer_prepare(&m, err), 0);
+    enum { T = 203 };
+    int ids[T];
+    for (int t = 0; t < T; t++) ids[t] = (t * t * 7 + t * 3 + 1) % c.vocab_size;
+    InferScratch is;
+    StreamState ref;
+    ck_assert_int_eq(infer_scratch_alloc(&is, &c, 1, err), 0);
+    ck_assert_int_eq(stream_state_alloc(&ref, &c, err), 0);
+    StreamState *pr = &ref;
+    static float step_logits[T * 19];
+    for (int t = 0; t < T; t++) infer_step(&m, &is, 1, &ids[t], &pr, step_logits + t * 19);
+    size_t state_bytes = (size_t)c.layers * c.hidden * sizeof(float);
+
+    static const int chunks[] = {1, 2, 4, 5, 64, T};
+    for (size_t k = 0; k < sizeof(chunks) / sizeof(*chunks); k++) {
+        PrefillScratch ps;
+        StreamState st;
+        ck_assert_int_eq(prefill_scratch_alloc(&ps, &c, chunks[k], err), 0);
+        ck_assert_int_eq(stream_state_alloc(&st, &c, err), 0);
+        static float logits[T * 19];
+        for (int at = 0; at < T; at += chunks[k]) {
+            int n = T - at < chunks[k] ? T - at : chunks[k];
+            // Every position's logits for odd chunk sizes, the last one only otherwise.
+            int nl = chunks[k] % 2 ? n : 1;
+            infer_prefill(&m, &ps, n, ids + at, &st, logits + (at + n - nl) * 19, nl);
+        }
+        int from = chunks[k] % 2 ? 0 : T - 1;
+        ck_assert_msg(memcmp(logits + from * 19, step_logits + from * 19,
+                             (size_t)(T - from) * 19 * sizeof(float)) == 0,
+                      "chunks of %d: logits differ from stepping", chunks[k]);
+        ck_assert_msg(memcmp(st.h, ref.h, state_bytes) == 0, "chunks of %d: h differs", chunks[k]);
+        ck_assert_msg(memcmp(st.c, ref.c, state_bytes) == 0, "chunks of %d: c differs", chunks[k]);
+        stream_state_free(&st);
+        prefill_scratch_free(&ps);
+    }
+    // No logits asked: the state alone.
+    PrefillScratch ps;
+    StreamState st;
+    ck_assert_int_eq(prefill_scratch_alloc(&ps, &c, T, err), 0);
+    ck_assert_int_eq(stream_state_alloc(&st, &c, err), 0);
+    infer_prefill(&m, &ps, T, ids, &st, NULL, 0);
+    ck_assert(memcmp(st.h, ref.h, state_bytes) == 0 && memcmp(st.c, ref.c, state_bytes) == 0);
+    stream_state_free(&st);
+    prefill_scratch_free(&ps);
+    stream_state_free(&ref);
+    infer_scratch_free(&is);
+    model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("infer");
     TCase *tc = tcase_create("infer");
     tcase_add_test(tc, test_step_matches_training_forward);
     tcase_add_test(tc, test_stream_is_bit_identical_alone_and_batched);
+    tcase_add_test(tc, test_prefill_equals_stepping);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
