@@ -211,6 +211,10 @@ void generation_free(Generation *g) {
     memset(g, 0, sizeof(*g));
 }
 
+int generation_prompt_left(const Generation *g) {
+    return g->n_prompt - g->prompt_pos;
+}
+
 int generation_input(const Generation *g) {
     return g->prompt_pos < g->n_prompt ? g->prompt_ids[g->prompt_pos] : g->next_id;
 }

@@ -103,7 +103,11 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
 void generation_free(Generation *g);
 /* The id to feed at the next step. */
 int generation_input(const Generation *g);
-/* Consumes the logits the last step produced for this stream. Returns 1 when done. */
+/* Prompt ids not yet fed (a prefill chunk may take up to this many). */
+int generation_prompt_left(const Generation *g);
+/* Consumes the logits the last step produced for this stream. Returns 1 when done.
+ * logits may be NULL for a prompt position whose logits nobody reads: not the prompt's
+ * last, and the prompt not scored (params.score_prompt with logprobs). */
 int generation_advance(Generation *g, const float *logits);
 /* Entries of lp[] that are final: the prompt's once it is consumed, and those of the
  * generated chars in text[0 .. emitted). */

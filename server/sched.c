@@ -29,10 +29,12 @@ typedef struct Worker {
     atomic_int ntasks; // written under mu, read without it to pick a worker
     int stop, thread_started;
     InferScratch scratch;
-    float *logits;        // [MAX_BATCH, V]
-    Task **batch;         // [MAX_BATCH]
-    int *ids;             // [MAX_BATCH]
-    StreamState **states; // [MAX_BATCH]
+    PrefillScratch prefill;
+    float *prefill_logits; // [prefill_chunk, V]
+    float *logits;         // [MAX_BATCH, V]
+    Task **batch;          // [MAX_BATCH]
+    int *ids;              // [MAX_BATCH]
+    StreamState **states;  // [MAX_BATCH]
 } Worker;
 
 static Worker *workers;
@@ -63,6 +65,18 @@ static void release(Worker *w, Task *t) {
     wake(t);
 }
 
+// Hands one step's logits to t's generation (lock held); last: the step's final logits
+// for t, after which its owner hears of new text or the release.
+static void advance(Worker *w, Task *t, const float *logits, int last) {
+    size_t before = t->gen->emitted;
+    generation_advance(t->gen, logits);
+    if (!last) return;
+    if (t->gen->done)
+        release(w, t);
+    else if (t->gen->emitted > before && t->wants_text)
+        wake(t);
+}
+
 static void *worker_main(void *arg) {
     Worker *w = arg;
     int V = srv.model.config.vocab_size;
@@ -71,8 +85,11 @@ static void *worker_main(void *arg) {
         while (!w->head && !w->stop) pthread_cond_wait(&w->work, &w->mu);
         if (w->stop && !w->head) break;
 
-        // Gather the batch: cancelled tasks leave, the first MAX_BATCH others step.
+        // Gather the batch: cancelled tasks leave, the first MAX_BATCH others step, except
+        // those with a prompt to prefill: the first of them gets the next chunk.
         int n = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
+        int chunk = srv.cfg.prefill_chunk;
+        Task *pre = NULL;
         for (Task *t = w->head, *next; t && n < MAX_BATCH; t = next) {
             next = t->next;
             if (atomic_load(&t->cancel) || cancel_all) {
@@ -80,14 +97,18 @@ static void *worker_main(void *arg) {
                 release(w, t);
                 continue;
             }
+            if (chunk > 1 && generation_prompt_left(t->gen) > 1) {
+                if (!pre) pre = t;
+                continue;
+            }
             w->batch[n] = t;
             w->ids[n] = generation_input(t->gen);
             w->states[n] = &t->gen->state;
             n++;
         }
-        if (n == 0) continue;
+        if (n == 0 && !pre) continue;
         // Those past MAX_BATCH get the next turn: rotate the stepped ones to the tail.
-        if (w->ntasks > n) {
+        if (n > 0 && w->ntasks > n) {
             Task *last = w->batch[n - 1];
             if (last->next) {
                 w->tail->next = w->head;
@@ -96,19 +117,26 @@ static void *worker_main(void *arg) {
                 w->tail = last;
             }
         }
+        // A prefill chunk: the prompt's logits are read only where the prompt is scored,
+        // and at its last char, whose logits draw the first generated one.
+        int T = 0, nl = 0;
+        if (pre) {
+            const Generation *g = pre->gen;
+            int left = generation_prompt_left(g);
+            T = left < chunk ? left : chunk;
+            nl = g->params.logprobs && g->params.score_prompt ? T : T == left ? 1 : 0;
+        }
         pthread_mutex_unlock(&w->mu);
         // The states are only ever touched by this worker: no lock while computing.
-        infer_step(&srv.model, &w->scratch, n, w->ids, w->states, w->logits);
+        if (n > 0) infer_step(&srv.model, &w->scratch, n, w->ids, w->states, w->logits);
+        if (pre)
+            infer_prefill(&srv.model, &w->prefill, T, pre->gen->prompt_ids + pre->gen->prompt_pos,
+                          &pre->gen->state, w->prefill_logits, nl);
         pthread_mutex_lock(&w->mu);
-        for (int i = 0; i < n; i++) {
-            Task *t = w->batch[i];
-            size_t before = t->gen->emitted;
-            generation_advance(t->gen, w->logits + (size_t)i * V);
-            if (t->gen->done)
-                release(w, t);
-            else if (t->gen->emitted > before && t->wants_text)
-                wake(t);
-        }
+        for (int i = 0; i < n; i++) advance(w, w->batch[i], w->logits + (size_t)i * V, 1);
+        for (int i = 0; i < T; i++)
+            advance(w, pre, i >= T - nl ? w->prefill_logits + (size_t)(i - (T - nl)) * V : NULL,
+                    i == T - 1);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -126,8 +154,10 @@ int sched_start(int n, char *err) {
         w->batch = malloc(MAX_BATCH * sizeof(*w->batch));
         w->ids = malloc(MAX_BATCH * sizeof(*w->ids));
         w->states = malloc(MAX_BATCH * sizeof(*w->states));
-        if (!w->logits || !w->batch || !w->ids || !w->states ||
-            infer_scratch_alloc(&w->scratch, &srv.model.config, MAX_BATCH, err)) {
+        w->prefill_logits = malloc((size_t)srv.cfg.prefill_chunk * V * sizeof(float));
+        if (!w->logits || !w->batch || !w->ids || !w->states || !w->prefill_logits ||
+            infer_scratch_alloc(&w->scratch, &srv.model.config, MAX_BATCH, err) ||
+            prefill_scratch_alloc(&w->prefill, &srv.model.config, srv.cfg.prefill_chunk, err)) {
             nworkers = i + 1;
             sched_stop();
             return err_set(err, "out of memory for the scheduler");
@@ -155,6 +185,8 @@ void sched_stop(void) {
         Worker *w = &workers[i];
         if (w->thread_started) pthread_join(w->thread, NULL);
         if (w->scratch.h) infer_scratch_free(&w->scratch);
+        if (w->prefill.x) prefill_scratch_free(&w->prefill);
+        free(w->prefill_logits);
         free(w->logits);
         free(w->batch);
         free(w->ids);

@@ -32,6 +32,7 @@ typedef struct {
     const char *host;
     int port;
     int threads;              // scheduler workers
+    int prefill_chunk;        // prompt chars per prefill chunk (1: fed like generated chars)
     int max_tokens;           // per request
     int max_prompt;           // chars
     long max_body;            // bytes
