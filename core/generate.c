@@ -9,7 +9,9 @@
 
 static int params_check(const GenerateParams *p, char *err) {
     const SamplerParams *s = &p->sampler;
-    if (p->max_tokens < 1) return err_set(err, "max_tokens must be at least 1");
+    if (p->max_tokens < 0) return err_set(err, "max_tokens must be at least 0");
+    if (p->top_logprobs < 0 || p->top_logprobs > GEN_MAX_TOP)
+        return err_set(err, "top_logprobs must be from 0 to %d", GEN_MAX_TOP);
     if (!(s->temperature >= 0.0f) || isinf(s->temperature))
         return err_set(err, "temperature must be a finite number >= 0");
     if (s->top_k < 0) return err_set(err, "top_k must be >= 0");
@@ -66,6 +68,52 @@ static void recent_push(Generation *g, int id) {
     g->recent[g->n_recent++] = id;
 }
 
+/* Appends an entry for id predicted by logits (NULL: nothing predicted it). The
+ * log-softmax is summed in double so that it matches a float64 reference to ~1e-7. */
+static int lp_record(Generation *g, const float *logits, int id, int prompt, size_t offset) {
+    int K = g->params.top_logprobs;
+    if (g->n_lp == g->cap_lp) {
+        int cap = g->cap_lp ? 2 * g->cap_lp : 64;
+        TokenLogprob *lp = realloc(g->lp, (size_t)cap * sizeof(*lp));
+        if (lp) g->lp = lp;
+        int *ti = K ? realloc(g->top_id, (size_t)cap * K * sizeof(int)) : NULL;
+        if (ti) g->top_id = ti;
+        float *tl = K ? realloc(g->top_lp, (size_t)cap * K * sizeof(float)) : NULL;
+        if (tl) g->top_lp = tl;
+        if (!lp || (K && (!ti || !tl))) return -1;
+        g->cap_lp = cap;
+    }
+    TokenLogprob *e = &g->lp[g->n_lp];
+    *e = (TokenLogprob){.id = id, .logprob = NAN, .prompt = prompt, .offset = offset};
+    int *top_id = K ? g->top_id + (size_t)g->n_lp * K : NULL;
+    float *top_lp = K ? g->top_lp + (size_t)g->n_lp * K : NULL;
+    g->n_lp++;
+    if (!logits) {
+        for (int k = 0; k < K; k++) top_id[k] = -1, top_lp[k] = NAN;
+        return 0;
+    }
+    int V = g->vocab->size;
+    float m = logits[0];
+    for (int v = 1; v < V; v++)
+        if (logits[v] > m) m = logits[v];
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - m);
+    double lse = m + log(sum);
+    e->logprob = (float)(logits[id] - lse);
+    // K is at most 20 of ~100 ids: repeated selection beats sorting the row.
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int v = 0; v < V; v++) {
+            int taken = 0;
+            for (int j = 0; j < k && !taken; j++) taken = top_id[j] == v;
+            if (!taken && (best < 0 || logits[v] > logits[best])) best = v;
+        }
+        top_id[k] = best;
+        top_lp[k] = best < 0 ? NAN : (float)(logits[best] - lse);
+    }
+    return 0;
+}
+
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err) {
     memset(g, 0, sizeof(*g));
@@ -81,6 +129,10 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     g->params = *params;
     size_t nchars = utf8_count(prompt, prompt_len);
     g->prompt_ids = malloc((nchars ? nchars : 1) * sizeof(int));
+    if (params->logprobs && params->score_prompt) {
+        g->prompt_offset = malloc((nchars ? nchars : 1) * sizeof(size_t));
+        if (!g->prompt_offset) goto oom;
+    }
     g->unknown_chars = malloc(prompt_len + 1);
     g->cap = 64;
     g->text = malloc(g->cap);
@@ -93,6 +145,7 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
         int n = utf8_decode_one((const unsigned char *)prompt + off, prompt_len - off, &cp);
         int id = vocab_id(vocab, cp);
         if (id >= 0) {
+            if (g->prompt_offset) g->prompt_offset[g->n_prompt] = off;
             g->prompt_ids[g->n_prompt++] = id;
         } else {
             memcpy(g->unknown_chars + nunknown, prompt + off, (size_t)n);
@@ -132,6 +185,10 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
         return -1;
     }
     rng_seed(&g->rng, params->seed);
+    if (g->prompt_offset && g->prompt_tokens > 0 && lp_record(g, NULL, g->prompt_ids[0], 1, 0)) {
+        generation_free(g);
+        return err_set(err, "out of memory for a generation");
+    }
     return 0;
 
 oom:
@@ -144,6 +201,10 @@ void generation_free(Generation *g) {
     free(g->recent);
     free(g->text);
     free(g->unknown_chars);
+    free(g->lp);
+    free(g->top_id);
+    free(g->top_lp);
+    free(g->prompt_offset);
     if (g->state.h || g->state.c) stream_state_free(&g->state);
     if (g->sampler.logits || g->sampler.order || g->sampler.seen || g->sampler.counts)
         sampler_free(&g->sampler);
@@ -178,11 +239,23 @@ int generation_advance(Generation *g, const float *logits) {
     g->emitted_before = g->emitted;
     if (g->prompt_pos < g->n_prompt) {
         g->prompt_pos++;
-        if (g->prompt_pos < g->n_prompt) return 0; // still reading the prompt
+        if (g->prompt_pos < g->n_prompt) { // still reading the prompt
+            if (g->prompt_offset && lp_record(g, logits, g->prompt_ids[g->prompt_pos], 1,
+                                              g->prompt_offset[g->prompt_pos])) {
+                finish(g, FINISH_CANCELLED);
+                return 1;
+            }
+            return 0;
+        }
+    }
+    if (g->params.max_tokens == 0) { // scoring only
+        finish(g, FINISH_LENGTH);
+        return 1;
     }
 
     int id = sampler_draw(&g->sampler, logits, &g->params.sampler, g->recent, g->n_recent, &g->rng);
-    if (text_append(g, g->vocab->chars[id])) {
+    if ((g->params.logprobs && lp_record(g, logits, id, 0, g->len)) ||
+        text_append(g, g->vocab->chars[id])) {
         // Out of memory mid-generation: end here with what we have rather than crash.
         finish(g, FINISH_CANCELLED);
         return 1;
@@ -198,6 +271,8 @@ int generation_advance(Generation *g, const float *logits) {
         if (g->len >= n && memcmp(g->text + g->len - n, p->stop[i], n) == 0) {
             g->len -= n;
             g->text[g->len] = '\0';
+            while (g->n_lp > 0 && !g->lp[g->n_lp - 1].prompt && g->lp[g->n_lp - 1].offset >= g->len)
+                g->n_lp--;
             finish(g, FINISH_STOP);
             return 1;
         }
@@ -221,10 +296,19 @@ int generation_advance(Generation *g, const float *logits) {
     return 0;
 }
 
+int generation_logprobs_ready(const Generation *g) {
+    int n = g->n_lp;
+    if (g->prompt_pos < g->n_prompt && !g->done) {
+        while (n > 0 && g->lp[n - 1].prompt) n--; // the prompt's entries come all at once
+        return n;
+    }
+    while (n > 0 && !g->lp[n - 1].prompt && g->lp[n - 1].offset >= g->emitted) n--;
+    return n;
+}
+
 void generation_cancel(Generation *g) {
     if (g->done) return;
-    g->done = 1;
-    g->finish = FINISH_CANCELLED;
+    finish(g, FINISH_CANCELLED); // what was held back for a stop sequence is text after all
 }
 
 const char *finish_reason_name(FinishReason r) {

@@ -21,6 +21,13 @@
  * frequency penalties; prompt ids feed only the repetition window. A logit bias list
  * (params.sampler.bias) is checked at init: ids in the vocabulary, each at most once
  * (so at most V entries), values in [-100, 100]; it is borrowed like the stop strings.
+ *
+ * Log probabilities (params.logprobs) are the model's own: the log-softmax of the raw
+ * logits at each position, before bias, penalties, temperature or any cut, so they say
+ * what the model believed rather than what the sampler was allowed to draw. Each
+ * generated char gets an entry in lp[], with its top_logprobs most likely alternatives;
+ * with score_prompt the prompt's chars get entries too (first, in order), the first of
+ * them without a logprob since nothing predicted it. max_tokens 0 then scores a text.
  */
 #ifndef CHARLM_GENERATE_H
 #define CHARLM_GENERATE_H
@@ -34,16 +41,27 @@
 #include "vocab.h"
 
 #define GEN_MAX_STOP 4
+#define GEN_MAX_TOP  20 // alternatives a logprob entry can list
 #define GEN_MAX_STOP_BYTES                                                                         \
     64 // each; holding back a partial match costs its length squared per char
 
 typedef struct {
     SamplerParams sampler;
-    int max_tokens;
+    int max_tokens; // >= 0; 0 only makes sense with score_prompt
     uint64_t seed;
     int nstop;
     const char *stop[GEN_MAX_STOP]; // UTF-8, non-empty; borrowed for the generation's life
+    int logprobs;                   // record each char's log probability (0 = off)
+    int top_logprobs;               // 0 .. GEN_MAX_TOP alternatives recorded with each entry
+    int score_prompt;               // with logprobs: entries for the prompt's chars too
 } GenerateParams;
+
+typedef struct {
+    int id;        // the char
+    float logprob; // log-softmax of the model's logits at id; NAN for the first prompt char
+    int prompt;    // a prompt char (score_prompt) rather than a generated one
+    size_t offset; // byte offset of the char in the prompt, or in text when generated
+} TokenLogprob;
 
 typedef enum { FINISH_NONE = 0, FINISH_LENGTH, FINISH_STOP, FINISH_CANCELLED } FinishReason;
 
@@ -66,6 +84,12 @@ typedef struct {
     size_t emitted;        // text[0 .. emitted) is final and may be streamed
     size_t emitted_before; // emitted before the last advance
 
+    TokenLogprob *lp; // [n_lp] prompt entries first, then generated ones
+    int *top_id;      // [n_lp, top_logprobs] most likely first (ties: lower id first)
+    float *top_lp;    // [n_lp, top_logprobs]
+    int n_lp, cap_lp;
+    size_t *prompt_offset; // [n_prompt] byte offsets of the prompt ids (score_prompt)
+
     char *unknown_chars; // prompt chars not in the vocabulary, in order of appearance, UTF-8
     int prompt_tokens;   // prompt chars used
     int tokens;          // generated chars, stop sequence included
@@ -81,6 +105,9 @@ void generation_free(Generation *g);
 int generation_input(const Generation *g);
 /* Consumes the logits the last step produced for this stream. Returns 1 when done. */
 int generation_advance(Generation *g, const float *logits);
+/* Entries of lp[] that are final: the prompt's once it is consumed, and those of the
+ * generated chars in text[0 .. emitted). */
+int generation_logprobs_ready(const Generation *g);
 /* Marks a generation finished early (client gone). */
 void generation_cancel(Generation *g);
 const char *finish_reason_name(FinishReason r);

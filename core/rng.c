@@ -18,6 +18,12 @@ void rng_seed(Rng *rng, uint64_t seed) {
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
+uint64_t rng_child_seed(uint64_t seed, uint64_t index) {
+    if (index == 0) return seed;
+    uint64_t x = seed ^ (index * 0xD1B54A32D192ED03ULL);
+    return splitmix64(&x) & ((1ULL << 53) - 1);
+}
+
 uint64_t rng_next(Rng *rng) {
     uint64_t *s = rng->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;

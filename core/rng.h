@@ -15,6 +15,9 @@ typedef struct {
 
 void rng_seed(Rng *rng, uint64_t seed);
 uint64_t rng_next(Rng *rng);
+/* The seed of the index-th of several draws made for one seed: index 0 is seed itself,
+ * the others are decorrelated from it and from each other, all below 2^53 (exact in JSON). */
+uint64_t rng_child_seed(uint64_t seed, uint64_t index);
 /* Uniform in [0, 1) with 24 bits, as float. */
 float rng_float(Rng *rng);
 /* Uniform in [0, 1) with 53 bits. */

@@ -188,6 +188,11 @@ static int parse_param(const cJSON *it, const RawMember *raw, const GenParam *gp
         }
         v = (double)u; // exact: hi is at most 2^53
     }
+    // 0 scores the prompt without generating; api_parse checks that echo asks for that.
+    if (gp->offset == offsetof(GenerateParams, max_tokens) && v == 0 && !r->chat) {
+        r->gen.max_tokens = 0;
+        return 0;
+    }
     char err[ERR_LEN];
     if (genparams_set(&r->gen, gp, v, hi, err)) return bad(e, gp->name, "%s", err);
     return 0;
@@ -225,21 +230,74 @@ static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, A
     return 0;
 }
 
-static int parse_prompt(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    // OpenAI also takes a list of prompts; one is all that n = 1 can answer.
-    if (r->openai && cJSON_IsArray(it) && cJSON_GetArraySize(it) == 1 && cJSON_IsString(it->child))
-        it = it->child;
-    if (!cJSON_IsString(it)) return bad(e, "prompt", "prompt must be a string");
-    size_t len = strlen(it->valuestring);
-    size_t chars = utf8_count(it->valuestring, len);
+static int add_prompt(const char *text, size_t len, const ServerConfig *cfg, GenRequest *r,
+                      ApiError *e) {
+    size_t chars = utf8_count(text, len);
     if (chars > (size_t)cfg->max_prompt)
         return bad(e, "prompt", "prompt is %zu chars, more than the limit of %d", chars,
                    cfg->max_prompt);
-    char *p = strdup(it->valuestring);
+    if (r->nprompts == API_MAX_CHOICES)
+        return bad(e, "prompt", "at most %d prompts in one request", API_MAX_CHOICES);
+    char *p = malloc(len + 1);
     if (!p) return bad(e, NULL, "out of memory");
-    free(r->prompt);
-    r->prompt = p;
-    r->prompt_len = len;
+    memcpy(p, text, len);
+    p[len] = '\0';
+    r->prompts[r->nprompts] = p;
+    r->prompt_lens[r->nprompts++] = len;
+    return 0;
+}
+
+// OpenAI's token-id form of a prompt: our tokens are the vocabulary's chars.
+static int add_prompt_ids(const cJSON *ids, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(ids);
+    char *text = malloc((size_t)n * 4 + 1);
+    if (!text) return bad(e, NULL, "out of memory");
+    size_t len = 0;
+    for (const cJSON *id = ids->child; id; id = id->next) {
+        if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) ||
+            !(id->valuedouble >= 0 && id->valuedouble < V)) {
+            free(text);
+            return bad(e, "prompt", "prompt token ids must be integers from 0 to %d", V - 1);
+        }
+        len += (size_t)utf8_encode(r->vocab->chars[(int)id->valuedouble], text + len);
+    }
+    int rc = add_prompt(text, len, cfg, r, e);
+    free(text);
+    return rc;
+}
+
+static int all_of(const cJSON *arr, cJSON_bool (*is)(const cJSON *)) {
+    for (const cJSON *el = arr->child; el; el = el->next)
+        if (!is(el)) return 0;
+    return 1;
+}
+
+static cJSON_bool is_id_list(const cJSON *it) {
+    return cJSON_IsArray(it) && all_of(it, cJSON_IsNumber);
+}
+
+// A string; on /v1/completions also OpenAI's other forms: a list of strings, a list of
+// token ids, or a list of such lists. Each string or list is one prompt.
+static int parse_prompt(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    for (int i = 0; i < r->nprompts; i++) free(r->prompts[i]);
+    r->nprompts = 0;
+    if (cJSON_IsString(it)) return add_prompt(it->valuestring, strlen(it->valuestring), cfg, r, e);
+    if (!r->openai) return bad(e, "prompt", "prompt must be a string");
+    const char *what = "prompt must be a string, a list of strings, a list of token ids or a "
+                       "list of such lists";
+    if (!cJSON_IsArray(it)) return bad(e, "prompt", "%s", what);
+    int n = cJSON_GetArraySize(it);
+    if (n == 0) return bad(e, "prompt", "prompt must not be an empty list");
+    if (all_of(it, cJSON_IsNumber)) return add_prompt_ids(it, cfg, r, e);
+    int strings = all_of(it, cJSON_IsString), lists = all_of(it, is_id_list);
+    if (!strings && !lists) return bad(e, "prompt", "%s", what);
+    if (n > API_MAX_CHOICES)
+        return bad(e, "prompt", "at most %d prompts in one request", API_MAX_CHOICES);
+    for (const cJSON *el = it->child; el; el = el->next) {
+        int rc = strings ? add_prompt(el->valuestring, strlen(el->valuestring), cfg, r, e)
+                         : add_prompt_ids(el, cfg, r, e);
+        if (rc) return rc;
+    }
     return 0;
 }
 
@@ -250,24 +308,33 @@ static int parse_stream(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
     return 0;
 }
 
-// OpenAI fields that have no meaning here: accepted when they ask for nothing we would
-// have to ignore silently (n = 1, echo false, no suffix), ignored otherwise.
+// OpenAI fields that change nothing in the output.
 static int parse_string(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg, (void)r;
     if (!cJSON_IsString(it)) return bad(e, it->string, "%s must be a string", it->string);
     return 0;
 }
 
-static int parse_only_one(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    (void)cfg, (void)r;
-    if (cJSON_IsNumber(it) && it->valuedouble == 1) return 0;
-    return bad(e, it->string, "only %s = 1 is supported", it->string);
+static int parse_n(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg;
+    if (check_int(it, 1, API_MAX_CHOICES, e)) return -1;
+    r->n = (int)it->valuedouble;
+    return 0;
+}
+
+// Checked against n once both are read: charlm returns every choice it draws, so there
+// is nothing to pick the best of.
+static int parse_best_of(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    (void)cfg;
+    if (check_int(it, 1, API_MAX_CHOICES, e)) return -1;
+    r->best_of = (int)it->valuedouble;
+    return 0;
 }
 
 static int parse_echo(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    (void)cfg, (void)r;
+    (void)cfg;
     if (!cJSON_IsBool(it)) return bad(e, "echo", "echo must be true or false");
-    if (cJSON_IsTrue(it)) return bad(e, "echo", "echo is not supported");
+    r->echo = cJSON_IsTrue(it);
     return 0;
 }
 
@@ -278,16 +345,18 @@ static int parse_suffix(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
     return 0;
 }
 
-// Refused until logprobs are computed: an answer without them would be a wrong one.
+// Chat: true or false, the alternatives in top_logprobs. Completions: the number of
+// alternatives, 0 to 5 as OpenAI allows; /generate: 0 to GEN_MAX_TOP.
 static int parse_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     (void)cfg;
     if (r->chat) {
         if (!cJSON_IsBool(it)) return bad(e, "logprobs", "logprobs must be true or false");
-        if (cJSON_IsTrue(it)) return bad(e, "logprobs", "logprobs are not supported yet");
+        r->gen.logprobs = cJSON_IsTrue(it);
         return 0;
     }
-    if (check_int(it, 0, 5, e)) return -1;
-    if (it->valuedouble != 0) return bad(e, "logprobs", "logprobs are not supported yet");
+    if (check_int(it, 0, r->openai ? 5 : GEN_MAX_TOP, e)) return -1;
+    r->gen.logprobs = 1;
+    r->gen.top_logprobs = (int)it->valuedouble;
     return 0;
 }
 
@@ -552,9 +621,10 @@ static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *
                    "the messages make a prompt of %zu chars, more than the limit of %d", chars,
                    cfg->max_prompt);
     }
-    free(r->prompt);
-    r->prompt = b.s;
-    r->prompt_len = b.len;
+    for (int i = 0; i < r->nprompts; i++) free(r->prompts[i]);
+    r->prompts[0] = b.s;
+    r->prompt_lens[0] = b.len;
+    r->nprompts = 1;
     return 0;
 }
 
@@ -618,9 +688,9 @@ static int parse_modalities(const cJSON *it, const ServerConfig *cfg, GenRequest
 
 static int parse_top_logprobs(const cJSON *it, const ServerConfig *cfg, GenRequest *r,
                               ApiError *e) {
-    (void)cfg, (void)r;
-    if (check_int(it, 0, 20, e)) return -1;
-    if (it->valuedouble != 0) return bad(e, "top_logprobs", "top_logprobs are not supported yet");
+    (void)cfg;
+    if (check_int(it, 0, GEN_MAX_TOP, e)) return -1;
+    r->gen.top_logprobs = (int)it->valuedouble;
     return 0;
 }
 
@@ -678,9 +748,9 @@ typedef struct {
 static const Field fields[] = {
     {"prompt", 0, 1, parse_prompt},         {"stop", 0, 0, parse_stop},
     {"stream", 0, 0, parse_stream},         {"model", 1, 0, parse_string},
-    {"user", 1, 0, parse_string},           {"n", 1, 0, parse_only_one},
-    {"best_of", 1, 0, parse_only_one},      {"echo", 1, 0, parse_echo},
-    {"suffix", 1, 0, parse_suffix},         {"logprobs", 1, 0, parse_logprobs},
+    {"user", 1, 0, parse_string},           {"n", 0, 0, parse_n},
+    {"best_of", 1, 0, parse_best_of},       {"echo", 0, 0, parse_echo},
+    {"suffix", 1, 0, parse_suffix},         {"logprobs", 0, 0, parse_logprobs},
     {"logit_bias", 0, 0, parse_logit_bias}, {"stream_options", 1, 0, parse_stream_options},
 };
 
@@ -724,6 +794,21 @@ static int nonfinite_field(const char *body, size_t len, const char *at, char *k
     return 1;
 }
 
+// What no single field decides.
+static int check_combination(GenRequest *r, ApiError *e) {
+    if (r->best_of && r->best_of != r->n)
+        return bad(e, "best_of", "best_of must equal n (%d): every choice drawn is returned", r->n);
+    if (r->n * r->nprompts > API_MAX_CHOICES)
+        return bad(e, "n", "n x prompts is %d, more than the limit of %d choices per request",
+                   r->n * r->nprompts, API_MAX_CHOICES);
+    if (r->gen.max_tokens == 0 && !r->echo)
+        return bad(e, "max_tokens", "max_tokens 0 is allowed only with echo (scoring the prompt)");
+    if (r->chat && r->gen.top_logprobs > 0 && !r->gen.logprobs)
+        return bad(e, "top_logprobs", "top_logprobs needs logprobs: true");
+    r->gen.score_prompt = r->echo && r->gen.logprobs;
+    return 0;
+}
+
 static uint64_t random_seed(void) {
     uint64_t s = 0;
     if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
@@ -742,6 +827,7 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
     r->chat = openai == API_CHAT;
     r->vocab = vocab;
     genparams_defaults(&r->gen, openai, cfg->max_tokens);
+    r->n = 1;
     int have_seed = 0;
 
     if (len == 0) return bad(e, NULL, "request body is empty; expected a JSON object");
@@ -805,13 +891,14 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
             rc = f->parse(it, cfg, r, e);
         }
     }
-    if (!rc && !r->prompt)
+    if (!rc && r->nprompts == 0)
         rc = r->chat ? bad(e, "messages", "messages is required")
                      : bad(e, "prompt", "prompt is required");
     if (!rc && r->chat) rc = chat_default_stop(cfg, r, e);
     if (!rc && !have_seed) r->gen.seed = random_seed();
     if (!rc && r->include_usage && !r->stream)
         rc = bad(e, "stream_options", "stream_options is only allowed with stream: true");
+    if (!rc) rc = check_combination(r, e);
 done:
     cJSON_Delete(root);
     if (rc) gen_request_free(r);
@@ -819,7 +906,7 @@ done:
 }
 
 void gen_request_free(GenRequest *r) {
-    free(r->prompt);
+    for (int i = 0; i < r->nprompts; i++) free(r->prompts[i]);
     for (int i = 0; i < GEN_MAX_STOP; i++) free(r->stop[i]);
     free(r->bias);
     memset(r, 0, sizeof(*r));

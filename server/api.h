@@ -35,12 +35,19 @@ int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err
 int chat_template_load(const char *path, ChatTemplate *t, char *err);
 void chat_template_free(ChatTemplate *t);
 
+// Generations one request may ask for: prompts x n.
+#define API_MAX_CHOICES 16
+
 typedef struct {
     int openai; // parsed as /v1/completions or /v1/chat/completions
     int chat;   // parsed as /v1/chat/completions
-    char *prompt;
-    size_t prompt_len;
-    GenerateParams gen;
+    int nprompts;
+    char *prompts[API_MAX_CHOICES]; // owned, UTF-8
+    size_t prompt_lens[API_MAX_CHOICES];
+    int n;                    // choices per prompt; choice j draws with rng_child_seed(gen.seed, j)
+    int best_of;              // 0 when not given; else must equal n
+    int echo;                 // the reply's text starts with the prompt
+    GenerateParams gen;       // gen.logprobs etc. as asked; gen.score_prompt = echo && logprobs
     char *stop[GEN_MAX_STOP]; // owned; gen.stop points here
     SamplerBias *bias;        // owned; gen.sampler.bias points here
     const Vocab *vocab;       // borrowed: the ids and chars logit_bias is checked against

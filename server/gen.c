@@ -14,18 +14,33 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "utf8.h"
 
 // How often the watcher looks at the sockets of parked connections.
 #define WATCH_MS 100
 
-/* One admitted generation. A JSON reply's belongs to its Request and ends in job_end; a
- * stream's belongs to the libmicrohttpd response and ends in stream_free. Either counts in
- * srv.in_flight until then, that is until its last byte went to the socket (or the client
- * left): the drain on SIGTERM waits for exactly that. */
+/* One admitted request: its choices (prompts x n generations), stepped as one group by
+ * the scheduler. A JSON reply's job belongs to its Request and ends in job_end; a
+ * stream's belongs to the libmicrohttpd response and ends in stream_free. Its
+ * generations count in srv.in_flight until then, that is until the last byte went to
+ * the socket (or the client left): the drain on SIGTERM waits for exactly that. */
+typedef struct {
+    Generation gen;
+    int prompt;     // index into req.prompts
+    int index;      // OpenAI's choice index: prompt * n + j
+    uint64_t seed;  // rng_child_seed(request seed, j)
+    size_t sent;    // gen.text[0 .. sent) has gone out in events
+    int lp_sent;    // gen.lp[0 .. lp_sent) has gone out
+    int echo_sent;  // the echoed prompt has gone out
+    int final_sent; // its closing event is queued (OpenAI streams)
+    size_t cp_sent; // code points of the choice's text sent, for text_offset
+} Choice;
+
 typedef struct Job {
     GenRequest req;
-    Generation gen;
-    Task task; // the scheduler's handle while gen is being generated
+    int nchoices;
+    Choice *choices; // [nchoices]
+    Task *tasks;     // [nchoices] the scheduler's handles while generating
     int submitted;
     struct MHD_Connection *conn;
     Request *rq; // a stream's, for its byte count; valid while libmicrohttpd reads the stream
@@ -37,7 +52,7 @@ typedef struct Job {
     // streaming
     char *out; // pending SSE bytes out[pos .. len)
     size_t out_len, out_pos, out_cap;
-    size_t sent;  // gen.text[0 .. sent) has gone out in events
+    int failed;   // out of memory building events
     int finished; // the last event is queued
     int counted;  // in-flight count and generation metrics done
     int gone;     // the client closed the connection (set by the watcher)
@@ -91,7 +106,7 @@ static void *watch_main(void *arg) {
         for (int i = 0; i < n; i++) {
             if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
             jobs[i]->gone = 1;
-            sched_cancel_async(&jobs[i]->task);
+            for (int c = 0; c < jobs[i]->nchoices; c++) sched_cancel_async(&jobs[i]->tasks[c]);
         }
     }
     pthread_mutex_unlock(&watch_mu);
@@ -153,24 +168,33 @@ static void job_wake(void *arg) {
 static const Waker job_waker = {job_park, job_wake};
 
 static void job_free(Job *j) {
+    for (int i = 0; j->choices && i < j->nchoices; i++) {
+        if (j->submitted) sched_task_destroy(&j->tasks[i]);
+        generation_free(&j->choices[i].gen);
+    }
+    free(j->choices);
+    free(j->tasks);
     gen_request_free(&j->req);
-    if (j->submitted) sched_task_destroy(&j->task);
-    generation_free(&j->gen);
     free(j->out);
 }
 
-// The slot is freed once the reply has gone out, not when the generation is done: until
-// then a SIGTERM drain must wait for it.
+// The slots are freed once the reply has gone out, not when the generations are done:
+// until then a SIGTERM drain must wait for them.
 static void job_finish_metrics(Job *j) {
     if (j->counted) return;
     j->counted = 1;
-    metrics_generation(j->gen.prompt_tokens, j->gen.tokens, j->gen.finish);
-    atomic_fetch_sub(&srv.in_flight, 1);
+    for (int i = 0; i < j->nchoices; i++) {
+        const Generation *g = &j->choices[i].gen;
+        metrics_generation(g->prompt_tokens, g->tokens, g->finish);
+    }
+    atomic_fetch_sub(&srv.in_flight, j->nchoices);
 }
 
-// The end of a job, delivered or not: its generation is stopped if still running.
+// The end of a job, delivered or not: its generations are stopped if still running.
 static void job_end(Job *j) {
-    if (j->submitted) sched_cancel(&j->task); // returns at once when it is already over
+    if (j->submitted)
+        for (int i = 0; i < j->nchoices; i++)
+            sched_cancel(&j->tasks[i]); // returns at once when it is already over
     job_finish_metrics(j);
     job_free(j);
     free(j);
@@ -181,21 +205,137 @@ static double job_ms(const Job *j) {
 }
 
 // cJSON prints numbers near 2^53 with 15 significant digits, which is not exact.
-static void add_seed(cJSON *o, const Job *j) {
+static void add_seed(cJSON *o, uint64_t seed) {
     char buf[32];
-    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)j->req.gen.seed);
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)seed);
     cJSON_AddRawToObject(o, "seed", buf);
 }
 
-// The final summary fields shared by the JSON reply and the stream's last event.
-static void add_summary(cJSON *o, const Job *j) {
-    cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(j->gen.finish));
-    cJSON_AddNumberToObject(o, "tokens", j->gen.tokens);
-    cJSON_AddNumberToObject(o, "prompt_tokens", j->gen.prompt_tokens);
-    add_seed(o, j);
-    cJSON_AddStringToObject(o, "unknown_chars", j->gen.unknown_chars);
-    cJSON_AddNumberToObject(o, "elapsed_ms", job_ms(j));
+// ---- log probabilities, in the three shapes. Entries [from, to) of a choice.
+
+// A char as the UTF-8 string OpenAI's shapes use for a token.
+static const char *char_text(int id, char buf[5]) {
+    buf[utf8_encode(srv.vocab.chars[id], buf)] = '\0';
+    return buf;
 }
+
+static void add_logprob(cJSON *o, const char *name, float lp) {
+    if (isnan(lp))
+        cJSON_AddNullToObject(o, name);
+    else
+        cJSON_AddNumberToObject(o, name, lp);
+}
+
+// Code points of s[0 .. bytes).
+static size_t cps(const char *s, size_t bytes) {
+    return utf8_count(s, bytes);
+}
+
+/* /v1/completions: tokens, token_logprobs, top_logprobs (the k most likely plus the
+ * chosen one, as OpenAI lists them) and text_offset in code points into the choice's
+ * text. base_cp: code points before the first entry's text already sent. */
+static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, int to) {
+    const Generation *g = &c->gen;
+    int K = g->params.top_logprobs;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
+    cJSON *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    cJSON *offs = cJSON_AddArrayToObject(o, "text_offset");
+    const char *prompt = req->prompts[c->prompt];
+    size_t prompt_cp = req->echo ? cps(prompt, req->prompt_lens[c->prompt]) : 0;
+    for (int i = from; i < to; i++) {
+        const TokenLogprob *e = &g->lp[i];
+        char buf[5];
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(char_text(e->id, buf)));
+        cJSON_AddItemToArray(lps, isnan(e->logprob) ? cJSON_CreateNull()
+                                                    : cJSON_CreateNumber(e->logprob));
+        if (isnan(e->logprob)) {
+            cJSON_AddItemToArray(tops, cJSON_CreateNull());
+        } else {
+            cJSON *top = cJSON_CreateObject();
+            const int *ti = g->top_id + (size_t)i * K;
+            const float *tl = g->top_lp + (size_t)i * K;
+            int chosen_listed = 0;
+            for (int k = 0; k < K; k++) {
+                cJSON_AddNumberToObject(top, char_text(ti[k], buf), tl[k]);
+                chosen_listed |= ti[k] == e->id;
+            }
+            if (!chosen_listed) cJSON_AddNumberToObject(top, char_text(e->id, buf), e->logprob);
+            cJSON_AddItemToArray(tops, top);
+        }
+        size_t off = e->prompt ? cps(prompt, e->offset) : prompt_cp + cps(g->text, e->offset);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+    }
+    return o;
+}
+
+static cJSON *chat_token(int id, float lp) {
+    char buf[5];
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "token", char_text(id, buf));
+    add_logprob(t, "logprob", lp);
+    cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
+    for (const unsigned char *b = (const unsigned char *)buf; *b; b++)
+        cJSON_AddItemToArray(bytes, cJSON_CreateNumber(*b));
+    return t;
+}
+
+// Chat: {"content": [{token, logprob, bytes, top_logprobs: [k of the same]}], "refusal"}.
+static cJSON *chat_logprobs(const Choice *c, int from, int to) {
+    const Generation *g = &c->gen;
+    int K = g->params.top_logprobs;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *content = cJSON_AddArrayToObject(o, "content");
+    for (int i = from; i < to; i++) {
+        const TokenLogprob *e = &g->lp[i];
+        cJSON *t = chat_token(e->id, e->logprob);
+        cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+        for (int k = 0; k < K; k++)
+            cJSON_AddItemToArray(
+                top, chat_token(g->top_id[(size_t)i * K + k], g->top_lp[(size_t)i * K + k]));
+        cJSON_AddItemToArray(content, t);
+    }
+    cJSON_AddNullToObject(o, "refusal");
+    return o;
+}
+
+// /generate: [{"char", "logprob", "top": [{"char", "logprob"}]}], one per char of text.
+static cJSON *native_logprobs(const Choice *c, int from, int to) {
+    const Generation *g = &c->gen;
+    int K = g->params.top_logprobs;
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = from; i < to; i++) {
+        const TokenLogprob *e = &g->lp[i];
+        char buf[5];
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "char", char_text(e->id, buf));
+        add_logprob(t, "logprob", e->logprob);
+        cJSON *top = cJSON_AddArrayToObject(t, "top");
+        for (int k = 0; k < K && !isnan(e->logprob); k++) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddStringToObject(a, "char", char_text(g->top_id[(size_t)i * K + k], buf));
+            cJSON_AddNumberToObject(a, "logprob", g->top_lp[(size_t)i * K + k]);
+            cJSON_AddItemToArray(top, a);
+        }
+        cJSON_AddItemToArray(arr, t);
+    }
+    return arr;
+}
+
+// The logprobs member of a choice (or native event) for entries [from, to).
+static void add_choice_logprobs(cJSON *o, Choice *c, const GenRequest *req, int from, int to) {
+    if (!req->gen.logprobs) {
+        if (req->openai) cJSON_AddNullToObject(o, "logprobs");
+        return;
+    }
+    cJSON *lp = req->chat     ? chat_logprobs(c, from, to)
+                : req->openai ? completion_logprobs(c, req, from, to)
+                              : native_logprobs(c, from, to);
+    cJSON_AddItemToObject(o, "logprobs", lp);
+}
+
+// ---- the objects of the three routes
 
 // What every OpenAI answer starts with; *choices gets the array its choices go into.
 static cJSON *openai_head(const Job *j, const char *object, cJSON **choices) {
@@ -208,50 +348,122 @@ static cJSON *openai_head(const Job *j, const char *object, cJSON **choices) {
     return o;
 }
 
-// Choice 0's closing fields, then the choice into choices.
-static void openai_choice_end(cJSON *choices, cJSON *c, const char *finish) {
-    cJSON_AddNullToObject(c, "logprobs");
+static void add_finish(cJSON *c, const char *finish) {
     if (finish)
         cJSON_AddStringToObject(c, "finish_reason", finish);
     else
         cJSON_AddNullToObject(c, "finish_reason");
-    cJSON_AddItemToArray(choices, c);
 }
 
-static cJSON *openai_object(const Job *j, const char *text, const char *finish) {
-    cJSON *choices;
-    cJSON *o = openai_head(j, "text_completion", &choices);
-    if (text) {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "text", text);
-        cJSON_AddNumberToObject(c, "index", 0);
-        openai_choice_end(choices, c, finish);
+/* One OpenAI choice: a completion's text, or a chat message (delta when streaming) with
+ * role and content when not NULL; logprobs for entries [from, to) (none when from < 0). */
+static cJSON *openai_choice(const Job *j, Choice *c, const char *role, const char *text, int from,
+                            int to, const char *finish) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", c->index);
+    if (j->req.chat) {
+        cJSON *m = cJSON_AddObjectToObject(o, j->req.stream ? "delta" : "message");
+        if (role) cJSON_AddStringToObject(m, "role", role);
+        if (text) cJSON_AddStringToObject(m, "content", text);
+    } else {
+        cJSON_AddStringToObject(o, "text", text ? text : "");
     }
+    if (from >= 0)
+        add_choice_logprobs(o, c, &j->req, from, to);
+    else
+        cJSON_AddNullToObject(o, "logprobs");
+    add_finish(o, finish);
     return o;
 }
 
-/* A chat.completion (message), or with stream a chat.completion.chunk (delta): role and
- * content go into it when not NULL; choice 0 means an empty choices array (the usage
- * chunk). */
-static cJSON *chat_object(const Job *j, int stream, const char *role, const char *content,
-                          const char *finish, int choice) {
+static const char *openai_object_name(const Job *j) {
+    if (!j->req.chat) return "text_completion";
+    return j->req.stream ? "chat.completion.chunk" : "chat.completion";
+}
+
+// An OpenAI object holding the one choice c (NULL: no choice, the usage chunk).
+static cJSON *openai_event(const Job *j, cJSON *choice) {
     cJSON *choices;
-    cJSON *o = openai_head(j, stream ? "chat.completion.chunk" : "chat.completion", &choices);
-    if (!choice) return o;
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddNumberToObject(c, "index", 0);
-    cJSON *m = cJSON_AddObjectToObject(c, stream ? "delta" : "message");
-    if (role) cJSON_AddStringToObject(m, "role", role);
-    if (content) cJSON_AddStringToObject(m, "content", content);
-    openai_choice_end(choices, c, finish);
+    cJSON *o = openai_head(j, openai_object_name(j), &choices);
+    if (choice) cJSON_AddItemToArray(choices, choice);
     return o;
 }
 
 static void add_usage(cJSON *o, const Job *j) {
+    int prompt = 0, completion = 0;
+    for (int i = 0; i < j->nchoices; i++) {
+        const Choice *c = &j->choices[i];
+        if (c->index % j->req.n == 0) prompt += c->gen.prompt_tokens; // once per prompt
+        completion += c->gen.tokens;
+    }
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", j->gen.prompt_tokens);
-    cJSON_AddNumberToObject(u, "completion_tokens", j->gen.tokens);
-    cJSON_AddNumberToObject(u, "total_tokens", j->gen.prompt_tokens + j->gen.tokens);
+    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", completion);
+    cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
+}
+
+// The choice's whole text: the prompt first when echoed.
+static char *choice_text(const Job *j, const Choice *c) {
+    size_t pl = j->req.echo ? j->req.prompt_lens[c->prompt] : 0;
+    char *t = malloc(pl + c->gen.len + 1);
+    if (!t) return NULL;
+    memcpy(t, j->req.prompts[c->prompt], pl);
+    memcpy(t + pl, c->gen.text, c->gen.len + 1);
+    return t;
+}
+
+// /generate's summary of the request, in the reply and the stream's last event.
+static void add_native_summary(cJSON *o, const Job *j) {
+    if (j->nchoices == 1) {
+        const Generation *g = &j->choices[0].gen;
+        cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(g->finish));
+        cJSON_AddNumberToObject(o, "tokens", g->tokens);
+    }
+    const Generation *g0 = &j->choices[0].gen;
+    cJSON_AddNumberToObject(o, "prompt_tokens", g0->prompt_tokens);
+    add_seed(o, j->req.gen.seed);
+    cJSON_AddStringToObject(o, "unknown_chars", g0->unknown_chars);
+    cJSON_AddNumberToObject(o, "elapsed_ms", job_ms(j));
+}
+
+static cJSON *reply_object(const Job *j) {
+    if (!j->req.openai) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *choices = j->nchoices > 1 ? cJSON_AddArrayToObject(o, "choices") : NULL;
+        for (int i = 0; i < j->nchoices; i++) {
+            Choice *c = &j->choices[i];
+            cJSON *to = o;
+            if (choices) {
+                to = cJSON_CreateObject();
+                cJSON_AddNumberToObject(to, "index", c->index);
+            }
+            char *text = choice_text(j, c);
+            cJSON_AddStringToObject(to, "text", text ? text : "");
+            free(text);
+            if (choices) {
+                cJSON_AddStringToObject(to, "finish_reason", finish_reason_name(c->gen.finish));
+                cJSON_AddNumberToObject(to, "tokens", c->gen.tokens);
+                add_seed(to, c->seed);
+            }
+            add_choice_logprobs(to, c, &j->req, 0, c->gen.n_lp);
+            if (choices) cJSON_AddItemToArray(choices, to);
+        }
+        add_native_summary(o, j);
+        return o;
+    }
+    cJSON *choices;
+    cJSON *o = openai_head(j, openai_object_name(j), &choices);
+    for (int i = 0; i < j->nchoices; i++) {
+        Choice *c = &j->choices[i];
+        char *text = choice_text(j, c);
+        cJSON_AddItemToArray(choices,
+                             openai_choice(j, c, "assistant", text ? text : "", 0, c->gen.n_lp,
+                                           finish_reason_name(c->gen.finish)));
+        free(text);
+    }
+    add_usage(o, j);
+    add_seed(o, j->req.gen.seed);
+    return o;
 }
 
 static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err) {
@@ -266,9 +478,20 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     j->fd = ci ? ci->connect_fd : -1;
     j->conn = conn;
     j->rq = rq;
-    if (generation_init(&j->gen, &srv.model, &srv.vocab, j->req.prompt, j->req.prompt_len,
-                        &j->req.gen, err))
-        return -1;
+    j->choices = calloc((size_t)j->nchoices, sizeof(*j->choices));
+    j->tasks = calloc((size_t)j->nchoices, sizeof(*j->tasks));
+    if (!j->choices || !j->tasks) return err_set(err, "out of memory");
+    for (int i = 0; i < j->nchoices; i++) {
+        Choice *c = &j->choices[i];
+        c->index = i;
+        c->prompt = i / j->req.n;
+        c->seed = rng_child_seed(j->req.gen.seed, (uint64_t)(i % j->req.n));
+        GenerateParams p = j->req.gen;
+        p.seed = c->seed;
+        if (generation_init(&c->gen, &srv.model, &srv.vocab, j->req.prompts[c->prompt],
+                            j->req.prompt_lens[c->prompt], &p, err))
+            return -1;
+    }
     return 0;
 }
 
@@ -277,30 +500,19 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
 // with finish_reason "cancelled" and the text so far.
 static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
     Job *j = rq->ctx;
-    if (sched_poll(&j->task, 0, NULL, NULL) < 0) return MHD_YES; // parked until the release
+    if (sched_poll(j->tasks, j->nchoices, NULL, NULL) < 0) return MHD_YES; // parked
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
-    cJSON *o;
-    if (j->req.chat) {
-        o = chat_object(j, 0, "assistant", j->gen.text, finish_reason_name(j->gen.finish), 1);
-        add_usage(o, j);
-        add_seed(o, j);
-    } else if (j->req.openai) {
-        o = openai_object(j, j->gen.text, finish_reason_name(j->gen.finish));
-        add_usage(o, j);
-        add_seed(o, j);
-    } else {
-        o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "text", j->gen.text);
-        add_summary(o, j);
-    }
+    cJSON *o = reply_object(j);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (!json) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     return respond_json(conn, rq, MHD_HTTP_OK, json);
 }
 
 static int out_event(Job *j, cJSON *o) {
     char *json = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
+    if (o && !json) return j->failed = -1;
     const char *data = json ? json : "[DONE]";
     size_t need = strlen(data) + 9; // "data: " + data + "\n\n" + NUL
     if (j->out_len + need > j->out_cap) {
@@ -309,7 +521,7 @@ static int out_event(Job *j, cJSON *o) {
         char *b = realloc(j->out, cap);
         if (!b) {
             free(json);
-            return -1;
+            return j->failed = -1;
         }
         j->out = b;
         j->out_cap = cap;
@@ -319,41 +531,89 @@ static int out_event(Job *j, cJSON *o) {
     return 0;
 }
 
-static int stream_text(Job *j, const char *chunk) {
-    cJSON *o;
-    if (j->req.chat) {
-        o = chat_object(j, 1, NULL, chunk, NULL, 1);
-    } else if (j->req.openai) {
-        o = openai_object(j, chunk, NULL);
-    } else {
-        o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "text", chunk);
+/* What is new in choice c since the last event, as one event: text (the echoed prompt
+ * first, once the prompt has been read) and the log probabilities of its chars. With the
+ * worker's lock held (sched_poll's take). Returns 1 when it queued an event. */
+static int stream_choice(Job *j, Choice *c, int released) {
+    const Generation *g = &c->gen;
+    int echo = j->req.echo && !c->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
+    size_t pl = echo ? j->req.prompt_lens[c->prompt] : 0;
+    size_t fresh = g->emitted - c->sent;
+    int lp_to = j->req.gen.logprobs ? generation_logprobs_ready(g) : 0;
+    if (lp_to < c->lp_sent) lp_to = c->lp_sent;
+    int queued = 0;
+    if (pl + fresh > 0 || lp_to > c->lp_sent) {
+        char *chunk = malloc(pl + fresh + 1);
+        if (!chunk) return j->failed = -1, 0;
+        memcpy(chunk, j->req.prompts[c->prompt], pl);
+        memcpy(chunk + pl, g->text + c->sent, fresh);
+        chunk[pl + fresh] = '\0';
+        cJSON *o;
+        if (j->req.openai) {
+            o = openai_event(j, openai_choice(j, c, NULL, chunk,
+                                              j->req.gen.logprobs ? c->lp_sent : -1, lp_to, NULL));
+        } else {
+            o = cJSON_CreateObject();
+            if (j->nchoices > 1) cJSON_AddNumberToObject(o, "index", c->index);
+            cJSON_AddStringToObject(o, "text", chunk);
+            add_choice_logprobs(o, c, &j->req, c->lp_sent, lp_to);
+        }
+        free(chunk);
+        out_event(j, o);
+        c->echo_sent |= echo;
+        c->sent += fresh;
+        c->lp_sent = lp_to;
+        queued = 1;
     }
-    return out_event(j, o);
+    if (released && j->req.openai && !c->final_sent) {
+        cJSON *ch = openai_choice(j, c, NULL, j->req.chat ? NULL : "", -1, 0,
+                                  finish_reason_name(g->finish));
+        cJSON *o = openai_event(j, ch);
+        add_seed(o, c->seed);
+        out_event(j, o);
+        c->final_sent = 1;
+        queued = 1;
+    }
+    return queued;
 }
 
-// The closing events, once the generation is released.
+static int stream_take(void *ctx) {
+    Job *j = ctx;
+    int took = 0;
+    for (int i = 0; i < j->nchoices; i++)
+        took |= stream_choice(j, &j->choices[i], j->tasks[i].released);
+    return took;
+}
+
+// The closing events, once every generation is released.
 static int stream_final(Job *j) {
-    const char *finish = finish_reason_name(j->gen.finish);
     if (j->req.openai) {
-        cJSON *o =
-            j->req.chat ? chat_object(j, 1, NULL, NULL, finish, 1) : openai_object(j, "", finish);
-        add_seed(o, j);
-        if (out_event(j, o)) return -1;
         if (j->req.include_usage) {
-            o = j->req.chat ? chat_object(j, 1, NULL, NULL, NULL, 0) : openai_object(j, NULL, NULL);
+            cJSON *o = openai_event(j, NULL);
             add_usage(o, j);
-            if (out_event(j, o)) return -1;
+            out_event(j, o);
         }
-        if (out_event(j, NULL)) return -1;
+        out_event(j, NULL);
     } else {
         cJSON *o = cJSON_CreateObject();
-        add_summary(o, j);
+        if (j->nchoices > 1) {
+            cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+            for (int i = 0; i < j->nchoices; i++) {
+                const Choice *c = &j->choices[i];
+                cJSON *s = cJSON_CreateObject();
+                cJSON_AddNumberToObject(s, "index", c->index);
+                cJSON_AddStringToObject(s, "finish_reason", finish_reason_name(c->gen.finish));
+                cJSON_AddNumberToObject(s, "tokens", c->gen.tokens);
+                add_seed(s, c->seed);
+                cJSON_AddItemToArray(choices, s);
+            }
+        }
+        add_native_summary(o, j);
         cJSON_AddBoolToObject(o, "done", 1);
-        if (out_event(j, o)) return -1;
+        out_event(j, o);
     }
     j->finished = 1;
-    return 0;
+    return j->failed;
 }
 
 // libmicrohttpd's content reader: 0 bytes when the connection has just been parked until
@@ -364,18 +624,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (j->out_pos == j->out_len) {
         j->out_pos = j->out_len = 0;
         if (j->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        char *chunk;
-        size_t len;
-        int rc = sched_poll(&j->task, j->sent, &chunk, &len);
+        int rc = sched_poll(j->tasks, j->nchoices, stream_take, j);
         if (rc < 0) return 0;
-        if (j->gone) {
-            free(chunk);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        int failed = chunk && stream_text(j, chunk);
-        free(chunk);
-        j->sent += len;
-        if (failed || (rc == 1 && stream_final(j))) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (j->gone || j->failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 1 && stream_final(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     size_t n = j->out_len - j->out_pos;
     if (n > max) n = max;
@@ -386,13 +638,20 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 // Called by libmicrohttpd when the stream's response is released: after its last byte
-// went to the socket, or when the client went away (then its generation is cancelled).
+// went to the socket, or when the client went away (then its generations are cancelled).
 static void stream_free(void *cls) {
     job_end(cls);
 }
 
 static void json_finish(Request *rq) {
     job_end(rq->ctx);
+}
+
+static enum MHD_Result refuse(struct MHD_Connection *conn, Request *rq, Job *j, int status,
+                              const char *msg) {
+    job_free(j);
+    free(j);
+    return respond_error(conn, rq, status, msg, NULL);
 }
 
 // kind: api.h's API_NATIVE, API_COMPLETIONS or API_CHAT.
@@ -404,33 +663,37 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);
     }
+    j->nchoices = j->req.nprompts * j->req.n;
+    char msg[160];
+    if (j->nchoices > srv.cfg.max_concurrent) {
+        snprintf(msg, sizeof(msg),
+                 "this request asks for %d generations, more than the server runs at once (%d)",
+                 j->nchoices, srv.cfg.max_concurrent);
+        job_free(j);
+        free(j);
+        return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "n");
+    }
     pthread_mutex_lock(&admit_mu);
     if (atomic_load(&srv.shutting_down)) {
         pthread_mutex_unlock(&admit_mu);
-        job_free(j);
-        free(j);
-        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down",
-                             NULL);
+        return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down");
     }
-    if (atomic_fetch_add(&srv.in_flight, 1) >= srv.cfg.max_concurrent) {
-        atomic_fetch_sub(&srv.in_flight, 1);
+    if (atomic_fetch_add(&srv.in_flight, j->nchoices) + j->nchoices > srv.cfg.max_concurrent) {
+        atomic_fetch_sub(&srv.in_flight, j->nchoices);
         pthread_mutex_unlock(&admit_mu);
-        job_free(j);
-        free(j);
-        char msg[128];
         snprintf(msg, sizeof(msg), "too many generations in flight (limit %d); retry shortly",
                  srv.cfg.max_concurrent);
-        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, msg, NULL);
+        return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
     }
     char err[ERR_LEN];
     if (job_start(j, conn, rq, err)) {
-        atomic_fetch_sub(&srv.in_flight, 1);
+        atomic_fetch_sub(&srv.in_flight, j->nchoices);
         pthread_mutex_unlock(&admit_mu);
-        job_free(j);
-        free(j);
-        return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, err, NULL);
+        return refuse(conn, rq, j, MHD_HTTP_BAD_REQUEST, err);
     }
-    sched_submit(&j->task, &j->gen, j->req.stream, &job_waker, j);
+    Generation *gens[API_MAX_CHOICES];
+    for (int i = 0; i < j->nchoices; i++) gens[i] = &j->choices[i].gen;
+    sched_submit(j->tasks, gens, j->nchoices, j->req.stream, &job_waker, j);
     j->submitted = 1;
     pthread_mutex_unlock(&admit_mu);
 
@@ -441,8 +704,11 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
         return reply_json(conn, rq);
     }
 
-    // A chat stream's first chunk names the speaker before any text is generated.
-    if (j->req.chat && out_event(j, chat_object(j, 1, "assistant", "", NULL, 1))) {
+    // A chat stream's first chunk of each choice names the speaker before any text.
+    for (int i = 0; j->req.chat && i < j->nchoices; i++)
+        out_event(j,
+                  openai_event(j, openai_choice(j, &j->choices[i], "assistant", "", -1, 0, NULL)));
+    if (j->failed) {
         job_end(j);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }

@@ -41,9 +41,10 @@ static atomic_int pending; // submitted, not yet released
 
 // The owner is parked: let it go on (lock held).
 static void wake(Task *t) {
-    if (!t->parked) return;
-    t->parked = 0;
-    t->waker->wake(t->waker_arg);
+    Task *g = t->group;
+    if (!g->parked) return;
+    g->parked = 0;
+    g->waker->wake(g->waker_arg);
 }
 
 // Removes t from w's list (lock held) and hands it back to its owner.
@@ -166,51 +167,49 @@ void sched_stop(void) {
     nworkers = 0;
 }
 
-void sched_submit(Task *t, Generation *g, int wants_text, const Waker *waker, void *arg) {
-    memset(t, 0, sizeof(*t));
-    t->gen = g;
-    t->wants_text = wants_text;
-    t->waker = waker;
-    t->waker_arg = arg;
-    atomic_fetch_add(&pending, 1);
-    pthread_cond_init(&t->cv, NULL);
+void sched_submit(Task *tasks, Generation *const *gens, int k, int wants_text, const Waker *waker,
+                  void *arg) {
     // The least loaded worker: infer_step's cost grows with its rows (it reads the
     // weights once per four rows), so spreading requests over the cores beats filling one
-    // batch. (A stale count only makes the balance a little off.)
+    // batch. (A stale count only makes the balance a little off.) A group stays together.
     Worker *w = &workers[0];
     for (int i = 1; i < nworkers; i++)
         if (atomic_load(&workers[i].ntasks) < atomic_load(&w->ntasks)) w = &workers[i];
-    t->worker = w;
+    for (int i = 0; i < k; i++) {
+        Task *t = &tasks[i];
+        memset(t, 0, sizeof(*t));
+        t->gen = gens[i];
+        t->wants_text = wants_text;
+        t->waker = waker;
+        t->waker_arg = arg;
+        t->group = tasks;
+        t->worker = w;
+        pthread_cond_init(&t->cv, NULL);
+    }
+    atomic_fetch_add(&pending, k);
     pthread_mutex_lock(&w->mu);
-    if (w->tail)
-        w->tail->next = t;
-    else
-        w->head = t;
-    w->tail = t;
-    w->ntasks++;
+    for (int i = 0; i < k; i++) {
+        if (w->tail)
+            w->tail->next = &tasks[i];
+        else
+            w->head = &tasks[i];
+        w->tail = &tasks[i];
+    }
+    w->ntasks += k;
     pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->mu);
 }
 
-int sched_poll(Task *t, size_t have, char **chunk, size_t *len) {
-    Worker *w = t->worker;
-    if (chunk) *chunk = NULL;
-    if (len) *len = 0;
+int sched_poll(Task *tasks, int k, int (*take)(void *ctx), void *ctx) {
+    Worker *w = tasks->worker;
     pthread_mutex_lock(&w->mu);
-    int fresh = t->wants_text && t->gen->emitted > have;
-    if (fresh && chunk) {
-        size_t n = t->gen->emitted - have;
-        *chunk = malloc(n + 1);
-        if (*chunk) {
-            memcpy(*chunk, t->gen->text + have, n);
-            (*chunk)[n] = '\0';
-            *len = n;
-        }
-    }
-    int rc = t->released ? 1 : fresh ? 0 : -1;
+    int released = 1;
+    for (int i = 0; i < k && released; i++) released = tasks[i].released;
+    int took = take ? take(ctx) : 0;
+    int rc = released ? 1 : took ? 0 : -1;
     if (rc < 0) {
-        t->parked = 1;
-        t->waker->park(t->waker_arg);
+        tasks->parked = 1;
+        tasks->waker->park(tasks->waker_arg);
     }
     pthread_mutex_unlock(&w->mu);
     return rc;

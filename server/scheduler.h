@@ -23,14 +23,17 @@ typedef struct {
 } Waker;
 
 /* A generation handed to the workers. Between sched_submit and its release the
- * Generation belongs to a worker and is read only through sched_poll. */
+ * Generation belongs to a worker and is read only through sched_poll. A request's
+ * several generations (n choices, several prompts) are one group: submitted together to
+ * one worker, so that they step in the same batch and one lock covers them all. */
 typedef struct Task {
     Generation *gen;
-    pthread_cond_t cv; // signalled on release, for sched_cancel
-    int wants_text;    // a stream: wake the owner for every new chunk
-    atomic_int cancel; // asked by the owner; may be set without the lock
-    int released;      // finished or cancelled; the worker no longer touches it
-    int parked;        // the owner waits for wake
+    pthread_cond_t cv;  // signalled on release, for sched_cancel
+    int wants_text;     // a stream: wake the owner for every new chunk
+    atomic_int cancel;  // asked by the owner; may be set without the lock
+    int released;       // finished or cancelled; the worker no longer touches it
+    int parked;         // the owner waits for wake (kept on the group's first task)
+    struct Task *group; // the group's first task
     const Waker *waker;
     void *waker_arg;
     struct Worker *worker;
@@ -39,11 +42,15 @@ typedef struct Task {
 
 int sched_start(int nworkers, char *err);
 void sched_stop(void);
-void sched_submit(Task *t, Generation *g, int wants_text, const Waker *waker, void *arg);
-/* Never blocks. Copies any text past `have` bytes (streams) into *chunk (malloc'd, may be
- * NULL). Returns 1 once released (the final text may still come with it), 0 with new
- * text, -1 when there is none yet: then the owner is parked until its wake. */
-int sched_poll(Task *t, size_t have, char **chunk, size_t *len);
+/* Submits the k generations gens[0 .. k) as the group tasks[0 .. k). */
+void sched_submit(Task *tasks, Generation *const *gens, int k, int wants_text, const Waker *waker,
+                  void *arg);
+/* Never blocks. With the worker's lock held, so that the generations stand still, calls
+ * take(ctx) (when given), which reads what is new in them and returns 1 if it took
+ * anything. Returns 1 once every task of the group is released (take has then seen the
+ * final state), 0 when take took something, -1 otherwise: then the owner is parked until
+ * its wake, which comes with the next new text or release. */
+int sched_poll(Task *tasks, int k, int (*take)(void *ctx), void *ctx);
 /* Asks for the cancellation without waiting: the release (and the wake) follow within one
  * step. Safe from any thread while the task is alive. */
 void sched_cancel_async(Task *t);

@@ -44,7 +44,8 @@ static const Case cases[] = {
 
     // Every parameter at its bounds and just outside.
     {G, B("\"max_tokens\": 1"), .want = "max_tokens=1"},
-    {G, B("\"max_tokens\": 0"), .param = "max_tokens", .msg = "from 1 to 2000"},
+    {G, B("\"max_tokens\": 0"), .param = "max_tokens", .msg = "only with echo"},
+    {G, B("\"max_tokens\": -1"), .param = "max_tokens", .msg = "from 1 to 2000"},
     {G, B("\"max_tokens\": 2000"), .want = "max_tokens=2000"},
     {G, B("\"max_tokens\": 2001"), .param = "max_tokens", .msg = "from 1 to 2000"},
     {G, B("\"max_tokens\": 50"), .cap = 50, .want = "max_tokens=50"},
@@ -235,14 +236,26 @@ static const Case cases[] = {
     {G, "{\"prompt\": 5}", .param = "prompt"},
     {G, "{\"prompt\": [\"a\"]}", .param = "prompt"},
     {O, "{\"prompt\": [\"the\"]}", .want = "prompt=the"},
-    {O, "{\"prompt\": [\"a\", \"b\"]}", .param = "prompt"},
+    // /v1/completions also takes OpenAI's lists: of strings, of ids, of lists of ids.
+    {O, "{\"prompt\": [\"a\", \"b\"]}", .want = "nprompts=2 prompts=a|b"},
     {O, "{\"prompt\": []}", .param = "prompt"},
-    {O, "{\"prompt\": [1]}", .param = "prompt"},
+    {O, "{\"prompt\": [4, 3, 6]}", .want = "nprompts=1 prompts=ba\xc3\xa9"},
+    {O, "{\"prompt\": [[4], [3, 3], []]}", .want = "nprompts=3 prompts=b|aa|"},
+    {O, "{\"prompt\": [1, \"a\"]}", .param = "prompt"},
+    {O, "{\"prompt\": [[1], \"a\"]}", .param = "prompt"},
+    {O, "{\"prompt\": [99]}", .param = "prompt", .msg = "token ids"},
+    {O, "{\"prompt\": [1.5]}", .param = "prompt", .msg = "token ids"},
+    {O, "{\"prompt\": [\"01234567890\"]}", .param = "prompt", .msg = "11 chars"},
+    {O,
+     "{\"prompt\": [\"1\", \"2\", \"3\", \"4\", \"5\", \"6\", \"7\", \"8\", \"9\", \"0\", \"1\", "
+     "\"2\", \"3\", \"4\", \"5\", \"6\", \"7\"]}",
+     .param = "prompt", .msg = "at most 16"},
     {O, "{\"model\": \"charlm\"}", .param = "prompt"},
 
     // Unknown fields, OpenAI's fields at /generate, and the flag spelling.
     {G, B("\"bogus\": 1"), .param = "bogus", .msg = "unknown field 'bogus'"},
-    {G, B("\"n\": 1"), .param = "n"},
+    {G, B("\"n\": 3"), .want = "n=3"},
+    {G, B("\"user\": \"u\""), .param = "user"},
     {G, B("\"model\": \"charlm\""), .param = "model"},
     {G, B("\"max-tokens\": 5"), .param = "max-tokens"},
     {O, B("\"max-tokens\": 5"), .param = "max-tokens"},
@@ -267,15 +280,29 @@ static const Case cases[] = {
        "\"suffix\": \"\", \"logprobs\": 0, \"presence_penalty\": -2, \"frequency_penalty\": 2, "
        "\"logit_bias\": {\"1\": 5}"),
      .want = "max_tokens=16 presence_penalty=-2 frequency_penalty=2 bias=1:5"},
-    {O, B("\"n\": 2"), .param = "n", .msg = "only n = 1"},
+    // n, best_of, echo, logprobs; max_tokens 0 scores the prompt, so it needs echo.
+    {O, B("\"n\": 2"), .want = "n=2 nprompts=1"},
+    {O, B("\"n\": 16"), .want = "n=16"},
+    {O, B("\"n\": 17"), .param = "n"},
+    {O, B("\"n\": 0"), .param = "n"},
     {O, B("\"n\": \"1\""), .param = "n"},
+    {O, "{\"prompt\": [\"a\", \"b\"], \"n\": 8}", .want = "n=8 nprompts=2"},
+    {O, "{\"prompt\": [\"a\", \"b\"], \"n\": 9}", .param = "n", .msg = "18"},
     {O, B("\"best_of\": 3"), .param = "best_of"},
-    {O, B("\"echo\": true"), .param = "echo"},
+    {O, B("\"best_of\": 3, \"n\": 3"), .want = "n=3"},
+    {O, B("\"echo\": true"), .want = "echo=1 score_prompt=0"},
     {O, B("\"echo\": 0"), .param = "echo"},
+    {O, B("\"echo\": true, \"logprobs\": 0, \"max_tokens\": 0"),
+     .want = "echo=1 logprobs=1 top_logprobs=0 score_prompt=1 max_tokens=0"},
+    {O, B("\"max_tokens\": 0"), .param = "max_tokens", .msg = "echo"},
+    {G, B("\"max_tokens\": 0, \"echo\": true"), .want = "max_tokens=0 echo=1"},
+    {G, B("\"logprobs\": 20"), .want = "logprobs=1 top_logprobs=20"},
+    {G, B("\"logprobs\": 21"), .param = "logprobs"},
+    {G, B("\"logprobs\": true"), .param = "logprobs"},
     {O, B("\"suffix\": \"x\""), .param = "suffix"},
     {O, B("\"model\": 3"), .param = "model"},
-    {O, B("\"logprobs\": 5"), .param = "logprobs", .msg = "not supported"},
-    {O, B("\"logprobs\": 1"), .param = "logprobs", .msg = "not supported"},
+    {O, B("\"logprobs\": 5"), .want = "logprobs=1 top_logprobs=5 score_prompt=0"},
+    {O, B("\"logprobs\": null"), .want = "logprobs=0"},
     {O, B("\"logprobs\": 6"), .param = "logprobs"},
     {O, B("\"logprobs\": -1"), .param = "logprobs"},
     {O, B("\"presence_penalty\": 2.5"), .param = "presence_penalty"},
@@ -322,7 +349,8 @@ static double param_value(const GenerateParams *p, const GenParam *gp) {
 }
 
 // want: space-separated name=value; names are genparams rows (floats compared as float,
-// the seed exactly) or prompt, prompt_len, nstop, stop (joined with '|'), stream, usage.
+// the seed exactly) or prompt, prompt_len, nstop, stop (joined with '|'), stream, usage,
+// n, nprompts, echo, logprobs, top_logprobs, score_prompt, prompts (joined with '|').
 static void check_fields(const Case *c, const GenRequest *r) {
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s", c->want);
@@ -342,8 +370,13 @@ static void check_fields(const Case *c, const GenRequest *r) {
             ok = gp->type == GENPARAM_FLOAT ? (float)want == (float)have : want == have;
             snprintf(got, sizeof(got), "%.9g", have);
         } else if (strcmp(tok, "prompt") == 0) {
-            ok = strcmp(r->prompt, v) == 0;
-            snprintf(got, sizeof(got), "%s", r->prompt);
+            ok = strcmp(r->prompts[0], v) == 0;
+            snprintf(got, sizeof(got), "%s", r->prompts[0]);
+        } else if (strcmp(tok, "prompts") == 0) {
+            for (int i = 0; i < r->nprompts; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", i ? "|" : "",
+                         r->prompts[i]);
+            ok = strcmp(got, v) == 0;
         } else if (strcmp(tok, "bias") == 0) {
             for (int i = 0; i < r->gen.sampler.nbias; i++)
                 snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%d:%g", i ? "," : "",
@@ -355,11 +388,17 @@ static void check_fields(const Case *c, const GenRequest *r) {
                          r->gen.stop[i]);
             ok = strcmp(got, v) == 0;
         } else {
-            long have = strcmp(tok, "prompt_len") == 0 ? (long)r->prompt_len
-                        : strcmp(tok, "nstop") == 0    ? r->gen.nstop
-                        : strcmp(tok, "stream") == 0   ? r->stream
-                        : strcmp(tok, "usage") == 0    ? r->include_usage
-                                                       : -999;
+            long have = strcmp(tok, "prompt_len") == 0     ? (long)r->prompt_lens[0]
+                        : strcmp(tok, "nstop") == 0        ? r->gen.nstop
+                        : strcmp(tok, "stream") == 0       ? r->stream
+                        : strcmp(tok, "usage") == 0        ? r->include_usage
+                        : strcmp(tok, "n") == 0            ? r->n
+                        : strcmp(tok, "nprompts") == 0     ? r->nprompts
+                        : strcmp(tok, "echo") == 0         ? r->echo
+                        : strcmp(tok, "logprobs") == 0     ? r->gen.logprobs
+                        : strcmp(tok, "top_logprobs") == 0 ? r->gen.top_logprobs
+                        : strcmp(tok, "score_prompt") == 0 ? r->gen.score_prompt
+                                                           : -999;
             ck_assert_msg(have != -999, "bad want %s", tok);
             ok = have == strtol(v, NULL, 10);
             snprintf(got, sizeof(got), "%ld", have);
@@ -384,11 +423,11 @@ START_TEST(test_parse_table) {
         if (c->msg)
             ck_assert_msg(strstr(e.message, c->msg), "%s: message '%s' lacks '%s'", c->body,
                           e.message, c->msg);
-        ck_assert_ptr_null(r.prompt); // nothing left to free
+        ck_assert_ptr_null(r.prompts[0]); // nothing left to free
     } else {
         ck_assert_msg(rc == 0, "%s: refused: %s (%s)", c->body, e.message, e.param);
         ck_assert_int_eq(r.openai, c->openai);
-        ck_assert_uint_eq(r.prompt_len, strlen(r.prompt));
+        ck_assert_uint_eq(r.prompt_lens[0], strlen(r.prompts[0]));
         for (int i = 0; i < r.gen.nstop; i++) ck_assert_ptr_eq(r.gen.stop[i], r.stop[i]);
         check_fields(c, &r);
         gen_request_free(&r);
@@ -569,8 +608,10 @@ static const ChatCase chat_cases[] = {
     {NULL, "{\"messages\": [" U("hi") "], \"prompt\": \"x\"}", .param = "prompt"},
     {NULL, "{\"messages\": [" U("hi") "], \"suffix\": \"\"}", .param = "suffix"},
     {NULL, "{\"messages\": [" U("hi") "], \"logprobs\": 0}", .param = "logprobs"},
-    {NULL, "{\"messages\": [" U("hi") "], \"logprobs\": true}", .param = "logprobs"},
-    {NULL, "{\"messages\": [" U("hi") "], \"top_logprobs\": 21}", .param = "top_logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"top_logprobs\": 21, \"logprobs\": true}",
+     .param = "top_logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"top_logprobs\": 2}", .param = "top_logprobs"},
+    {NULL, "{\"messages\": [" U("hi") "], \"echo\": true}", .param = "echo"},
     {NULL, "{\"messages\": [" U("hi") "], \"tools\": [], \"store\": true}", .param = "tools"},
     {NULL, "{\"messages\": [" U("01234567890123456789012345678901234567890123456789") "]}",
      .param = "messages"},
@@ -601,8 +642,8 @@ START_TEST(test_chat_table) {
     } else {
         ck_assert_msg(rc == 0, "%s: %s", c->body, e.message);
         ck_assert(r.openai && r.chat);
-        ck_assert_str_eq(r.prompt, c->prompt);
-        ck_assert_uint_eq(r.prompt_len, strlen(c->prompt));
+        ck_assert_str_eq(r.prompts[0], c->prompt);
+        ck_assert_uint_eq(r.prompt_lens[0], strlen(c->prompt));
         ck_assert_str_eq(r.gen.nstop ? r.gen.stop[0] : "", c->stop);
         ck_assert_int_eq(r.gen.max_tokens, 16);
         gen_request_free(&r);

@@ -1,4 +1,5 @@
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,7 +252,11 @@ START_TEST(test_rejects_bad_input) {
     GenerateParams p = params(1.0f, 10, 1);
     ck_assert_int_eq(generation_init(&g, &model, &vocab, "a\xff", 2, &p, err), -1);
     ck_assert_ptr_nonnull(strstr(err, "UTF-8"));
-    p.max_tokens = 0;
+    p.max_tokens = -1;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
+    p = params(1.0f, 10, 1);
+    p.logprobs = 1;
+    p.top_logprobs = GEN_MAX_TOP + 1;
     ck_assert_int_eq(generation_init(&g, &model, &vocab, "a", 1, &p, err), -1);
     p = params(1.0f, 10, 1);
     p.sampler.top_p = 0;
@@ -327,6 +332,90 @@ START_TEST(test_counts_and_bias) {
 }
 END_TEST
 
+// log-softmax of one row, in double, the definition the entries must meet.
+static double ref_logprob(const float *logits, int id) {
+    int V = vocab.size;
+    double m = logits[0], sum = 0.0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > m) m = logits[v];
+    for (int v = 0; v < V; v++) sum += exp(logits[v] - m);
+    return logits[id] - m - log(sum);
+}
+
+// Every entry is the log-softmax of the logits that step produced (stepped again here),
+// for the prompt's chars after the first (score_prompt) and for every generated char;
+// alternatives come most likely first; a stop sequence's chars leave no entry.
+START_TEST(test_logprobs) {
+    const char *prompt = "the c\xc3\xa9t"; // é is not in the vocabulary: no entry, no step
+    GenerateParams p = params(1.0f, 40, 11);
+    p.logprobs = 1;
+    p.top_logprobs = 5;
+    p.score_prompt = 1;
+    Generation g;
+    char *text = run(prompt, &p, &g, NULL);
+    int V = vocab.size, K = 5;
+    ck_assert_int_eq(g.prompt_tokens, 6);
+    ck_assert_int_eq(g.n_lp, g.prompt_tokens + g.tokens);
+    ck_assert_int_eq(generation_logprobs_ready(&g), g.n_lp);
+    ck_assert(isnan(g.lp[0].logprob));
+    ck_assert(g.lp[0].prompt && g.lp[5].prompt && !g.lp[6].prompt);
+    ck_assert_uint_eq(g.lp[5].offset, 7); // "t" after the two bytes of é
+    ck_assert_uint_eq(g.lp[6].offset, 0);
+
+    char err[ERR_LEN];
+    StreamState st;
+    ck_assert_int_eq(stream_state_alloc(&st, &model.config, err), 0);
+    StreamState *sp = &st;
+    float *logits = malloc((size_t)V * sizeof(float));
+    for (int i = 0; i + 1 < g.n_lp; i++) {
+        infer_step(&model, &scratch, 1, &g.lp[i].id, &sp, logits);
+        const TokenLogprob *e = &g.lp[i + 1];
+        ck_assert_double_eq_tol(e->logprob, ref_logprob(logits, e->id), 1e-6);
+        const int *ti = g.top_id + (size_t)(i + 1) * K;
+        const float *tl = g.top_lp + (size_t)(i + 1) * K;
+        for (int k = 0; k < K; k++) {
+            ck_assert_double_eq_tol(tl[k], ref_logprob(logits, ti[k]), 1e-6);
+            if (k) ck_assert(tl[k] <= tl[k - 1]);
+            for (int v = 0; v < V; v++) { // nothing left out is more likely than what is in
+                int in = 0;
+                for (int j = 0; j <= k; j++) in |= ti[j] == v;
+                if (!in) ck_assert(logits[v] <= logits[ti[k]]);
+            }
+        }
+    }
+    generation_free(&g);
+    free(text);
+
+    // Scoring only: max_tokens 0 ends once the prompt is read.
+    p.max_tokens = 0;
+    text = run("the cat", &p, &g, NULL);
+    ck_assert_str_eq(text, "");
+    ck_assert_int_eq(g.finish, FINISH_LENGTH);
+    ck_assert_int_eq(g.n_lp, 7);
+    generation_free(&g);
+    free(text);
+
+    // A stop sequence removed from the text takes its entries with it.
+    p = params(0.0f, 40, 1);
+    p.logprobs = 1;
+    char *free_text = run("the", &p, &g, NULL);
+    ck_assert_int_ge(g.len, 2);
+    char stop[3] = {free_text[0], free_text[1], 0};
+    generation_free(&g);
+    p.nstop = 1;
+    p.stop[0] = stop;
+    text = run("the", &p, &g, NULL);
+    ck_assert_int_eq(g.finish, FINISH_STOP);
+    ck_assert_int_eq(g.n_lp, 0);
+    ck_assert_int_eq(g.tokens, 2);
+    generation_free(&g);
+    free(text);
+    free(free_text);
+    free(logits);
+    stream_state_free(&st);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
@@ -338,6 +427,7 @@ int main(void) {
     tcase_add_test(tc, test_batched_equals_alone);
     tcase_add_test(tc, test_rejects_bad_input);
     tcase_add_test(tc, test_counts_and_bias);
+    tcase_add_test(tc, test_logprobs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

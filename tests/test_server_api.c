@@ -273,7 +273,8 @@ START_TEST(test_bad_fields) {
         {"{\"prompt\": \"a\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", "stop"},
         {"{\"prompt\": \"a\", \"stream\": 1}", "stream"},
         {"{\"prompt\": \"a\", \"stream\": \"true\"}", "stream"},
-        {"{\"prompt\": \"a\", \"n\": 1}", "n"}, // an OpenAI field, unknown to /generate
+        {"{\"prompt\": \"a\", \"n\": 17}", "n"},
+        {"{\"prompt\": \"a\", \"user\": \"u\"}", "user"}, // an OpenAI field, unknown here
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         Resp r = http_post(S.port, "/generate", cases[i].body);
@@ -303,16 +304,16 @@ START_TEST(test_bad_fields) {
         const char *body, *param;
     } oa[] = {
         {"{\"model\": \"charlm\"}", "prompt"},
-        {"{\"prompt\": \"a\", \"n\": 2}", "n"},
+        {"{\"prompt\": \"a\", \"n\": 0}", "n"},
         {"{\"prompt\": \"a\", \"best_of\": 3}", "best_of"},
-        {"{\"prompt\": \"a\", \"echo\": true}", "echo"},
+        {"{\"prompt\": \"a\", \"max_tokens\": 0}", "max_tokens"},
         {"{\"prompt\": \"a\", \"suffix\": \"x\"}", "suffix"},
         {"{\"prompt\": \"a\", \"model\": 3}", "model"},
         {"{\"prompt\": \"a\", \"logprobs\": 9}", "logprobs"},
         {"{\"prompt\": \"a\", \"wat\": null}", "wat"},
         {"{\"prompt\": \"a\", \"temperature\": \"hot\"}", "temperature"},
         {"{\"prompt\": \"a\", \"stream_options\": {\"include_usage\": true}}", "stream_options"},
-        {"{\"prompt\": [\"a\", \"b\"]}", "prompt"},
+        {"{\"prompt\": [\"a\", 1]}", "prompt"},
     };
     for (size_t i = 0; i < sizeof(oa) / sizeof(*oa); i++) {
         r = http_post(S.port, "/v1/completions", oa[i].body);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Browser test of the web page: starts charlm-server on a free port with a tiny model and
-# drives Debian's chromium through playwright-core (tests/e2e/page.test.mjs).
+# End-to-end tests with a tiny model, each starting its own charlm-server on a free port:
+# the web page driven by Debian's chromium through playwright-core (tests/e2e/page.test.mjs),
+# then the official OpenAI client, npm `openai`, against the /v1 routes
+# (tests/e2e/openai.test.mjs).
 #
-#   npm ci                      # once: installs playwright-core from package-lock.json
+#   npm ci                      # once: installs playwright-core and openai from package-lock.json
 #   bash tests/e2e/run.sh       # uses BIN_DIR (default: build/) for charlm-server/-train
 #
 # Environment:
@@ -28,8 +30,10 @@ fail() {
 [ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: playwright-core needs node 20 or newer"
-[ -f "$repo/node_modules/playwright-core/package.json" ] || fail "playwright-core missing: run 'npm ci' in $repo"
+[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: playwright-core and openai need node 20 or newer"
+for pkg in playwright-core openai; do
+    [ -f "$repo/node_modules/$pkg/package.json" ] || fail "$pkg missing: run 'npm ci' in $repo"
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/charlm-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -63,3 +67,4 @@ mkdir -p "$repo/build"
 cd "$repo"
 CHARLM_SERVER=$server E2E_MODEL_DIR=$model E2E_OUT_DIR=$repo/build CHROMIUM=$chromium \
     CHARLM_STATIC_DIR=$repo/static node --test-reporter=spec tests/e2e/page.test.mjs
+CHARLM_SERVER=$server E2E_MODEL_DIR=$model node --test-reporter=spec tests/e2e/openai.test.mjs

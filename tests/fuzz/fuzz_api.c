@@ -63,9 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {
         CHECK(e.status == 0);
         CHECK(r.openai == (openai != API_NATIVE) && r.chat == (openai == API_CHAT));
-        CHECK(r.prompt && utf8_find_invalid(r.prompt, r.prompt_len) < 0);
-        CHECK(utf8_count(r.prompt, r.prompt_len) <= (size_t)cfg.max_prompt);
-        CHECK(r.gen.max_tokens >= 1 && r.gen.max_tokens <= cfg.max_tokens);
+        CHECK(r.nprompts >= 1 && r.n >= 1 && r.nprompts * r.n <= API_MAX_CHOICES);
+        for (int i = 0; i < r.nprompts; i++) {
+            CHECK(r.prompts[i] && utf8_find_invalid(r.prompts[i], r.prompt_lens[i]) < 0);
+            CHECK(utf8_count(r.prompts[i], r.prompt_lens[i]) <= (size_t)cfg.max_prompt);
+        }
+        CHECK(r.gen.max_tokens >= (r.echo ? 0 : 1) && r.gen.max_tokens <= cfg.max_tokens);
+        CHECK(r.gen.top_logprobs >= 0 && r.gen.top_logprobs <= GEN_MAX_TOP);
         CHECK(r.gen.seed <= (uint64_t)GEN_SEED_MAX);
         const SamplerParams *sp = &r.gen.sampler;
         CHECK(isfinite(sp->temperature) && sp->temperature >= 0);
@@ -91,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(rc == -1 && e.status == 400);
         CHECK(e.message[0] && utf8_ok(e.message) && utf8_ok(e.param));
         // A failed parse owns nothing.
-        CHECK(!r.prompt);
+        CHECK(!r.prompts[0] && r.nprompts == 0);
         for (int i = 0; i < GEN_MAX_STOP; i++) CHECK(!r.stop[i]);
         CHECK(!r.bias);
     }
