@@ -322,13 +322,16 @@
     return pct >= 0.01 ? pct.toFixed(2) + '%' : '<0.01%';
   }
 
-  // Whitespace and control chars drawn visibly, flagged so the style sheet can mute them.
+  // Whitespace and control chars drawn visibly (controls by their code point, as few
+  // fonts have the control pictures), flagged so the style sheet can mute them.
   function charCell(ch) {
     const c = document.createElement('span');
     c.className = 'tip-char';
     const shown = show(ch);
     const code = ch.codePointAt(0);
-    const visible = shown !== ch ? shown : code < 0x20 ? String.fromCodePoint(0x2400 + code) : ch;
+    const control = code < 0x20 || (code >= 0x7f && code < 0xa0);
+    const hex = code.toString(16).toUpperCase().padStart(4, '0');
+    const visible = shown !== ch ? shown : control ? `U+${hex}` : ch;
     if (visible !== ch) c.classList.add('ws');
     c.textContent = visible;
     return c;
@@ -723,7 +726,8 @@
 
   function show(ch) {
     if (ch === '\n') return '↵';
-    if (ch === ' ') return '␠';
+    if (ch === ' ') return '␣'; // U+2423: in far more fonts than U+2420 ␠
+    if (ch === '\t') return '⇥';
     return ch;
   }
 

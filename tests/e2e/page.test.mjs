@@ -351,7 +351,7 @@ describe('charlm web page', { timeout: 240000 }, () => {
     }
 
     // The tip a char shows: its top 5, likeliest first, in percent, the chosen one marked.
-    const shown = (c) => (c === ' ' ? '␠' : c === '\n' ? '↵' : c);
+    const shown = (c) => (c === ' ' ? '␣' : c === '\n' ? '↵' : c);
     async function checkTip(i) {
       await page.waitForSelector('#prob-tip:not([hidden])', { timeout: 5000 });
       assert.equal(await page.getAttribute('#prob-tip', 'role'), 'tooltip');
