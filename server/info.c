@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "error.h"
 #include "fileio.h"
 #include "genparams.h"
@@ -125,6 +126,8 @@ static cJSON *gen_limits(void) {
     add_limit(o, "stop", NAN, 0, GEN_MAX_STOP);
     add_limit(o, "stop_bytes", NAN, 0, GEN_MAX_STOP_BYTES);
     add_limit(o, "body_bytes", NAN, 0, (double)srv.cfg.max_body);
+    add_limit(o, "n", 1, 0, API_MAX_CHOICES);
+    add_limit(o, "logprobs", 0, 0, GEN_MAX_TOP);
     return o;
 }
 

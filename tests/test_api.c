@@ -544,6 +544,8 @@ START_TEST(test_card_matches_parser) {
     ck_assert_int_eq((int)LIMIT_MAX("stop"), GEN_MAX_STOP);
     ck_assert_int_eq((int)LIMIT_MAX("stop_bytes"), GEN_MAX_STOP_BYTES);
     ck_assert_int_eq((long)LIMIT_MAX("body_bytes"), cfg.max_body);
+    ck_assert_int_eq((int)LIMIT_MAX("n"), API_MAX_CHOICES);
+    ck_assert_int_eq((int)LIMIT_MAX("logprobs"), GEN_MAX_TOP);
 #undef LIMIT_MAX
     GenRequest r;
     ck_assert_int_eq(parse_with("{\"prompt\": \"0123456789\"}", 0, &cfg, &r), 0);
