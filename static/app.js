@@ -1,7 +1,9 @@
 // charlm web page: streams /generate over SSE and draws the model card from /model; asks
 // for an API key when the server wants one.
 // Plain script, no framework; the page's CSP allows only 'self', so nothing here
-// touches inline styles or HTML strings — every piece of text goes in as textContent.
+// writes style attributes or HTML strings — every piece of text goes in as textContent,
+// and the one position set from script (the probability tip's) goes through the CSSOM,
+// which the CSP does not restrict.
 'use strict';
 
 (function () {
@@ -34,6 +36,10 @@
     stSeed: $('st-seed'),
     reuseSeed: $('reuse-seed'),
     stUnknown: $('st-unknown'),
+    stProbs: $('st-probs'),
+    probs: $('probs'),
+    probLegend: $('prob-legend'),
+    tip: $('prob-tip'),
     summary: $('model-summary'),
   };
 
@@ -162,6 +168,7 @@
   // server, the single authority on limits, answers with its own message.
   function buildRequest() {
     const body = { prompt: el.prompt.value, stream: true };
+    if (probsOn()) body.logprobs = ALTERNATIVES;
     const local = [];
     for (const name of FIELDS) {
       const input = $(name);
@@ -183,25 +190,50 @@
 
   // ---- output ---------------------------------------------------------------
 
+  // The continuation on screen: the events' texts with their logprobs (null when the
+  // event had none), kept so the probabilities view can be switched on and off after
+  // the fact. `node` is the text node plain text is appended to.
+  const out = { parts: [], node: null, asked: false };
+
   // Streamed text is buffered and flushed once per frame: a fast model can send far
   // more events per second than the screen can show.
-  function appendText(text) {
-    run.pending += text;
+  function appendText(text, logprobs) {
+    const part = { text, lp: coversText(logprobs, text) ? logprobs : null };
+    out.parts.push(part);
+    run.pending.push(part);
     run.text += text;
     if (!run.frame) run.frame = requestAnimationFrame(flush);
+  }
+
+  // An event's logprobs are usable when there is one entry per char of its text.
+  function coversText(lp, text) {
+    return Array.isArray(lp) && lp.length === countChars(text);
   }
 
   function flush() {
     if (!run) return;
     run.frame = 0;
-    if (!run.pending) return;
+    if (!run.pending.length) return;
     const box = el.output;
     const pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-    run.node.appendData(run.pending);
-    run.chars += countChars(run.pending);
-    run.pending = '';
+    const text = run.pending.map((p) => p.text).join('');
+    if (probsOn()) el.outCont.appendChild(probNodes(run.pending));
+    else out.node.appendData(text);
+    run.chars += countChars(text);
+    run.pending = [];
     el.stChars.textContent = fmtInt(run.chars);
     if (pinned) box.scrollTop = box.scrollHeight;
+  }
+
+  // Draws the whole continuation again in the current view (the switch was flipped).
+  function redraw() {
+    if (run) flush(); // counts what is pending; drawn again below anyway
+    hideTip();
+    el.outCont.textContent = '';
+    out.node = document.createTextNode('');
+    el.outCont.appendChild(out.node);
+    if (probsOn()) el.outCont.appendChild(probNodes(out.parts));
+    else out.node.data = out.parts.map((p) => p.text).join('');
   }
 
   function countChars(s) {
@@ -232,6 +264,266 @@
     el.reuseSeed.hidden = true;
     el.stUnknown.hidden = true;
     el.stUnknown.textContent = '';
+    el.stProbs.hidden = true;
+  }
+
+  // ---- probabilities view ---------------------------------------------------
+
+  // With the switch on, each generated char is a span tinted by the probability the
+  // model gave it (its own distribution, before temperature and the other samplers), and
+  // hovering or focusing one lists the most likely chars at that position. The tint is
+  // one of seven classes rather than a computed colour so that the legend and the text
+  // agree exactly and the colours stay in the style sheet.
+  const ALTERNATIVES = 5; // "logprobs" asked of /generate: alternatives per char
+  const PROBS_ITEM = 'charlm-probabilities'; // localStorage: the switch's last state
+  // Lower bounds of bands 0..5 (band 6 is below), as the legend in index.html lists them.
+  const BANDS = [0.9, 0.7, 0.5, 0.3, 0.15, 0.05];
+  const tokInfo = new WeakMap(); // span -> its logprobs entry
+
+  function probsOn() {
+    return el.probs.checked;
+  }
+
+  function band(p) {
+    const i = BANDS.findIndex((lo) => p >= lo);
+    return i < 0 ? BANDS.length : i;
+  }
+
+  // Spans for parts that carry logprobs, plain text for parts that do not.
+  function probNodes(parts) {
+    const frag = document.createDocumentFragment();
+    let first = !el.outCont.querySelector('.tok');
+    for (const part of parts) {
+      if (!part.lp) {
+        frag.appendChild(document.createTextNode(part.text));
+        continue;
+      }
+      let i = 0;
+      for (const ch of part.text) {
+        const entry = part.lp[i++];
+        const span = document.createElement('span');
+        const lp = entry && typeof entry.logprob === 'number' ? entry.logprob : null;
+        span.className = lp === null ? 'tok' : `tok pb${band(Math.exp(lp))}`;
+        if (ch === '\n') span.classList.add('nl');
+        span.textContent = ch;
+        // One tab stop for the whole text; the arrow keys move between chars.
+        span.tabIndex = first ? 0 : -1;
+        first = false;
+        tokInfo.set(span, entry);
+        frag.appendChild(span);
+      }
+    }
+    return frag;
+  }
+
+  function fmtPct(p) {
+    const pct = p * 100;
+    if (pct >= 1) return pct.toFixed(1) + '%';
+    return pct >= 0.01 ? pct.toFixed(2) + '%' : '<0.01%';
+  }
+
+  // Whitespace and control chars drawn visibly (controls by their code point, as few
+  // fonts have the control pictures), flagged so the style sheet can mute them.
+  function charCell(ch) {
+    const c = document.createElement('span');
+    c.className = 'tip-char';
+    const shown = show(ch);
+    const code = ch.codePointAt(0);
+    const control = code < 0x20 || (code >= 0x7f && code < 0xa0);
+    const hex = code.toString(16).toUpperCase().padStart(4, '0');
+    const visible = shown !== ch ? shown : control ? `U+${hex}` : ch;
+    if (visible !== ch) c.classList.add('ws');
+    c.textContent = visible;
+    return c;
+  }
+
+  function tipRow(list, ch, logprob, chosen) {
+    const li = document.createElement('li');
+    const p = Math.exp(logprob);
+    const meter = document.createElement('meter');
+    meter.min = 0;
+    meter.max = 1;
+    meter.value = p;
+    meter.setAttribute('aria-hidden', 'true');
+    const pct = document.createElement('span');
+    pct.className = 'tip-pct';
+    pct.textContent = fmtPct(p);
+    li.append(charCell(ch), meter, pct);
+    if (chosen) {
+      li.className = 'chosen';
+      const mark = document.createElement('span');
+      mark.className = 'tip-mark';
+      mark.textContent = '◀ chosen';
+      li.appendChild(mark);
+    }
+    list.appendChild(li);
+  }
+
+  function fillTip(span) {
+    const entry = tokInfo.get(span);
+    const ch = span.textContent;
+    const tip = el.tip;
+    tip.textContent = '';
+    const head = document.createElement('p');
+    head.className = 'tip-head';
+    const lp = entry && typeof entry.logprob === 'number' ? entry.logprob : null;
+    head.append(charCell(ch), document.createTextNode(lp === null ? ' no probability' : ` ${fmtPct(Math.exp(lp))} likely`));
+    tip.appendChild(head);
+    const top = entry && Array.isArray(entry.top) ? entry.top : [];
+    if (!top.length) return;
+    const list = document.createElement('ol');
+    list.className = 'tip-list';
+    list.setAttribute('aria-label', `the ${top.length} most likely chars`);
+    for (const alt of top) tipRow(list, alt.char, alt.logprob, alt.char === ch);
+    tip.appendChild(list);
+    if (lp !== null && !top.some((alt) => alt.char === ch)) {
+      // The sampler drew a char outside the top alternatives.
+      const rest = document.createElement('ol');
+      rest.className = 'tip-list tip-rest';
+      tipRow(rest, ch, lp, true);
+      tip.appendChild(rest);
+    }
+  }
+
+  // The tip lives at the end of <body>, not in the output box, so the box's scrolling
+  // cannot clip it; it is placed below the char, or above when there is no room.
+  // Placing it sets left/top through the CSSOM, which the page's CSP allows.
+  let tipFor = null; // the span whose tip is shown
+  let hoverTok = null;
+  let hideTimer = 0;
+
+  function showTip(span) {
+    clearTimeout(hideTimer);
+    if (tipFor && tipFor !== span) tipFor.removeAttribute('aria-describedby');
+    tipFor = span;
+    fillTip(span);
+    span.setAttribute('aria-describedby', 'prob-tip');
+    el.tip.hidden = false;
+    placeTip();
+  }
+
+  function placeTip() {
+    if (!tipFor) return;
+    const r = tipFor.getBoundingClientRect();
+    const box = el.output.getBoundingClientRect();
+    if (r.bottom < box.top || r.top > box.bottom) {
+      hideTip(); // scrolled out of the box
+      return;
+    }
+    el.tip.style.left = '0px'; // measured at its natural width, not squeezed by the edge
+    const tw = el.tip.offsetWidth;
+    const th = el.tip.offsetHeight;
+    const gap = 6;
+    const left = Math.max(8, Math.min(r.left, window.innerWidth - tw - 8));
+    let top = r.bottom + gap;
+    if (top + th > window.innerHeight - 8 && r.top - gap - th >= 8) top = r.top - gap - th;
+    el.tip.style.left = `${Math.round(left)}px`;
+    el.tip.style.top = `${Math.round(top)}px`;
+  }
+
+  function hideTip() {
+    clearTimeout(hideTimer);
+    if (tipFor) tipFor.removeAttribute('aria-describedby');
+    tipFor = null;
+    hoverTok = null;
+    el.tip.hidden = true;
+  }
+
+  // Leaving a char hides its tip after a moment, so the pointer can reach the tip itself;
+  // a focused char's tip comes back when the pointer leaves another.
+  function leaveTok() {
+    clearTimeout(hideTimer);
+    hideTimer = setTimeout(() => {
+      hoverTok = null;
+      const focused = document.activeElement;
+      if (focused && focused.classList.contains('tok') && el.outCont.contains(focused)) showTip(focused);
+      else hideTip();
+    }, 150);
+  }
+
+  function moveFocus(from, to) {
+    if (!to) return;
+    from.tabIndex = -1;
+    to.tabIndex = 0;
+    to.focus();
+  }
+
+  function tokAt(target) {
+    const t = target instanceof Element ? target.closest('.tok') : null;
+    return t && el.outCont.contains(t) ? t : null;
+  }
+
+  el.outCont.addEventListener('mouseover', (e) => {
+    const t = tokAt(e.target);
+    if (!t || t === hoverTok) return;
+    hoverTok = t;
+    showTip(t);
+  });
+  el.outCont.addEventListener('mouseout', (e) => {
+    if (tokAt(e.target) && !tokAt(e.relatedTarget) && !el.tip.contains(e.relatedTarget)) leaveTok();
+  });
+  el.tip.addEventListener('mouseenter', () => clearTimeout(hideTimer));
+  el.tip.addEventListener('mouseleave', leaveTok);
+  el.outCont.addEventListener('focusin', (e) => {
+    const t = tokAt(e.target);
+    if (!t) return;
+    // The char last visited keeps the tab stop.
+    for (const other of el.outCont.querySelectorAll('.tok[tabindex="0"]')) if (other !== t) other.tabIndex = -1;
+    t.tabIndex = 0;
+    showTip(t);
+  });
+  el.outCont.addEventListener('focusout', (e) => {
+    if (!tokAt(e.relatedTarget) && tokAt(e.target) === tipFor && !hoverTok) hideTip();
+  });
+  el.outCont.addEventListener('keydown', (e) => {
+    const t = tokAt(e.target);
+    if (!t) return;
+    const toks = () => el.outCont.querySelectorAll('.tok');
+    let to = null;
+    if (e.key === 'ArrowRight') to = t.nextElementSibling;
+    else if (e.key === 'ArrowLeft') to = t.previousElementSibling;
+    else if (e.key === 'Home') to = toks()[0];
+    else if (e.key === 'End') to = toks()[toks().length - 1];
+    else return;
+    e.preventDefault();
+    moveFocus(t, tokAt(to));
+  });
+  el.output.addEventListener('scroll', placeTip, { passive: true });
+  window.addEventListener('scroll', placeTip, { passive: true });
+  window.addEventListener('resize', placeTip);
+
+  // What the note under the output says: why the view shows no colours.
+  function probNote() {
+    const none = probsOn() && !run && out.parts.length > 0 && !out.parts.some((p) => p.lp);
+    el.stProbs.textContent = !none ? ''
+      : out.asked ? 'This server does not report probabilities, so the text stays plain.'
+        : 'This text was generated with the probabilities view off: generate again to colour it.';
+    el.stProbs.hidden = !none;
+  }
+
+  function setProbs(on) {
+    el.probs.checked = on;
+    el.output.classList.toggle('probs', on);
+    el.probLegend.hidden = !on;
+    redraw();
+    probNote();
+  }
+
+  el.probs.addEventListener('change', () => {
+    try {
+      localStorage.setItem(PROBS_ITEM, probsOn() ? '1' : '0');
+    } catch (_) {
+      // storage disabled: the switch is not remembered
+    }
+    setProbs(probsOn());
+  });
+
+  function storedProbs() {
+    try {
+      return localStorage.getItem(PROBS_ITEM) === '1';
+    } catch (_) {
+      return false;
+    }
   }
 
   // ---- generation -----------------------------------------------------------
@@ -250,24 +542,34 @@
     run = {
       ctrl: new AbortController(),
       text: '',
-      pending: '',
+      pending: [],
       chars: 0,
       frame: 0,
-      node: document.createTextNode(''),
       t0: performance.now(),
       summary: null,
       stopped: false,
       started: false,
+      asked: body.logprobs !== undefined, // kept: a retry without them drops the field
     };
     setBusy(true);
 
     let outcome;
     try {
       outcome = await stream(body, run);
+      if (refusesLogprobs(outcome, body)) {
+        // A server older than the probabilities view: the text without them.
+        delete body.logprobs;
+        outcome = await stream(body, run);
+      }
     } catch (err) {
       outcome = { kind: run.stopped ? 'stopped' : 'lost', err };
     }
     finish(outcome, body, prev);
+  }
+
+  function refusesLogprobs(outcome, body) {
+    const e = outcome.kind === 'http' && outcome.status === 400 && outcome.payload && outcome.payload.error;
+    return Boolean(e) && e.param === 'logprobs' && body.logprobs !== undefined;
   }
 
   // The previous result stays on screen until the server has accepted the request,
@@ -275,8 +577,9 @@
   function startOutput(body, r) {
     last = null;
     el.outPrompt.textContent = body.prompt;
-    el.outCont.textContent = '';
-    el.outCont.appendChild(r.node);
+    out.parts = [];
+    out.asked = r.asked;
+    redraw();
     el.outEmpty.hidden = true;
     r.started = true;
     resetStatus();
@@ -316,7 +619,7 @@
         const ev = parseEvent(raw);
         if (!ev) continue;
         if (ev.error) return { kind: 'http', status: 200, payload: ev };
-        if (typeof ev.text === 'string' && ev.text) appendText(ev.text);
+        if (typeof ev.text === 'string' && ev.text) appendText(ev.text, ev.logprobs);
         if (ev.done) {
           r.summary = ev;
           reader.cancel().catch(() => {});
@@ -416,13 +719,15 @@
       el.stUnknown.textContent = `Skipped prompt characters not in the vocabulary: ${[...s.unknown_chars].map(show).join(' ')}`;
       el.stUnknown.hidden = false;
     }
+    probNote();
     last = { prompt: body.prompt, text: r.text, seed: s ? s.seed : undefined };
     setBusy(false);
   }
 
   function show(ch) {
     if (ch === '\n') return '↵';
-    if (ch === ' ') return '␠';
+    if (ch === ' ') return '␣'; // U+2423: in far more fonts than U+2420 ␠
+    if (ch === '\t') return '⇥';
     return ch;
   }
 
@@ -441,7 +746,8 @@
     p.value = p.value + last.text;
     updateCount();
     el.outPrompt.textContent = p.value;
-    el.outCont.textContent = '';
+    out.parts = [];
+    redraw();
     el.cont.disabled = true;
     last.text = '';
     p.focus();
@@ -519,6 +825,8 @@
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       generate();
+    } else if (e.key === 'Escape' && !el.tip.hidden) {
+      hideTip(); // a tip is dismissed before Esc stops anything
     } else if (e.key === 'Escape' && run) {
       stop();
     }
@@ -818,6 +1126,7 @@
       `final training loss ${fmtLoss(lastRow.train_loss)}, validation loss ${fmtLoss(lastRow.val_loss)}.`;
   }
 
+  setProbs(storedProbs());
   updateCount();
   loadModel();
 })();

@@ -298,6 +298,151 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.equal(await page.evaluate(() => document.activeElement.id), 'prompt');
   });
 
+  it('colours each generated char by its probability, with the top alternatives on hover and focus', async () => {
+    const prompt = 'the cat ';
+    const params = { max_tokens: 120, seed: 42, temperature: 1 };
+    await page.fill('#prompt', prompt);
+    await setControls(params);
+    await page.check('#probs');
+    assert.equal(await page.isVisible('#prob-legend'), true, 'the legend shows with the view');
+    const sent = page.waitForRequest((r) => r.url() === base + '/generate');
+    const r = await generateAndWait();
+    assert.equal(JSON.parse((await sent).postData()).logprobs, 5, 'the view asks for 5 alternatives');
+    assert.equal(r.finish, 'length');
+    const chars = [...r.text];
+    assert.equal(chars.length, 120);
+
+    // The server's own numbers for the same request, to check the page against.
+    const direct = await postGenerate({ prompt, ...params, logprobs: 5 });
+    assert.equal(direct.status, 200);
+    assert.equal(direct.json.text, r.text, 'the coloured text is the text the server generates');
+    const lps = direct.json.logprobs;
+    assert.equal(lps.length, chars.length);
+
+    const toks = await page.$$eval('#out-cont .tok', (spans) => spans.map((s) => ({
+      text: s.textContent, bg: getComputedStyle(s).backgroundColor, band: (/\bpb(\d)\b/.exec(s.className) || [])[1],
+      tab: s.tabIndex,
+    })));
+    assert.equal(toks.length, chars.length, 'one coloured span per generated char');
+    assert.equal(toks.map((t) => t.text).join(''), r.text, 'the spans hold the text, in order');
+    assert.equal(await page.textContent('#out-cont'), r.text, 'and nothing else (Copy takes the text)');
+    assert.ok(toks.every((t, i) => t.text === chars[i] && t.band !== undefined), 'each span is one char with a band');
+    // A likelier char never sits in a more "unsure" band than a less likely one, and
+    // different bands look different.
+    const p = lps.map((e) => Math.exp(e.logprob));
+    for (let i = 0; i < p.length; i++) {
+      for (let j = 0; j < p.length; j++) {
+        if (p[i] > p[j]) assert.ok(Number(toks[i].band) <= Number(toks[j].band), `char ${i} (p ${p[i]}) vs ${j} (p ${p[j]})`);
+      }
+    }
+    const bgByBand = new Map();
+    for (const t of toks) {
+      if (bgByBand.has(t.band)) assert.equal(t.bg, bgByBand.get(t.band), `band ${t.band} has one colour`);
+      bgByBand.set(t.band, t.bg);
+    }
+    const bgs = new Set(bgByBand.values());
+    assert.ok(bgs.size >= 2, `at least two distinct backgrounds, got ${[...bgs]}`);
+    assert.equal(bgs.size, bgByBand.size, 'each band its own background');
+    assert.equal(toks.filter((t) => t.tab === 0).length, 1, 'one tab stop for the whole text');
+    // Newlines still break lines.
+    if (chars.includes('\n')) {
+      const lines = await page.$eval('#output', (o) => o.innerText.split('\n').length);
+      assert.ok(lines > 1, 'a generated newline breaks the line');
+    }
+
+    // The tip a char shows: its top 5, likeliest first, in percent, the chosen one marked.
+    const shown = (c) => (c === ' ' ? '␣' : c === '\n' ? '↵' : c);
+    async function checkTip(i) {
+      await page.waitForSelector('#prob-tip:not([hidden])', { timeout: 5000 });
+      assert.equal(await page.getAttribute('#prob-tip', 'role'), 'tooltip');
+      const describedBy = await page.$$eval('#out-cont .tok', (spans) => spans
+        .map((s, k) => (s.getAttribute('aria-describedby') === 'prob-tip' ? k : -1)).filter((k) => k >= 0));
+      assert.deepEqual(describedBy, [i], 'the char with the tip is described by it');
+      const rows = await page.$$eval('#prob-tip .tip-list:not(.tip-rest) li', (lis) => lis.map((li) => ({
+        char: li.querySelector('.tip-char').textContent,
+        pct: li.querySelector('.tip-pct').textContent,
+        chosen: li.classList.contains('chosen'),
+      })));
+      assert.equal(rows.length, 5, `5 alternatives for char ${i}`);
+      const top = lps[i].top;
+      rows.forEach((row, k) => {
+        assert.equal(row.char, shown(top[k].char), `alternative ${k} of char ${i}`);
+        assert.match(row.pct, /^<?\d+(\.\d+)?%$/);
+        const v = Number(row.pct.replace(/[<%]/g, ''));
+        assert.ok(v >= 0 && v <= 100, `percentage ${row.pct}`);
+        assert.ok(Math.abs(v - 100 * Math.exp(top[k].logprob)) <= 0.06, `${row.pct} is exp(${top[k].logprob})`);
+        if (k) assert.ok(v <= Number(rows[k - 1].pct.replace(/[<%]/g, '')), 'likeliest first');
+      });
+      const chosen = await page.$$eval('#prob-tip li.chosen .tip-char', (c) => c.map((x) => x.textContent));
+      assert.deepEqual(chosen, [shown(chars[i])], 'the chosen char is marked, once');
+      assert.equal(rows.some((row) => row.chosen), top.some((a) => a.char === chars[i]),
+        'marked among the 5 when it is one of them, after them otherwise');
+    }
+
+    // Hover: the least likely char, where the model was least sure.
+    const least = p.indexOf(Math.min(...p));
+    await page.locator('#out-cont .tok').nth(least).scrollIntoViewIfNeeded();
+    await page.hover(`#out-cont .tok >> nth=${least}`);
+    await checkTip(least);
+    await page.screenshot({ path: path.join(OUT_DIR, 'screenshot-probabilities.png') });
+    await page.mouse.move(2, 2);
+    await page.waitForSelector('#prob-tip', { state: 'hidden', timeout: 5000 });
+
+    // Keyboard: Tab reaches the first char, the arrows move, Esc dismisses.
+    await page.focus('#output');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement === document.querySelector('#out-cont .tok')), true);
+    await checkTip(0);
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('ArrowRight');
+    await checkTip(2);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#prob-tip', { state: 'hidden', timeout: 5000 });
+
+    // Off: plain text again, one text node; on: the colours come back without a request.
+    await page.uncheck('#probs');
+    assert.equal(await page.locator('#out-cont .tok').count(), 0);
+    assert.equal(await page.textContent('#out-cont'), r.text);
+    assert.ok(await page.$eval('#out-cont', (o) => [...o.childNodes].every((n) => n.nodeType === Node.TEXT_NODE)));
+    assert.equal(await page.isVisible('#prob-legend'), false);
+    await page.check('#probs');
+    assert.equal(await page.locator('#out-cont .tok').count(), chars.length);
+    // The switch is remembered across a reload.
+    await page.reload();
+    await page.waitForSelector('#card-facts div');
+    assert.equal(await page.isChecked('#probs'), true);
+    await page.uncheck('#probs');
+    assert.equal(await page.evaluate(() => localStorage.getItem('charlm-probabilities')), '0');
+  });
+
+  it('shows plain text when the server refuses logprobs (an older server)', expectConsole(/status of 400/, async () => {
+    // Answer the first /generate as a server without the field does; let the retry through.
+    let refused = 0;
+    await page.route(base + '/generate', async (route) => {
+      if (refused++ === 0 && 'logprobs' in JSON.parse(route.request().postData())) {
+        await route.fulfill({ status: 400, contentType: 'application/json',
+          body: JSON.stringify({ error: { message: "unknown field 'logprobs'", type: 'invalid_request_error', param: 'logprobs' } }) });
+      } else {
+        await route.continue();
+      }
+    });
+    try {
+      await page.check('#probs');
+      await page.fill('#prompt', 'the ');
+      await setControls({ max_tokens: 30, seed: 8 });
+      const r = await generateAndWait();
+      assert.equal(r.finish, 'length');
+      assert.equal([...r.text].length, 30);
+      assert.equal(refused, 2, 'asked once with logprobs, once without');
+      assert.equal(await page.locator('#out-cont .tok').count(), 0);
+      assert.equal(await page.isHidden('#err-general'), true);
+      assert.match(await page.textContent('#st-probs'), /does not report probabilities/);
+    } finally {
+      await page.unroute(base + '/generate');
+      await page.uncheck('#probs');
+    }
+  }));
+
   it('lists prompt characters the model does not know', async () => {
     const vocab = new Set(JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'vocab.json'), 'utf8')).chars);
     const unknown = [...'QZ€ж'].filter((c) => !vocab.has(c));

@@ -11,7 +11,8 @@
 #   BIN_DIR         folder with charlm-server (and charlm-train); default <repo>/build
 #   E2E_MODEL_DIR   use this artefacts folder instead of training a tiny model
 #   CHROMIUM        browser binary; default /usr/bin/chromium
-# Builds nothing. Screenshots go to build/screenshot-desktop.png and build/screenshot-phone.png.
+# Builds nothing. Screenshots go to build/screenshot-desktop.png, build/screenshot-phone.png
+# and build/screenshot-probabilities.png.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
