@@ -208,7 +208,7 @@ print(f"decode at concurrency: POST /generate streams, max_tokens 200, temperatu
       f"{duration} s per run, median of {reps} runs; ceiling: decode_ceiling at batch n, "
       f"split over {ceil['workers']} workers")
 print(f"{'streams':>7} {'chars/s':>9} {'ceiling':>9} {'fraction':>8} {'p50 ms':>8} {'p99 ms':>8} "
-      f"{'p99/p50':>7} {'ttfc p50':>8} {'max gap':>8} {'failed':>6}  runs chars/s")
+      f"{'p99/p50':>7} {'ttfc p50':>8} {'max gap':>8} {'reqs':>5} {'failed':>6}  runs chars/s")
 rows = {}
 for c in conc:
     runs = lines(f"conc_{c}")
@@ -223,10 +223,12 @@ for c in conc:
     rows[c] = dict(cps=cps, ceiling=ceiling, p50=p50, p99=p99)
     print(f"{c:>7} {cps:>9.0f} {ceiling:>9.0f} {cps / ceiling:>8.0%} {p50:>8.1f} {p99:>8.1f} "
           f"{p99 / p50:>7.2f} {med([r['ttfc_p50_ms'] for r in done]):>8.1f} "
-          f"{max(r['max_gap_ms'] for r in runs):>8.1f} {sum(r['errors'] for r in runs):>6}  "
+          f"{max(r['max_gap_ms'] for r in runs):>8.1f} "
+          f"{med([r['requests'] for r in runs]):>5.0f} {sum(r['errors'] for r in runs):>6}  "
           + " ".join(f"{r['chars_per_s']:.0f}" for r in runs))
-print("(ttfc p50: time to first char of these 36-char prompts; max gap: the largest gap "
-      "between two chunks of one stream, over all runs)")
+print("(latencies over the requests that finished within a run, reqs per run; ttfc p50: time "
+      "to first char of these 36-char prompts; max gap: the largest gap between two chunks of "
+      "one stream, over all runs)")
 
 if 1 in rows:
     s = rows[1]["cps"]
