@@ -1,0 +1,286 @@
+#!/bin/sh
+# Decode at concurrency against its ceiling, and time to first char for long prompts.
+#
+#   bench/concurrency.sh [MODEL_DIR]      (default: the shipped model, artefacts/)
+#
+# 1. decode_ceiling on MODEL_DIR: the chars/s ceiling of a decode step at each batch size
+#    (the faster of OpenBLAS sgemm and infer_step, the batch split over the server's
+#    workers), the memory bandwidth and the single-stream bound it gives.
+# 2. charlm-server (default prefill) on a free loopback port: streamclient at each
+#    concurrency (POST /generate, stream, max_tokens 200, temperature 0.8, a seed per
+#    request) for DURATION seconds, REPS times: aggregate chars/s against the ceiling at
+#    that batch, p50/p99 request latency. Then time to first char (max_tokens 1) for
+#    100-, 1000- and 4000-char prompts, alone, and for the 4000-char one while 32 streams
+#    run, with the largest gap those streams saw between chunks while it waited.
+# 3. The same time to first char with char-by-char prefill ("$PREFILL_FLAG 1"), on a
+#    second server started after the first has stopped; skipped when the server refuses
+#    the flag.
+# Prompts: slices of $CORPUS (any UTF-8 text) when given, else text the model writes
+# itself (charlm-train sample, seed 1). Every figure is the median of REPS runs.
+#
+# Environment: REPS (3), DURATION (10, seconds per run), CONCURRENCY ("1 8 32 64"),
+# SERVER_ARGS (extra charlm-server flags), WORKERS (the server's generation workers, for
+# the ceiling's split: taken from --threads/--workers in SERVER_ARGS, else nproc, the
+# server's default), PREFILL_FLAG (the server's prefill chunk flag, default
+# --prefill-chunk; empty skips step 3), PREFILL_CHUNK (its value for the default server;
+# unset: the server's default), CORPUS, BUILD (build dir, default build/, configured as
+# Release if it is not yet), PYTHON (python3).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+CONCURRENCY=${CONCURRENCY:-1 8 32 64}
+SERVER_ARGS=${SERVER_ARGS:-}
+PREFILL_FLAG=${PREFILL_FLAG---prefill-chunk}
+PREFILL_CHUNK=${PREFILL_CHUNK:-}
+CORPUS=${CORPUS:-}
+PYTHON=${PYTHON:-python3}
+BUILD=${BUILD:-$ROOT/build}
+LOADED=32 # streams running while the long prompt arrives
+WORKERS=${WORKERS:-$(printf '%s\n' "$SERVER_ARGS" |
+    sed -n 's/.*--\(threads\|workers\)[= ]*\([0-9][0-9]*\).*/\2/p')}
+[ -n "$WORKERS" ] || WORKERS=$(nproc)
+
+# A build dir of another type (Debug, sanitizers) would measure the wrong thing.
+if [ -f "$BUILD/CMakeCache.txt" ] &&
+    ! grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD/CMakeCache.txt"; then
+    BUILD=$ROOT/build-bench
+fi
+[ -f "$BUILD/CMakeCache.txt" ] ||
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target charlm-server charlm-train decode_ceiling streamclient \
+    >/dev/null
+"$PYTHON" -c '' 2>/dev/null || { echo "concurrency: $PYTHON not found" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/concurrency.XXXXXX)
+PID=
+cleanup() {
+    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs;" \
+    "charlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?');" \
+    "load average $(loadavg) at start"
+echo "model $MODEL; $WORKERS workers; SERVER_ARGS '${SERVER_ARGS}'; REPS $REPS;" \
+    "${DURATION}s per run"
+
+# Starts charlm-server with extra flags; sets PID and PORT. Fails (return 1) when the server
+# exits before listening, e.g. on a flag it does not know.
+start_server() {
+    : >"$WORK/server.log"
+    # shellcheck disable=SC2086
+    "$BUILD/charlm-server" --model "$MODEL" --host 127.0.0.1 --port 0 --max-concurrent 256 \
+        $SERVER_ARGS "$@" 2>"$WORK/server.log" &
+    PID=$!
+    i=0
+    while [ $i -lt 300 ]; do
+        PORT=$(sed -n 's|.*listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$WORK/server.log")
+        [ -z "$PORT" ] || return 0
+        if ! kill -0 "$PID" 2>/dev/null; then
+            wait "$PID" 2>/dev/null || true
+            PID=
+            return 1
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "concurrency: the server did not come up" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=
+}
+
+# streamclient, its JSON line appended to a results file (a failed request is reported,
+# not fatal: the table says how many).
+client() { # results-file args...
+    out=$1
+    shift
+    "$BUILD/streamclient" --port "$PORT" "$@" >"$WORK/client.out" 2>"$WORK/client.err" || {
+        echo "  (streamclient $*: some requests failed)" >&2
+        head -3 "$WORK/client.err" >&2
+    }
+    tail -1 "$WORK/client.out" >>"$out"
+}
+
+# Time to first char for each prompt, alone, then the longest while LOADED streams run
+# (probe-reps times: char by char, that one takes seconds, so once is enough there).
+ttfc_runs() { # tag probe-reps
+    for n in 100 1000 4000; do
+        echo "  $1: time to first char, $n-char prompt ..." >&2
+        client "$WORK/ttfc_$1_$n" --once --prompt-file "$WORK/p$n.txt" --reps "$REPS"
+    done
+    echo "  $1: 4000-char prompt while $LOADED streams run ..." >&2
+    client "$WORK/loaded_$1" --streams $LOADED --seconds 3 --probe-file "$WORK/p4000.txt" \
+        --probe-reps "$2" --probe-delay 1 --seed-base 5000000
+}
+
+echo "decode_ceiling ..." >&2
+batches=$(echo "$CONCURRENCY" | awk -v OFS=, '{ $1 = $1; print }')
+"$BUILD/decode_ceiling" --model "$MODEL" --workers "$WORKERS" --batches "$batches" \
+    >"$WORK/ceiling.out"
+tail -1 "$WORK/ceiling.out" >"$WORK/ceiling.json"
+
+# The prompts: the first 100, 1000 and 4000 chars of one passage.
+if [ -n "$CORPUS" ]; then
+    src=$CORPUS
+    from="$CORPUS"
+else
+    "$BUILD/charlm-train" sample --model "$MODEL" --prompt "" --max-tokens 4200 --seed 1 \
+        >"$WORK/sample.txt" 2>/dev/null
+    src=$WORK/sample.txt
+    from="text the model wrote (charlm-train sample --seed 1)"
+fi
+"$PYTHON" - "$src" "$WORK" <<'EOF'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read()
+start = len(text) // 3 if len(text) >= 3 * 4000 else 0  # mid-book, past any front matter
+passage = text[start:start + 4000]
+if len(passage) < 4000:
+    sys.exit(f"concurrency: {sys.argv[1]} holds fewer than 4000 chars")
+for n in (100, 1000, 4000):
+    open(f"{sys.argv[2]}/p{n}.txt", "w", encoding="utf-8").write(passage[:n])
+EOF
+
+chunk_args=
+[ -z "$PREFILL_CHUNK" ] || chunk_args="$PREFILL_FLAG $PREFILL_CHUNK"
+# shellcheck disable=SC2086
+start_server $chunk_args || {
+    echo "concurrency: the server refused to start:" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+}
+"$BUILD/streamclient" --port "$PORT" --streams 2 --seconds 1 >/dev/null 2>&1 || true # warm-up
+for c in $CONCURRENCY; do
+    r=1
+    while [ $r -le "$REPS" ]; do
+        echo "  $c streams, run $r of $REPS ..." >&2
+        client "$WORK/conc_$c" --streams "$c" --seconds "$DURATION" --seed-base $((r * 1000000))
+        r=$((r + 1))
+    done
+done
+ttfc_runs default "$REPS"
+stop_server
+
+if [ -n "$PREFILL_FLAG" ]; then
+    if start_server "$PREFILL_FLAG" 1; then
+        ttfc_runs charbychar 1
+        stop_server
+    else
+        echo "the server refused $PREFILL_FLAG 1: $(head -1 "$WORK/server.log")" \
+            >"$WORK/charbychar_skipped"
+    fi
+else
+    echo "PREFILL_FLAG is empty" >"$WORK/charbychar_skipped"
+fi
+
+echo "load average $(loadavg) at end"
+echo
+sed '$d' "$WORK/ceiling.out"
+echo
+"$PYTHON" - "$WORK" "$REPS" "$DURATION" "$LOADED" "$PREFILL_FLAG" "$from" "$CONCURRENCY" <<'EOF'
+import json, os, statistics, sys
+work, reps, duration, loaded, flag, source = sys.argv[1:7]
+conc = [int(c) for c in sys.argv[7].split()]
+
+def lines(name):
+    path = os.path.join(work, name)
+    if not os.path.exists(path):
+        return []
+    return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+ceil = json.load(open(os.path.join(work, "ceiling.json")))
+by_n = {b["n"]: b for b in ceil["batches"]}
+print(f"decode at concurrency: POST /generate streams, max_tokens 200, temperature 0.8; "
+      f"{duration} s per run, median of {reps} runs; ceiling: decode_ceiling at batch n, "
+      f"split over {ceil['workers']} workers")
+print(f"{'streams':>7} {'chars/s':>9} {'ceiling':>9} {'fraction':>8} {'p50 ms':>8} {'p99 ms':>8} "
+      f"{'p99/p50':>7} {'ttfc p50':>8} {'max gap':>8} {'reqs':>5} {'failed':>6}  runs chars/s")
+rows = {}
+for c in conc:
+    runs = lines(f"conc_{c}")
+    if not runs:
+        continue
+    cps = med([r["chars_per_s"] for r in runs])
+    # A run too short for any request to finish within it has no latencies.
+    done = [r for r in runs if r["requests"] > 0]
+    p50 = med([r["latency_p50_ms"] for r in done])
+    p99 = med([r["latency_p99_ms"] for r in done])
+    ceiling = by_n[c]["ceiling"] if c in by_n else float("nan")
+    rows[c] = dict(cps=cps, ceiling=ceiling, p50=p50, p99=p99)
+    print(f"{c:>7} {cps:>9.0f} {ceiling:>9.0f} {cps / ceiling:>8.0%} {p50:>8.1f} {p99:>8.1f} "
+          f"{p99 / p50:>7.2f} {med([r['ttfc_p50_ms'] for r in done]):>8.1f} "
+          f"{max(r['max_gap_ms'] for r in runs):>8.1f} "
+          f"{med([r['requests'] for r in runs]):>5.0f} {sum(r['errors'] for r in runs):>6}  "
+          + " ".join(f"{r['chars_per_s']:.0f}" for r in runs))
+print("(latencies over the requests that finished within a run, reqs per run; ttfc p50: time "
+      "to first char of these 36-char prompts; max gap: the largest gap between two chunks of "
+      "one stream, over all runs)")
+
+if 1 in rows:
+    s = rows[1]["cps"]
+    print(f"\nsingle stream: {s:.0f} chars/s = {s / ceil['single_stream_bound']:.0%} of its "
+          f"memory-bandwidth bound {ceil['single_stream_bound']:.0f} chars/s "
+          f"({ceil['bandwidth_dram_gbs']:.2f} GB/s from DRAM / "
+          f"{ceil['weight_bytes'] / 1e6:.2f} MB of weights per step); with the weights cached "
+          f"({ceil['bandwidth_cached_gbs']:.2f} GB/s) the bound is "
+          f"{ceil['single_stream_bound_cached']:.0f} chars/s ({s / ceil['single_stream_bound_cached']:.0%})")
+
+print(f"\ntime to first char, max_tokens 1, median of {reps} requests; prompts from {source}")
+skipped = os.path.join(work, "charbychar_skipped")
+cbc = not os.path.exists(skipped)
+head = f"{flag} 1" if flag else "char by char"
+print(f"{'prompt':<34} {'default ms':>11} {head + ' ms':>20} {'speed-up':>9}")
+ratio4000 = None
+for n in (100, 1000, 4000):
+    a = lines(f"ttfc_default_{n}")
+    b = lines(f"ttfc_charbychar_{n}")
+    ta = a[0]["ttfc_median_ms"] if a else float("nan")
+    tb = b[0]["ttfc_median_ms"] if b else float("nan")
+    if n == 4000 and a and b:
+        ratio4000 = tb / ta
+    print(f"{str(n) + ' chars, alone':<34} {ta:>11.1f} {f'{tb:.1f}' if b else '-':>20} "
+          f"{(f'{tb / ta:.1f}x') if a and b else '-':>9}")
+print(f"\n{f'4000 chars while {loaded} streams run':<34} {'ttfc ms':>11} {'max gap ms':>11} "
+      f"{'requests':>9}")
+gap = None
+for tag, label in (("default", "default"), ("charbychar", head)):
+    x = lines(f"loaded_{tag}")
+    if not x or "probe" not in x[0]:
+        continue
+    p = x[0]["probe"]
+    if tag == "default":
+        gap = p["max_gap_during_ms"]
+    print(f"{label:<34} {p['ttfc_median_ms']:>11.1f} {p['max_gap_during_ms']:>11.1f} "
+          f"{p['reps']:>9}")
+print("(max gap: the largest gap between two chunks of a running stream while a long prompt "
+      "waited for its first char; the long-prompt requests go one after the other)")
+if not cbc:
+    print("char-by-char comparison skipped: " + open(skipped).read().strip())
+
+print("\nissue 11 acceptance, as measured here:")
+if 32 in rows:
+    f = rows[32]["cps"] / rows[32]["ceiling"]
+    print(f"  32 streams at {f:.0%} of the ceiling (>= 75%): {'yes' if f >= 0.75 else 'NO'}")
+if 64 in rows and rows[64]["p50"] > 0:
+    q = rows[64]["p99"] / rows[64]["p50"]
+    print(f"  64 streams p99/p50 = {q:.2f} (<= 2): {'yes' if q <= 2 else 'NO'}")
+if ratio4000 is not None:
+    print(f"  4000-char time to first char {ratio4000:.1f}x lower than char by char (>= 5x): "
+          f"{'yes' if ratio4000 >= 5 else 'NO'}")
+if gap is not None:
+    print(f"  running streams' gap during it {gap:.1f} ms (< 50 ms): {'yes' if gap < 50 else 'NO'}")
+EOF
