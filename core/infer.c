@@ -6,10 +6,26 @@
 #include "activations.h"
 #include "error.h"
 
+// Outputs rounded up to whole strips.
+static size_t strips_of(size_t out) {
+    return (out + INFER_STRIP - 1) / INFER_STRIP;
+}
+
+// Packs w [out, in] (PyTorch's layout) as strips: dst[s][k][i] = w[s * 16 + i][k].
+static void pack_strips(float *dst, const float *w, size_t out, size_t in) {
+    for (size_t s = 0; s < strips_of(out); s++)
+        for (size_t k = 0; k < in; k++)
+            for (size_t i = 0; i < INFER_STRIP; i++) {
+                size_t j = s * INFER_STRIP + i;
+                dst[(s * in + k) * INFER_STRIP + i] = j < out ? w[j * in + k] : 0.0f;
+            }
+}
+
 int infer_prepare(Model *model, char *err) {
     const ModelConfig *cf = &model->config;
     size_t E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
-    size_t n = V * G + H * G + (size_t)(cf->layers - 1) * G * 2 * H + H * V;
+    size_t Vp = strips_of(V) * INFER_STRIP;
+    size_t n = V * G + H * G + (size_t)(cf->layers - 1) * G * 2 * H + H * Vp;
     InferWeights *t = &model->infer;
     free(t->buf);
     memset(t, 0, sizeof(*t));
@@ -29,19 +45,15 @@ int infer_prepare(Model *model, char *err) {
     for (int l = 0; l < cf->layers; l++) {
         if (l > 0) {
             t->w_ih[l] = p;
+            pack_strips(p, model->w.w_ih[l], G, H);
             p += H * G;
         }
         t->w_hh[l] = p;
+        pack_strips(p, model->w.w_hh[l], G, H);
         p += H * G;
-        for (size_t j = 0; j < G; j++)
-            for (size_t k = 0; k < H; k++) {
-                if (l > 0) t->w_ih[l][k * G + j] = model->w.w_ih[l][j * H + k];
-                t->w_hh[l][k * G + j] = model->w.w_hh[l][j * H + k];
-            }
     }
     t->fc_w = p;
-    for (size_t v = 0; v < V; v++)
-        for (size_t k = 0; k < H; k++) t->fc_w[k * V + v] = model->w.fc_w[v * H + k];
+    pack_strips(p, model->w.fc_w, V, H);
     return 0;
 }
 
@@ -87,43 +99,73 @@ void stream_state_free(StreamState *st) {
 }
 
 /*
- * y[r] += x[r] @ wt for r < n: x [n, in] rows ldx apart, wt [in, out], y [n, out].
+ * y[r] += x[r] @ W^T for r < n: x [n, in] rows ldx apart, W packed in strips (model.h),
+ * y [n, out].
  *
  * A general sgemm repacks the whole weight matrix on every call, which for the few rows
- * of an inference step costs more than the arithmetic. Here rows go in blocks of four
- * that share each weight row while it is in cache. Every element of y is the same chain
- * of multiply-adds over k in order, in the block and in the tail alike, so a stream's
- * numbers do not depend on how many streams share the step. On x86-64 a second copy is
- * compiled for AVX2 + FMA and picked at load time.
+ * of an inference step costs more than the arithmetic. Here rows go in blocks of up to
+ * four: a block's 4 x 16 sums stay in registers while a strip of weights streams past
+ * once, so the weights are read once per four rows, sequentially, and the sums never go
+ * back to memory inside the loop over k. Every element of y is the same chain of
+ * multiply-adds over k in order, whatever the block size and in the last, partial strip
+ * alike, so a stream's numbers do not depend on how many streams share the step (or on
+ * a prompt being prefilled in chunks). On x86-64 a second copy is compiled for AVX2 +
+ * FMA and picked at load time.
  */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 static void
-rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict wt,
+rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
             float *restrict y) {
-    int r = 0;
-    for (; r + 4 <= n; r += 4) {
-        const float *x0 = x + (size_t)r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
-        float *y0 = y + (size_t)r * out, *y1 = y0 + out, *y2 = y1 + out, *y3 = y2 + out;
-        for (int k = 0; k < in; k++) {
-            const float *w = wt + (size_t)k * out;
-            float a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k];
-            for (int j = 0; j < out; j++) {
-                y0[j] += a0 * w[j];
-                y1[j] += a1 * w[j];
-                y2[j] += a2 * w[j];
-                y3[j] += a3 * w[j];
+    for (int r = 0; r < n; r += 4) {
+        int R = n - r < 4 ? n - r : 4;
+        const float *x0 = x + (size_t)r * ldx;
+        float *y0 = y + (size_t)r * out;
+        for (int j = 0; j < out; j += INFER_STRIP) {
+            const float *ws = w + (size_t)j * in; // this strip's [in, 16] block
+            int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
+            float buf[4][INFER_STRIP];
+            v8f acc[4][2];
+            for (int i = 0; i < R; i++) {
+                const float *yi = y0 + (size_t)i * out + j;
+                if (cols < INFER_STRIP) { // the vocabulary's last few columns
+                    memset(buf[i], 0, sizeof(buf[i]));
+                    memcpy(buf[i], yi, (size_t)cols * sizeof(float));
+                    yi = buf[i];
+                }
+                acc[i][0] = *(const v8f *)yi;
+                acc[i][1] = *(const v8f *)(yi + 8);
             }
-        }
-    }
-    for (; r < n; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float *yr = y + (size_t)r * out;
-        for (int k = 0; k < in; k++) {
-            const float *w = wt + (size_t)k * out;
-            float a = xr[k];
-            for (int j = 0; j < out; j++) yr[j] += a * w[j];
+            if (R == 4) { // the common case, spelled out so the sums live in registers
+                const float *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+                for (int k = 0; k < in; k++) {
+                    v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
+                    v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
+                    acc[0][0] += x0[k] * w0, acc[0][1] += x0[k] * w1;
+                    acc[1][0] += x1[k] * w0, acc[1][1] += x1[k] * w1;
+                    acc[2][0] += x2[k] * w0, acc[2][1] += x2[k] * w1;
+                    acc[3][0] += x3[k] * w0, acc[3][1] += x3[k] * w1;
+                }
+            } else {
+                for (int k = 0; k < in; k++) {
+                    v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
+                    v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
+                    for (int i = 0; i < R; i++) {
+                        float a = x0[(size_t)i * ldx + k];
+                        acc[i][0] += a * w0, acc[i][1] += a * w1;
+                    }
+                }
+            }
+            for (int i = 0; i < R; i++) {
+                float *yi = y0 + (size_t)i * out + j;
+                float *dst = cols < INFER_STRIP ? buf[i] : yi;
+                *(v8f *)dst = acc[i][0];
+                *(v8f *)(dst + 8) = acc[i][1];
+                if (dst != yi) memcpy(yi, dst, (size_t)cols * sizeof(float));
+            }
         }
     }
 }

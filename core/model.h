@@ -35,14 +35,18 @@ typedef struct {
     float *fc_b;                   // [V]
 } LstmWeights;
 
-/* The weight matrices transposed for inference (infer_prepare in infer.h): row k holds
- * input k's weight for every output, so a step streams each matrix once, row by row. */
+/* The weight matrices laid out for inference (infer_prepare in infer.h): transposed, then
+ * cut into strips of INFER_STRIP outputs, each strip's [in, INFER_STRIP] block contiguous
+ * (the last one padded with zeros), so that a step reads each strip as one sequential run
+ * that the prefetcher can follow. */
+#define INFER_STRIP 16
+
 typedef struct {
     float *buf;
     float *input0;                 // [V, 4H] layer 0's input projection of each token, biases in
-    float *w_ih[MODEL_MAX_LAYERS]; // [H, 4H], layers above 0
-    float *w_hh[MODEL_MAX_LAYERS]; // [H, 4H]
-    float *fc_w;                   // [H, V]
+    float *w_ih[MODEL_MAX_LAYERS]; // [4H / 16][H][16], layers above 0
+    float *w_hh[MODEL_MAX_LAYERS]; // [4H / 16][H][16]
+    float *fc_w;                   // [ceil(V / 16)][H][16]
 } InferWeights;
 
 typedef struct {
