@@ -113,8 +113,9 @@ static void rows_free(Rows *r) {
     free(r->ids);
 }
 
-// C[n, out] (+)= A[n, H] @ W[H, out], W being infer_prepare's transposed weights: the
-// layout and the bytes infer_step streams.
+// C[n, out] (+)= A[n, H] @ W[H, out]. W is infer_prepare's buffer for that matrix read
+// as plain row-major [H, out]: the bytes infer_step streams (sgemm's time does not depend
+// on their values, and its own packing ignores infer_step's strip order).
 static void product(int n, int out, int H, const float *a, const float *w, float beta, float *c) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, H, 1.0f, a, H, w, out, beta, c,
                 out);
