@@ -174,7 +174,7 @@ START_TEST(test_sigterm_loses_nothing) {
             c[i].stream = i < STREAMS;
             c[i].openai = i % 2;
             c[i].path = c[i].openai ? "/v1/completions" : "/generate";
-            int tokens = c[i].stream && i % 4 == 3 ? 300 * (1 + round % 5) : 1000000;
+            int tokens = c[i].stream && i % 4 == 3 ? 60 * (1 + round % 5) : 1000000;
             snprintf(c[i].body, sizeof(c[i].body),
                      "{\"prompt\": \"the \", \"max_tokens\": %d, \"seed\": %d, \"stream\": %s}",
                      tokens, round * 100 + i, c[i].stream ? "true" : "false");
