@@ -123,7 +123,8 @@ static const CliOpt server_opts[] = {
      .min = 1,
      .max = 4096,
      .def = "64",
-     .help = "prompt chars a worker feeds as one sequence between decode steps; 1 = char by char"},
+     .help = "prompts of at least N chars are fed as sequences, N chars between decode steps; "
+             "shorter ones (and all, with 1) char by char in the batch"},
     {.name = "max-tokens",
      .env = "CHARLM_MAX_TOKENS",
      .type = CLI_INT,

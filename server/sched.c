@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "scheduler.h"
@@ -68,13 +69,20 @@ static void release(Worker *w, Task *t) {
 // Hands one step's logits to t's generation (lock held); last: the step's final logits
 // for t, after which its owner hears of new text or the release.
 static void advance(Worker *w, Task *t, const float *logits, int last) {
-    size_t before = t->gen->emitted;
     generation_advance(t->gen, logits);
     if (!last) return;
-    if (t->gen->done)
+    if (t->gen->done) {
         release(w, t);
-    else if (t->gen->emitted > before && t->wants_text)
-        wake(t);
+    } else if (t->wants_text && t->gen->emitted > t->woken_text) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double now = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+        if (t->woken_text == 0 || now - t->last_wake_ms >= SCHED_STREAM_WAKE_MS) {
+            t->last_wake_ms = now;
+            t->woken_text = t->gen->emitted;
+            wake(t);
+        }
+    }
 }
 
 static void *worker_main(void *arg) {
@@ -86,7 +94,7 @@ static void *worker_main(void *arg) {
         if (w->stop && !w->head) break;
 
         // Gather the batch: cancelled tasks leave, the first MAX_BATCH others step, except
-        // those with a prompt to prefill: the first of them gets the next chunk.
+        // those with a long prompt to prefill: the first of them gets the next chunk.
         int n = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
         int chunk = srv.cfg.prefill_chunk;
         Task *pre = NULL;
@@ -97,7 +105,9 @@ static void *worker_main(void *arg) {
                 release(w, t);
                 continue;
             }
-            if (chunk > 1 && generation_prompt_left(t->gen) > 1) {
+            // A prompt of at least a chunk is fed as a sequence; a shorter one joins the
+            // batch a char per step, which under load costs less than a chunk of its own.
+            if (chunk > 1 && t->gen->n_prompt >= chunk && generation_prompt_left(t->gen) > 1) {
                 if (!pre) pre = t;
                 continue;
             }

@@ -14,9 +14,14 @@
 
 /* How a task's owner waits without blocking a thread: sched_poll calls park(arg) when
  * there is nothing for it yet, and the worker then calls wake(arg) once, when there is
- * (new text for a stream, or the release). Both run with the worker's lock held, so a
- * wake never comes before its park. The server parks by suspending the libmicrohttpd
+ * (new text for a stream, or the release). A stream is woken for new text at most every
+ * SCHED_STREAM_WAKE_MS, so that under load a chunk carries several chars and the events,
+ * writes and client wake-ups per char shrink, while a reader still sees text at least
+ * that often; its first text and its release wake it at once. Both run with the worker's lock held,
+ * so a wake never comes before its park. The server parks by suspending the libmicrohttpd
  * connection and wakes by resuming it. */
+#define SCHED_STREAM_WAKE_MS 20.0
+
 typedef struct {
     void (*park)(void *arg);
     void (*wake)(void *arg);
@@ -28,12 +33,14 @@ typedef struct {
  * one worker, so that they step in the same batch and one lock covers them all. */
 typedef struct Task {
     Generation *gen;
-    pthread_cond_t cv;  // signalled on release, for sched_cancel
-    int wants_text;     // a stream: wake the owner for every new chunk
-    atomic_int cancel;  // asked by the owner; may be set without the lock
-    int released;       // finished or cancelled; the worker no longer touches it
-    int parked;         // the owner waits for wake (kept on the group's first task)
-    struct Task *group; // the group's first task
+    pthread_cond_t cv;   // signalled on release, for sched_cancel
+    int wants_text;      // a stream: wake the owner for every new chunk
+    atomic_int cancel;   // asked by the owner; may be set without the lock
+    int released;        // finished or cancelled; the worker no longer touches it
+    int parked;          // the owner waits for wake (kept on the group's first task)
+    struct Task *group;  // the group's first task
+    double last_wake_ms; // when new text last woke the owner (CLOCK_MONOTONIC)
+    size_t woken_text;   // gen->emitted then
     const Waker *waker;
     void *waker_arg;
     struct Worker *worker;
