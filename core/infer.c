@@ -170,24 +170,39 @@ rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const floa
     }
 }
 
-void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
-                StreamState *const *states, float *logits) {
-    const ModelConfig *cf = &model->config;
+/* gates [n, 4H] = layer l's input projections of n rows and both biases: for layer 0 a
+ * lookup of each id's row, above it the products with the layer below's outputs
+ * (below [n, H]). Shared by a step and a prefill so that both compute them alike. */
+static void input_gates(const Model *model, int l, int n, const int *ids, const float *below,
+                        float *gates) {
     const LstmWeights *w = &model->w;
     const InferWeights *t = &model->infer;
-    int H = cf->hidden, V = cf->vocab_size, G = 4 * H;
+    int H = model->config.hidden, G = 4 * H;
+    if (l == 0) {
+        for (int r = 0; r < n; r++)
+            memcpy(gates + (size_t)r * G, t->input0 + (size_t)ids[r] * G, G * sizeof(float));
+        return;
+    }
+    for (int r = 0; r < n; r++) {
+        float *g = gates + (size_t)r * G;
+        for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
+    }
+    rows_matmul(n, H, G, below, H, t->w_ih[l], gates);
+}
 
-    for (int l = 0; l < cf->layers; l++) {
-        if (l == 0) {
-            for (int r = 0; r < n; r++)
-                memcpy(s->gates + (size_t)r * G, t->input0 + (size_t)ids[r] * G, G * sizeof(float));
-        } else {
-            for (int r = 0; r < n; r++) {
-                float *g = s->gates + (size_t)r * G;
-                for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
-            }
-            rows_matmul(n, H, G, s->h, H, t->w_ih[l], s->gates); // the layer below's outputs
-        }
+// logits [n, V] of the last layer's outputs h [n, H].
+static void output_logits(const Model *model, int n, const float *h, float *logits) {
+    int H = model->config.hidden, V = model->config.vocab_size;
+    for (int r = 0; r < n; r++) memcpy(logits + (size_t)r * V, model->w.fc_b, V * sizeof(float));
+    rows_matmul(n, H, V, h, H, model->infer.fc_w, logits);
+}
+
+void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
+                StreamState *const *states, float *logits) {
+    const InferWeights *t = &model->infer;
+    int H = model->config.hidden, G = 4 * H;
+    for (int l = 0; l < model->config.layers; l++) {
+        input_gates(model, l, n, ids, s->h, s->gates); // s->h: the layer below's outputs
         for (int r = 0; r < n; r++) {
             memcpy(s->h + (size_t)r * H, states[r]->h + (size_t)l * H, H * sizeof(float));
             memcpy(s->c + (size_t)r * H, states[r]->c + (size_t)l * H, H * sizeof(float));
@@ -200,8 +215,7 @@ void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
             memcpy(states[r]->c + (size_t)l * H, s->c + (size_t)r * H, H * sizeof(float));
         }
     }
-    for (int r = 0; r < n; r++) memcpy(logits + (size_t)r * V, w->fc_b, V * sizeof(float));
-    rows_matmul(n, H, V, s->h, H, t->fc_w, logits);
+    output_logits(model, n, s->h, logits);
 }
 
 int prefill_scratch_alloc(PrefillScratch *s, const ModelConfig *config, int max_t, char *err) {
@@ -227,23 +241,11 @@ void prefill_scratch_free(PrefillScratch *s) {
 
 void infer_prefill(const Model *model, PrefillScratch *s, int T, const int *ids, StreamState *st,
                    float *logits, int nlogits) {
-    const ModelConfig *cf = &model->config;
-    const LstmWeights *w = &model->w;
     const InferWeights *t = &model->infer;
-    int H = cf->hidden, V = cf->vocab_size, G = 4 * H;
-
-    for (int l = 0; l < cf->layers; l++) {
+    int H = model->config.hidden, G = 4 * H;
+    for (int l = 0; l < model->config.layers; l++) {
         // Input projections for the whole chunk: the layer below's outputs are in s->x.
-        if (l == 0) {
-            for (int i = 0; i < T; i++)
-                memcpy(s->gates + (size_t)i * G, t->input0 + (size_t)ids[i] * G, G * sizeof(float));
-        } else {
-            for (int i = 0; i < T; i++) {
-                float *g = s->gates + (size_t)i * G;
-                for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
-            }
-            rows_matmul(T, H, G, s->x, H, t->w_ih[l], s->gates);
-        }
+        input_gates(model, l, T, ids, s->x, s->gates);
         // The recurrence, one position after the other; h and c live in the stream's state.
         float *h = st->h + (size_t)l * H, *c = st->c + (size_t)l * H;
         for (int i = 0; i < T; i++) {
@@ -253,8 +255,5 @@ void infer_prefill(const Model *model, PrefillScratch *s, int T, const int *ids,
             memcpy(s->x + (size_t)i * H, h, H * sizeof(float));
         }
     }
-    if (nlogits <= 0) return;
-    const float *last = s->x + (size_t)(T - nlogits) * H;
-    for (int i = 0; i < nlogits; i++) memcpy(logits + (size_t)i * V, w->fc_b, V * sizeof(float));
-    rows_matmul(nlogits, H, V, last, H, t->fc_w, logits);
+    if (nlogits > 0) output_logits(model, nlogits, s->x + (size_t)(T - nlogits) * H, logits);
 }
