@@ -103,10 +103,10 @@ void stream_state_free(StreamState *st) {
  * y [n, out].
  *
  * A general sgemm repacks the whole weight matrix on every call, which for the few rows
- * of an inference step costs more than the arithmetic. Here rows go in blocks of up to
- * four: a block's 4 x 16 sums stay in registers while a strip of weights streams past
- * once, so the weights are read once per four rows, sequentially, and the sums never go
- * back to memory inside the loop over k. Every element of y is the same chain of
+ * of an inference step costs more than the arithmetic. Here rows go in blocks of eight
+ * (then up to four): a block's sums stay in registers while a strip of weights streams
+ * past once, so the weights are read once per eight rows, sequentially, and the sums
+ * never go back to memory inside the loop over k. Every element of y is the same chain of
  * multiply-adds over k in order, whatever the block size and in the last, partial strip
  * alike, so a stream's numbers do not depend on how many streams share the step (or on
  * a prompt being prefilled in chunks). On x86-64 a second copy is compiled for AVX2 +
@@ -120,7 +120,48 @@ __attribute__((target_clones("arch=x86-64-v3", "default")))
 static void
 rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
             float *restrict y) {
-    for (int r = 0; r < n; r += 4) {
+    int r = 0;
+    // Blocks of eight rows: the weights are read once per eight rows.
+    for (; r + 8 <= n; r += 8) {
+        const float *xr[8];
+        for (int i = 0; i < 8; i++) xr[i] = x + (size_t)(r + i) * ldx;
+        float *y0 = y + (size_t)r * out;
+        // Half a strip (8 sums a row) at a time: the eight sums and one weight vector fit
+        // AVX2's sixteen registers.
+        for (int j = 0; j < out; j += 8) {
+            const float *ws = w + (size_t)(j - j % INFER_STRIP) * in + j % INFER_STRIP;
+            int cols = out - j < 8 ? out - j : 8;
+            float buf[8][8];
+            v8f acc[8];
+            for (int i = 0; i < 8; i++) {
+                const float *yi = y0 + (size_t)i * out + j;
+                if (cols < 8) {
+                    memset(buf[i], 0, sizeof(buf[i]));
+                    memcpy(buf[i], yi, (size_t)cols * sizeof(float));
+                    yi = buf[i];
+                }
+                acc[i] = *(const v8f *)yi;
+            }
+            for (int k = 0; k < in; k++) {
+                v8f wv = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
+                acc[0] += xr[0][k] * wv, acc[1] += xr[1][k] * wv;
+                acc[2] += xr[2][k] * wv, acc[3] += xr[3][k] * wv;
+                acc[4] += xr[4][k] * wv, acc[5] += xr[5][k] * wv;
+                acc[6] += xr[6][k] * wv, acc[7] += xr[7][k] * wv;
+            }
+            for (int i = 0; i < 8; i++) {
+                float *yi = y0 + (size_t)i * out + j;
+                if (cols < 8) {
+                    *(v8f *)buf[i] = acc[i];
+                    memcpy(yi, buf[i], (size_t)cols * sizeof(float));
+                } else {
+                    *(v8f *)yi = acc[i];
+                }
+            }
+        }
+    }
+    // The rest in blocks of up to four rows, a whole strip (16 sums a row) at a time.
+    for (; r < n; r += 4) {
         int R = n - r < 4 ? n - r : 4;
         const float *x0 = x + (size_t)r * ldx;
         float *y0 = y + (size_t)r * out;
