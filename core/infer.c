@@ -103,10 +103,10 @@ void stream_state_free(StreamState *st) {
  * y [n, out].
  *
  * A general sgemm repacks the whole weight matrix on every call, which for the few rows
- * of an inference step costs more than the arithmetic. Here rows go in blocks of eight
+ * of an inference step costs more than the arithmetic. Here rows go in blocks of six
  * (then up to four): a block's sums stay in registers while a strip of weights streams
- * past once, so the weights are read once per eight rows, sequentially, and the sums
- * never go back to memory inside the loop over k. Every element of y is the same chain of
+ * past once, so the weights are read once per six rows, sequentially, and the sums never
+ * go back to memory inside the loop over k. Every element of y is the same chain of
  * multiply-adds over k in order, whatever the block size and in the last, partial strip
  * alike, so a stream's numbers do not depend on how many streams share the step (or on
  * a prompt being prefilled in chunks). On x86-64 a second copy is compiled for AVX2 +
@@ -121,42 +121,44 @@ static void
 rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
             float *restrict y) {
     int r = 0;
-    // Blocks of eight rows: the weights are read once per eight rows.
-    for (; r + 8 <= n; r += 8) {
-        const float *xr[8];
-        for (int i = 0; i < 8; i++) xr[i] = x + (size_t)(r + i) * ldx;
+    // Blocks of six rows, a whole strip (16 sums a row) at a time: twelve sums, two weight
+    // vectors and a broadcast fill AVX2's sixteen registers, and each step over k loads
+    // eight values for twelve multiply-adds (the shape of OpenBLAS's own kernel).
+    for (; r + 6 <= n; r += 6) {
+        const float *xr[6];
+        for (int i = 0; i < 6; i++) xr[i] = x + (size_t)(r + i) * ldx;
         float *y0 = y + (size_t)r * out;
-        // Half a strip (8 sums a row) at a time: the eight sums and one weight vector fit
-        // AVX2's sixteen registers.
-        for (int j = 0; j < out; j += 8) {
-            const float *ws = w + (size_t)(j - j % INFER_STRIP) * in + j % INFER_STRIP;
-            int cols = out - j < 8 ? out - j : 8;
-            float buf[8][8];
-            v8f acc[8];
-            for (int i = 0; i < 8; i++) {
+        for (int j = 0; j < out; j += INFER_STRIP) {
+            const float *ws = w + (size_t)j * in;
+            int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
+            float buf[6][INFER_STRIP];
+            v8f acc[6][2];
+            for (int i = 0; i < 6; i++) {
                 const float *yi = y0 + (size_t)i * out + j;
-                if (cols < 8) {
+                if (cols < INFER_STRIP) {
                     memset(buf[i], 0, sizeof(buf[i]));
                     memcpy(buf[i], yi, (size_t)cols * sizeof(float));
                     yi = buf[i];
                 }
-                acc[i] = *(const v8f *)yi;
+                acc[i][0] = *(const v8f *)yi;
+                acc[i][1] = *(const v8f *)(yi + 8);
             }
             for (int k = 0; k < in; k++) {
-                v8f wv = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
-                acc[0] += xr[0][k] * wv, acc[1] += xr[1][k] * wv;
-                acc[2] += xr[2][k] * wv, acc[3] += xr[3][k] * wv;
-                acc[4] += xr[4][k] * wv, acc[5] += xr[5][k] * wv;
-                acc[6] += xr[6][k] * wv, acc[7] += xr[7][k] * wv;
+                v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
+                v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
+                acc[0][0] += xr[0][k] * w0, acc[0][1] += xr[0][k] * w1;
+                acc[1][0] += xr[1][k] * w0, acc[1][1] += xr[1][k] * w1;
+                acc[2][0] += xr[2][k] * w0, acc[2][1] += xr[2][k] * w1;
+                acc[3][0] += xr[3][k] * w0, acc[3][1] += xr[3][k] * w1;
+                acc[4][0] += xr[4][k] * w0, acc[4][1] += xr[4][k] * w1;
+                acc[5][0] += xr[5][k] * w0, acc[5][1] += xr[5][k] * w1;
             }
-            for (int i = 0; i < 8; i++) {
+            for (int i = 0; i < 6; i++) {
                 float *yi = y0 + (size_t)i * out + j;
-                if (cols < 8) {
-                    *(v8f *)buf[i] = acc[i];
-                    memcpy(yi, buf[i], (size_t)cols * sizeof(float));
-                } else {
-                    *(v8f *)yi = acc[i];
-                }
+                float *dst = cols < INFER_STRIP ? buf[i] : yi;
+                *(v8f *)dst = acc[i][0];
+                *(v8f *)(dst + 8) = acc[i][1];
+                if (dst != yi) memcpy(yi, dst, (size_t)cols * sizeof(float));
             }
         }
     }
