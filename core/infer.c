@@ -103,16 +103,52 @@ void stream_state_free(StreamState *st) {
  * y [n, out].
  *
  * A general sgemm repacks the whole weight matrix on every call, which for the few rows
- * of an inference step costs more than the arithmetic. Here rows go in blocks of six
- * (then up to four): a block's sums stay in registers while a strip of weights streams
- * past once, so the weights are read once per six rows, sequentially, and the sums never
- * go back to memory inside the loop over k. Every element of y is the same chain of
- * multiply-adds over k in order, whatever the block size and in the last, partial strip
- * alike, so a stream's numbers do not depend on how many streams share the step (or on
- * a prompt being prefilled in chunks). On x86-64 a second copy is compiled for AVX2 +
- * FMA and picked at load time.
+ * of an inference step costs more than the arithmetic. Here the strips are the outer
+ * loop: a strip of weights ([in, 16], 24 KB for 384 inputs) is read from memory once and
+ * stays in the first-level cache while every block of rows (six at a time, then up to
+ * four) runs over it, so a step reads the weights once whatever the batch. A block's 16
+ * sums a row stay in registers through the loop over k. Every element of y is the same
+ * chain of multiply-adds over k in order, whatever the block size and in the last,
+ * partial strip alike, so a stream's numbers do not depend on how many streams share the
+ * step (or on a prompt being prefilled in chunks). On x86-64 a second copy is compiled
+ * for AVX2 + FMA and picked at load time.
  */
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+/* Rows y[0 .. R) (R <= 6), columns j .. j + cols of the strip ws, over all k. Six rows
+ * keep twelve sums, two weight vectors and a broadcast in AVX2's sixteen registers: each
+ * step over k loads eight values for twelve multiply-adds. */
+static inline __attribute__((always_inline)) void strip_rows(int R, int in, int cols,
+                                                             const float *const *xr,
+                                                             const float *restrict ws,
+                                                             float *const *yr) {
+    float buf[6][INFER_STRIP];
+    v8f acc[6][2];
+    for (int i = 0; i < R; i++) {
+        const float *yi = yr[i];
+        if (cols < INFER_STRIP) { // the vocabulary's last few columns
+            memset(buf[i], 0, sizeof(buf[i]));
+            memcpy(buf[i], yi, (size_t)cols * sizeof(float));
+            yi = buf[i];
+        }
+        acc[i][0] = *(const v8f *)yi;
+        acc[i][1] = *(const v8f *)(yi + 8);
+    }
+    for (int k = 0; k < in; k++) {
+        v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
+        v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
+        for (int i = 0; i < R; i++) {
+            float a = xr[i][k];
+            acc[i][0] += a * w0, acc[i][1] += a * w1;
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        float *dst = cols < INFER_STRIP ? buf[i] : yr[i];
+        *(v8f *)dst = acc[i][0];
+        *(v8f *)(dst + 8) = acc[i][1];
+        if (dst != yr[i]) memcpy(yr[i], dst, (size_t)cols * sizeof(float));
+    }
+}
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -120,95 +156,31 @@ __attribute__((target_clones("arch=x86-64-v3", "default")))
 static void
 rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
             float *restrict y) {
-    int r = 0;
-    // Blocks of six rows, a whole strip (16 sums a row) at a time: twelve sums, two weight
-    // vectors and a broadcast fill AVX2's sixteen registers, and each step over k loads
-    // eight values for twelve multiply-adds (the shape of OpenBLAS's own kernel).
-    for (; r + 6 <= n; r += 6) {
-        const float *xr[6];
-        for (int i = 0; i < 6; i++) xr[i] = x + (size_t)(r + i) * ldx;
-        float *y0 = y + (size_t)r * out;
-        for (int j = 0; j < out; j += INFER_STRIP) {
-            const float *ws = w + (size_t)j * in;
-            int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
-            float buf[6][INFER_STRIP];
-            v8f acc[6][2];
-            for (int i = 0; i < 6; i++) {
-                const float *yi = y0 + (size_t)i * out + j;
-                if (cols < INFER_STRIP) {
-                    memset(buf[i], 0, sizeof(buf[i]));
-                    memcpy(buf[i], yi, (size_t)cols * sizeof(float));
-                    yi = buf[i];
-                }
-                acc[i][0] = *(const v8f *)yi;
-                acc[i][1] = *(const v8f *)(yi + 8);
-            }
-            for (int k = 0; k < in; k++) {
-                v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
-                v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
-                acc[0][0] += xr[0][k] * w0, acc[0][1] += xr[0][k] * w1;
-                acc[1][0] += xr[1][k] * w0, acc[1][1] += xr[1][k] * w1;
-                acc[2][0] += xr[2][k] * w0, acc[2][1] += xr[2][k] * w1;
-                acc[3][0] += xr[3][k] * w0, acc[3][1] += xr[3][k] * w1;
-                acc[4][0] += xr[4][k] * w0, acc[4][1] += xr[4][k] * w1;
-                acc[5][0] += xr[5][k] * w0, acc[5][1] += xr[5][k] * w1;
-            }
-            for (int i = 0; i < 6; i++) {
-                float *yi = y0 + (size_t)i * out + j;
-                float *dst = cols < INFER_STRIP ? buf[i] : yi;
-                *(v8f *)dst = acc[i][0];
-                *(v8f *)(dst + 8) = acc[i][1];
-                if (dst != yi) memcpy(yi, dst, (size_t)cols * sizeof(float));
-            }
-        }
-    }
-    // The rest in blocks of up to four rows, a whole strip (16 sums a row) at a time.
-    for (; r < n; r += 4) {
-        int R = n - r < 4 ? n - r : 4;
-        const float *x0 = x + (size_t)r * ldx;
-        float *y0 = y + (size_t)r * out;
-        for (int j = 0; j < out; j += INFER_STRIP) {
-            const float *ws = w + (size_t)j * in; // this strip's [in, 16] block
-            int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
-            float buf[4][INFER_STRIP];
-            v8f acc[4][2];
+    for (int j = 0; j < out; j += INFER_STRIP) {
+        const float *ws = w + (size_t)j * in; // this strip's [in, 16] block
+        int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
+        for (int r = 0; r < n;) {
+            // Blocks of six; the last rows in blocks of at most four, as even as possible.
+            int m = n - r;
+            int R = m >= 6 && m != 7 && m != 8 ? 6 : m > 4 ? (m + 1) / 2 : m;
+            const float *xr[6];
+            float *yr[6];
             for (int i = 0; i < R; i++) {
-                const float *yi = y0 + (size_t)i * out + j;
-                if (cols < INFER_STRIP) { // the vocabulary's last few columns
-                    memset(buf[i], 0, sizeof(buf[i]));
-                    memcpy(buf[i], yi, (size_t)cols * sizeof(float));
-                    yi = buf[i];
-                }
-                acc[i][0] = *(const v8f *)yi;
-                acc[i][1] = *(const v8f *)(yi + 8);
+                xr[i] = x + (size_t)(r + i) * ldx;
+                yr[i] = y + (size_t)(r + i) * out + j;
             }
-            if (R == 4) { // the common case, spelled out so the sums live in registers
-                const float *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
-                for (int k = 0; k < in; k++) {
-                    v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
-                    v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
-                    acc[0][0] += x0[k] * w0, acc[0][1] += x0[k] * w1;
-                    acc[1][0] += x1[k] * w0, acc[1][1] += x1[k] * w1;
-                    acc[2][0] += x2[k] * w0, acc[2][1] += x2[k] * w1;
-                    acc[3][0] += x3[k] * w0, acc[3][1] += x3[k] * w1;
-                }
-            } else {
-                for (int k = 0; k < in; k++) {
-                    v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
-                    v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
-                    for (int i = 0; i < R; i++) {
-                        float a = x0[(size_t)i * ldx + k];
-                        acc[i][0] += a * w0, acc[i][1] += a * w1;
-                    }
-                }
-            }
-            for (int i = 0; i < R; i++) {
-                float *yi = y0 + (size_t)i * out + j;
-                float *dst = cols < INFER_STRIP ? buf[i] : yi;
-                *(v8f *)dst = acc[i][0];
-                *(v8f *)(dst + 8) = acc[i][1];
-                if (dst != yi) memcpy(yi, dst, (size_t)cols * sizeof(float));
-            }
+            // Constant block sizes, so that each copy keeps its sums in registers.
+            if (R == 6)
+                strip_rows(6, in, cols, xr, ws, yr);
+            else if (R == 4)
+                strip_rows(4, in, cols, xr, ws, yr);
+            else if (R == 3)
+                strip_rows(3, in, cols, xr, ws, yr);
+            else if (R == 2)
+                strip_rows(2, in, cols, xr, ws, yr);
+            else
+                strip_rows(1, in, cols, xr, ws, yr);
+            r += R;
         }
     }
 }
