@@ -63,7 +63,7 @@ int lstm_workspace_regularise(LstmWorkspace *ws, int embed, int variational, cha
              (ws->dx0 = calloc(TB * E, sizeof(float)));
     if (!ok) {
         lstm_workspace_free(ws);
-        return err_set(err, "out of memory for a [%d, %d] regularised workspace", ws->max_T, ws->B);
+        return err_set(err, "out of memory for a [%zu, %zu] regularised workspace", TB / B, B);
     }
     return 0;
 }
@@ -147,7 +147,8 @@ float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, con
         float *tanh_c = ws->tanh_c + (size_t)l * TB * H; // [T, B, H]
 
         if (l == 0 && ws->x0) {
-            // Masked embedding rows, one per position: the general path below on them.
+            // Masked embedding rows, one per position, then one product as for the layers
+            // above: with masks the table's V rows no longer cover every input.
             const float *var_in = ws->var_in;
             for (int p = 0; p < TB; p++) {
                 const float *e = w->embedding + (size_t)inputs[p] * E;

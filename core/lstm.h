@@ -55,9 +55,8 @@ int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T
                          int with_dropout, char *err);
 void lstm_workspace_free(LstmWorkspace *ws);
 /* Adds the buffers for embedding dropout (embed) and variational dropout (variational)
- * to a workspace (freeing all of it on failure). With them layer 0 multiplies gathered
- * embedding rows instead of reading the token table, whose rows no longer cover every
- * input. */
+ * to a workspace (freeing all of it on failure). With them layer 0 multiplies gathered,
+ * masked embedding rows instead of reading the token table. */
 int lstm_workspace_regularise(LstmWorkspace *ws, int embed, int variational, char *err);
 /* Fills mask[0 .. n) with 0 (probability p) or 1/(1-p), one rng_float per entry. */
 void lstm_dropout_mask(float *mask, size_t n, float p, Rng *rng);
