@@ -42,7 +42,45 @@ int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T
     return 0;
 }
 
+int lstm_workspace_regularise(LstmWorkspace *ws, int embed, int variational, char *err) {
+    size_t L = ws->config.layers, E = ws->config.embed, H = ws->config.hidden;
+    size_t B = ws->B, TB = (size_t)ws->max_T * B;
+    int ok = 1;
+    if (embed) ok = ok && (ws->emb_mask = calloc(ws->config.vocab_size, sizeof(float)));
+    if (variational) {
+        ok = ok && (ws->var_in = calloc(B * E, sizeof(float))) &&
+             (ws->var_out = calloc(B * H, sizeof(float))) &&
+             (ws->top = calloc(TB * H, sizeof(float)));
+        if (L > 1) {
+            // The between-layer mask and output buffers carry the variational factors.
+            ok = ok && (ws->var_mid = calloc((L - 1) * B * H, sizeof(float)));
+            if (!ws->mask) ok = ok && (ws->mask = calloc((L - 1) * TB * H, sizeof(float)));
+            if (!ws->drop) ok = ok && (ws->drop = calloc((L - 1) * TB * H, sizeof(float)));
+        }
+    }
+    if (embed || variational)
+        ok = ok && (ws->x0 = calloc(TB * E, sizeof(float))) &&
+             (ws->dx0 = calloc(TB * E, sizeof(float)));
+    if (!ok) {
+        lstm_workspace_free(ws);
+        return err_set(err, "out of memory for a [%zu, %zu] regularised workspace", TB / B, B);
+    }
+    return 0;
+}
+
+void lstm_dropout_mask(float *mask, size_t n, float p, Rng *rng) {
+    float keep = 1.0f / (1.0f - p);
+    for (size_t k = 0; k < n; k++) mask[k] = rng_float(rng) < p ? 0.0f : keep;
+}
+
 void lstm_workspace_free(LstmWorkspace *ws) {
+    free(ws->emb_mask);
+    free(ws->var_in);
+    free(ws->var_mid);
+    free(ws->var_out);
+    free(ws->x0);
+    free(ws->dx0);
+    free(ws->top);
     free(ws->proj);
     free(ws->gates);
     free(ws->c);
@@ -91,6 +129,7 @@ static const float *layer_input(const LstmWorkspace *ws, int l) {
 
 static const float *top_output(const LstmWorkspace *ws) {
     int L = ws->config.layers;
+    if (ws->top) return ws->top;
     return ws->h + (L - 1) * state_stride(ws) + (size_t)ws->B * ws->config.hidden;
 }
 
@@ -107,7 +146,22 @@ float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, con
         float *c = ws->c + l * state_stride(ws);         // [T+1, B, H]
         float *tanh_c = ws->tanh_c + (size_t)l * TB * H; // [T, B, H]
 
-        if (l == 0) {
+        if (l == 0 && ws->x0) {
+            // Masked embedding rows, one per position, then one product as for the layers
+            // above: with masks the table's V rows no longer cover every input.
+            const float *var_in = ws->var_in;
+            for (int p = 0; p < TB; p++) {
+                const float *e = w->embedding + (size_t)inputs[p] * E;
+                float *x = ws->x0 + (size_t)p * E;
+                float s = ws->emb_mask ? ws->emb_mask[inputs[p]] : 1.0f;
+                for (int k = 0; k < E; k++)
+                    x[k] = e[k] * s * (var_in ? var_in[(size_t)(p % B) * E + k] : 1.0f);
+                float *g = gates + (size_t)p * G;
+                for (int j = 0; j < G; j++) g[j] = w->b_ih[0][j] + w->b_hh[0][j];
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TB, G, E, 1.0f, ws->x0, E,
+                        w->w_ih[0], E, 1.0f, gates, G);
+        } else if (l == 0) {
             // Layer 0 sees one embedding row per token, so its input projection (biases
             // included) takes one of V values: make the table once, then copy rows.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, G, E, 1.0f, w->embedding, E,
@@ -144,11 +198,18 @@ float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, con
             float *mask = ws->mask + (size_t)l * TB * H, *drop = ws->drop + (size_t)l * TB * H;
             const float *out = h + (size_t)B * H;
             float keep = 1.0f - dropout;
+            const float *var = ws->var_mid ? ws->var_mid + (size_t)l * B * H : NULL;
             for (size_t k = 0; k < (size_t)TB * H; k++) {
                 mask[k] = dropout > 0 && rng_float(rng) < dropout ? 0.0f : 1.0f / keep;
+                if (var) mask[k] *= var[k % ((size_t)B * H)];
                 drop[k] = out[k] * mask[k];
             }
         }
+    }
+    if (ws->var_out) {
+        const float *out = ws->h + (cf->layers - 1) * state_stride(ws) + (size_t)B * H;
+        for (size_t k = 0; k < (size_t)TB * H; k++)
+            ws->top[k] = out[k] * ws->var_out[k % ((size_t)B * H)];
     }
 
     const float *top = top_output(ws); // [T*B, H]
@@ -206,6 +267,8 @@ void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, con
     add_column_sums(dlogits, TB, V, gw.fc_b);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, H, V, 1.0f, dlogits, V, w->fc_w, H,
                 0.0f, ws->dh, H);
+    if (ws->var_out)
+        for (size_t k = 0; k < (size_t)TB * H; k++) ws->dh[k] *= ws->var_out[k % ((size_t)B * H)];
 
     for (int l = cf->layers - 1; l >= 0; l--) {
         const float *gates = ws->gates + (size_t)l * TB * G;
@@ -245,6 +308,21 @@ void lstm_backward(const Model *model, LstmWorkspace *ws, const int *inputs, con
             const float *mask = ws->mask ? ws->mask + (size_t)(l - 1) * TB * H : NULL;
             for (size_t k = 0; k < (size_t)TB * H; k++)
                 ws->dh[k] = mask ? ws->din[k] * mask[k] : ws->din[k];
+        } else if (ws->x0) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G, E, TB, 1.0f, ws->dgates, G,
+                        ws->x0, E, 1.0f, gw.w_ih[0], E);
+            add_column_sums(ws->dgates, TB, G, gw.b_ih[0]);
+            add_column_sums(ws->dgates, TB, G, gw.b_hh[0]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TB, E, G, 1.0f, ws->dgates, G,
+                        w->w_ih[0], E, 0.0f, ws->dx0, E);
+            // Each position's input gradient goes back through its masks to its row.
+            for (int p = 0; p < TB; p++) {
+                float *ge = gw.embedding + (size_t)inputs[p] * E;
+                const float *d = ws->dx0 + (size_t)p * E;
+                float s = ws->emb_mask ? ws->emb_mask[inputs[p]] : 1.0f;
+                for (int k = 0; k < E; k++)
+                    ge[k] += d[k] * s * (ws->var_in ? ws->var_in[(size_t)(p % B) * E + k] : 1.0f);
+            }
         } else {
             // The forward table's backward: sum the gate gradients per token, then three
             // small products replace the [T*B]-row ones.

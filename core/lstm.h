@@ -40,18 +40,35 @@ typedef struct {
     float *din;     // [T, B, H] gradient of the inputs of a layer above 0
     float *dh_next; // [B, H]
     float *dc_next; // [B, H]
+    // Training-only regularisation (lstm_workspace_regularise); all NULL otherwise. The
+    // masks hold 0 or 1/(1-p) and are filled by the caller before lstm_forward.
+    float *emb_mask; // [V] embedding dropout: one factor per embedding row
+    float *var_in;   // [B, E] variational dropout on layer 0's input, shared across time
+    float *var_mid;  // [L-1, B, H] on the inputs of the layers above 0
+    float *var_out;  // [B, H] on the top layer's output
+    float *x0;       // [T, B, E] layer 0's masked inputs (when emb_mask or var_in)
+    float *dx0;      // [T, B, E] their gradient
+    float *top;      // [T, B, H] the top layer's masked output (when var_out)
 } LstmWorkspace;
 
 int lstm_workspace_alloc(LstmWorkspace *ws, const ModelConfig *config, int max_T, int B,
                          int with_dropout, char *err);
 void lstm_workspace_free(LstmWorkspace *ws);
+/* Adds the buffers for embedding dropout (embed) and variational dropout (variational)
+ * to a workspace (freeing all of it on failure). With them layer 0 multiplies gathered,
+ * masked embedding rows instead of reading the token table. */
+int lstm_workspace_regularise(LstmWorkspace *ws, int embed, int variational, char *err);
+/* Fills mask[0 .. n) with 0 (probability p) or 1/(1-p), one rng_float per entry. */
+void lstm_dropout_mask(float *mask, size_t n, float p, Rng *rng);
 
 /* Zeroes the initial state of every layer. */
 void lstm_state_reset(LstmWorkspace *ws);
 /* Makes the final state of the last forward call the initial state of the next. */
 void lstm_state_carry(LstmWorkspace *ws);
 
-/* inputs, targets: [T, B] token ids. dropout in [0, 1); rng draws masks when > 0.
+/* inputs, targets: [T, B] token ids. dropout in [0, 1); rng draws masks when > 0 (each
+ * unit at each step; with var_mid the two masks multiply). The masks of a regularised
+ * workspace apply as they are.
  * Returns the summed cross-entropy over the T*B positions divided by norm; if
  * targets is NULL only logits are computed and 0 is returned. */
 float lstm_forward(const Model *model, LstmWorkspace *ws, const int *inputs, const int *targets,

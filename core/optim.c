@@ -37,20 +37,35 @@ float optim_clip(float *grads, size_t n, float clip) {
     return norm;
 }
 
-void adam_step(Adam *adam, float *params, const float *grads, float lr) {
+void adam_begin(Adam *adam) {
     adam->t++;
+}
+
+void adam_update(Adam *adam, float *params, const float *grads, size_t from, size_t to, float lr,
+                 float weight_decay) {
     float b1 = adam->beta1, b2 = adam->beta2;
     // Same arithmetic as torch.optim.Adam's single-tensor path.
     float bc1 = 1.0f - powf(b1, (float)adam->t);
     float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)adam->t));
     float step_size = lr / bc1;
-    for (size_t i = 0; i < adam->n; i++) {
+    // AdamW scales before the moment update, as torch does; skipped at 0 so plain Adam
+    // stays exactly what it was.
+    if (weight_decay != 0.0f) {
+        float keep = (float)(1.0 - (double)lr * weight_decay);
+        for (size_t i = from; i < to; i++) params[i] *= keep;
+    }
+    for (size_t i = from; i < to; i++) {
         float g = grads[i];
         adam->m[i] = b1 * adam->m[i] + (1.0f - b1) * g;
         adam->v[i] = b2 * adam->v[i] + (1.0f - b2) * g * g;
         float denom = sqrtf(adam->v[i]) / bc2_sqrt + adam->eps;
         params[i] -= step_size * adam->m[i] / denom;
     }
+}
+
+void adam_step(Adam *adam, float *params, const float *grads, float lr) {
+    adam_begin(adam);
+    adam_update(adam, params, grads, 0, adam->n, lr, 0.0f);
 }
 
 float optim_lr(long step, long total, long warmup, float lr_max, float lr_min) {

@@ -15,6 +15,13 @@ int train_config_check(const TrainConfig *c, char *err) {
     if (model_config_check(&c->model, err) != 0) return -1;
     if (c->model.layers < 1) return err_set(err, "--layers must be at least 1");
     if (!(c->dropout >= 0 && c->dropout < 1)) return err_set(err, "--dropout must be in [0, 1)");
+    if (!(c->embed_dropout >= 0 && c->embed_dropout < 1))
+        return err_set(err, "--embed-dropout must be in [0, 1)");
+    if (!(c->var_dropout >= 0 && c->var_dropout < 1))
+        return err_set(err, "--var-dropout must be in [0, 1)");
+    if (!(c->weight_decay >= 0 && c->weight_decay * c->lr < 1))
+        return err_set(err, "--weight-decay must be >= 0 and below 1 / --lr");
+    if (c->patience < 0) return err_set(err, "--patience must be >= 0 (0 = off)");
     if (c->seq < 1 || c->seq > 65536) return err_set(err, "--seq must be in 1..65536");
     if (c->batch < 1 || c->batch > 65536) return err_set(err, "--batch must be in 1..65536");
     if (c->steps < 1) return err_set(err, "--steps must be at least 1");
@@ -32,6 +39,14 @@ long train_warmup(long steps) {
     long w = steps / 10;
     if (w > 100) w = 100;
     return w < 1 ? 1 : w;
+}
+
+int train_should_stop(const TrainState *st) {
+    // Evaluations since the best are counted from best_step, which the checkpoint keeps,
+    // so a resumed run stops where an uninterrupted one would have.
+    const TrainConfig *c = &st->config;
+    return c->patience > 0 && st->best_step > 0 &&
+           (st->step - st->best_step) / c->eval_every >= c->patience;
 }
 
 void train_free(TrainState *st) {
@@ -75,12 +90,31 @@ int train_init(TrainState *st, const TrainConfig *config, char *err) {
         w->inputs = malloc((size_t)T * w->nb * sizeof(int));
         w->targets = malloc((size_t)T * w->nb * sizeof(int));
         if (!w->grads || !w->inputs || !w->targets ||
-            lstm_workspace_alloc(&w->ws, &config->model, T, w->nb, config->dropout > 0, err) != 0) {
+            lstm_workspace_alloc(&w->ws, &config->model, T, w->nb, config->dropout > 0, err) != 0 ||
+            lstm_workspace_regularise(&w->ws, config->embed_dropout > 0, config->var_dropout > 0,
+                                      err) != 0) {
             train_free(st);
             return err_set(err, "out of memory for training workspaces");
         }
     }
     return 0;
+}
+
+void train_adam_step(Adam *adam, Model *model, const float *grads, float lr, float weight_decay) {
+    if (weight_decay == 0.0f) {
+        adam_step(adam, model->params, grads, lr);
+        return;
+    }
+    // Decay shrinks weights that multiply activations; a bias or an embedding row has no
+    // such role (a rare char's row would just fade), so those take plain Adam steps.
+    ModelTensor mt[MODEL_MAX_TENSORS];
+    int nt = model_tensors(&model->config, mt);
+    adam_begin(adam);
+    for (int i = 0; i < nt; i++) {
+        int decay = mt[i].ndim == 2 && strcmp(mt[i].name, "embedding.weight") != 0;
+        adam_update(adam, model->params, grads, mt[i].offset, mt[i].offset + mt[i].count, lr,
+                    decay ? weight_decay : 0.0f);
+    }
 }
 
 typedef struct {
@@ -95,6 +129,14 @@ static void *worker_run(void *arg) {
     float norm = (float)st->config.seq * st->config.batch;
     memset(w->grads, 0, st->model.num_params * sizeof(float));
     lstm_state_reset(&w->ws);
+    float p = st->config.var_dropout;
+    if (p > 0) {
+        const ModelConfig *m = &st->model.config;
+        size_t BH = (size_t)w->nb * m->hidden;
+        lstm_dropout_mask(w->ws.var_in, (size_t)w->nb * m->embed, p, &w->rng);
+        if (w->ws.var_mid) lstm_dropout_mask(w->ws.var_mid, (m->layers - 1) * BH, p, &w->rng);
+        lstm_dropout_mask(w->ws.var_out, BH, p, &w->rng);
+    }
     w->loss =
         lstm_forward(&st->model, &w->ws, w->inputs, w->targets, st->config.dropout, &w->rng, norm);
     lstm_backward(&st->model, &w->ws, w->inputs, w->targets, norm, w->grads);
@@ -113,6 +155,16 @@ float train_step(TrainState *st, const Corpus *corpus, float *lr) {
                 w->targets[t * w->nb + b] = st->targets[t * B + w->b0 + b];
             }
         rng_seed(&w->rng, rng_next(&st->rng));
+    }
+    if (c->embed_dropout > 0) {
+        // One row mask for the whole batch (as in AWD-LSTM), so every worker draws the same.
+        uint64_t seed = rng_next(&st->rng);
+        for (int i = 0; i < st->nworkers; i++) {
+            Rng r;
+            rng_seed(&r, seed);
+            lstm_dropout_mask(st->workers[i].ws.emb_mask, c->model.vocab_size, c->embed_dropout,
+                              &r);
+        }
     }
 
     WorkerJob jobs[TRAIN_MAX_THREADS];
@@ -143,7 +195,7 @@ float train_step(TrainState *st, const Corpus *corpus, float *lr) {
     }
     optim_clip(st->grads, n, c->clip);
     *lr = optim_lr(st->step, c->steps, train_warmup(c->steps), c->lr, c->lr / 10.0f);
-    adam_step(&st->adam, st->model.params, st->grads, *lr);
+    train_adam_step(&st->adam, &st->model, st->grads, *lr, c->weight_decay);
     st->step++;
     return loss;
 }

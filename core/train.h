@@ -4,7 +4,7 @@
  * A step draws B random windows, splits the batch across `threads` workers (each runs
  * forward and backward on its columns with single-threaded OpenBLAS into its own
  * gradient buffer), adds the workers' gradients in a fixed order, clips, and takes an
- * Adam step at the scheduled learning rate. Everything random comes from one generator
+ * Adam(W) step at the scheduled learning rate. Everything random comes from one generator
  * whose state the checkpoint keeps, so the same seed and thread count give the same
  * bits, and a resumed run continues exactly where the interrupted one stopped.
  */
@@ -21,9 +21,13 @@
 
 typedef struct {
     ModelConfig model;
-    float dropout;
-    int seq;   // T
-    int batch; // B
+    float dropout;       // per unit and step, between LSTM layers
+    float embed_dropout; // whole embedding rows, one mask per step
+    float var_dropout;   // variational: one mask per sequence on every layer's input and output
+    float weight_decay;  // AdamW's, on the weight matrices but the embedding
+    long patience;       // evaluations without a better validation loss before stopping; 0 = off
+    int seq;             // T
+    int batch;           // B
     long steps;
     float lr, clip;
     double val_frac;
@@ -65,6 +69,12 @@ void train_free(TrainState *st);
 float train_step(TrainState *st, const Corpus *corpus, float *lr);
 /* Warmup length of the schedule for a run of `steps`. */
 long train_warmup(long steps);
+/* One optimiser step: torch.optim.AdamW with weight_decay on the LSTM and output weight
+ * matrices and 0 on the biases and the embedding; with weight_decay 0, plain Adam. */
+void train_adam_step(Adam *adam, Model *model, const float *grads, float lr, float weight_decay);
+/* Whether --patience says to stop now: the last evaluation was at st->step and the
+ * best one is `patience` or more evaluations back. */
+int train_should_stop(const TrainState *st);
 
 /* checkpoint.safetensors: parameters, Adam moments, step, RNG and best validation loss. */
 int train_checkpoint_save(const TrainState *st, const char *path, const char *corpus_sha256,

@@ -110,6 +110,89 @@ START_TEST(test_same_seed_and_threads_give_identical_weights) {
 }
 END_TEST
 
+START_TEST(test_regularised_runs_are_reproducible_and_change_the_model) {
+    char *dir = tu_tmpdir(), a[4096], b[4096], p[4096], ma[4200], mb[4200], mp[4200], *se;
+    const char *reg = "--steps 50 --threads 2 --layers 2 --var-dropout 0.2 --embed-dropout 0.1 "
+                      "--weight-decay 0.1";
+    snprintf(a, sizeof(a), "%s/a", dir);
+    snprintf(b, sizeof(b), "%s/b", dir);
+    snprintf(p, sizeof(p), "%s/plain", dir);
+    ck_assert_msg(train(a, reg, NULL, &se) == 0, "%s", se);
+    free(se);
+    ck_assert_msg(train(b, reg, NULL, &se) == 0, "%s", se);
+    free(se);
+    ck_assert_msg(train(p, "--steps 50 --threads 2 --layers 2", NULL, &se) == 0, "%s", se);
+    free(se);
+    snprintf(ma, sizeof(ma), "%s/model.safetensors", a);
+    snprintf(mb, sizeof(mb), "%s/model.safetensors", b);
+    snprintf(mp, sizeof(mp), "%s/model.safetensors", p);
+    ck_assert_msg(files_equal(ma, mb), "two regularised runs with one seed differ");
+    ck_assert_msg(!files_equal(ma, mp), "the regularisation flags changed nothing");
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_patience_stops_at_the_right_step_and_keeps_the_best_model) {
+    // A 2,000-char text and a model that memorises it quickly: validation stops improving
+    // within a few hundred steps. Batch 1 makes training's validation measure one stream,
+    // the same as eval's, so eval of the saved model must give the best logged loss.
+    char *dir = tu_tmpdir(), out[4096], cmd[8192], path[4200], *so, *se;
+    char *text = tu_sample_text(2000);
+    char *tiny = tu_write_file(dir, "tiny.txt", text, strlen(text));
+    snprintf(out, sizeof(out), "%s/m", dir);
+    const long every = 10, patience = 3, steps = 600;
+    snprintf(cmd, sizeof(cmd),
+             "%s train --corpus '%s' --out '%s' --embed 16 --hidden 64 --seq 32 --batch 1 "
+             "--lr 1e-2 --seed 7 --threads 1 --steps %ld --eval-every %ld --patience %ld",
+             tu_bin("charlm-train"), tiny, out, steps, every, patience);
+    ck_assert_msg(tu_run(cmd, &so, &se) == 0, "%s", se);
+    ck_assert_msg(strstr(so, "\"stopped_early\": true") != NULL, "did not stop early: %s", so);
+    ck_assert_ptr_nonnull(strstr(se, "stopped early at step"));
+
+    // Replay the rule on the log: the run must end at the first evaluation that is
+    // `patience` evaluations past the best so far.
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", out);
+    char *log = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(log);
+    double best = INFINITY, last_val = 0;
+    long best_step = 0, expect_stop = 0, last_step = 0;
+    for (char *line = log; *line; line = strchr(line, '\n') + 1) {
+        long step = (long)json_number(line, "step");
+        double val = json_number(line, "val_loss");
+        ck_assert_msg(expect_stop == 0, "a row after the stopping step: step %ld", step);
+        if (val < best) {
+            best = val;
+            best_step = step;
+        }
+        if ((step - best_step) / every >= patience) expect_stop = step;
+        last_step = step;
+        last_val = val;
+    }
+    ck_assert_msg(expect_stop > 0 && expect_stop < steps, "no stop expected from the log");
+    ck_assert_int_eq(last_step, expect_stop);
+    ck_assert_int_eq((long)json_number(so, "steps"), expect_stop);
+    ck_assert_int_eq((long)json_number(so, "best_step"), best_step);
+    ck_assert_double_eq_tol(json_number(so, "best_val_loss"), best, 1e-6);
+    ck_assert_msg(last_val > best, "the last evaluation should be worse than the best");
+
+    snprintf(cmd, sizeof(cmd), "%s eval --model '%s' --corpus '%s' --val-frac 0.1",
+             tu_bin("charlm-train"), out, tiny);
+    char *eo, *ee;
+    ck_assert_msg(tu_run(cmd, &eo, &ee) == 0, "%s", ee);
+    ck_assert_double_eq_tol(json_number(eo, "loss"), best, 2e-6);
+    free(eo);
+    free(ee);
+    free(log);
+    free(so);
+    free(se);
+    free(tiny);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Starts charlm-train in the background with stdout/stderr to files in dir. */
 static pid_t spawn_train(const char *out, const char *extra) {
     char cmd[4096];
@@ -221,6 +304,11 @@ START_TEST(test_bad_input_exits_2_and_writes_nothing) {
         {"--lr -1", "--lr must be in"},
         {"--hidden 0", "hidden"},
         {"--dropout 1.5", "--dropout must be in"},
+        {"--embed-dropout 1", "--embed-dropout must be in"},
+        {"--var-dropout -0.1", "--var-dropout must be in"},
+        {"--weight-decay -1", "--weight-decay must be"},
+        {"--weight-decay 1000", "--weight-decay must be"},
+        {"--patience -1", "--patience must be"},
         {"--val-frac 1", "--val-frac must be in"},
         {"--threads 0", "--threads must be in"},
         {"--bogus 3", "unknown flag '--bogus'"},
@@ -298,6 +386,8 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_validation_loss_falls_well_below_uniform);
     tcase_add_test(tc, test_same_seed_and_threads_give_identical_weights);
+    tcase_add_test(tc, test_regularised_runs_are_reproducible_and_change_the_model);
+    tcase_add_test(tc, test_patience_stops_at_the_right_step_and_keeps_the_best_model);
     tcase_add_test(tc, test_sigint_then_resume_gives_the_same_bytes);
     tcase_add_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes);
     tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);

@@ -165,6 +165,24 @@ static const CliOpt train_opts[] = {
      .offset = TA(c.dropout),
      .def = "0",
      .help = "dropout between LSTM layers, in [0, 1)"},
+    {.name = "embed-dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.embed_dropout),
+     .def = "0",
+     .help = "drop whole embedding rows (one mask per step), in [0, 1)"},
+    {.name = "var-dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.var_dropout),
+     .def = "0",
+     .help = "variational dropout on every layer's input and output, in [0, 1)"},
+    {.name = "weight-decay",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.weight_decay),
+     .def = "0",
+     .help = "AdamW decoupled weight decay on the weight matrices, 0 = Adam"},
     {.name = "seq",
      .type = CLI_INT,
      .placeholder = "N",
@@ -207,6 +225,12 @@ static const CliOpt train_opts[] = {
      .offset = TA(c.eval_every),
      .def = "100",
      .help = "validate and log every N steps"},
+    {.name = "patience",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.patience),
+     .def = "0",
+     .help = "stop after N evaluations without a better validation loss, 0 = off"},
     {.name = "checkpoint-every",
      .type = CLI_LONG,
      .placeholder = "N",
@@ -330,7 +354,8 @@ static int cmd_train(int argc, char **argv) {
     double train_time = 0, start = now_s(), last_val = -1;
     long tokens = 0;
     float loss = 0, lr = 0;
-    while (st.step < c.steps) {
+    int stopped = 0;
+    while (st.step < c.steps && !stopped) {
         if (stop_requested) {
             progress_finish(&progress);
             if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
@@ -374,8 +399,9 @@ static int cmd_train(int argc, char **argv) {
                     goto done;
                 }
             }
+            stopped = train_should_stop(&st);
         }
-        if (st.step % c.checkpoint_every == 0 || st.step == c.steps) {
+        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stopped) {
             if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
                 goto done;
@@ -384,10 +410,15 @@ static int cmd_train(int argc, char **argv) {
         progress_update(&progress, st.step, loss, last_val, tps, now_s() - start);
     }
     progress_finish(&progress);
+    if (stopped)
+        fprintf(stderr,
+                "charlm-train: stopped early at step %ld: no better validation loss in %ld "
+                "evaluations since step %ld\n",
+                st.step, c.patience, st.best_step);
     printf("{\"steps\": %ld, \"tokens_per_s\": %.1f, \"best_val_loss\": %.6f, \"best_step\": %ld, "
-           "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d}\n",
+           "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d, \"stopped_early\": %s}\n",
            st.step, train_time > 0 ? tokens / train_time : 0.0, st.best_val_loss, st.best_step,
-           loss, now_s() - start, st.nworkers);
+           loss, now_s() - start, st.nworkers, stopped ? "true" : "false");
     rc = CLI_EXIT_OK;
 done:
     train_free(&st);
