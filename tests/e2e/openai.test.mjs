@@ -8,84 +8,17 @@
 // Every server started here is stopped in every case (after hooks, exit handler).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
+import { MODEL_DIR, requireEnv, spawnServer as spawnAny, stopChild } from './server.mjs';
 
-const SERVER = process.env.CHARLM_SERVER;
-const MODEL_DIR = process.env.E2E_MODEL_DIR;
+requireEnv('openai.test.mjs');
+
 const MODEL_ID = 'e2e-tiny'; // given with --model-id, so the id does not depend on the folder
 
-for (const [name, v] of [['CHARLM_SERVER', SERVER], ['E2E_MODEL_DIR', MODEL_DIR]]) {
-  if (!v) {
-    console.error(`openai.test.mjs: ${name} is not set; run tests/e2e/run.sh`);
-    process.exit(2);
-  }
-}
-
-const children = []; // every server started, killed when the test exits
-
-function kill(child, signal) {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
-}
-process.on('exit', () => children.forEach((c) => kill(c, 'SIGKILL')));
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    children.forEach((c) => kill(c, 'SIGKILL'));
-    process.exit(130);
-  });
-}
-
-// Starts charlm-server with these flags on a free port (as page.test.mjs does); resolves
-// to {child, base} once the server says where it listens.
-function spawnServer(flags) {
-  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
-    '--model-id', MODEL_ID, ...flags];
-  const child = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  children.push(child);
-  let log = '';
-  let url = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`charlm-server did not say where it listens within 15 s:\n${log}`)), 15000);
-    const onData = (d) => {
-      log += d;
-      if (log.length > 200000) log = log.slice(-100000);
-      const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(log);
-      if (m && !url) {
-        url = m[1];
-        clearTimeout(timer);
-        resolve({ child, base: url });
-      }
-    };
-    child.stderr.on('data', onData);
-    child.stdout.on('data', onData);
-    child.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      if (!url) reject(new Error(`charlm-server exited (${code ?? sig}) before listening:\n${log}`));
-    });
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${SERVER}: ${e.message}`));
-    });
-  });
-}
-
-async function stopChild(child) {
-  kill(child, 'SIGTERM');
-  if (child && child.exitCode === null && child.signalCode === null) {
-    await new Promise((res) => {
-      const t = setTimeout(() => {
-        kill(child, 'SIGKILL');
-        res();
-      }, 5000);
-      child.once('exit', () => {
-        clearTimeout(t);
-        res();
-      });
-    });
-  }
-}
+// Every server here answers to MODEL_ID.
+const spawnServer = (flags) => spawnAny(['--model-id', MODEL_ID, ...flags]);
 
 // No retries: a failure must show as the server's answer, not as a third attempt's.
 function client(base, apiKey = 'any-key') {

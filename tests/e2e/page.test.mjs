@@ -7,28 +7,20 @@
 // The server is started here and stopped in every case (after hook, exit handler).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { MODEL_DIR, kill, requireEnv, spawnServer, stopChild } from './server.mjs';
 
-const SERVER = process.env.CHARLM_SERVER;
-const MODEL_DIR = process.env.E2E_MODEL_DIR;
+requireEnv('page.test.mjs');
+
 const OUT_DIR = process.env.E2E_OUT_DIR || 'build';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const LONG = 1000000; // max_tokens for the generation that Stop must cut short
 
-for (const [name, v] of [['CHARLM_SERVER', SERVER], ['E2E_MODEL_DIR', MODEL_DIR]]) {
-  if (!v) {
-    console.error(`page.test.mjs: ${name} is not set; run tests/e2e/run.sh`);
-    process.exit(2);
-  }
-}
-
 let server = null; // child process
 let base = ''; // http://127.0.0.1:PORT
-const children = []; // every server started, killed when the test exits
 let userDir = '';
 let context = null;
 let page = null;
@@ -36,70 +28,12 @@ const requests = []; // every URL the browser asked for
 const consoleErrors = []; // [text, url]
 let allowed = []; // console errors a step expects (the browser logs 4xx/5xx fetches)
 
-function kill(child, signal) {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
-}
 function killServer(signal = 'SIGTERM') {
   kill(server, signal);
-}
-process.on('exit', () => children.forEach((c) => kill(c, 'SIGKILL')));
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    children.forEach((c) => kill(c, 'SIGKILL'));
-    process.exit(130);
-  });
-}
-
-// Starts charlm-server with these flags on a free port; resolves to {child, base}.
-function spawnServer(flags) {
-  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...flags];
-  const child = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  children.push(child);
-  let log = '';
-  let url = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`charlm-server did not say where it listens within 15 s:\n${log}`)), 15000);
-    const onData = (d) => {
-      log += d;
-      if (log.length > 200000) log = log.slice(-100000);
-      const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(log);
-      if (m && !url) {
-        url = m[1];
-        clearTimeout(timer);
-        resolve({ child, base: url });
-      }
-    };
-    child.stderr.on('data', onData);
-    child.stdout.on('data', onData);
-    child.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      if (!url) reject(new Error(`charlm-server exited (${code ?? sig}) before listening:\n${log}`));
-    });
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${SERVER}: ${e.message}`));
-    });
-  });
 }
 
 async function startServer() {
   ({ child: server, base } = await spawnServer(['--max-tokens', String(LONG), '--max-concurrent', '1']));
-}
-
-async function stopChild(child) {
-  kill(child, 'SIGTERM');
-  if (child && child.exitCode === null && child.signalCode === null) {
-    await new Promise((res) => {
-      const t = setTimeout(() => {
-        kill(child, 'SIGKILL');
-        res();
-      }, 5000);
-      child.once('exit', () => {
-        clearTimeout(t);
-        res();
-      });
-    });
-  }
 }
 
 const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
