@@ -11,7 +11,7 @@ static size_t strips_of(size_t out) {
     return (out + INFER_STRIP - 1) / INFER_STRIP;
 }
 
-// Packs w [out, in] (PyTorch's layout) as strips: dst[s][k][i] = w[s * 16 + i][k].
+// Packs w [out, in] (PyTorch's layout) as strips: dst[s][k][i] = w[s * 24 + i][k].
 static void pack_strips(float *dst, const float *w, size_t out, size_t in) {
     for (size_t s = 0; s < strips_of(out); s++)
         for (size_t k = 0; k < in; k++)
@@ -24,8 +24,8 @@ static void pack_strips(float *dst, const float *w, size_t out, size_t in) {
 int infer_prepare(Model *model, char *err) {
     const ModelConfig *cf = &model->config;
     size_t E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
-    size_t Vp = strips_of(V) * INFER_STRIP;
-    size_t n = V * G + H * G + (size_t)(cf->layers - 1) * G * 2 * H + H * Vp;
+    size_t Gp = strips_of(G) * INFER_STRIP, Vp = strips_of(V) * INFER_STRIP;
+    size_t n = V * G + H * Gp + (size_t)(cf->layers - 1) * Gp * 2 * H + H * Vp;
     InferWeights *t = &model->infer;
     free(t->buf);
     memset(t, 0, sizeof(*t));
@@ -46,11 +46,11 @@ int infer_prepare(Model *model, char *err) {
         if (l > 0) {
             t->w_ih[l] = p;
             pack_strips(p, model->w.w_ih[l], G, H);
-            p += H * G;
+            p += H * Gp;
         }
         t->w_hh[l] = p;
         pack_strips(p, model->w.w_hh[l], G, H);
-        p += H * G;
+        p += H * Gp;
     }
     t->fc_w = p;
     pack_strips(p, model->w.fc_w, V, H);
@@ -104,26 +104,28 @@ void stream_state_free(StreamState *st) {
  *
  * A general sgemm repacks the whole weight matrix on every call, which for the few rows
  * of an inference step costs more than the arithmetic. Here the strips are the outer
- * loop: a strip of weights ([in, 16], 24 KB for 384 inputs) is read from memory once and
- * stays in the first-level cache while every block of rows (six at a time, then up to
- * four) runs over it, so a step reads the weights once whatever the batch. A block's 16
- * sums a row stay in registers through the loop over k. Every element of y is the same
- * chain of multiply-adds over k in order, whatever the block size and in the last,
- * partial strip alike, so a stream's numbers do not depend on how many streams share the
- * step (or on a prompt being prefilled in chunks). On x86-64 a second copy is compiled
- * for AVX2 + FMA and picked at load time.
+ * loop: a strip of weights ([in, 24], 36 KB for 384 inputs) is read from memory once and
+ * stays in cache while every block of four rows runs over it, so a step reads the weights
+ * once whatever the batch. A block's 24 sums a row stay in registers through the loop
+ * over k. Every element of y is the same chain of multiply-adds over k in order, whatever
+ * the block size and in the last, partial strip alike, so a stream's numbers do not
+ * depend on how many streams share the step (or on a prompt being prefilled in chunks).
+ * On x86-64 a second copy is compiled for AVX2 + FMA and picked at load time.
  */
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 
-/* Rows y[0 .. R) (R <= 6), columns j .. j + cols of the strip ws, over all k. Six rows
- * keep twelve sums, two weight vectors and a broadcast in AVX2's sixteen registers: each
- * step over k loads eight values for twelve multiply-adds. */
+#define STRIP_VECS (INFER_STRIP / 8)
+/* Four rows keep twelve sums, three weight vectors and a broadcast in AVX2's sixteen
+ * registers: each step over k loads seven values for twelve multiply-adds. */
+#define BLOCK_ROWS 4
+
+/* Rows y[0 .. R) (R <= BLOCK_ROWS), columns j .. j + cols of the strip ws, over all k. */
 static inline __attribute__((always_inline)) void strip_rows(int R, int in, int cols,
                                                              const float *const *xr,
                                                              const float *restrict ws,
                                                              float *const *yr) {
-    float buf[6][INFER_STRIP];
-    v8f acc[6][2];
+    float buf[BLOCK_ROWS][INFER_STRIP];
+    v8f acc[BLOCK_ROWS][STRIP_VECS];
     for (int i = 0; i < R; i++) {
         const float *yi = yr[i];
         if (cols < INFER_STRIP) { // the vocabulary's last few columns
@@ -131,21 +133,20 @@ static inline __attribute__((always_inline)) void strip_rows(int R, int in, int 
             memcpy(buf[i], yi, (size_t)cols * sizeof(float));
             yi = buf[i];
         }
-        acc[i][0] = *(const v8f *)yi;
-        acc[i][1] = *(const v8f *)(yi + 8);
+        for (int v = 0; v < STRIP_VECS; v++) acc[i][v] = *(const v8f *)(yi + 8 * v);
     }
     for (int k = 0; k < in; k++) {
-        v8f w0 = *(const v8f *)(ws + (size_t)k * INFER_STRIP);
-        v8f w1 = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8);
+        v8f w[STRIP_VECS];
+        for (int v = 0; v < STRIP_VECS; v++)
+            w[v] = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8 * v);
         for (int i = 0; i < R; i++) {
             float a = xr[i][k];
-            acc[i][0] += a * w0, acc[i][1] += a * w1;
+            for (int v = 0; v < STRIP_VECS; v++) acc[i][v] += a * w[v];
         }
     }
     for (int i = 0; i < R; i++) {
         float *dst = cols < INFER_STRIP ? buf[i] : yr[i];
-        *(v8f *)dst = acc[i][0];
-        *(v8f *)(dst + 8) = acc[i][1];
+        for (int v = 0; v < STRIP_VECS; v++) *(v8f *)(dst + 8 * v) = acc[i][v];
         if (dst != yr[i]) memcpy(yr[i], dst, (size_t)cols * sizeof(float));
     }
 }
@@ -157,22 +158,19 @@ static void
 rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
             float *restrict y) {
     for (int j = 0; j < out; j += INFER_STRIP) {
-        const float *ws = w + (size_t)j * in; // this strip's [in, 16] block
+        const float *ws = w + (size_t)j * in; // this strip's [in, 24] block
         int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
         for (int r = 0; r < n;) {
-            // Blocks of six; the last rows in blocks of at most four, as even as possible.
             int m = n - r;
-            int R = m >= 6 && m != 7 && m != 8 ? 6 : m > 4 ? (m + 1) / 2 : m;
-            const float *xr[6];
-            float *yr[6];
+            int R = m >= BLOCK_ROWS ? BLOCK_ROWS : m;
+            const float *xr[BLOCK_ROWS];
+            float *yr[BLOCK_ROWS];
             for (int i = 0; i < R; i++) {
                 xr[i] = x + (size_t)(r + i) * ldx;
                 yr[i] = y + (size_t)(r + i) * out + j;
             }
             // Constant block sizes, so that each copy keeps its sums in registers.
-            if (R == 6)
-                strip_rows(6, in, cols, xr, ws, yr);
-            else if (R == 4)
+            if (R == 4)
                 strip_rows(4, in, cols, xr, ws, yr);
             else if (R == 3)
                 strip_rows(3, in, cols, xr, ws, yr);

@@ -39,14 +39,14 @@ typedef struct {
  * cut into strips of INFER_STRIP outputs, each strip's [in, INFER_STRIP] block contiguous
  * (the last one padded with zeros), so that a step reads each strip as one sequential run
  * that the prefetcher can follow. */
-#define INFER_STRIP 16
+#define INFER_STRIP 24
 
 typedef struct {
     float *buf;
     float *input0;                 // [V, 4H] layer 0's input projection of each token, biases in
-    float *w_ih[MODEL_MAX_LAYERS]; // [4H / 16][H][16], layers above 0
-    float *w_hh[MODEL_MAX_LAYERS]; // [4H / 16][H][16]
-    float *fc_w;                   // [ceil(V / 16)][H][16]
+    float *w_ih[MODEL_MAX_LAYERS]; // [4H / 24][H][24], layers above 0
+    float *w_hh[MODEL_MAX_LAYERS]; // [4H / 24][H][24]
+    float *fc_w;                   // [ceil(V / 24)][H][24]
 } InferWeights;
 
 typedef struct {
