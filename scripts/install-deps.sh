@@ -3,7 +3,8 @@
 # and the Dockerfile. Installs only those missing (as root, or through sudo).
 #
 #   scripts/install-deps.sh build     compile the programs                        (run.sh)
-#   scripts/install-deps.sh ctest     build + the C test suites' libraries         (Docker build stage)
+#   scripts/install-deps.sh ctest     build + the C test suites' libraries, and wrk
+#                                     (load for the model reload suite)            (Docker build stage)
 #   scripts/install-deps.sh test      ctest + promtool, chromium, certificates for
 #                                     npm, node and npm when node is missing, clang
 #                                     and its libFuzzer runtime (tests/fuzz)        (test.sh, CI)
@@ -16,7 +17,7 @@ set -euo pipefail
 
 build=(cmake make gcc libc6-dev pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev
        libgnutls28-dev)
-ctest=("${build[@]}" check libcurl4-openssl-dev)
+ctest=("${build[@]}" check libcurl4-openssl-dev wrk)
 case "${1:-build}" in
 build) pkgs=("${build[@]}") ;;
 ctest) pkgs=("${ctest[@]}") ;;
@@ -29,7 +30,7 @@ test)
 runtime) pkgs=(libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30) ;;
 bench) pkgs=("${build[@]}" python3-torch python3-numpy python3-flask wrk nginx curl) ;;
 *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
