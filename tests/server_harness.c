@@ -34,8 +34,10 @@ int srv_start_env(Srv *s, const char *model_dir, const char *const *args, const 
     const char *argv[40];
     int n = 0;
     argv[n++] = tu_bin("charlm-server");
-    argv[n++] = "--model";
-    argv[n++] = model_dir;
+    if (model_dir) {
+        argv[n++] = "--model";
+        argv[n++] = model_dir;
+    }
     argv[n++] = "--port";
     argv[n++] = "0";
     for (int i = 0; args && args[i] && n < 38; i++) argv[n++] = args[i];

@@ -37,9 +37,9 @@ extern Srv S;
 void sleep_ms(int ms);
 
 /* Starts charlm-server --model model_dir --port 0 [args...] (args NULL-terminated, or
- * NULL) with extra environment entries "NAME=value" (likewise), and waits for its
- * "listening on" line. Returns 0 on success; otherwise the process has exited and its
- * stderr is in the log. */
+ * NULL; a NULL model_dir passes no --model, for args that choose the models) with extra
+ * environment entries "NAME=value" (likewise), and waits for its "listening on" line.
+ * Returns 0 on success; otherwise the process has exited and its stderr is in the log. */
 int srv_start_env(Srv *s, const char *model_dir, const char *const *args, const char *const *env);
 int srv_start(Srv *s, const char *model_dir, const char *const *args);
 /* SIGTERM, then waits for the exit (SIGKILL after 30 s). Returns the exit status (-1 if it

@@ -3,7 +3,8 @@
  * load: no request fails, and after each reload the card and the text for a fixed seed
  * are the new model's. A stream started before a reload finishes with the old model's
  * text. Corrupt replacements are refused with one log line while the old model answers;
- * POST /admin/reload reports what it did and needs the API key when keys are set.
+ * POST /admin/reload reports what it did and needs the API key when keys are set. Under
+ * --models, a reload adds new subfolders and drops removed ones.
  *
  * The models are trained by charlm-train (a fraction of a second each) with different
  * steps and sizes, so that their cards differ; each model's card and text come from a
@@ -258,8 +259,9 @@ static size_t sink(char *p, size_t size, size_t n, void *ctx) {
     return add;
 }
 
-/* POST /admin/reload with an empty body and the Authorization header auth (NULL: none). */
-static Resp admin_reload(int port, const char *auth) {
+/* POST /admin/reload with the Authorization header auth (NULL: none) and the JSON body
+ * json, or with no body and no Content-Type when json is NULL (as `curl -X POST` sends it). */
+static Resp admin_reload(int port, const char *auth, const char *json) {
     Resp r = {0};
     CURL *c = curl_easy_init();
     char url[128], ah[512];
@@ -267,10 +269,11 @@ static Resp admin_reload(int port, const char *auth) {
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json ? json : "");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    h = curl_slist_append(h, json ? "Content-Type: application/json" : "Content-Type:");
     if (auth) {
         snprintf(ah, sizeof(ah), "Authorization: %s", auth);
         h = curl_slist_append(h, ah);
@@ -578,7 +581,7 @@ START_TEST(test_corrupt_replacements_are_refused) {
     // Whole weights with another model's vocabulary (of another size), by POST /admin/reload.
     publish_file(1, "model.safetensors");
     publish_file(2, "vocab.json");
-    Resp r = admin_reload(s.port, NULL);
+    Resp r = admin_reload(s.port, NULL, "{}");
     char *error = assert_reload_reply(&r, "", "", "charlm");
     resp_free(&r);
     wait_reload_line(&s, 2, line, sizeof(line));
@@ -599,7 +602,7 @@ START_TEST(test_corrupt_replacements_are_refused) {
 
     // The right files: the reload takes them.
     publish_model(1);
-    r = admin_reload(s.port, NULL);
+    r = admin_reload(s.port, NULL, NULL);
     assert_reload_reply(&r, "charlm", "", "");
     resp_free(&r);
     assert_serves(s.port, 1, "after a good replacement");
@@ -610,7 +613,7 @@ START_TEST(test_corrupt_replacements_are_refused) {
     ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "the reload line: %s", line);
 
     // Nothing changed: nothing reloaded, nothing logged.
-    r = admin_reload(s.port, NULL);
+    r = admin_reload(s.port, NULL, "{}");
     assert_reload_reply(&r, "", "charlm", "");
     resp_free(&r);
     ck_assert_int_eq(kill(s.pid, SIGHUP), 0);
@@ -627,14 +630,14 @@ START_TEST(test_admin_reload_needs_the_key) {
     Srv s;
     ck_assert_int_eq(srv_start(&s, served, args), 0);
     publish_model(2);
-    Resp r = admin_reload(s.port, NULL);
-    ck_assert_msg(r.status == 401, "no key: %ld: %s", r.status, r.body);
+    Resp r = admin_reload(s.port, NULL, NULL);
+    assert_error(&r, 401, NULL);
     resp_free(&r);
-    r = admin_reload(s.port, "Bearer not-" KEY);
-    ck_assert_msg(r.status == 401, "a wrong key: %ld: %s", r.status, r.body);
+    r = admin_reload(s.port, "Bearer not-" KEY, "{}");
+    assert_error(&r, 401, NULL);
     resp_free(&r);
     ck_assert_int_eq(reload_lines(&s, NULL, 0), 0);
-    r = admin_reload(s.port, "Bearer " KEY);
+    r = admin_reload(s.port, "Bearer " KEY, NULL);
     assert_reload_reply(&r, "charlm", "", "");
     resp_free(&r);
     char line[1024], want[128];
@@ -651,6 +654,93 @@ START_TEST(test_admin_reload_needs_the_key) {
 }
 END_TEST
 
+/* A model folder with model m's files under dir (the files first, then the folder renamed
+ * in, so that a reload sees all of it or nothing). */
+static void zoo_add(const char *dir, const char *id, int m) {
+    char aside[8192], to[8192];
+    snprintf(aside, sizeof(aside), "%s/.%s.new", dir, id);
+    snprintf(to, sizeof(to), "%s/%s", dir, id);
+    ck_assert_int_eq(mkdir(aside, 0755), 0);
+    const char *names[] = {"model.safetensors", "vocab.json", "train_log.jsonl"};
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        char *data = read_model_file(m, names[i], &len);
+        free(tu_write_file(aside, names[i], data, len));
+        free(data);
+    }
+    ck_assert_msg(rename(aside, to) == 0, "rename %s: %s", aside, strerror(errno));
+}
+
+/* The ids of /v1/models, in order, joined by spaces. */
+static void model_ids(int port, char *ids, size_t cap) {
+    Resp r = http_get(port, "/v1/models");
+    ck_assert_msg(r.status == 200, "%ld: %s", r.status, r.body);
+    cJSON *j = resp_json(&r);
+    ids[0] = '\0';
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "data")) {
+        size_t at = strlen(ids);
+        snprintf(ids + at, cap - at, "%s%s", at ? " " : "", json_str(m, "id"));
+    }
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* POST /generate of SEEDED for model id: asserts model m's text, and the id in the reply. */
+static void assert_answers(int port, const char *id, int m) {
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"prompt\": \"the \", \"max_tokens\": 60, \"seed\": 42, \"model\": \"%s\"}", id);
+    Resp r = http_post(port, "/generate", json);
+    ck_assert_msg(r.status == 200, "model %s: %ld: %s", id, r.status, r.body);
+    cJSON *j = resp_json(&r);
+    ck_assert_str_eq(json_str(j, "model"), id);
+    ck_assert_msg(strcmp(json_str(j, "text"), ref[m].text) == 0, "model %s: not model %d's text",
+                  id, m);
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+START_TEST(test_models_folder_is_followed) {
+    char zoo[4200], gone[4200], ids[256];
+    snprintf(zoo, sizeof(zoo), "%s/zoo", root);
+    tu_rmtree(zoo);
+    ck_assert_int_eq(mkdir(zoo, 0755), 0);
+    zoo_add(zoo, "b", 1);
+    zoo_add(zoo, "a", 0);
+    const char *args[] = {"--models", zoo, NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, NULL, args), 0);
+    model_ids(s.port, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "a b");
+    assert_answers(s.port, "a", 0);
+    assert_answers(s.port, "b", 1);
+
+    // A new folder is added, and one removed, by the next reload.
+    zoo_add(zoo, "c", 2);
+    snprintf(gone, sizeof(gone), "%s/a", zoo);
+    tu_rmtree(gone);
+    ck_assert_int_eq(kill(s.pid, SIGHUP), 0);
+    for (int waited = 0; waited < 60000; waited += 10) {
+        model_ids(s.port, ids, sizeof(ids));
+        if (strcmp(ids, "b c") == 0) break;
+        sleep_ms(10);
+    }
+    ck_assert_str_eq(ids, "b c");
+    assert_answers(s.port, "b", 1);
+    assert_answers(s.port, "c", 2);
+    Resp r = http_post(s.port, "/generate", "{\"prompt\": \"the \", \"model\": \"a\"}");
+    assert_error(&r, 404, "model");
+    cJSON *j = resp_json(&r);
+    ck_assert_str_eq(json_str(cJSON_GetObjectItemCaseSensitive(j, "error"), "code"),
+                     "model_not_found");
+    cJSON_Delete(j);
+    resp_free(&r);
+    ck_assert_int_eq(srv_stop(&s), 0);
+    tu_rmtree(zoo);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_reload");
     TCase *tc = tcase_create("reload");
@@ -660,6 +750,7 @@ int main(void) {
     tcase_add_test(tc, test_stream_finishes_on_its_weights);
     tcase_add_test(tc, test_corrupt_replacements_are_refused);
     tcase_add_test(tc, test_admin_reload_needs_the_key);
+    tcase_add_test(tc, test_models_folder_is_followed);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
