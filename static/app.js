@@ -734,7 +734,11 @@
       el.stSeed.textContent = String(s.seed);
       el.reuseSeed.hidden = String(s.seed) === $('seed').value.trim();
     }
-    if (s && s.model && body.model) el.stModel.textContent = s.model;
+    if (s && typeof s.model === 'string' && body.model) {
+      el.stModel.textContent = s.model;
+      // With one model left the server answers any id with it: the one asked for is gone.
+      if (s.model !== body.model) modelGone(body.model, `'${s.model}' answered instead`);
+    }
     if (s && s.unknown_chars) {
       el.stUnknown.textContent = `Skipped prompt characters not in the vocabulary: ${[...s.unknown_chars].map(show).join(' ')}`;
       el.stUnknown.hidden = false;
