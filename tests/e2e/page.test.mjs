@@ -482,6 +482,32 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.ok(JSON.stringify(card).length > 2);
   });
 
+  it('with one model offers no picker and names no model, also without /v1/models', expectConsole(/status of 404/, async () => {
+    const ids = (await (await fetch(base + '/v1/models')).json()).data.map((m) => m.id);
+    assert.equal(ids.length, 1);
+    assert.equal(await page.isHidden('#model-pick'), true, 'one model: nothing to pick');
+    // A server older than /v1/models: the card comes from plain /model as before.
+    await page.route(base + '/v1/models', (route) => route.fulfill({ status: 404, contentType: 'application/json',
+      body: JSON.stringify({ error: { message: 'no such route', type: 'not_found_error' } }) }));
+    try {
+      const card = page.waitForRequest((r) => r.url().startsWith(base + '/model'));
+      await page.reload();
+      assert.equal((await card).url(), base + '/model');
+      await page.waitForSelector('#card-facts div');
+      assert.equal(await page.isHidden('#model-pick'), true);
+      assert.equal(await page.isHidden('#card-error'), true);
+      await page.fill('#prompt', 'the ');
+      await setControls({ max_tokens: 20, seed: 4 });
+      const sent = page.waitForRequest((r) => r.url() === base + '/generate');
+      const r = await generateAndWait();
+      assert.equal(r.finish, 'length');
+      assert.equal('model' in JSON.parse((await sent).postData()), false, 'no model named');
+      assert.equal(await page.isHidden('#st-model-row'), true);
+    } finally {
+      await page.unroute(base + '/v1/models');
+    }
+  }));
+
   it('looks right on a phone-sized screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
