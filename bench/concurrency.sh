@@ -12,7 +12,7 @@
 #    MAX_TOKENS, temperature 0.8, a seed per request) for DURATION seconds, REPS times:
 #    aggregate chars/s, rows/s (prompt chars + generated chars) and p50/p99 request
 #    latency. Right before each of those runs, with the server started and idle, a short
-#    decode_ceiling (--reps 5) at that batch alone gives that run's ceiling: this machine's
+#    decode_ceiling (--reps 5 --rep-ms 100) at that batch alone gives that run's ceiling: this machine's
 #    speed drifts by tens of percent from minute to minute, so a run is compared with a
 #    ceiling measured seconds before it, not minutes. The fraction of the ceiling is
 #    computed per run; the table shows the medians and every run's pair. A long
@@ -175,7 +175,7 @@ for c in $CONCURRENCY; do
     r=1
     while [ $r -le "$REPS" ]; do
         echo "  $c streams, run $r of $REPS: its ceiling, then the server ..." >&2
-        "$BUILD/decode_ceiling" --model "$MODEL" --workers "$WORKERS" --batches "$c" --reps 5 \
+        "$BUILD/decode_ceiling" --model "$MODEL" --workers "$WORKERS" --batches "$c" --reps 5 --rep-ms 100 \
             >"$WORK/ceil.out"
         tail -1 "$WORK/ceil.out" >"$WORK/ceil_${c}_$r"
         client "$WORK/conc_${c}_$r" --streams "$c" --seconds "$DURATION" \
