@@ -527,7 +527,10 @@ describe('charlm web page', { timeout: 240000 }, () => {
     await page.fill('#prompt', 'lost ');
     await setControls({ max_tokens: LONG, seed: 11 });
     await page.click('#generate');
-    await page.waitForFunction(() => document.getElementById('out-cont').textContent.length >= 50, null, { timeout: 30000 });
+    // The status, not the output box: until the server answers, the box still holds the
+    // previous text.
+    await page.waitForFunction(() => document.getElementById('st-finish').textContent === 'streaming…' &&
+      Number(document.getElementById('st-chars').textContent.replace(/,/g, '')) >= 50, null, { timeout: 30000 });
     killServer('SIGKILL'); // a crash, not a graceful shutdown
     const finish = await waitFinished(15000);
     assert.equal(finish, 'connection lost');
@@ -893,6 +896,23 @@ describe('charlm web page with two models', { timeout: 120000 }, () => {
     assert.equal(b.body.model, 'first');
     assert.equal(b.text, await direct({ model: 'first', prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 }));
     assert.equal(await p.isHidden('#err-general'), true);
+
+    // With one model left the server answers any id with it, naming itself: the page
+    // notices that the model it asked for is gone.
+    await p.selectOption('#model', 'third');
+    await cardShows('third');
+    fs.rmSync(path.join(dir, 'third'), { recursive: true });
+    assert.deepEqual(await reload(), ['first']);
+    const c = await generate('the ', 5);
+    assert.equal(c.body.model, 'third');
+    await p.waitForFunction(() => /'third' is not served any more.*'first' answered.*now shows 'first'/s
+      .test(document.getElementById('err-general').textContent), null, { timeout: 10000 });
+    assert.equal((await p.textContent('#st-model')).trim(), 'first', 'the status names the model that answered');
+    await cardShows('first');
+    assert.equal(await p.isHidden('#model-pick'), true, 'one model: nothing to pick');
+    const d = await generate('the ', 5);
+    assert.equal('model' in d.body, false, 'one model: the request names none');
+    assert.equal(d.text, await direct({ prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 }));
     assert.deepEqual(pageErrors, []);
   });
 });
