@@ -13,7 +13,9 @@
  * the SSE events, in code points) and the largest gap between two consecutive text
  * events. It prints the chars/s of all streams together (chars that arrived within the S
  * seconds over S), the requests finished within them, p50/p99 latency and time to first
- * char over those requests, and the largest inter-chunk gap.
+ * char over those requests, and the largest inter-chunk gap. It also prints the rows/s:
+ * the generated chars plus the prompt chars of the requests sent within the S seconds,
+ * over S — every char the server had to run through the model.
  *
  * --probe-file: while the streams run, one more client sends the file as the prompt
  * (max_tokens 1) --probe-reps times in a row, --probe-delay seconds after the start, and
@@ -392,6 +394,7 @@ typedef struct {
     Result *v;
     size_t n, cap;
     long errors;
+    long sent; // requests sent within the window, failed ones included
     Spans gaps;
 } Log;
 
@@ -415,6 +418,7 @@ static void *stream_main(void *arg) {
         }
         char *body = make_body(prompt_json, opt.max_tokens, atomic_fetch_add(&next_seed, 1));
         Result r;
+        if (now() <= window_end) log->sent++;
         int reused = c.requests > 0;
         int keep = request(&c, route(), body, &r) == 0;
         if (!keep && reused && c.status == 0) {
@@ -537,8 +541,9 @@ static int run_streams(void) {
     double end = atomic_load(&deadline), span = end - t_start;
 
     size_t total = 0;
-    long errors = 0, chars = 0;
-    for (int i = 0; i < opt.streams; i++) total += logs[i].n, errors += logs[i].errors;
+    long errors = 0, chars = 0, sent = 0;
+    for (int i = 0; i < opt.streams; i++)
+        total += logs[i].n, errors += logs[i].errors, sent += logs[i].sent;
     double *lat = xrealloc(NULL, total * sizeof(double)),
            *ttfc = xrealloc(NULL, total * sizeof(double));
     size_t n = 0, nt = 0;
@@ -556,10 +561,15 @@ static int run_streams(void) {
         }
     // Chars of requests that ran past S count up to S only (chars_in_window).
     double cps = chars / opt.seconds;
+    long prompt_chars = json_string_chars(prompt_json + 1), prompt_rows = sent * prompt_chars;
+    double rps = (double)(chars + prompt_rows) / opt.seconds;
     double l50 = pct(lat, n, 50), l99 = pct(lat, n, 99), t50 = pct(ttfc, nt, 50),
            t99 = pct(ttfc, nt, 99);
     printf("%d streams, %.1f s, %s, max_tokens %d: %zu requests, %ld failed; %.0f chars/s\n",
            opt.streams, opt.seconds, route(), opt.max_tokens, n, errors, cps);
+    printf("rows/s %.0f (%ld requests sent of %ld-char prompts: %.0f%% of the rows prompt)\n", rps,
+           sent, prompt_chars,
+           chars + prompt_rows ? 100.0 * prompt_rows / (chars + prompt_rows) : 0);
     printf("latency ms p50 %.1f p99 %.1f; first char ms p50 %.1f p99 %.1f; max inter-chunk "
            "gap %.1f ms\n",
            l50, l99, t50, t99, max_gap * 1e3);
@@ -585,10 +595,12 @@ static int run_streams(void) {
     }
     printf("{\"streams\": %d, \"seconds\": %.3f, \"route\": \"%s\", \"max_tokens\": %d, "
            "\"requests\": %zu, \"errors\": %ld, \"chars\": %ld, \"chars_per_s\": %.1f, "
+           "\"requests_sent\": %ld, \"prompt_chars\": %ld, \"prompt_rows\": %ld, "
+           "\"rows_per_s\": %.1f, "
            "\"latency_p50_ms\": %.3f, \"latency_p99_ms\": %.3f, \"ttfc_p50_ms\": %.3f, "
            "\"ttfc_p99_ms\": %.3f, \"max_gap_ms\": %.3f",
-           opt.streams, opt.seconds, route(), opt.max_tokens, n, errors, chars, cps, l50, l99, t50,
-           t99, max_gap * 1e3);
+           opt.streams, opt.seconds, route(), opt.max_tokens, n, errors, chars, cps, sent,
+           prompt_chars, prompt_rows, rps, l50, l99, t50, t99, max_gap * 1e3);
     if (opt.probe_file) {
         printf(", \"probe\": {\"reps\": %d, \"errors\": %d, \"ttfc_ms\": [", opt.probe_reps,
                pr.errors);

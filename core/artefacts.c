@@ -55,7 +55,7 @@ int artefacts_save_model(const char *path, const Model *model, const ModelInfo *
         out[i].ndim = t[i].ndim;
         out[i].shape[0] = t[i].shape[0];
         out[i].shape[1] = t[i].shape[1];
-        out[i].data = model->params + t[i].offset;
+        out[i].data = model_tensor(model, i);
     }
     char embed[16], hidden[16], layers[16], vsize[16], steps[24], loss[32];
     snprintf(embed, sizeof embed, "%d", c->embed);
@@ -180,15 +180,32 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
             goto done;
         }
     }
-    // Every shape is checked against the file before the model is allocated, so metadata
-    // claiming a huge model costs nothing unless the file really holds its tensors.
+    // Every shape is checked against the file before anything is allocated, so metadata
+    // claiming a huge model costs nothing unless the file really holds its tensors. The
+    // weights stay in the file's read-only mapping: no copy, and the page cache holds them
+    // once for every process that loads the file.
+    // A file whose header is not padded to a multiple of 4 bytes has its tensors copied.
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, NULL, err) != 0) goto done;
-    if (model_alloc(model, &c, err) != 0) goto done;
+    float *data[MODEL_MAX_TENSORS];
+    int mapped = 1;
+    for (int i = 0; i < n && mapped; i++)
+        mapped = (data[i] = (float *)st_data(&f, t[i].name, t[i].ndim, t[i].shape, err)) != NULL;
+    if (mapped) {
+        if (model_config_check(&c, err) != 0) goto done;
+        model->config = c;
+        model->num_params = model_param_count(&c);
+        model_point_each(&model->w, &c, data);
+        st_take_map(&f, &model->map, &model->map_len);
+    } else {
+        if (model_alloc(model, &c, err) != 0) goto done;
+        for (int i = 0; i < n; i++) {
+            data[i] = model->params + t[i].offset;
+            st_read(&f, t[i].name, t[i].ndim, t[i].shape, data[i], err);
+        }
+    }
     for (int i = 0; i < n; i++)
-        if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, model->params + t[i].offset, err) != 0 ||
-            check_finite(path, &t[i], model->params + t[i].offset, err) != 0)
-            goto done;
+        if (check_finite(path, &t[i], data[i], err) != 0) goto done;
     if (infer_prepare(model, err) != 0) goto done;
     if (info_out) *info_out = local;
     rc = 0;

@@ -25,7 +25,8 @@ int infer_prepare(Model *model, char *err) {
     const ModelConfig *cf = &model->config;
     size_t E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
     size_t Gp = strips_of(G) * INFER_STRIP, Vp = strips_of(V) * INFER_STRIP;
-    size_t n = V * G + H * Gp + (size_t)(cf->layers - 1) * Gp * 2 * H + H * Vp;
+    size_t n = V * G + H * Gp + (size_t)(cf->layers - 1) * Gp * 2 * H + H * Vp +
+               (size_t)cf->layers * G + V;
     InferWeights *t = &model->infer;
     free(t->buf);
     memset(t, 0, sizeof(*t));
@@ -54,6 +55,13 @@ int infer_prepare(Model *model, char *err) {
     }
     t->fc_w = p;
     pack_strips(p, model->w.fc_w, V, H);
+    p += H * Vp;
+    for (int l = 0; l < cf->layers; l++, p += G) {
+        t->bias[l] = p;
+        for (size_t j = 0; j < G; j++) p[j] = model->w.b_ih[l][j] + model->w.b_hh[l][j];
+    }
+    t->fc_b = p;
+    memcpy(p, model->w.fc_b, V * sizeof(float));
     return 0;
 }
 
@@ -188,7 +196,6 @@ rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const floa
  * (below [n, H]). Shared by a step and a prefill so that both compute them alike. */
 static void input_gates(const Model *model, int l, int n, const int *ids, const float *below,
                         float *gates) {
-    const LstmWeights *w = &model->w;
     const InferWeights *t = &model->infer;
     int H = model->config.hidden, G = 4 * H;
     if (l == 0) {
@@ -196,17 +203,15 @@ static void input_gates(const Model *model, int l, int n, const int *ids, const 
             memcpy(gates + (size_t)r * G, t->input0 + (size_t)ids[r] * G, G * sizeof(float));
         return;
     }
-    for (int r = 0; r < n; r++) {
-        float *g = gates + (size_t)r * G;
-        for (int j = 0; j < G; j++) g[j] = w->b_ih[l][j] + w->b_hh[l][j];
-    }
+    for (int r = 0; r < n; r++) memcpy(gates + (size_t)r * G, t->bias[l], G * sizeof(float));
     rows_matmul(n, H, G, below, H, t->w_ih[l], gates);
 }
 
 // logits [n, V] of the last layer's outputs h [n, H].
 static void output_logits(const Model *model, int n, const float *h, float *logits) {
     int H = model->config.hidden, V = model->config.vocab_size;
-    for (int r = 0; r < n; r++) memcpy(logits + (size_t)r * V, model->w.fc_b, V * sizeof(float));
+    for (int r = 0; r < n; r++)
+        memcpy(logits + (size_t)r * V, model->infer.fc_b, V * sizeof(float));
     rows_matmul(n, H, V, h, H, model->infer.fc_w, logits);
 }
 

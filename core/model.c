@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "error.h"
 #include "rng.h"
@@ -55,19 +56,32 @@ size_t model_param_count(const ModelConfig *c) {
     return n;
 }
 
+// The field of w that holds tensor i of model_tensors' table.
+static float **tensor_field(LstmWeights *w, const ModelConfig *c, int i) {
+    int n = 3 + 4 * c->layers;
+    if (i == 0) return &w->embedding;
+    if (i == n - 2) return &w->fc_w;
+    if (i == n - 1) return &w->fc_b;
+    int k = (i - 1) / 4;
+    float **row[4] = {&w->w_ih[k], &w->w_hh[k], &w->b_ih[k], &w->b_hh[k]};
+    return row[(i - 1) % 4];
+}
+
+void model_point_each(LstmWeights *w, const ModelConfig *c, float *const *data) {
+    memset(w, 0, sizeof *w);
+    for (int i = 0; i < 3 + 4 * c->layers; i++) *tensor_field(w, c, i) = data[i];
+}
+
 void model_point(LstmWeights *w, const ModelConfig *c, float *buf) {
     ModelTensor t[MODEL_MAX_TENSORS];
+    float *data[MODEL_MAX_TENSORS];
     int n = model_tensors(c, t);
-    memset(w, 0, sizeof *w);
-    w->embedding = buf + t[0].offset;
-    for (int k = 0; k < c->layers; k++) {
-        w->w_ih[k] = buf + t[1 + 4 * k].offset;
-        w->w_hh[k] = buf + t[2 + 4 * k].offset;
-        w->b_ih[k] = buf + t[3 + 4 * k].offset;
-        w->b_hh[k] = buf + t[4 + 4 * k].offset;
-    }
-    w->fc_w = buf + t[n - 2].offset;
-    w->fc_b = buf + t[n - 1].offset;
+    for (int i = 0; i < n; i++) data[i] = buf + t[i].offset;
+    model_point_each(w, c, data);
+}
+
+const float *model_tensor(const Model *model, int i) {
+    return *tensor_field((LstmWeights *)&model->w, &model->config, i);
 }
 
 int model_alloc(Model *model, const ModelConfig *config, char *err) {
@@ -85,6 +99,7 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
 
 void model_free(Model *model) {
     free(model->params);
+    if (model->map) munmap((void *)model->map, model->map_len);
     free(model->infer.buf);
     memset(model, 0, sizeof *model);
 }

@@ -35,10 +35,11 @@ typedef struct {
     float *fc_b;                   // [V]
 } LstmWeights;
 
-/* The weight matrices laid out for inference (infer_prepare in infer.h): transposed, then
- * cut into strips of INFER_STRIP outputs, each strip's [in, INFER_STRIP] block contiguous
- * (the last one padded with zeros), so that a step reads each strip as one sequential run
- * that the prefetcher can follow. */
+/* The weights laid out for inference (infer_prepare in infer.h), a copy that a step reads
+ * instead of the model's own tensors (which for a loaded model are a mapped file that
+ * could be changed under it): the matrices transposed, then cut into strips of INFER_STRIP outputs,
+ * each strip's [in, INFER_STRIP] block contiguous (the last one padded with zeros), so that a step
+ * reads each strip as one sequential run that the prefetcher can follow. */
 #define INFER_STRIP 24
 
 typedef struct {
@@ -47,12 +48,17 @@ typedef struct {
     float *w_ih[MODEL_MAX_LAYERS]; // [4H / 24][H][24], layers above 0
     float *w_hh[MODEL_MAX_LAYERS]; // [4H / 24][H][24]
     float *fc_w;                   // [ceil(V / 24)][H][24]
+    float *bias[MODEL_MAX_LAYERS]; // [4H] b_ih + b_hh
+    float *fc_b;                   // [V]
 } InferWeights;
 
 typedef struct {
     ModelConfig config;
     size_t num_params;
-    float *params; // [num_params] the one buffer LstmWeights points into
+    float *params;   // [num_params] the one buffer LstmWeights points into; NULL when mapped
+    const void *map; // a loaded model: its file, mapped read-only, which LstmWeights points
+                     // into tensor by tensor (artefacts.h)
+    size_t map_len;
     LstmWeights w;
     InferWeights infer; // empty until infer_prepare
 } Model;
@@ -71,6 +77,10 @@ int model_config_check(const ModelConfig *config, char *err);
 size_t model_param_count(const ModelConfig *config);
 /* Points every field of w into buf laid out as the model's parameters. */
 void model_point(LstmWeights *w, const ModelConfig *config, float *buf);
+/* Points every field of w at its own place: data[i] holds tensor i of model_tensors. */
+void model_point_each(LstmWeights *w, const ModelConfig *config, float *const *data);
+/* Tensor i of model_tensors' table, wherever it lives. */
+const float *model_tensor(const Model *model, int i);
 /* The tensor table: names, shapes and offsets. Returns the number of tensors. */
 int model_tensors(const ModelConfig *config, ModelTensor *out);
 
@@ -79,6 +89,7 @@ int model_tensors(const ModelConfig *config, ModelTensor *out);
 int model_init(Model *model, const ModelConfig *config, uint64_t seed, char *err);
 /* Allocates zeroed parameters. */
 int model_alloc(Model *model, const ModelConfig *config, char *err);
+/* Frees the parameters or unmaps the file, and the inference weights. */
 void model_free(Model *model);
 
 #endif

@@ -1,10 +1,12 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -243,6 +245,7 @@ static int is_hex64(const char *s) {
 // before the header says how much data there must be and the file has exactly that.
 int st_open(StFile *f, const char *path, char *err) {
     memset(f, 0, sizeof *f);
+    char *hdr = NULL;
     f->path = strdup(path);
     if (!f->path) return err_set(err, "%s: out of memory", path);
     size_t size;
@@ -265,15 +268,13 @@ int st_open(StFile *f, const char *path, char *err) {
         goto fail;
     }
     f->data_start = 8 + (size_t)hlen;
-    f->len = f->data_start;
-    f->bytes = malloc(f->data_start + 1);
-    if (!f->bytes) {
+    hdr = malloc((size_t)hlen + 1);
+    if (!hdr) {
         err_set(err, "%s: out of memory", path);
         goto fail;
     }
-    memcpy(f->bytes, &hlen, 8);
-    if (file_read_exact(fd, f->bytes + 8, (size_t)hlen, path, err) != 0) goto fail;
-    const char *hdr = f->bytes + 8, *end = NULL;
+    if (file_read_exact(fd, hdr, (size_t)hlen, path, err) != 0) goto fail;
+    const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
     if (!root) {
         err_set(err, "%s: header is not valid JSON", path);
@@ -298,15 +299,14 @@ int st_open(StFile *f, const char *path, char *err) {
         goto fail;
     }
 
-    char *all = realloc(f->bytes, size + 1);
-    if (!all) {
-        err_set(err, "%s: out of memory", path);
+    // Mapped, not read: the page cache holds the bytes once, however many models or
+    // servers read the same file.
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        err_set(err, "%s: mmap: %s", path, strerror(errno));
         goto fail;
     }
-    f->bytes = all;
-    if (file_read_exact(fd, f->bytes + f->data_start, size - f->data_start, path, err) != 0)
-        goto fail;
-    f->bytes[size] = '\0';
+    f->bytes = map;
     f->len = size;
     close(fd);
     fd = -1;
@@ -318,18 +318,27 @@ int st_open(StFile *f, const char *path, char *err) {
             goto fail;
         }
     }
+    free(hdr);
     return 0;
 fail:
     if (fd >= 0) close(fd);
+    free(hdr);
     st_close(f);
     return -1;
 }
 
 void st_close(StFile *f) {
     cJSON_Delete(f->header);
-    free(f->bytes);
+    if (f->bytes) munmap((void *)f->bytes, f->len);
     free(f->path);
     memset(f, 0, sizeof *f);
+}
+
+void st_take_map(StFile *f, const void **map, size_t *len) {
+    *map = f->bytes;
+    *len = f->len;
+    f->bytes = NULL;
+    f->len = 0;
 }
 
 const char *st_meta(const StFile *f, const char *key) {
@@ -338,11 +347,14 @@ const char *st_meta(const StFile *f, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
-            char *err) {
+// Tensor `name`'s first byte, after checking it exists with exactly this shape.
+static const char *tensor_at(const StFile *f, const char *name, int ndim, const int64_t *shape,
+                             char *err) {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(f->header, name);
-    if (!e || strcmp(name, "__metadata__") == 0)
-        return err_set(err, "%s: missing tensor %s", f->path, name);
+    if (!e || strcmp(name, "__metadata__") == 0) {
+        err_set(err, "%s: missing tensor %s", f->path, name);
+        return NULL;
+    }
     // st_open validated dtype, shape entries and offsets already.
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -357,11 +369,27 @@ int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, f
         char a[128], b[128];
         shape_str(gdim < 8 ? gdim : 8, got, a, sizeof a);
         shape_str(ndim, shape, b, sizeof b);
-        return err_set(err, "%s: tensor %s has shape %s, expected %s", f->path, name, a, b);
+        err_set(err, "%s: tensor %s has shape %s, expected %s", f->path, name, a, b);
+        return NULL;
     }
-    if (!dst) return 0;
-    size_t begin = (size_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
-    memcpy(dst, f->bytes + f->data_start + begin, shape_count(ndim, shape) * sizeof(float));
+    return f->bytes + f->data_start + (size_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
+}
+
+const float *st_data(const StFile *f, const char *name, int ndim, const int64_t *shape, char *err) {
+    const char *at = tensor_at(f, name, ndim, shape, err);
+    if (at && (size_t)(at - f->bytes) % sizeof(float) != 0) {
+        err_set(err, "%s: tensor %s starts at byte %zu, not a multiple of 4", f->path, name,
+                (size_t)(at - f->bytes));
+        return NULL;
+    }
+    return (const float *)at;
+}
+
+int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
+            char *err) {
+    const char *src = tensor_at(f, name, ndim, shape, err);
+    if (!src) return -1;
+    if (dst) memcpy(dst, src, shape_count(ndim, shape) * sizeof(float));
     return 0;
 }
 

@@ -10,8 +10,8 @@
  *
  * Untrusted files: only a regular file is opened (never blocking on a FIFO), the header
  * is read and checked first, and the data only when the file's size is exactly what the
- * header describes. The writer records the SHA-256 of the data section in the metadata
- * (ST_DATA_SHA256); a reader checks it when present.
+ * header describes; the data is then mapped (mmap), not copied. The writer records the SHA-256 of
+ * the data section in the metadata (ST_DATA_SHA256); a reader checks it when present.
  */
 #ifndef CHARLM_SAFETENSORS_H
 #define CHARLM_SAFETENSORS_H
@@ -41,7 +41,7 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *
 
 typedef struct {
     char *path;
-    char *bytes; // whole file
+    const char *bytes; // the whole file, mapped read-only
     size_t len;
     size_t data_start; // 8 + header length
     void *header;      // cJSON *, the parsed header
@@ -52,10 +52,18 @@ int st_open(StFile *f, const char *path, char *err);
 void st_close(StFile *f);
 /* A metadata string, or NULL if absent. */
 const char *st_meta(const StFile *f, const char *key);
-/* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape;
- * with dst NULL only checks. */
+/* Tensor `name`'s data in the mapping, after checking it exists, is F32, has exactly this
+ * shape and starts 4-byte aligned (st_write pads the header so that it does, as most
+ * writers do; the format does not require it); NULL otherwise, with err set. Valid until
+ * st_close, or as long as a mapping taken with st_take_map. */
+const float *st_data(const StFile *f, const char *name, int ndim, const int64_t *shape, char *err);
+/* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape
+ * (aligned or not); with dst NULL only checks. */
 int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
             char *err);
+/* Hands the file's mapping to the caller, who munmaps it: pointers from st_data then
+ * outlive st_close. */
+void st_take_map(StFile *f, const void **map, size_t *len);
 /* Number of tensor entries (metadata excluded). */
 int st_count(const StFile *f);
 

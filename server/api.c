@@ -747,7 +747,7 @@ typedef struct {
 
 static const Field fields[] = {
     {"prompt", 0, 1, parse_prompt},         {"stop", 0, 0, parse_stop},
-    {"stream", 0, 0, parse_stream},         {"model", 1, 0, parse_string},
+    {"stream", 0, 0, parse_stream},         {"model", 0, 0, parse_string},
     {"user", 1, 0, parse_string},           {"n", 0, 0, parse_n},
     {"best_of", 1, 0, parse_best_of},       {"echo", 0, 0, parse_echo},
     {"suffix", 1, 0, parse_suffix},         {"logprobs", 0, 0, parse_logprobs},
@@ -910,4 +910,13 @@ void gen_request_free(GenRequest *r) {
     for (int i = 0; i < GEN_MAX_STOP; i++) free(r->stop[i]);
     free(r->bias);
     memset(r, 0, sizeof(*r));
+}
+
+int api_model_field(const char *body, size_t len, char *out, size_t cap) {
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "model");
+    int named = cJSON_IsString(m);
+    if (named) snprintf(out, cap, "%s", m->valuestring);
+    cJSON_Delete(o);
+    return named;
 }

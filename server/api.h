@@ -62,4 +62,8 @@ int api_parse(const char *body, size_t len, int kind, const ServerConfig *cfg, c
               GenRequest *r, ApiError *e);
 void gen_request_free(GenRequest *r);
 
+/* The body's `model` member into out (cut to cap): 1 when there is one and it is a string,
+ * else 0 (api_parse then explains what is wrong with the body). */
+int api_model_field(const char *body, size_t len, char *out, size_t cap);
+
 #endif

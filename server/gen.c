@@ -10,6 +10,8 @@
 #include "api.h"
 #include "error.h"
 #include "gen.h"
+#include "info.h"
+#include "models.h"
 #include "http.h"
 #include "metrics.h"
 #include "scheduler.h"
@@ -37,6 +39,7 @@ typedef struct {
 } Choice;
 
 typedef struct Job {
+    ServedModel *model; // held from admission to the job's end: its generations' weights
     GenRequest req;
     int nchoices;
     Choice *choices; // [nchoices]
@@ -176,6 +179,7 @@ static void job_free(Job *j) {
     free(j->tasks);
     gen_request_free(&j->req);
     free(j->out);
+    models_put(j->model);
 }
 
 // The slots are freed once the reply has gone out, not when the generations are done:
@@ -185,7 +189,7 @@ static void job_finish_metrics(Job *j) {
     j->counted = 1;
     for (int i = 0; i < j->nchoices; i++) {
         const Generation *g = &j->choices[i].gen;
-        metrics_generation(g->prompt_tokens, g->tokens, g->finish);
+        metrics_generation(j->model->metrics_slot, g->prompt_tokens, g->tokens, g->finish);
     }
     atomic_fetch_sub(&srv.in_flight, j->nchoices);
 }
@@ -214,8 +218,8 @@ static void add_seed(cJSON *o, uint64_t seed) {
 // ---- log probabilities, in the three shapes. Entries [from, to) of a choice.
 
 // A char as the UTF-8 string OpenAI's shapes use for a token.
-static const char *char_text(int id, char buf[5]) {
-    buf[utf8_encode(srv.vocab.chars[id], buf)] = '\0';
+static const char *char_text(const Vocab *v, int id, char buf[5]) {
+    buf[utf8_encode(v->chars[id], buf)] = '\0';
     return buf;
 }
 
@@ -247,7 +251,7 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
     for (int i = from; i < to; i++) {
         const TokenLogprob *e = &g->lp[i];
         char buf[5];
-        cJSON_AddItemToArray(tokens, cJSON_CreateString(char_text(e->id, buf)));
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(char_text(g->vocab, e->id, buf)));
         cJSON_AddItemToArray(lps, isnan(e->logprob) ? cJSON_CreateNull()
                                                     : cJSON_CreateNumber(e->logprob));
         if (isnan(e->logprob)) {
@@ -258,10 +262,11 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
             const float *tl = g->top_lp + (size_t)i * K;
             int chosen_listed = 0;
             for (int k = 0; k < K; k++) {
-                cJSON_AddNumberToObject(top, char_text(ti[k], buf), tl[k]);
+                cJSON_AddNumberToObject(top, char_text(g->vocab, ti[k], buf), tl[k]);
                 chosen_listed |= ti[k] == e->id;
             }
-            if (!chosen_listed) cJSON_AddNumberToObject(top, char_text(e->id, buf), e->logprob);
+            if (!chosen_listed)
+                cJSON_AddNumberToObject(top, char_text(g->vocab, e->id, buf), e->logprob);
             cJSON_AddItemToArray(tops, top);
         }
         size_t off = e->prompt ? cps(prompt, e->offset) : prompt_cp + cps(g->text, e->offset);
@@ -270,10 +275,10 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
     return o;
 }
 
-static cJSON *chat_token(int id, float lp) {
+static cJSON *chat_token(const Vocab *v, int id, float lp) {
     char buf[5];
     cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "token", char_text(id, buf));
+    cJSON_AddStringToObject(t, "token", char_text(v, id, buf));
     add_logprob(t, "logprob", lp);
     cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
     for (const unsigned char *b = (const unsigned char *)buf; *b; b++)
@@ -289,11 +294,11 @@ static cJSON *chat_logprobs(const Choice *c, int from, int to) {
     cJSON *content = cJSON_AddArrayToObject(o, "content");
     for (int i = from; i < to; i++) {
         const TokenLogprob *e = &g->lp[i];
-        cJSON *t = chat_token(e->id, e->logprob);
+        cJSON *t = chat_token(g->vocab, e->id, e->logprob);
         cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
         for (int k = 0; k < K; k++)
-            cJSON_AddItemToArray(
-                top, chat_token(g->top_id[(size_t)i * K + k], g->top_lp[(size_t)i * K + k]));
+            cJSON_AddItemToArray(top, chat_token(g->vocab, g->top_id[(size_t)i * K + k],
+                                                 g->top_lp[(size_t)i * K + k]));
         cJSON_AddItemToArray(content, t);
     }
     cJSON_AddNullToObject(o, "refusal");
@@ -309,12 +314,13 @@ static cJSON *native_logprobs(const Choice *c, int from, int to) {
         const TokenLogprob *e = &g->lp[i];
         char buf[5];
         cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "char", char_text(e->id, buf));
+        cJSON_AddStringToObject(t, "char", char_text(g->vocab, e->id, buf));
         add_logprob(t, "logprob", e->logprob);
         cJSON *top = cJSON_AddArrayToObject(t, "top");
         for (int k = 0; k < K && !isnan(e->logprob); k++) {
             cJSON *a = cJSON_CreateObject();
-            cJSON_AddStringToObject(a, "char", char_text(g->top_id[(size_t)i * K + k], buf));
+            cJSON_AddStringToObject(a, "char",
+                                    char_text(g->vocab, g->top_id[(size_t)i * K + k], buf));
             cJSON_AddNumberToObject(a, "logprob", g->top_lp[(size_t)i * K + k]);
             cJSON_AddItemToArray(top, a);
         }
@@ -343,7 +349,7 @@ static cJSON *openai_head(const Job *j, const char *object, cJSON **choices) {
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", srv.cfg.model_id);
+    cJSON_AddStringToObject(o, "model", j->model->id);
     *choices = cJSON_AddArrayToObject(o, "choices");
     return o;
 }
@@ -414,6 +420,7 @@ static char *choice_text(const Job *j, const Choice *c) {
 
 // /generate's summary of the request, in the reply and the stream's last event.
 static void add_native_summary(cJSON *o, const Job *j) {
+    cJSON_AddStringToObject(o, "model", j->model->id);
     if (j->nchoices == 1) {
         const Generation *g = &j->choices[0].gen;
         cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(g->finish));
@@ -488,7 +495,7 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
         c->seed = rng_child_seed(j->req.gen.seed, (uint64_t)(i % j->req.n));
         GenerateParams p = j->req.gen;
         p.seed = c->seed;
-        if (generation_init(&c->gen, &srv.model, &srv.vocab, j->req.prompts[c->prompt],
+        if (generation_init(&c->gen, &j->model->model, &j->model->vocab, j->req.prompts[c->prompt],
                             j->req.prompt_lens[c->prompt], &p, err))
             return -1;
     }
@@ -658,8 +665,18 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, Request *rq, Job *j, 
 static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind) {
     Job *j = calloc(1, sizeof(*j));
     if (!j) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    // The model first: its vocabulary is what the request's chars and ids are checked
+    // against, and OpenAI answers an unknown model before anything else.
+    char id[MODEL_ID_MAX + 1];
+    int named = api_model_field(rq->body ? rq->body : "", rq->len, id, sizeof(id));
+    if (!(j->model = models_get(named ? id : NULL))) {
+        free(j);
+        return info_model_not_found(conn, rq, id);
+    }
     ApiError e;
-    if (api_parse(rq->body ? rq->body : "", rq->len, kind, &srv.cfg, &srv.vocab, &j->req, &e)) {
+    if (api_parse(rq->body ? rq->body : "", rq->len, kind, &srv.cfg, &j->model->vocab, &j->req,
+                  &e)) {
+        models_put(j->model);
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);
     }

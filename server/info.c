@@ -10,6 +10,7 @@
 #include "genparams.h"
 #include "http.h"
 #include "info.h"
+#include "models.h"
 #include "server.h"
 #include "utf8.h"
 
@@ -17,13 +18,13 @@
 // card stays small enough to fetch and draw.
 #define CURVE_MAX_POINTS 2000
 
-static void add_config(cJSON *o) {
-    const ModelConfig *c = &srv.model.config;
+static void add_config(cJSON *o, const ServedModel *m) {
+    const ModelConfig *c = &m->model.config;
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(o, "embed", c->embed);
     cJSON_AddNumberToObject(o, "hidden", c->hidden);
     cJSON_AddNumberToObject(o, "layers", c->layers);
-    cJSON_AddNumberToObject(o, "parameters", (double)srv.model.num_params);
+    cJSON_AddNumberToObject(o, "parameters", (double)m->model.num_params);
 }
 
 static void add_number_or_null(cJSON *o, const char *name, double v) {
@@ -131,44 +132,71 @@ static cJSON *gen_limits(void) {
     return o;
 }
 
-int info_build_model_card(char *err) {
+char *info_card(const ServedModel *m, char *err) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", srv.cfg.model_id);
+    cJSON_AddStringToObject(o, "id", m->id);
     cJSON_AddStringToObject(o, "architecture",
                             "Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)");
-    add_config(o);
-    cJSON_AddNumberToObject(o, "steps", (double)srv.info.steps);
-    add_number_or_null(o, "best_val_loss", srv.info.best_val_loss);
-    add_number_or_null(o, "best_val_bpc", srv.info.best_val_loss / log(2.0));
-    cJSON_AddStringToObject(o, "vocab_sha256", srv.info.vocab_sha256);
-    cJSON_AddStringToObject(o, "corpus_sha256", srv.info.corpus_sha256);
+    add_config(o, m);
+    cJSON_AddNumberToObject(o, "steps", (double)m->info.steps);
+    add_number_or_null(o, "best_val_loss", m->info.best_val_loss);
+    add_number_or_null(o, "best_val_bpc", m->info.best_val_loss / log(2.0));
+    cJSON_AddStringToObject(o, "vocab_sha256", m->info.vocab_sha256);
+    cJSON_AddStringToObject(o, "corpus_sha256", m->info.corpus_sha256);
     cJSON *vocab = cJSON_AddArrayToObject(o, "vocab");
-    for (int i = 0; i < srv.vocab.size; i++) {
+    for (int i = 0; i < m->vocab.size; i++) {
         char ch[5];
-        ch[utf8_encode(srv.vocab.chars[i], ch)] = '\0';
+        ch[utf8_encode(m->vocab.chars[i], ch)] = '\0';
         cJSON_AddItemToArray(vocab, cJSON_CreateString(ch));
     }
     cJSON_AddItemToObject(o, "defaults", gen_defaults(0));
     cJSON_AddItemToObject(o, "openai_defaults", gen_defaults(1));
     cJSON_AddItemToObject(o, "limits", gen_limits());
-    cJSON_AddItemToObject(o, "training_curve", load_curve(srv.cfg.model_dir));
-    srv.model_card = cJSON_PrintUnformatted(o);
+    cJSON_AddItemToObject(o, "training_curve", load_curve(m->dir));
+    char *card = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!srv.model_card) return err_set(err, "out of memory building the model card");
-    return 0;
+    if (!card) err_set(err, "out of memory building the model card");
+    return card;
+}
+
+enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id) {
+    char ids[512], msg[768];
+    models_ids_text(ids, sizeof(ids));
+    snprintf(msg, sizeof(msg), "no model '%.64s' here; this server has %s", id, ids);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", "not_found_error");
+    cJSON_AddStringToObject(e, "param", "model");
+    cJSON_AddStringToObject(e, "code", "model_not_found");
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return respond_json(conn, rq, MHD_HTTP_NOT_FOUND, json);
 }
 
 enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq) {
-    return respond_json(conn, rq, MHD_HTTP_OK, strdup(srv.model_card));
+    const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "model");
+    ServedModel *m = models_get(id);
+    if (!m) return info_model_not_found(conn, rq, id);
+    char *card = strdup(m->card);
+    models_put(m);
+    return respond_json(conn, rq, MHD_HTTP_OK, card);
 }
 
 enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", atomic_load(&srv.shutting_down) ? "draining" : "ok");
+    ServedModel *all[MODELS_MAX];
+    int n = models_all(all, MODELS_MAX);
     cJSON *m = cJSON_AddObjectToObject(o, "model");
-    cJSON_AddStringToObject(m, "id", srv.cfg.model_id);
-    add_config(m);
-    add_number_or_null(m, "best_val_loss", srv.info.best_val_loss);
+    cJSON_AddStringToObject(m, "id", all[0]->id);
+    add_config(m, all[0]);
+    add_number_or_null(m, "best_val_loss", all[0]->info.best_val_loss);
+    cJSON *ids = cJSON_AddArrayToObject(o, "models");
+    for (int i = 0; i < n; i++) {
+        cJSON_AddItemToArray(ids, cJSON_CreateString(all[i]->id));
+        models_put(all[i]);
+    }
     cJSON_AddNumberToObject(o, "generations_in_flight", atomic_load(&srv.in_flight));
     cJSON_AddNumberToObject(o, "max_concurrent", srv.cfg.max_concurrent);
     cJSON_AddNumberToObject(o, "uptime_s", (double)(time(NULL) - srv.started));
@@ -183,12 +211,16 @@ enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
     return respond_json(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, json);
 }
 
-static cJSON *model_object(void) {
+// OpenAI's model object, with the model's size and training summary beside it.
+static cJSON *model_object(const ServedModel *sm) {
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", srv.cfg.model_id);
+    cJSON_AddStringToObject(m, "id", sm->id);
     cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)srv.started);
+    cJSON_AddNumberToObject(m, "created", (double)sm->created);
     cJSON_AddStringToObject(m, "owned_by", "charlm");
+    cJSON_AddNumberToObject(m, "steps", (double)sm->info.steps);
+    add_number_or_null(m, "best_val_loss", sm->info.best_val_loss);
+    add_config(m, sm);
     return m;
 }
 
@@ -196,34 +228,40 @@ enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddItemToArray(data, model_object());
+    ServedModel *all[MODELS_MAX];
+    int n = models_all(all, MODELS_MAX);
+    for (int i = 0; i < n; i++) {
+        cJSON_AddItemToArray(data, model_object(all[i]));
+        models_put(all[i]);
+    }
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return respond_json(conn, rq, MHD_HTTP_OK, json);
 }
 
-// Requests may name any model (the one loaded serves them all), but asking about one by
-// name is a question about that name: OpenAI's 404 for another.
+// Requests may name any model while one is loaded (it serves them all), but asking about
+// one by name is a question about that name: OpenAI's 404 for another.
 enum MHD_Result info_model(struct MHD_Connection *conn, Request *rq) {
-    cJSON *o;
-    int status = MHD_HTTP_OK;
-    if (strcmp(rq->tail, srv.cfg.model_id) == 0) {
-        o = model_object();
-    } else {
-        status = MHD_HTTP_NOT_FOUND;
-        o = cJSON_CreateObject();
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        char msg[192];
-        snprintf(msg, sizeof(msg), "no model '%.64s' here; this server has '%.64s'", rq->tail,
-                 srv.cfg.model_id);
-        cJSON_AddStringToObject(e, "message", msg);
-        cJSON_AddStringToObject(e, "type", "not_found_error");
-        cJSON_AddStringToObject(e, "param", "model");
-        cJSON_AddStringToObject(e, "code", "model_not_found");
+    ServedModel *all[MODELS_MAX], *found = NULL;
+    int n = models_all(all, MODELS_MAX);
+    for (int i = 0; i < n; i++) {
+        if (!found && strcmp(all[i]->id, rq->tail) == 0)
+            found = all[i];
+        else
+            models_put(all[i]);
     }
+    if (!found) return info_model_not_found(conn, rq, rq->tail);
+    cJSON *o = model_object(found);
+    models_put(found);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return respond_json(conn, rq, status, json);
+    return respond_json(conn, rq, MHD_HTTP_OK, json);
+}
+
+enum MHD_Result info_reload(struct MHD_Connection *conn, Request *rq) {
+    char *json = models_reload();
+    if (!json) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    return respond_json(conn, rq, MHD_HTTP_OK, json);
 }
 
 // ---- POST /tokenize and /detokenize (llama.cpp's shapes): ids are vocabulary indices.
@@ -238,10 +276,11 @@ static int body_has_nul_escape(const char *p, size_t len) {
     return 0;
 }
 
-/* The request's JSON object, or NULL once *r holds the 400 answered. Members other than
- * names (NULL-terminated) are refused. */
+/* The request's JSON object and a reference to the model its `model` member names (*m),
+ * or NULL once *r holds the 400 or 404 answered. Members other than names
+ * (NULL-terminated) are refused. */
 static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *const *names,
-                          enum MHD_Result *r) {
+                          ServedModel **m, enum MHD_Result *r) {
     const char *body = rq->body ? rq->body : "";
     const char *msg = NULL;
     cJSON *o = NULL;
@@ -261,6 +300,17 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
         cJSON_Delete(o);
         return NULL;
     }
+    const cJSON *id = o && !msg ? cJSON_GetObjectItemCaseSensitive(o, "model") : NULL;
+    if (id && !cJSON_IsString(id)) {
+        cJSON_Delete(o);
+        *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "model must be a string", "model");
+        return NULL;
+    }
+    if (!msg && !(*m = models_get(id ? id->valuestring : NULL))) {
+        *r = info_model_not_found(conn, rq, id->valuestring);
+        cJSON_Delete(o);
+        return NULL;
+    }
     if (!msg) return o;
     cJSON_Delete(o);
     *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, NULL);
@@ -269,20 +319,21 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
 
 enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     // charlm has no special tokens, so llama.cpp's switches for them change nothing.
-    static const char *const names[] = {"content", "add_special", "parse_special", NULL};
+    static const char *const names[] = {"content", "add_special", "parse_special", "model", NULL};
     enum MHD_Result r = MHD_NO;
-    cJSON *in = body_object(conn, rq, names, &r);
+    ServedModel *m = NULL;
+    cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(in, "content");
     if (!cJSON_IsString(content)) {
-        cJSON_Delete(in);
+        cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "content must be a string", "content");
     }
     const char *s = content->valuestring;
     size_t len = strlen(s);
     char *unknown = malloc(len + 1);
     if (!unknown) {
-        cJSON_Delete(in);
+        cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
     cJSON *o = cJSON_CreateObject();
@@ -292,7 +343,7 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
         uint32_t cp;
         int n = utf8_decode_one((const unsigned char *)s + off, len - off, &cp);
         if (n <= 0) break; // the body was checked to be valid UTF-8
-        int id = vocab_id(&srv.vocab, cp);
+        int id = vocab_id(&m->vocab, cp);
         if (id >= 0) {
             cJSON_AddItemToArray(tokens, cJSON_CreateNumber(id));
         } else {
@@ -304,42 +355,44 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     unknown[nunknown] = '\0';
     cJSON_AddStringToObject(o, "unknown_chars", unknown);
     free(unknown);
-    cJSON_Delete(in);
+    cJSON_Delete(in), models_put(m);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return respond_json(conn, rq, MHD_HTTP_OK, json);
 }
 
 enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
-    static const char *const names[] = {"tokens", NULL};
+    static const char *const names[] = {"tokens", "model", NULL};
     enum MHD_Result r = MHD_NO;
-    cJSON *in = body_object(conn, rq, names, &r);
+    ServedModel *m = NULL;
+    cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
     const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(in, "tokens");
     if (!cJSON_IsArray(tokens)) {
-        cJSON_Delete(in);
+        cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",
                              "tokens");
     }
     char *text = malloc((size_t)cJSON_GetArraySize(tokens) * 4 + 1);
     if (!text) {
-        cJSON_Delete(in);
+        cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
     size_t len = 0;
     for (const cJSON *t = tokens->child; t; t = t->next) {
         double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
-        if (!(v >= 0 && v < srv.vocab.size && v == floor(v))) {
+        if (!(v >= 0 && v < m->vocab.size && v == floor(v))) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "tokens must be integers from 0 to %d", srv.vocab.size - 1);
+            snprintf(msg, sizeof(msg), "tokens must be integers from 0 to %d", m->vocab.size - 1);
             free(text);
             cJSON_Delete(in);
+            models_put(m);
             return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "tokens");
         }
-        len += (size_t)utf8_encode(srv.vocab.chars[(int)v], text + len);
+        len += (size_t)utf8_encode(m->vocab.chars[(int)v], text + len);
     }
     text[len] = '\0';
-    cJSON_Delete(in);
+    cJSON_Delete(in), models_put(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "content", text);
     free(text);

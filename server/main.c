@@ -23,6 +23,7 @@
 #include "genparams.h"
 #include "http.h"
 #include "info.h"
+#include "models.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "server.h"
@@ -47,35 +48,24 @@ static int is_model_dir(const char *dir) {
     return ok;
 }
 
-/* Without --model or CHARLM_MODEL: ./artefacts, else the one installed beside the
- * program (<program dir>/../artefacts), as the page folder is found. A value given is
+/* Without --model, CHARLM_MODEL or --models: ./artefacts, else the one installed beside
+ * the program (<program dir>/../artefacts), as the page folder is found. A value given is
  * taken as it is. */
 static void model_default(void *config) {
     static char beside[4096 + 16];
     char dir[4096];
     ServerConfig *c = config;
-    c->model_dir = "artefacts";
-    if (is_model_dir(c->model_dir) || cli_program_dir(dir, sizeof(dir)) != 0) return;
+    if (c->models_dir) return;
+    c->model_dirs.n = 1;
+    c->model_dirs.value[0] = "artefacts";
+    if (is_model_dir("artefacts") || cli_program_dir(dir, sizeof(dir)) != 0) return;
     snprintf(beside, sizeof(beside), "%s/../artefacts", dir);
-    if (is_model_dir(beside)) c->model_dir = beside;
+    if (is_model_dir(beside)) c->model_dirs.value[0] = beside;
 }
 
-/* The model folder's own name, so that --model ./ or a trailing slash still give it:
- * "artefacts" for the shipped model. */
-static void model_id_default(void *config) {
-    static char name[256];
-    ServerConfig *c = config;
-    char *real = realpath(c->model_dir, NULL);
-    const char *path = real ? real : c->model_dir;
-    size_t end = strlen(path);
-    while (end > 1 && path[end - 1] == '/') end--;
-    size_t start = end;
-    while (start > 0 && path[start - 1] != '/') start--;
-    size_t n = end - start < sizeof(name) - 1 ? end - start : sizeof(name) - 1;
-    memcpy(name, path + start, n);
-    name[n] = '\0';
-    free(real);
-    c->model_id = name[0] ? name : "charlm";
+/* A --model without its --model-id is named by models.c after its folder. */
+static void model_ids_default(void *config) {
+    (void)config;
 }
 
 // The server's settings and limits: their defaults and ranges are stated here only.
@@ -83,12 +73,18 @@ static void model_id_default(void *config) {
 static const CliOpt server_opts[] = {
     {.name = "model",
      .env = "CHARLM_MODEL",
-     .type = CLI_STRING,
+     .type = CLI_LIST,
      .placeholder = "DIR",
-     .offset = SC(model_dir),
+     .offset = SC(model_dirs),
      .def = "artefacts",
      .compute = model_default,
-     .help = "model folder: model.safetensors + vocab.json (+ train_log.jsonl)"},
+     .help = "a model folder: model.safetensors + vocab.json (+ train_log.jsonl); repeatable"},
+    {.name = "models",
+     .env = "CHARLM_MODELS",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = SC(models_dir),
+     .help = "also serve every subfolder of DIR that holds a model, by name"},
     {.name = "host",
      .env = "CHARLM_HOST",
      .type = CLI_STRING,
@@ -209,12 +205,12 @@ static const CliOpt server_opts[] = {
      .help = "the same with the keys in FILE, one a line; all of them and --api-key are valid"},
     {.name = "model-id",
      .env = "CHARLM_MODEL_ID",
-     .type = CLI_STRING,
+     .type = CLI_LIST,
      .placeholder = "ID",
-     .offset = SC(model_id),
+     .offset = SC(model_ids),
      .def = "model folder's name",
-     .compute = model_id_default,
-     .help = "the model's name in /v1/models and in every answer"},
+     .compute = model_ids_default,
+     .help = "the k-th --model's name in /v1/models and in every answer; repeatable"},
     {.name = "chat-template",
      .env = "CHARLM_CHAT_TEMPLATE",
      .type = CLI_STRING,
@@ -292,10 +288,8 @@ static void free_all(void) {
     sched_stop();
     auth_free();
     if (srv.cfg.chat_template) chat_template_free((ChatTemplate *)srv.cfg.chat_template);
-    free(srv.model_card);
     free(srv.static_dir);
-    model_free(&srv.model);
-    vocab_free(&srv.vocab);
+    models_stop();
 }
 
 static int sig_pipe[2] = {-1, -1};
@@ -303,7 +297,7 @@ static volatile sig_atomic_t signals_seen;
 
 static void on_signal(int sig) {
     char c = (char)sig;
-    signals_seen++;
+    if (sig != SIGHUP) signals_seen++;
     ssize_t n = write(sig_pipe[1], &c, 1);
     (void)n;
 }
@@ -380,18 +374,17 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (artefacts_load(srv.cfg.model_dir, &srv.model, &srv.vocab, &srv.info, err)) {
-        fprintf(stderr, SERVER_NAME ": cannot load the model from %s: %s\n", srv.cfg.model_dir,
-                err);
+    if (models_start(err)) {
+        fprintf(stderr, SERVER_NAME ": %s\n", err);
         return CLI_EXIT_FAILURE;
     }
     srv.started = time(NULL);
     int asked_conns = srv.cfg.max_conns;
     unsigned long long fd_limit = fit_fd_limit();
-    if (info_build_model_card(err) || routes_init(err) || sched_start(srv.cfg.threads, err) ||
-        gen_start(err)) {
+    if (routes_init(err) || sched_start(srv.cfg.threads, err) || gen_start(err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
         return CLI_EXIT_FAILURE;
@@ -411,11 +404,17 @@ int main(int argc, char **argv) {
         free_all();
         return CLI_EXIT_FAILURE;
     }
-    const ModelConfig *mc = &srv.model.config;
-    fprintf(stderr,
-            SERVER_NAME ": model %s: vocab %d, embed %d, hidden %d, layers %d, %zu parameters\n",
-            srv.cfg.model_dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
-            srv.model.num_params);
+    ServedModel *all[MODELS_MAX];
+    int nm = models_all(all, MODELS_MAX);
+    for (int i = 0; i < nm; i++) {
+        const ModelConfig *mc = &all[i]->model.config;
+        fprintf(stderr,
+                SERVER_NAME ": model %s: vocab %d, embed %d, hidden %d, layers %d, %zu "
+                            "parameters, id %s\n",
+                all[i]->dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
+                all[i]->model.num_params, all[i]->id);
+        models_put(all[i]);
+    }
     if (fd_limit)
         fprintf(stderr,
                 SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",
@@ -425,8 +424,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, SERVER_NAME ": API keys required (all routes but /, /static/, /health)\n");
     fprintf(stderr, SERVER_NAME ": listening on %s\n", url);
 
+    // SIGHUP reloads the models; SIGTERM or SIGINT stops.
     char sig = 0;
-    while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    for (;;) {
+        if (read(sig_pipe[0], &sig, 1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (sig != SIGHUP) break;
+        free(models_reload());
     }
     fprintf(stderr, SERVER_NAME ": %s: draining %d generation(s)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&srv.in_flight));

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -5,6 +6,7 @@
 
 #include "error.h"
 #include "metrics.h"
+#include "models.h"
 #include "server.h"
 
 // Latency buckets in seconds: a static page is well under a millisecond, a long
@@ -20,9 +22,14 @@ static struct {
     atomic_ulong latency[METRICS_MAX_LABELS]
                         [NBUCKETS + 1];          // per bucket (not cumulative), +Inf last
     atomic_ulong latency_us[METRICS_MAX_LABELS]; // sum, in microseconds
-    atomic_ulong generated_chars, prompt_chars;
-    atomic_ulong generations[FINISH_CANCELLED + 1];
+    atomic_ulong generated_chars[MODELS_MAX], prompt_chars[MODELS_MAX]; // by model
+    atomic_ulong generations[MODELS_MAX][FINISH_CANCELLED + 1];
 } m;
+
+// The `model` labels: a slot per id ever served, so that a reload keeps the counts.
+static char model_ids[MODELS_MAX][MODEL_ID_MAX];
+static atomic_int nmodels;
+static pthread_mutex_t models_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const *labels; // [nlabels] route labels, from metrics_init
 static int nlabels;
@@ -45,10 +52,25 @@ void metrics_request(int label, int status, double seconds) {
     atomic_fetch_add(&m.latency_us[label], (unsigned long)(seconds * 1e6 + 0.5));
 }
 
-void metrics_generation(int prompt_chars, int generated_chars, FinishReason finish) {
-    atomic_fetch_add(&m.prompt_chars, (unsigned long)prompt_chars);
-    atomic_fetch_add(&m.generated_chars, (unsigned long)generated_chars);
-    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&m.generations[finish], 1);
+int metrics_model(const char *id) {
+    pthread_mutex_lock(&models_mu);
+    int n = atomic_load(&nmodels), slot = -1;
+    for (int i = 0; i < n && slot < 0; i++)
+        if (strcmp(model_ids[i], id) == 0) slot = i;
+    if (slot < 0 && n < MODELS_MAX) {
+        snprintf(model_ids[n], MODEL_ID_MAX, "%s", id);
+        atomic_store(&nmodels, n + 1);
+        slot = n;
+    }
+    pthread_mutex_unlock(&models_mu);
+    return slot;
+}
+
+void metrics_generation(int slot, int prompt_chars, int generated_chars, FinishReason finish) {
+    if (slot < 0 || slot >= MODELS_MAX) return;
+    atomic_fetch_add(&m.prompt_chars[slot], (unsigned long)prompt_chars);
+    atomic_fetch_add(&m.generated_chars[slot], (unsigned long)generated_chars);
+    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&m.generations[slot][finish], 1);
 }
 
 typedef struct {
@@ -117,19 +139,34 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r], total);
     }
 
-    put(&b,
-        "# HELP charlm_generated_chars_total Characters generated (stop sequences included).\n"
-        "# TYPE charlm_generated_chars_total counter\n"
-        "charlm_generated_chars_total %lu\n"
-        "# HELP charlm_prompt_chars_total Prompt characters fed to the model.\n"
-        "# TYPE charlm_prompt_chars_total counter\n"
-        "charlm_prompt_chars_total %lu\n",
-        atomic_load(&m.generated_chars), atomic_load(&m.prompt_chars));
-    put(&b, "# HELP charlm_generations_total Generations finished, by finish reason.\n"
+    int nm = atomic_load(&nmodels);
+    put(&b, "# HELP charlm_generated_chars_total Characters generated (stop sequences included), "
+            "by model.\n"
+            "# TYPE charlm_generated_chars_total counter\n");
+    for (int i = 0; i < nm; i++)
+        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", model_ids[i],
+            atomic_load(&m.generated_chars[i]));
+    put(&b, "# HELP charlm_prompt_chars_total Prompt characters fed to the model, by model.\n"
+            "# TYPE charlm_prompt_chars_total counter\n");
+    for (int i = 0; i < nm; i++)
+        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", model_ids[i],
+            atomic_load(&m.prompt_chars[i]));
+    put(&b, "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
             "# TYPE charlm_generations_total counter\n");
-    for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
-        put(&b, "charlm_generations_total{finish_reason=\"%s\"} %lu\n",
-            finish_reason_name((FinishReason)f), atomic_load(&m.generations[f]));
+    for (int i = 0; i < nm; i++)
+        for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
+            put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
+                model_ids[i], finish_reason_name((FinishReason)f),
+                atomic_load(&m.generations[i][f]));
+    put(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
+            "# TYPE charlm_model_parameters gauge\n");
+    ServedModel *all[MODELS_MAX];
+    int n = models_all(all, MODELS_MAX);
+    for (int i = 0; i < n; i++) {
+        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", all[i]->id,
+            all[i]->model.num_params);
+        models_put(all[i]);
+    }
     put(&b,
         "# HELP charlm_generations_in_flight Generations admitted and not finished.\n"
         "# TYPE charlm_generations_in_flight gauge\n"
@@ -137,14 +174,10 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         "# HELP charlm_generations_max_concurrent The --max-concurrent limit.\n"
         "# TYPE charlm_generations_max_concurrent gauge\n"
         "charlm_generations_max_concurrent %d\n"
-        "# HELP charlm_model_parameters Parameters of the loaded model.\n"
-        "# TYPE charlm_model_parameters gauge\n"
-        "charlm_model_parameters %zu\n"
         "# HELP charlm_start_time_seconds Unix time the server started.\n"
         "# TYPE charlm_start_time_seconds gauge\n"
         "charlm_start_time_seconds %ld\n",
-        atomic_load(&srv.in_flight), srv.cfg.max_concurrent, srv.model.num_params,
-        (long)srv.started);
+        atomic_load(&srv.in_flight), srv.cfg.max_concurrent, (long)srv.started);
 
     if (b.failed) {
         free(b.s);

@@ -26,6 +26,7 @@ const Route route_table[] = {
     {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0},
     {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 1},
     {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 1},
+    {"/admin/reload", NULL, 0, ROUTE_POST, info_reload, "/admin/reload", 1},
 };
 const int route_count = (int)(sizeof(route_table) / sizeof(*route_table));
 

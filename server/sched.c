@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "models.h"
 #include "scheduler.h"
 #include "server.h"
 
@@ -29,6 +30,7 @@ typedef struct Worker {
     Task *head, *tail;
     atomic_int ntasks; // written under mu, read without it to pick a worker
     int stop, thread_started;
+    int cap_hidden, cap_vocab; // the largest model the buffers below fit
     InferScratch scratch;
     PrefillScratch prefill;
     float *prefill_logits; // [prefill_chunk, V]
@@ -85,20 +87,58 @@ static void advance(Worker *w, Task *t, const float *logits, int last) {
     }
 }
 
+// Sizes the worker's buffers for a model at least as large as c (lock held).
+static int worker_fit(Worker *w, const ModelConfig *c, char *err) {
+    if (c->hidden > w->cap_hidden) {
+        infer_scratch_free(&w->scratch);
+        prefill_scratch_free(&w->prefill);
+        w->cap_hidden = 0;
+        if (infer_scratch_alloc(&w->scratch, c, MAX_BATCH, err) ||
+            prefill_scratch_alloc(&w->prefill, c, srv.cfg.prefill_chunk, err))
+            return -1;
+        w->cap_hidden = c->hidden;
+    }
+    if (c->vocab_size > w->cap_vocab) {
+        free(w->logits);
+        free(w->prefill_logits);
+        w->cap_vocab = 0;
+        w->logits = malloc((size_t)MAX_BATCH * c->vocab_size * sizeof(float));
+        w->prefill_logits = malloc((size_t)srv.cfg.prefill_chunk * c->vocab_size * sizeof(float));
+        if (!w->logits || !w->prefill_logits) return err_set(err, "out of memory");
+        w->cap_vocab = c->vocab_size;
+    }
+    return 0;
+}
+
+// Moves the tasks of this step to the tail (lock held), so that those it left out (past
+// MAX_BATCH, or of another model) come first at the next one.
+static void rotate(Worker *w, int n) {
+    for (int i = 0; i < n; i++) {
+        Task *t = w->batch[i], **p = &w->head;
+        if (!t->next) continue; // already last
+        while (*p != t) p = &(*p)->next;
+        *p = t->next;
+        t->next = NULL;
+        w->tail->next = t;
+        w->tail = t;
+    }
+}
+
 static void *worker_main(void *arg) {
     Worker *w = arg;
-    int V = srv.model.config.vocab_size;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stop) pthread_cond_wait(&w->work, &w->mu);
         if (w->stop && !w->head) break;
 
-        // Gather the batch: cancelled tasks leave, the first MAX_BATCH others step, except
-        // those with a long prompt to prefill: the first of them gets the next chunk.
-        int n = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
+        // Gather the batch: cancelled tasks leave; the first MAX_BATCH others of the first
+        // one's model step together (a step runs one model's weights), except those with a
+        // long prompt to prefill: the first of them gets the next chunk.
+        int n = 0, skipped = 0, cancel_all = atomic_load(&srv.shutting_down) >= 2 || w->stop;
         int chunk = srv.cfg.prefill_chunk;
+        const Model *model = NULL;
         Task *pre = NULL;
-        for (Task *t = w->head, *next; t && n < MAX_BATCH; t = next) {
+        for (Task *t = w->head, *next; t; t = next) {
             next = t->next;
             if (atomic_load(&t->cancel) || cancel_all) {
                 generation_cancel(t->gen);
@@ -111,22 +151,27 @@ static void *worker_main(void *arg) {
                 if (!pre) pre = t;
                 continue;
             }
+            if (!model) model = t->gen->model;
+            if (n == MAX_BATCH || t->gen->model != model) {
+                skipped = 1;
+                continue;
+            }
             w->batch[n] = t;
             w->ids[n] = generation_input(t->gen);
             w->states[n] = &t->gen->state;
             n++;
         }
         if (n == 0 && !pre) continue;
-        // Those past MAX_BATCH get the next turn: rotate the stepped ones to the tail.
-        if (n > 0 && w->ntasks > n) {
-            Task *last = w->batch[n - 1];
-            if (last->next) {
-                w->tail->next = w->head;
-                w->head = last->next;
-                last->next = NULL;
-                w->tail = last;
-            }
+        char err[ERR_LEN];
+        if ((model && worker_fit(w, &model->config, err)) ||
+            (pre && worker_fit(w, &pre->gen->model->config, err))) {
+            // Out of memory for a larger model's buffers: its requests end, cancelled.
+            fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
+            for (int i = 0; i < n; i++) atomic_store(&w->batch[i]->cancel, 1);
+            if (pre) atomic_store(&pre->cancel, 1);
+            continue;
         }
+        if (skipped) rotate(w, n);
         // A prefill chunk: the prompt's logits are read only where the prompt is scored,
         // and at its last char, whose logits draw the first generated one.
         int T = 0, nl = 0;
@@ -137,15 +182,19 @@ static void *worker_main(void *arg) {
             nl = g->params.logprobs && g->params.score_prompt ? T : T == left ? 1 : 0;
         }
         pthread_mutex_unlock(&w->mu);
-        // The states are only ever touched by this worker: no lock while computing.
-        if (n > 0) infer_step(&srv.model, &w->scratch, n, w->ids, w->states, w->logits);
+        // The states are only ever touched by this worker: no lock while computing. The
+        // models stay loaded while their generations hold them (models.h).
+        if (n > 0) infer_step(model, &w->scratch, n, w->ids, w->states, w->logits);
         if (pre)
-            infer_prefill(&srv.model, &w->prefill, T, pre->gen->prompt_ids + pre->gen->prompt_pos,
-                          &pre->gen->state, w->prefill_logits, nl);
+            infer_prefill(pre->gen->model, &w->prefill, T,
+                          pre->gen->prompt_ids + pre->gen->prompt_pos, &pre->gen->state,
+                          w->prefill_logits, nl);
         pthread_mutex_lock(&w->mu);
+        int V = model ? model->config.vocab_size : 0;
         for (int i = 0; i < n; i++) advance(w, w->batch[i], w->logits + (size_t)i * V, 1);
+        int Vp = pre ? pre->gen->model->config.vocab_size : 0;
         for (int i = 0; i < T; i++)
-            advance(w, pre, i >= T - nl ? w->prefill_logits + (size_t)(i - (T - nl)) * V : NULL,
+            advance(w, pre, i >= T - nl ? w->prefill_logits + (size_t)(i - (T - nl)) * Vp : NULL,
                     i == T - 1);
     }
     pthread_mutex_unlock(&w->mu);
@@ -155,19 +204,24 @@ static void *worker_main(void *arg) {
 int sched_start(int n, char *err) {
     workers = calloc((size_t)n, sizeof(*workers));
     if (!workers) return err_set(err, "out of memory for %d workers", n);
-    int V = srv.model.config.vocab_size;
+    // Buffers for the largest model loaded; a larger one loaded later grows them.
+    ModelConfig big = {0};
+    ServedModel *all[MODELS_MAX];
+    int nm = models_all(all, MODELS_MAX);
+    for (int i = 0; i < nm; i++) {
+        const ModelConfig *c = &all[i]->model.config;
+        if (c->hidden > big.hidden) big = *c;
+        if (c->vocab_size > big.vocab_size) big.vocab_size = c->vocab_size;
+        models_put(all[i]);
+    }
     for (int i = 0; i < n; i++) {
         Worker *w = &workers[i];
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->work, NULL);
-        w->logits = malloc((size_t)MAX_BATCH * V * sizeof(float));
         w->batch = malloc(MAX_BATCH * sizeof(*w->batch));
         w->ids = malloc(MAX_BATCH * sizeof(*w->ids));
         w->states = malloc(MAX_BATCH * sizeof(*w->states));
-        w->prefill_logits = malloc((size_t)srv.cfg.prefill_chunk * V * sizeof(float));
-        if (!w->logits || !w->batch || !w->ids || !w->states || !w->prefill_logits ||
-            infer_scratch_alloc(&w->scratch, &srv.model.config, MAX_BATCH, err) ||
-            prefill_scratch_alloc(&w->prefill, &srv.model.config, srv.cfg.prefill_chunk, err)) {
+        if (!w->batch || !w->ids || !w->states || worker_fit(w, &big, err)) {
             nworkers = i + 1;
             sched_stop();
             return err_set(err, "out of memory for the scheduler");

@@ -1,9 +1,10 @@
 /*
- * server.h — the state every part of charlm-server shares: its configuration and the
- * loaded model. Each part has its own header; includes run one way,
+ * server.h — the state every part of charlm-server shares: its configuration and
+ * counters (the models are models.h's). Each part has its own header; includes run one way,
  * main -> routes -> handlers -> http, api, sched, metrics -> core:
  *
  *   main.c       flag rows (core/cli.h), startup, signals, draining
+ *   models.h     the models served, by id: reference counts, reload
  *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
  *   auth.h       API keys: loading them and checking a request's Authorization
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
@@ -28,7 +29,8 @@
 /* Filled by main.c from its flag rows, which state each setting's flag, variable, range
  * and default. */
 typedef struct {
-    const char *model_dir;
+    CliList model_dirs;     // --model: each one folder
+    const char *models_dir; // --models: a folder of model folders
     const char *host;
     int port;
     int threads;              // scheduler workers
@@ -43,7 +45,7 @@ typedef struct {
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
     const char *api_key;      // read by auth_init, never printed
     const char *api_key_file; // one key a line
-    const char *model_id;     // the name answers carry; default: the model folder's name
+    CliList model_ids;        // --model-id: the k-th names the k-th --model
     const char *chat_template_file;
     // Set by main from chat_template_file; NULL: the built-in template (api.h).
     const struct ChatTemplate *chat_template;
@@ -51,10 +53,6 @@ typedef struct {
 
 typedef struct {
     ServerConfig cfg;
-    Model model;
-    Vocab vocab;
-    ModelInfo info;
-    char *model_card; // GET /model body, built once at startup
     char *static_dir; // resolved page folder, or NULL when none was found
     time_t started;
     atomic_int in_flight;     // generations admitted and not yet finished

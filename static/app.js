@@ -1,5 +1,6 @@
-// charlm web page: streams /generate over SSE and draws the model card from /model; asks
-// for an API key when the server wants one.
+// charlm web page: streams /generate over SSE and draws the model card from /model; offers
+// a choice when /v1/models lists several models; asks for an API key when the server wants
+// one.
 // Plain script, no framework; the page's CSP allows only 'self', so nothing here
 // writes style attributes or HTML strings — every piece of text goes in as textContent,
 // and the one position set from script (the probability tip's) goes through the CSSOM,
@@ -41,7 +42,19 @@
     probLegend: $('prob-legend'),
     tip: $('prob-tip'),
     summary: $('model-summary'),
+    model: $('model'),
+    modelPick: $('model-pick'),
+    stModel: $('st-model'),
+    stModelRow: $('st-model-row'),
   };
+
+  // The models /v1/models lists, default first, and the one chosen. With one model (or a
+  // server without /v1/models) there is nothing to choose: requests name no model and the
+  // server's default answers, so a server older than the `model` field of /generate and
+  // the `model` query of /model works as before.
+  let models = [];
+  let modelId = '';
+  const several = () => models.length > 1;
 
   // One generation at a time; `run` holds its live state.
   let run = null;
@@ -148,7 +161,7 @@
       if (key) headers.Authorization = `Bearer ${key}`;
       const res = await fetch(url, { ...opts, headers });
       if (res.status !== 401) {
-        if (key && cardWanted && url !== '/model') loadModel();
+        if (key && cardWanted && !isCardUrl(url)) loadModels();
         return res;
       }
       if (key) storeKey('');
@@ -168,6 +181,7 @@
   // server, the single authority on limits, answers with its own message.
   function buildRequest() {
     const body = { prompt: el.prompt.value, stream: true };
+    if (several()) body.model = modelId;
     if (probsOn()) body.logprobs = ALTERNATIVES;
     const local = [];
     for (const name of FIELDS) {
@@ -247,6 +261,7 @@
 
   function setBusy(busy) {
     el.generate.disabled = busy;
+    el.model.disabled = busy; // the text on screen comes from one model
     el.stop.disabled = !busy;
     el.cont.disabled = busy || !last || !last.text;
     el.copy.disabled = busy || !last;
@@ -583,6 +598,8 @@
     el.outEmpty.hidden = true;
     r.started = true;
     resetStatus();
+    el.stModel.textContent = body.model || '—';
+    el.stModelRow.hidden = !body.model;
   }
 
   // Returns {kind: 'done'|'lost'|'http'} — never throws for a server answer.
@@ -657,6 +674,8 @@
       const msg = p && p.message ? p.message : `request failed (HTTP ${outcome.status})`;
       if (outcome.status === 401) {
         showError(null, 'This server needs an API key (401). Generate again to enter one.');
+      } else if (outcome.status === 404 && p && p.code === 'model_not_found') {
+        modelGone(body.model, msg);
       } else if (outcome.status === 503) {
         const wait = outcome.retryAfter ? ` — retry in ${outcome.retryAfter} s` : '';
         showError(null, `Server busy (503): ${msg}${wait}`);
@@ -665,7 +684,7 @@
       } else {
         showError(p ? p.param : null, msg);
       }
-      const target = p && p.param ? $(p.param) : null;
+      const target = p && p.param && p.param !== 'model' ? $(p.param) : null;
       if (target) target.focus();
       if (r.started) {
         // An error event in the middle of a stream.
@@ -714,6 +733,11 @@
     if (s && s.seed !== undefined) {
       el.stSeed.textContent = String(s.seed);
       el.reuseSeed.hidden = String(s.seed) === $('seed').value.trim();
+    }
+    if (s && typeof s.model === 'string' && body.model) {
+      el.stModel.textContent = s.model;
+      // With one model left the server answers any id with it: the one asked for is gone.
+      if (s.model !== body.model) modelGone(body.model, `'${s.model}' answered instead`);
     }
     if (s && s.unknown_chars) {
       el.stUnknown.textContent = `Skipped prompt characters not in the vocabulary: ${[...s.unknown_chars].map(show).join(' ')}`;
@@ -910,28 +934,131 @@
     dl.appendChild(div);
   }
 
-  async function loadModel() {
+  // ---- models -----------------------------------------------------------------
+
+  // The choice lives in the URL (?model=ID), so a reload or a shared link shows the same
+  // model, and sessionStorage keeps holding the API key alone.
+  function urlModel() {
+    return new URLSearchParams(location.search).get('model') || '';
+  }
+
+  function setUrlModel(id) {
+    const url = new URL(location.href);
+    if (id) url.searchParams.set('model', id);
+    else url.searchParams.delete('model');
+    if (url.href !== location.href) history.replaceState(null, '', url.href);
+  }
+
+  function isCardUrl(url) {
+    return url === '/v1/models' || url === '/model' || url.startsWith('/model?');
+  }
+
+  // Reads /v1/models, keeps the choice when the id is still listed (else the default,
+  // the first), draws the picker and loads the chosen model's card. Resolves to the id
+  // asked for that is not served any more ('' when none was lost).
+  async function loadModels() {
+    let ids = [];
+    try {
+      // Not asking here: the page opens no dialog before the user does anything;
+      // Generate asks, and the list and card load once a key works.
+      const res = await fetchKeyed('/v1/models', { cache: 'no-store' }, false);
+      if (res.status === 401) {
+        needKey();
+        return '';
+      }
+      // A server without /v1/models has one model: leave the list empty.
+      if (res.ok) {
+        const list = await res.json();
+        ids = (Array.isArray(list.data) ? list.data : []).map((m) => m && m.id).filter((id) => typeof id === 'string');
+      }
+    } catch (_) {
+      // No list: the card below says whether the server answers at all.
+    }
+    const wanted = modelId || urlModel();
+    models = ids;
+    modelId = ids.includes(wanted) ? wanted : ids[0] || '';
+    const lost = wanted && several() && wanted !== modelId ? wanted : '';
+    if (lost || !several()) setUrlModel('');
+    drawPicker();
+    await loadCard();
+    return lost;
+  }
+
+  function drawPicker() {
+    el.model.textContent = '';
+    for (const id of models) {
+      const o = document.createElement('option');
+      o.value = id;
+      o.textContent = id;
+      el.model.appendChild(o);
+    }
+    el.model.value = modelId;
+    el.modelPick.hidden = !several();
+  }
+
+  el.model.addEventListener('change', () => {
+    modelId = el.model.value;
+    setUrlModel(modelId === models[0] ? '' : modelId);
+    loadCard();
+  });
+
+  // /generate said the model asked for is not there (removed since the list was read):
+  // say so, read the list again and show what is served now.
+  async function modelGone(id, msg) {
+    const what = id ? `The model '${id}' is not served any more` : 'That model is not served';
+    showError(null, `${what} (${msg}). Reading the list of models again…`);
+    await loadModels();
+    if (run) return; // the next generation shows its own errors
+    const now = several() ? `pick one of the ${models.length} models listed and generate again` : 'generate again';
+    showError(null, `${what} (${msg}). The page now shows ${modelId ? `'${modelId}'` : 'the server\u2019s model'}: ${now}.`);
+  }
+
+  function needKey() {
+    cardWanted = true;
+    el.summary.textContent = 'API key needed';
+    const e = $('card-error');
+    e.textContent = 'The model card needs an API key: Generate asks for one, and the card loads once it is accepted.';
+    e.hidden = false;
+  }
+
+  // Answers can come back out of order when the choice changes quickly: only the card
+  // of the latest request is drawn.
+  let cardSeq = 0;
+
+  async function loadCard() {
+    const seq = ++cardSeq;
+    const id = modelId;
     let card;
     const e = $('card-error');
     try {
-      // Not asking here: the page does not open a dialog before the user does anything;
-      // Generate asks, and the card loads once a key works.
-      const res = await fetchKeyed('/model', { cache: 'no-store' }, false);
+      // With one model the plain /model: a server older than the query has the same card.
+      const url = several() ? `/model?model=${encodeURIComponent(id)}` : '/model';
+      const res = await fetchKeyed(url, { cache: 'no-store' }, false);
+      if (seq !== cardSeq) return;
       cardWanted = res.status === 401;
       if (cardWanted) {
-        el.summary.textContent = 'API key needed';
-        e.textContent = 'The model card needs an API key: Generate asks for one, and the card loads once it is accepted.';
-        e.hidden = false;
+        needKey();
         return;
       }
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      if (!res.ok) {
+        let why = `HTTP ${res.status}`;
+        try {
+          const p = (await res.json()).error;
+          if (p && p.message) why = `${why}: ${p.message}`;
+        } catch (_) {
+          // not JSON: the status alone
+        }
+        throw new Error(why);
+      }
       card = await res.json();
     } catch (err) {
+      if (seq !== cardSeq) return;
       el.summary.textContent = 'model card unavailable';
-      e.textContent = `Could not load the model card from /model: ${err.message}`;
+      e.textContent = `Could not load the model card${several() ? ` of '${id}'` : ''} from /model: ${err.message}`;
       e.hidden = false;
       return;
     }
+    if (seq !== cardSeq) return;
     e.hidden = true;
     renderCard(card);
   }
@@ -948,6 +1075,7 @@
 
     const dl = $('card-facts');
     dl.textContent = '';
+    if (typeof card.id === 'string') fact(dl, 'Model id', card.id);
     fact(dl, 'Architecture', `LSTM × ${layers}`);
     fact(dl, 'Embedding', fmtInt(embed));
     fact(dl, 'Hidden', fmtInt(hidden));
@@ -960,8 +1088,9 @@
     if (val !== null) bits.push(`val ${val.toFixed(3)} nats/char`);
     el.summary.textContent = bits.join(' · ');
 
+    chartRows = log;
     drawChart($('chart'), log);
-    watchChart($('chart'), log);
+    watchChart($('chart'));
     $('chart-caption').textContent = log.length
       ? `Cross-entropy (nats/char) at each of the ${fmtInt(log.length)} evaluations in train_log.jsonl.`
       : 'No training log shipped with this model.';
@@ -981,15 +1110,20 @@
 
   // ---- chart ------------------------------------------------------------------
 
-  function watchChart(host, rows) {
-    if (!window.ResizeObserver) return;
+  // One observer for the page's life; it redraws the card shown last (chartRows).
+  let chartRows = [];
+  let chartWatched = false;
+
+  function watchChart(host) {
+    if (!window.ResizeObserver || chartWatched) return;
+    chartWatched = true;
     let width = host.clientWidth;
     let timer = 0;
     new ResizeObserver(() => {
       if (Math.abs(host.clientWidth - width) < 8) return;
       width = host.clientWidth;
       clearTimeout(timer);
-      timer = setTimeout(() => drawChart(host, rows), 120);
+      timer = setTimeout(() => drawChart(host, chartRows), 120);
     }).observe(host);
   }
 
@@ -1128,5 +1262,7 @@
 
   setProbs(storedProbs());
   updateCount();
-  loadModel();
+  loadModels().then((lost) => {
+    if (lost) showError(null, `No model '${lost}' on this server; showing '${modelId}'.`);
+  });
 })();

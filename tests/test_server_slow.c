@@ -197,7 +197,7 @@ START_TEST(test_json_client_leaves) {
     ck_assert_ptr_nonnull(
         strstr(r.body, "charlm_requests_total{route=\"/generate\",status=\"499\"} 1"));
     ck_assert_ptr_nonnull(
-        strstr(r.body, "charlm_generations_total{finish_reason=\"cancelled\"} 1"));
+        strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"cancelled\"} 1"));
     resp_free(&r);
     ck_assert_int_eq(srv_stop(&s), 0);
 }

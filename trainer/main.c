@@ -97,9 +97,18 @@ static int log_append(const char *path, const char *line, char *err) {
     return bad ? err_set(err, "%s: write failed", path) : 0;
 }
 
+/* Publishes the best model: vocab.json, then model.safetensors, each written aside and
+ * renamed. The vocab waits for its model, so that a server reloading a folder being
+ * retrained on another text keeps the previous pair (which match) until the new model is
+ * there too; the model records the vocab's hash, so the instant between the two renames
+ * is refused, not served. */
 static int save_best(const TrainState *st, const char *out, const Corpus *corpus,
-                     const char *vocab_sha, char *err) {
+                     const char *vocab_json, const char *vocab_sha, char *err) {
     char path[4096];
+    join_path(path, sizeof(path), out, "vocab.json");
+    const void *parts[] = {vocab_json};
+    size_t lens[] = {strlen(vocab_json)};
+    if (file_write_atomic(path, parts, lens, 1, err) != 0) return -1;
     ModelInfo info = {0};
     snprintf(info.vocab_sha256, sizeof(info.vocab_sha256), "%s", vocab_sha);
     snprintf(info.corpus_sha256, sizeof(info.corpus_sha256), "%s", corpus->sha256);
@@ -297,8 +306,7 @@ static int cmd_train(int argc, char **argv) {
     }
     c.model.vocab_size = vocab.size;
 
-    char vocab_path[4096], ckpt_path[4096], log_path[4096], vocab_sha[65];
-    join_path(vocab_path, sizeof(vocab_path), out, "vocab.json");
+    char ckpt_path[4096], log_path[4096], vocab_sha[65];
     join_path(ckpt_path, sizeof(ckpt_path), out, "checkpoint.safetensors");
     join_path(log_path, sizeof(log_path), out, "train_log.jsonl");
     char *vocab_json = vocab_to_json(&vocab);
@@ -331,14 +339,13 @@ static int cmd_train(int argc, char **argv) {
         rc = bad_input(err);
         goto done;
     }
-    {
-        const void *parts[] = {vocab_json};
-        size_t lens[] = {strlen(vocab_json)};
-        if (file_write_atomic(vocab_path, parts, lens, 1, err) != 0 ||
-            (resume ? log_truncate(log_path, st.step, err) : (unlink(log_path), 0)) != 0) {
-            fprintf(stderr, "charlm-train: %s\n", err);
-            goto done;
-        }
+    // A fresh log (which also shows at once that the folder takes files), or a resumed one.
+    const void *none[] = {""};
+    size_t zero[] = {0};
+    if ((resume ? log_truncate(log_path, st.step, err)
+                : file_write_atomic(log_path, none, zero, 1, err)) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        goto done;
     }
 
     signal(SIGINT, on_signal);
@@ -394,7 +401,7 @@ static int cmd_train(int argc, char **argv) {
             if (val.loss < st.best_val_loss) {
                 st.best_val_loss = val.loss;
                 st.best_step = st.step;
-                if (save_best(&st, out, &corpus, vocab_sha, err) != 0) {
+                if (save_best(&st, out, &corpus, vocab_json, vocab_sha, err) != 0) {
                     fprintf(stderr, "charlm-train: %s\n", err);
                     goto done;
                 }

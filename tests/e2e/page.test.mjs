@@ -2,6 +2,7 @@
 // playwright-core. Run through tests/e2e/run.sh, which provides:
 //   CHARLM_SERVER   path to the charlm-server binary
 //   E2E_MODEL_DIR   artefacts folder (model.safetensors, vocab.json, train_log.jsonl)
+//   CHARLM_TRAIN    charlm-train, which makes the second model of the picker test
 //   E2E_OUT_DIR     where the screenshots go (build/)
 //   CHARLM_STATIC_DIR  the page folder the server serves
 // The server is started here and stopped in every case (after hook, exit handler).
@@ -10,8 +11,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { MODEL_DIR, kill, requireEnv, spawnServer, stopChild } from './server.mjs';
+import { MODEL_DIR, TRAIN, kill, requireEnv, spawnServer, stopChild } from './server.mjs';
 
 requireEnv('page.test.mjs');
 
@@ -480,6 +482,32 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.ok(JSON.stringify(card).length > 2);
   });
 
+  it('with one model offers no picker and names no model, also without /v1/models', expectConsole(/status of 404/, async () => {
+    const ids = (await (await fetch(base + '/v1/models')).json()).data.map((m) => m.id);
+    assert.equal(ids.length, 1);
+    assert.equal(await page.isHidden('#model-pick'), true, 'one model: nothing to pick');
+    // A server older than /v1/models: the card comes from plain /model as before.
+    await page.route(base + '/v1/models', (route) => route.fulfill({ status: 404, contentType: 'application/json',
+      body: JSON.stringify({ error: { message: 'no such route', type: 'not_found_error' } }) }));
+    try {
+      const card = page.waitForRequest((r) => r.url().startsWith(base + '/model'));
+      await page.reload();
+      assert.equal((await card).url(), base + '/model');
+      await page.waitForSelector('#card-facts div');
+      assert.equal(await page.isHidden('#model-pick'), true);
+      assert.equal(await page.isHidden('#card-error'), true);
+      await page.fill('#prompt', 'the ');
+      await setControls({ max_tokens: 20, seed: 4 });
+      const sent = page.waitForRequest((r) => r.url() === base + '/generate');
+      const r = await generateAndWait();
+      assert.equal(r.finish, 'length');
+      assert.equal('model' in JSON.parse((await sent).postData()), false, 'no model named');
+      assert.equal(await page.isHidden('#st-model-row'), true);
+    } finally {
+      await page.unroute(base + '/v1/models');
+    }
+  }));
+
   it('looks right on a phone-sized screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
@@ -499,7 +527,10 @@ describe('charlm web page', { timeout: 240000 }, () => {
     await page.fill('#prompt', 'lost ');
     await setControls({ max_tokens: LONG, seed: 11 });
     await page.click('#generate');
-    await page.waitForFunction(() => document.getElementById('out-cont').textContent.length >= 50, null, { timeout: 30000 });
+    // The status, not the output box: until the server answers, the box still holds the
+    // previous text.
+    await page.waitForFunction(() => document.getElementById('st-finish').textContent === 'streaming…' &&
+      Number(document.getElementById('st-chars').textContent.replace(/,/g, '')) >= 50, null, { timeout: 30000 });
     killServer('SIGKILL'); // a crash, not a graceful shutdown
     const finish = await waitFinished(15000);
     assert.equal(finish, 'connection lost');
@@ -666,5 +697,222 @@ describe('charlm web page with --api-key', { timeout: 90000 }, () => {
     } finally {
       await q.close();
     }
+  });
+});
+
+// A server with two models (--models over a folder of two): the first is the suite's
+// model, the second a smaller one trained here on another text, so their cards and texts
+// differ. The page offers both, its card follows the choice, and /generate names it.
+describe('charlm web page with two models', { timeout: 120000 }, () => {
+  // Capitals, digits and brackets the first model's corpus lacks, so the vocabularies differ.
+  const TEXT = 'LOG 01: [OK] Pump 3 at 75% -- valve B2 open.\n' +
+    'LOG 02: [WARN] Tank 7 at 12%; refill before 18:40.\n' +
+    'Quiet night. Zero faults; 9 checks passed, 0 failed.\n';
+  let tmp = '';
+  let dir = ''; // the --models folder
+  let child = null;
+  let url = '';
+  let browser = null;
+  let p = null;
+  const pageErrors = [];
+  const cards = {}; // id -> its /model card, read directly
+  let ids = [];
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'charlm-e2e-models-'));
+    dir = path.join(tmp, 'models');
+    fs.mkdirSync(path.join(dir, 'first'), { recursive: true });
+    for (const f of ['model.safetensors', 'vocab.json', 'train_log.jsonl']) {
+      fs.copyFileSync(path.join(MODEL_DIR, f), path.join(dir, 'first', f));
+    }
+    const corpus = path.join(tmp, 'corpus.txt');
+    fs.writeFileSync(corpus, TEXT.repeat(30));
+    const t = spawnSync(TRAIN, ['train', '--corpus', corpus, '--out', path.join(dir, 'second'), '--hidden', '24',
+      '--embed', '8', '--steps', '30', '--eval-every', '10', '--seq', '32', '--batch', '8', '--threads', '1',
+      '--seed', '3'], { encoding: 'utf8' });
+    assert.equal(t.status, 0, `${TRAIN} failed:\n${t.stderr}${t.error ? t.error.message : ''}`);
+    ({ child, base: url } = await spawnServer([], ['--models', dir]));
+    ids = (await (await fetch(url + '/v1/models')).json()).data.map((m) => m.id);
+    for (const id of ids) cards[id] = await (await fetch(`${url}/model?model=${id}`)).json();
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    p = await browser.newPage();
+    p.on('pageerror', (e) => pageErrors.push(e.message));
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      await stopChild(child);
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  async function direct(body) {
+    const res = await fetch(url + '/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200, `POST /generate ${JSON.stringify(body)}`);
+    return (await res.json()).text;
+  }
+
+  // The card's facts as {term: value}.
+  async function facts() {
+    return Object.fromEntries(await p.$$eval('#card-facts > div', (divs) => divs.map((d) =>
+      [d.querySelector('dt').textContent, d.querySelector('dd').firstChild.textContent])));
+  }
+
+  async function cardShows(id) {
+    await p.waitForFunction((want) => [...document.querySelectorAll('#card-facts dd')]
+      .some((dd) => dd.previousElementSibling.textContent === 'Model id' && dd.textContent === want), id,
+    { timeout: 10000 });
+    const f = await facts();
+    const card = cards[id];
+    assert.equal(f['Training steps'], card.steps.toLocaleString('en-US'), `${id}: steps`);
+    assert.equal(f.Hidden, card.hidden.toLocaleString('en-US'), `${id}: hidden`);
+    assert.equal(f.Vocabulary, `${card.vocab_size} chars`, `${id}: vocabulary`);
+    const rows = card.training_curve.length;
+    assert.equal(await p.locator('#chart svg circle.point[data-series="train"]').count(), rows, `${id}: one chart point per log row`);
+  }
+
+  async function generate(prompt, seed) {
+    await p.fill('#prompt', prompt);
+    await p.fill('#max_tokens', '60');
+    await p.fill('#temperature', '1');
+    await p.fill('#seed', String(seed));
+    const sent = p.waitForRequest((r) => r.url() === url + '/generate');
+    await p.click('#generate');
+    const body = JSON.parse((await sent).postData());
+    // Done: a finish reason, or an error before any text (the status is then left as it was).
+    await p.waitForFunction(() => !document.getElementById('generate').disabled &&
+      (!document.getElementById('err-general').hidden ||
+        !/streaming|waiting|—/.test(document.getElementById('st-finish').textContent)), null, { timeout: 30000 });
+    return { body, finish: await p.textContent('#st-finish'), text: await p.textContent('#out-cont') };
+  }
+
+  it('lists both models in a labelled picker, the default first and chosen', async () => {
+    assert.deepEqual(ids, ['first', 'second'], '--models loads the subfolders sorted by name');
+    assert.notEqual(cards.first.steps, cards.second.steps, 'the two test models differ in steps');
+    assert.notEqual(cards.first.hidden, cards.second.hidden, 'and in size');
+    await p.goto(url + '/');
+    const picker = p.getByRole('combobox', { name: 'Model' });
+    await picker.waitFor({ state: 'visible' });
+    assert.deepEqual(await picker.locator('option').allTextContents(), ids);
+    assert.equal(await picker.inputValue(), 'first');
+    await cardShows('first');
+    assert.equal(new URL(p.url()).search, '', 'the default needs nothing in the URL');
+    await p.setViewportSize({ width: 390, height: 844 });
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling on a phone with the picker (overflow ${overflow}px)`);
+    await p.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('choosing the second model redraws its card and generates with it; choosing back the first too', async () => {
+    const cardAsked = p.waitForRequest((r) => r.url() === url + '/model?model=second');
+    await p.selectOption('#model', 'second');
+    await cardAsked;
+    await cardShows('second');
+    assert.equal(new URL(p.url()).searchParams.get('model'), 'second', 'the choice is in the URL');
+
+    const a = await generate('the ', 5);
+    assert.equal(a.body.model, 'second', '/generate names the model chosen');
+    assert.equal(a.finish, 'length');
+    const second = await direct({ model: 'second', prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 });
+    const first = await direct({ model: 'first', prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 });
+    assert.notEqual(first, second, 'the two models write different texts for one seed');
+    assert.equal(a.text, second, 'the page shows the second model\'s text');
+    assert.equal((await p.textContent('#st-model')).trim(), 'second');
+    assert.equal(await p.isVisible('#st-model'), true);
+    await p.screenshot({ path: path.join(OUT_DIR, 'screenshot-models.png'), fullPage: true });
+
+    await p.selectOption('#model', 'first');
+    await cardShows('first');
+    const b = await generate('the ', 5);
+    assert.equal(b.body.model, 'first');
+    assert.equal(b.text, first, 'back on the first model, its text');
+    assert.equal(new URL(p.url()).search, '');
+  });
+
+  it('is reached with Tab and changed with the arrow keys', async () => {
+    await p.goto(url + '/');
+    await cardShows('first');
+    for (let i = 0; i < 6 && (await p.evaluate(() => document.activeElement.id)) !== 'model'; i++) {
+      await p.keyboard.press('Tab');
+    }
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'model', 'Tab reaches the picker');
+    await p.keyboard.press('ArrowDown');
+    await cardShows('second');
+    assert.equal(await p.inputValue('#model'), 'second');
+    await p.keyboard.press('ArrowUp');
+    await cardShows('first');
+    assert.equal(await p.inputValue('#model'), 'first');
+  });
+
+  it('keeps the choice over a reload, and says so when the URL names no model served', async () => {
+    await p.selectOption('#model', 'second');
+    await cardShows('second');
+    await p.reload();
+    await cardShows('second');
+    assert.equal(await p.inputValue('#model'), 'second');
+
+    await p.goto(url + '/?model=nope');
+    await cardShows('first');
+    assert.equal(await p.inputValue('#model'), 'first');
+    await p.waitForSelector('#err-general:not([hidden])');
+    assert.match(await p.textContent('#err-general'), /No model 'nope'.*'first'/);
+    assert.equal(new URL(p.url()).search, '', 'the stale choice leaves the URL');
+  });
+
+  it('a chosen model that is removed: the error says so and the list is read again', async () => {
+    // A third model joins on reload, so that two are left once the second goes (with one
+    // left the server answers any id with it).
+    fs.cpSync(path.join(dir, 'first'), path.join(dir, 'third'), { recursive: true });
+    const reload = async () => {
+      const res = await fetch(url + '/admin/reload', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+      assert.equal(res.status, 200, 'POST /admin/reload');
+      return (await (await fetch(url + '/v1/models')).json()).data.map((m) => m.id);
+    };
+    assert.deepEqual(await reload(), ['first', 'second', 'third']);
+    cards.third = await (await fetch(url + '/model?model=third')).json();
+    await p.goto(url + '/?model=second');
+    await cardShows('second');
+    assert.deepEqual(await p.locator('#model option').allTextContents(), ['first', 'second', 'third']);
+
+    fs.renameSync(path.join(dir, 'second'), path.join(tmp, 'second-removed'));
+    assert.deepEqual(await reload(), ['first', 'third']);
+    const a = await generate('the ', 5);
+    assert.equal(a.body.model, 'second', 'the page still had the second chosen');
+    await p.waitForFunction(() => /not served any more.*now shows 'first'/s.test(document.getElementById('err-general').textContent),
+      null, { timeout: 10000 });
+    assert.match(await p.textContent('#err-general'), /'second'/);
+    await cardShows('first');
+    assert.deepEqual(await p.locator('#model option').allTextContents(), ['first', 'third'], 'the list read again');
+    assert.equal(await p.inputValue('#model'), 'first');
+    assert.equal(new URL(p.url()).search, '', 'the lost choice leaves the URL');
+
+    const b = await generate('the ', 5);
+    assert.equal(b.body.model, 'first');
+    assert.equal(b.text, await direct({ model: 'first', prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 }));
+    assert.equal(await p.isHidden('#err-general'), true);
+
+    // With one model left the server answers any id with it, naming itself: the page
+    // notices that the model it asked for is gone.
+    await p.selectOption('#model', 'third');
+    await cardShows('third');
+    fs.rmSync(path.join(dir, 'third'), { recursive: true });
+    assert.deepEqual(await reload(), ['first']);
+    const c = await generate('the ', 5);
+    assert.equal(c.body.model, 'third');
+    await p.waitForFunction(() => /'third' is not served any more.*'first' answered.*now shows 'first'/s
+      .test(document.getElementById('err-general').textContent), null, { timeout: 10000 });
+    assert.equal((await p.textContent('#st-model')).trim(), 'first', 'the status names the model that answered');
+    await cardShows('first');
+    assert.equal(await p.isHidden('#model-pick'), true, 'one model: nothing to pick');
+    const d = await generate('the ', 5);
+    assert.equal('model' in d.body, false, 'one model: the request names none');
+    assert.equal(d.text, await direct({ prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 }));
+    assert.deepEqual(pageErrors, []);
   });
 });

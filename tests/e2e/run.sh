@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests with a tiny model, each starting its own charlm-server on a free port:
-# the web page driven by Debian's chromium through playwright-core (tests/e2e/page.test.mjs),
+# the web page driven by Debian's chromium through playwright-core (tests/e2e/page.test.mjs,
+# which also trains a second, smaller model for its model-picker test),
 # then the official OpenAI client, npm `openai`, against the /v1 routes
 # (tests/e2e/openai.test.mjs).
 #
@@ -8,11 +9,12 @@
 #   bash tests/e2e/run.sh       # uses BIN_DIR (default: build/) for charlm-server/-train
 #
 # Environment:
-#   BIN_DIR         folder with charlm-server (and charlm-train); default <repo>/build
-#   E2E_MODEL_DIR   use this artefacts folder instead of training a tiny model
+#   BIN_DIR         folder with charlm-server and charlm-train; default <repo>/build
+#   E2E_MODEL_DIR   use this artefacts folder instead of training a tiny model (the second
+#                   model of the picker test is trained all the same)
 #   CHROMIUM        browser binary; default /usr/bin/chromium
-# Builds nothing. Screenshots go to build/screenshot-desktop.png, build/screenshot-phone.png
-# and build/screenshot-probabilities.png.
+# Builds nothing. Screenshots go to build/screenshot-desktop.png, build/screenshot-phone.png,
+# build/screenshot-probabilities.png and build/screenshot-models.png.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,6 +29,7 @@ fail() {
 }
 
 [ -x "$server" ] || fail "no charlm-server in $bin_dir (build first, or set BIN_DIR)"
+[ -x "$train" ] || fail "no charlm-train in $bin_dir (build first, or set BIN_DIR)"
 [ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
 node_major=$(node -p 'process.versions.node.split(".")[0]')
@@ -41,7 +44,6 @@ trap 'rm -rf "$work"' EXIT
 if [ -n "${E2E_MODEL_DIR:-}" ]; then
     model=$E2E_MODEL_DIR
 else
-    [ -x "$train" ] || fail "no charlm-train in $bin_dir to make the test model (or set E2E_MODEL_DIR)"
     # A small corpus of our own, repeated so the tiny model learns something in a few
     # hundred steps (about a second); 20 evaluations give the chart 20 points per series.
     corpus=$work/corpus.txt
@@ -65,6 +67,6 @@ done
 
 mkdir -p "$repo/build"
 cd "$repo"
-CHARLM_SERVER=$server E2E_MODEL_DIR=$model E2E_OUT_DIR=$repo/build CHROMIUM=$chromium \
-    CHARLM_STATIC_DIR=$repo/static node --test-reporter=spec tests/e2e/page.test.mjs
+CHARLM_SERVER=$server CHARLM_TRAIN=$train E2E_MODEL_DIR=$model E2E_OUT_DIR=$repo/build \
+    CHROMIUM=$chromium CHARLM_STATIC_DIR=$repo/static node --test-reporter=spec tests/e2e/page.test.mjs
 CHARLM_SERVER=$server E2E_MODEL_DIR=$model node --test-reporter=spec tests/e2e/openai.test.mjs

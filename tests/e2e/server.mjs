@@ -1,11 +1,13 @@
 // Starting and stopping charlm-server for the end-to-end tests (page.test.mjs,
-// openai.test.mjs). tests/e2e/run.sh provides CHARLM_SERVER (the binary) and
-// E2E_MODEL_DIR (the model folder). Every server started here is killed when the test
+// openai.test.mjs). tests/e2e/run.sh provides CHARLM_SERVER (the binary), E2E_MODEL_DIR
+// (the model folder) and CHARLM_TRAIN (charlm-train, for tests that make more models). Every server started here is killed when the test
 // process exits, however it exits.
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 
 export const SERVER = process.env.CHARLM_SERVER;
 export const MODEL_DIR = process.env.E2E_MODEL_DIR;
+export const TRAIN = process.env.CHARLM_TRAIN || (SERVER ? path.join(path.dirname(SERVER), 'charlm-train') : '');
 
 // Exits with 2 unless run.sh set the environment; test names the calling file.
 export function requireEnv(test) {
@@ -31,9 +33,10 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 // Starts charlm-server with these flags on a free port; resolves to {child, base} once it
-// says where it listens.
-export function spawnServer(flags) {
-  const args = ['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...flags];
+// says where it listens. `models` are the flags naming the models: by default the one
+// model of E2E_MODEL_DIR.
+export function spawnServer(flags, models = ['--model', MODEL_DIR]) {
+  const args = [...models, '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...flags];
   const child = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   children.push(child);
   let log = '';

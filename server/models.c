@@ -1,0 +1,327 @@
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "info.h"
+#include "metrics.h"
+#include "models.h"
+#include "server.h"
+
+// A folder to serve and the id it is served under.
+typedef struct {
+    char *dir;
+    char id[MODEL_ID_MAX];
+} Source;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;        // guards the list
+static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER; // one reload at a time
+static ServedModel *list[MODELS_MAX];
+static int nlist;
+
+static const char *const files[2] = {"model.safetensors", "vocab.json"};
+
+static int stamp_read(const char *dir, FileStamp stamp[2]) {
+    for (int i = 0; i < 2; i++) {
+        char *p = path_join(dir, files[i]);
+        struct stat st;
+        int rc = p ? stat(p, &st) : -1;
+        free(p);
+        if (rc != 0) return -1;
+        stamp[i] = (FileStamp){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    }
+    return 0;
+}
+
+static int stamp_same(const FileStamp *a, const FileStamp *b) {
+    for (int i = 0; i < 2; i++)
+        if (a[i].dev != b[i].dev || a[i].ino != b[i].ino || a[i].size != b[i].size ||
+            a[i].mtime.tv_sec != b[i].mtime.tv_sec || a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
+            return 0;
+    return 1;
+}
+
+static void served_free(ServedModel *m) {
+    model_free(&m->model);
+    vocab_free(&m->vocab);
+    free(m->card);
+    free(m->dir);
+    free(m);
+}
+
+// Loads and checks a folder completely; NULL with err set when anything is wrong.
+static ServedModel *served_load(const Source *s, char *err) {
+    ServedModel *m = calloc(1, sizeof(*m));
+    if (!m || !(m->dir = strdup(s->dir))) {
+        free(m);
+        err_set(err, "out of memory");
+        return NULL;
+    }
+    snprintf(m->id, sizeof(m->id), "%s", s->id);
+    // The stamp first: a file replaced while it is read then only looks changed at the
+    // next reload, never the other way round.
+    if (stamp_read(m->dir, m->stamp) != 0) {
+        err_set(err, "%s: no model.safetensors and vocab.json", m->dir);
+        served_free(m);
+        return NULL;
+    }
+    if (artefacts_load(m->dir, &m->model, &m->vocab, &m->info, err) != 0) {
+        served_free(m);
+        return NULL;
+    }
+    m->created = m->stamp[0].mtime.tv_sec;
+    m->metrics_slot = metrics_model(m->id);
+    m->card = info_card(m, err);
+    if (!m->card) {
+        served_free(m);
+        return NULL;
+    }
+    atomic_init(&m->refs, 1);
+    return m;
+}
+
+// The last part of a path, so that "./artefacts/" gives "artefacts".
+static void base_name(const char *dir, char *out, size_t cap) {
+    char *real = realpath(dir, NULL);
+    const char *path = real ? real : dir;
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/') start--;
+    size_t n = end - start < cap - 1 ? end - start : cap - 1;
+    memcpy(out, path + start, n);
+    out[n] = '\0';
+    if (!out[0]) snprintf(out, cap, "charlm");
+    free(real);
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void sources_free(Source *s, int n) {
+    for (int i = 0; i < n; i++) free(s[i].dir);
+}
+
+// What the configuration names now: each --model folder, then --models' subfolders that
+// hold a model, by name. Ids must be unique.
+static int sources_list(Source *out, int *nout, char *err) {
+    const ServerConfig *c = &srv.cfg;
+    int n = 0;
+    for (int i = 0; i < c->model_dirs.n; i++) {
+        if (!(out[n].dir = strdup(c->model_dirs.value[i]))) goto oom;
+        if (i < c->model_ids.n)
+            snprintf(out[n].id, sizeof(out[n].id), "%s", c->model_ids.value[i]);
+        else
+            base_name(out[n].dir, out[n].id, sizeof(out[n].id));
+        n++;
+    }
+    if (c->models_dir) {
+        DIR *d = opendir(c->models_dir);
+        if (!d) {
+            sources_free(out, n);
+            return err_set(err, "--models %s: %s", c->models_dir, strerror(errno));
+        }
+        char *names[MODELS_MAX + 1];
+        int k = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && n + k <= MODELS_MAX) {
+            if (e->d_name[0] == '.') continue;
+            char *dir = path_join(c->models_dir, e->d_name);
+            char *file = dir ? path_join(dir, files[0]) : NULL;
+            int ok = file && path_is_dir(dir) && access(file, F_OK) == 0;
+            free(file);
+            if (ok)
+                names[k++] = dir;
+            else
+                free(dir);
+        }
+        closedir(d);
+        qsort(names, (size_t)k, sizeof(*names), by_name);
+        for (int i = 0; i < k; i++) {
+            out[n].dir = names[i];
+            base_name(names[i], out[n].id, sizeof(out[n].id));
+            n++;
+        }
+        if (n > MODELS_MAX) {
+            sources_free(out, n);
+            return err_set(err, "more than %d models to serve", MODELS_MAX);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(out[i].id, out[j].id) == 0) {
+                err_set(err, "two models with the id '%s' (%s and %s): name them with --model-id",
+                        out[i].id, out[j].dir, out[i].dir);
+                sources_free(out, n);
+                return -1;
+            }
+    *nout = n;
+    return 0;
+oom:
+    sources_free(out, n);
+    return err_set(err, "out of memory");
+}
+
+int models_start(char *err) {
+    if (srv.cfg.model_ids.n > srv.cfg.model_dirs.n)
+        return err_set(err, "%d --model-id for %d --model", srv.cfg.model_ids.n,
+                       srv.cfg.model_dirs.n);
+    Source src[MODELS_MAX + 1];
+    int n;
+    if (sources_list(src, &n, err) != 0) return -1;
+    if (n == 0) {
+        sources_free(src, n);
+        return err_set(err, "--models %s: no subfolder holds a model.safetensors",
+                       srv.cfg.models_dir ? srv.cfg.models_dir : "");
+    }
+    for (int i = 0; i < n; i++) {
+        char why[ERR_LEN];
+        ServedModel *m = served_load(&src[i], why);
+        if (!m) {
+            err_set(err, "cannot load the model from %s: %s", src[i].dir, why);
+            sources_free(src, n);
+            models_stop();
+            return -1;
+        }
+        list[nlist++] = m;
+    }
+    sources_free(src, n);
+    return 0;
+}
+
+void models_stop(void) {
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < nlist; i++) models_put(list[i]);
+    nlist = 0;
+    pthread_mutex_unlock(&mu);
+}
+
+int models_count(void) {
+    pthread_mutex_lock(&mu);
+    int n = nlist;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+ServedModel *models_get(const char *id) {
+    ServedModel *m = NULL;
+    pthread_mutex_lock(&mu);
+    if (nlist == 1 || (nlist > 0 && (!id || !id[0])))
+        m = list[0];
+    else
+        for (int i = 0; i < nlist && !m; i++)
+            if (strcmp(list[i]->id, id) == 0) m = list[i];
+    if (m) atomic_fetch_add(&m->refs, 1);
+    pthread_mutex_unlock(&mu);
+    return m;
+}
+
+void models_put(ServedModel *m) {
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1) served_free(m);
+}
+
+int models_all(ServedModel **out, int cap) {
+    pthread_mutex_lock(&mu);
+    int n = nlist < cap ? nlist : cap;
+    for (int i = 0; i < n; i++) {
+        out[i] = list[i];
+        atomic_fetch_add(&out[i]->refs, 1);
+    }
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+void models_ids_text(char *buf, size_t cap) {
+    size_t len = 0;
+    buf[0] = '\0';
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < nlist && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s'%s'", i ? ", " : "", list[i]->id);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+char *models_reload(void) {
+    pthread_mutex_lock(&reload_mu);
+    cJSON *report = cJSON_CreateObject();
+    cJSON *reloaded = cJSON_AddArrayToObject(report, "reloaded");
+    cJSON *unchanged = cJSON_AddArrayToObject(report, "unchanged");
+    cJSON *failed = cJSON_AddArrayToObject(report, "failed");
+    Source src[MODELS_MAX + 1];
+    int n;
+    char err[ERR_LEN];
+    if (sources_list(src, &n, err) != 0) {
+        fprintf(stderr, SERVER_NAME ": reload: %s; still serving the previous models\n", err);
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNullToObject(f, "id");
+        cJSON_AddStringToObject(f, "error", err);
+        cJSON_AddItemToArray(failed, f);
+        n = 0;
+        goto out;
+    }
+    ServedModel *next[MODELS_MAX];
+    int nnext = 0;
+    for (int i = 0; i < n; i++) {
+        // What serves this folder now (a reference of our own while we decide).
+        ServedModel *old = NULL;
+        pthread_mutex_lock(&mu);
+        for (int k = 0; k < nlist && !old; k++)
+            if (strcmp(list[k]->id, src[i].id) == 0 && strcmp(list[k]->dir, src[i].dir) == 0)
+                old = list[k];
+        if (old) atomic_fetch_add(&old->refs, 1);
+        pthread_mutex_unlock(&mu);
+
+        FileStamp now[2];
+        if (old && stamp_read(src[i].dir, now) == 0 && stamp_same(now, old->stamp)) {
+            cJSON_AddItemToArray(unchanged, cJSON_CreateString(src[i].id));
+            next[nnext++] = old;
+            continue;
+        }
+        ServedModel *m = served_load(&src[i], err);
+        if (!m) {
+            fprintf(stderr, SERVER_NAME ": reload: %s: %s; %s\n", src[i].id, err,
+                    old ? "still serving the previous model" : "not served");
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "id", src[i].id);
+            cJSON_AddStringToObject(f, "error", err);
+            cJSON_AddItemToArray(failed, f);
+            if (old) next[nnext++] = old;
+            continue;
+        }
+        fprintf(stderr, SERVER_NAME ": reload: %s: now step %ld, best_val_loss %.6f\n", m->id,
+                m->info.steps, m->info.best_val_loss);
+        cJSON_AddItemToArray(reloaded, cJSON_CreateString(m->id));
+        models_put(old);
+        next[nnext++] = m;
+    }
+    // The swap: every reference next holds becomes the list's own; the list's old ones go.
+    ServedModel *gone[MODELS_MAX];
+    int ngone;
+    pthread_mutex_lock(&mu);
+    ngone = nlist;
+    memcpy(gone, list, sizeof(*list) * (size_t)nlist);
+    if (nnext > 0) {
+        memcpy(list, next, sizeof(*next) * (size_t)nnext);
+        nlist = nnext;
+    } else {
+        // Nothing left to serve (every folder gone or broken): keep what was there.
+        ngone = 0;
+    }
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < ngone; i++) models_put(gone[i]);
+out:
+    sources_free(src, n);
+    char *json = cJSON_PrintUnformatted(report);
+    cJSON_Delete(report);
+    pthread_mutex_unlock(&reload_mu);
+    return json;
+}

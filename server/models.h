@@ -1,0 +1,63 @@
+/*
+ * models.h — the models a server serves, by id: loaded at startup from --model and
+ * --models folders, reference counted, and reloaded in place without dropping a request.
+ *
+ * A request takes a reference to the model it names (models_get) and drops it when its
+ * last generation is done (models_put). A reload loads and checks a changed folder
+ * completely first, then swaps the new model in under the registry's lock: requests that
+ * hold the old one finish on it, and it is freed when the last of them lets go. A folder
+ * that fails to load leaves the model that was there serving.
+ */
+#ifndef CHARLM_MODELS_H
+#define CHARLM_MODELS_H
+
+#include <stdatomic.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "artefacts.h"
+
+// Models one server serves at once; ids kept by the metrics over its life.
+#define MODELS_MAX   16
+#define MODEL_ID_MAX 128
+
+// What a folder's files were when they were read: a change of any is a new model.
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} FileStamp;
+
+typedef struct {
+    char id[MODEL_ID_MAX];
+    char *dir;
+    Model model;
+    Vocab vocab;
+    ModelInfo info;
+    char *card;         // GET /model body
+    time_t created;     // model.safetensors' modification time: OpenAI's `created`
+    int metrics_slot;   // this id's row in the metrics (metrics.h)
+    FileStamp stamp[2]; // model.safetensors, vocab.json
+    atomic_int refs;    // the registry's one while listed, and one per holder
+} ServedModel;
+
+/* Loads every folder the configuration names (srv.cfg). Errors name the folder. */
+int models_start(char *err);
+void models_stop(void);
+int models_count(void);
+/* The model a request's `model` field names, NULL or "" for the default (the first
+ * loaded). With one model loaded every name gives it, as OpenAI clients send names of
+ * their own. NULL when there is no such model. The caller holds a reference: models_put. */
+ServedModel *models_get(const char *id);
+void models_put(ServedModel *m);
+/* References to every model, default first; returns how many (at most cap). */
+int models_all(ServedModel **out, int cap);
+/* The ids, in order, quoted and separated by ", " for a message. */
+void models_ids_text(char *buf, size_t cap);
+/* Re-reads every folder; logs one line per model that changed or failed. Returns the
+ * report as JSON text ({"reloaded", "unchanged", "failed"}), or NULL when out of memory.
+ * Reloads run one at a time. */
+char *models_reload(void);
+
+#endif
