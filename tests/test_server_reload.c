@@ -53,19 +53,23 @@ static Ref ref[NMODELS];
 static char served[4096]; // root/charlm: the folder the servers under test serve
 
 // Model 2 has another vocabulary (its text adds chars) and another size, so a reload
-// also changes the shapes of the weights.
-// Steps 20, 40 and 30: models 0 and 1 still improve at every evaluation this early, and
-// model 2 is evaluated once, at its end.
+// also changes the shapes of the weights. Steps 20, 40 and 30: this early each model still
+// improves at every evaluation, so the one it keeps is its last.
 static const char *train_flags[NMODELS] = {"--hidden 32 --steps 20 --eval-every 10",
                                            "--hidden 32 --steps 40 --eval-every 10",
-                                           "--hidden 48 --steps 30 --eval-every 30"};
+                                           "--hidden 48 --steps 30 --eval-every 10"};
 
-static void train(const char *corpus, const char *out, const char *flags) {
+// The command that trains model m into out.
+static void train_cmd(char *cmd, size_t cap, int m, const char *out) {
+    snprintf(cmd, cap,
+             "%s train --corpus '%s/corpus%s.txt' --out '%s' --embed 16 --layers 1 --seq 32 "
+             "--batch 16 --seed 1 --threads 1 %s",
+             tu_bin("charlm-train"), root, m == 2 ? "2" : "", out, train_flags[m]);
+}
+
+static void train(int m, const char *out) {
     char cmd[16384], *err;
-    snprintf(cmd, sizeof(cmd),
-             "%s train --corpus '%s' --out '%s' --embed 16 --layers 1 --seq 32 --batch 16 "
-             "--seed 1 --threads 1 %s",
-             tu_bin("charlm-train"), corpus, out, flags);
+    train_cmd(cmd, sizeof(cmd), m, out);
     int rc = tu_run(cmd, NULL, &err);
     ck_assert_msg(rc == 0, "charlm-train exited %d: %s", rc, err);
     free(err);
@@ -96,7 +100,7 @@ static void suite_setup(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     root = tu_tmpdir();
     char *text = tu_sample_text(20000);
-    char *corpus = tu_write_file(root, "corpus.txt", text, strlen(text));
+    free(tu_write_file(root, "corpus.txt", text, strlen(text)));
     // The second text: the first with a line of new chars every 400.
     const char *extra = "\nwhy? yes! ok, fine: wide jump, quick fox\n";
     size_t len = 0, tl = strlen(text), xl = strlen(extra);
@@ -107,16 +111,14 @@ static void suite_setup(void) {
         memcpy(more + len + n, extra, xl);
         len += n + xl;
     }
-    char *corpus2 = tu_write_file(root, "corpus2.txt", more, len);
+    free(tu_write_file(root, "corpus2.txt", more, len));
     free(more);
     free(text);
     for (int i = 0; i < NMODELS; i++) {
         snprintf(ref[i].dir, sizeof(ref[i].dir), "%s/m%d", root, i);
-        train(i == 2 ? corpus2 : corpus, ref[i].dir, train_flags[i]);
+        train(i, ref[i].dir);
         ref_read(&ref[i]);
     }
-    free(corpus);
-    free(corpus2);
     // The test means nothing unless every two models differ in card and text.
     for (int i = 0; i < NMODELS; i++)
         for (int k = i + 1; k < NMODELS; k++) {
@@ -742,6 +744,62 @@ START_TEST(test_models_folder_is_followed) {
 }
 END_TEST
 
+/* The documented way to update a model: charlm-train into the served folder. Reloads
+ * asked for all through the training swap in its models as they come (or refuse the
+ * instant between its two renames), every request meanwhile is answered, and at the end
+ * the server serves what a training into a fresh folder gives. */
+START_TEST(test_training_into_the_served_folder) {
+    served_make(0);
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, served, NULL), 0);
+    char cmd[16384], err_path[4200];
+    train_cmd(cmd, sizeof(cmd), 2, served);
+    snprintf(err_path, sizeof(err_path), "%s/train.err", root);
+    fflush(NULL);
+    pid_t trainer = fork();
+    if (trainer == 0) {
+        int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_gt(trainer, 0);
+    int status = 0, hups = 0;
+    while (waitpid(trainer, &status, WNOHANG) == 0) {
+        ck_assert_int_eq(kill(s.pid, SIGHUP), 0);
+        hups++;
+        cJSON_Delete(card_get(s.port));
+        Resp g = http_post(s.port, "/generate", SEEDED);
+        ck_assert_msg(g.status == 200, "during training: %ld: %s", g.status, g.body);
+        resp_free(&g);
+        sleep_ms(5);
+    }
+    char *err = tu_read_file(err_path, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "charlm-train: %s", err);
+    free(err);
+    ck_assert_int_eq(kill(s.pid, SIGHUP), 0);
+    ck_assert_msg(wait_steps(s.port, 2), "the trained model was not swapped in");
+    assert_serves(s.port, 2, "after training into the folder");
+    // Every reload line is a swap or a refusal that kept the previous model.
+    char *log = tu_read_file(s.log, NULL);
+    int swaps = 0;
+    for (char *line = log; (line = strstr(line, "charlm-server: reload: ")); line++) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        ck_assert_msg(strstr(line, ": now step ") || strstr(line, "; still serving the previous"),
+                      "%s", line);
+        swaps += strstr(line, ": now step ") != NULL;
+        if (!end) break;
+        line = end;
+    }
+    free(log);
+    ck_assert_int_ge(swaps, 1);
+    fprintf(stderr, "training into the served folder: %d SIGHUPs, %d swaps\n", hups, swaps);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_reload");
     TCase *tc = tcase_create("reload");
@@ -752,6 +810,7 @@ int main(void) {
     tcase_add_test(tc, test_corrupt_replacements_are_refused);
     tcase_add_test(tc, test_admin_reload_needs_the_key);
     tcase_add_test(tc, test_models_folder_is_followed);
+    tcase_add_test(tc, test_training_into_the_served_folder);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
