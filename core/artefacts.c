@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "error.h"
@@ -207,6 +208,10 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     for (int i = 0; i < n; i++)
         if (check_finite(path, &t[i], data[i], err) != 0) goto done;
     if (infer_prepare(model, err) != 0) goto done;
+    // A step reads only the copy infer_prepare made: the file's pages, all read by the
+    // checks, leave this process (they stay in the page cache, and come back if the
+    // weights are read again), so that a served model costs about its file size once.
+    if (model->map) madvise((void *)model->map, model->map_len, MADV_DONTNEED);
     if (info_out) *info_out = local;
     rc = 0;
 done:
