@@ -19,7 +19,6 @@
 
 // The defaults of charlm-server's flag rows (server/main.c).
 static const ServerConfig cfg = {
-    .model_dir = "artefacts",
     .host = "127.0.0.1",
     .port = 8080,
     .threads = 2,
@@ -56,6 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!body) return 0;
     memcpy(body, data + 1, len);
     body[len] = '\0';
+
+    // The model's name is read before the body is parsed (gen.c): it must be a string cut
+    // to the buffer, whatever the body.
+    char id[129];
+    if (api_model_field(body, len, id, sizeof(id))) CHECK(strlen(id) < sizeof(id));
 
     GenRequest r;
     ApiError e;
