@@ -80,23 +80,23 @@ int srv_start(Srv *s, const char *model_dir, const char *const *args) {
     return srv_start_env(s, model_dir, args, NULL);
 }
 
+int proc_signal_wait(pid_t pid, int sig, int ms, int *status) {
+    kill(pid, sig);
+    for (int waited = 0; waited < ms; waited += 10) {
+        if (waitpid(pid, status, WNOHANG) == pid) return 1;
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, status, 0);
+    return 0;
+}
+
 int srv_stop(Srv *s) {
     int rc = -1;
     if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        int status = 0, done = 0;
-        for (int waited = 0; waited < 30000 && !done; waited += 10) {
-            if (waitpid(s->pid, &status, WNOHANG) == s->pid)
-                done = 1;
-            else
-                sleep_ms(10);
-        }
-        if (!done) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, &status, 0);
-        } else if (WIFEXITED(status)) {
+        int status = 0;
+        if (proc_signal_wait(s->pid, SIGTERM, 30000, &status) && WIFEXITED(status))
             rc = WEXITSTATUS(status);
-        }
         s->pid = 0;
     }
     char *log = srv_log(s);
@@ -151,6 +151,11 @@ static size_t harness_source(char *p, size_t size, size_t n, void *ctx) {
 
 Resp http_req(int port, const char *method, const char *path, const char *ctype, const char *body,
               size_t len, int chunked) {
+    return http_req_headers(port, method, path, ctype, body, len, chunked, NULL);
+}
+
+Resp http_req_headers(int port, const char *method, const char *path, const char *ctype,
+                      const char *body, size_t len, int chunked, const char *const *headers) {
     Resp r = {0};
     CURL *c = curl_easy_init();
     char url[4096];
@@ -173,6 +178,7 @@ Resp http_req(int port, const char *method, const char *path, const char *ctype,
         h = curl_slist_append(h, "Content-Type:");
     }
     h = curl_slist_append(h, "Expect:");
+    for (int i = 0; headers && headers[i]; i++) h = curl_slist_append(h, headers[i]);
     Upload up = {body, len, 0, 1000};
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);

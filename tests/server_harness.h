@@ -46,6 +46,9 @@ int srv_start(Srv *s, const char *model_dir, const char *const *args);
  * had to be killed or died from a signal) and fails the test on sanitizer reports in its
  * stderr. */
 int srv_stop(Srv *s);
+/* Sends sig to pid and reaps it within ms (*status set); returns 1, or 0 when it had to be
+ * killed (SIGKILL) at the end of that time. */
+int proc_signal_wait(pid_t pid, int sig, int ms, int *status);
 
 /* A response: status is the HTTP status, or -CURLcode when the request failed. body and
  * headers (the raw header lines) are malloc'd and NUL-terminated, never NULL. */
@@ -63,6 +66,9 @@ void resp_free(Resp *r);
  * body with Transfer-Encoding: chunked in pieces of 1000 bytes. */
 Resp http_req(int port, const char *method, const char *path, const char *ctype, const char *body,
               size_t len, int chunked);
+/* The same with extra header lines ("Name: value", NULL-terminated; NULL for none). */
+Resp http_req_headers(int port, const char *method, const char *path, const char *ctype,
+                      const char *body, size_t len, int chunked, const char *const *headers);
 Resp http_get(int port, const char *path);
 /* POST of a JSON text as application/json. */
 Resp http_post(int port, const char *path, const char *json);

@@ -397,7 +397,8 @@ START_TEST(test_choices_count_as_generations) {
     ck_assert_int_eq(r.status, 200);
     resp_free(&r);
     r = http_get(s.port, "/metrics");
-    ck_assert_ptr_nonnull(strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"length\"} 4"));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"length\"} 4"));
     resp_free(&r);
     ck_assert_int_eq(srv_stop(&s), 0);
 }

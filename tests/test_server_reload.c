@@ -250,47 +250,12 @@ static void wait_reload_line(const Srv *s, int n, char *line, size_t cap) {
     ck_assert_msg(got == n, "%d reload lines, expected %d; the last: %s", got, n, line);
 }
 
-static size_t sink(char *p, size_t size, size_t n, void *ctx) {
-    char **buf = ctx;
-    size_t old = *buf ? strlen(*buf) : 0, add = size * n;
-    char *d = realloc(*buf, old + add + 1);
-    if (!d) return 0;
-    memcpy(d + old, p, add);
-    d[old + add] = '\0';
-    *buf = d;
-    return add;
-}
-
 /* POST /admin/reload of {} with the Authorization header auth (NULL: none). */
 static Resp admin_reload(int port, const char *auth) {
-    Resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[128], ah[512];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/admin/reload", port);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    h = curl_slist_append(h, "Content-Type: application/json");
-    if (auth) {
-        snprintf(ah, sizeof(ah), "Authorization: %s", auth);
-        h = curl_slist_append(h, ah);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    else
-        r.status = -(long)rc;
-    if (!r.body) r.body = strdup("");
-    r.len = strlen(r.body);
-    r.headers = strdup("");
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
+    char ah[512];
+    snprintf(ah, sizeof(ah), "Authorization: %s", auth ? auth : "");
+    const char *headers[] = {auth ? ah : NULL, NULL};
+    return http_req_headers(port, "POST", "/admin/reload", "application/json", "{}", 2, 0, headers);
 }
 
 /* Asserts a 200 from /admin/reload whose lists hold exactly the ids given ("" for none;
@@ -395,18 +360,7 @@ static void wrk_start(Wrk *w, int port) {
 /* Stops wrk (SIGINT: it prints its summary), and asserts it ran requests and that none
  * failed: no non-2xx status, no socket error, no reply without a whole generation. */
 static void wrk_stop(Wrk *w) {
-    kill(w->pid, SIGINT);
-    int status = 0, done = 0;
-    for (int waited = 0; waited < 60000 && !done; waited += 10) {
-        if (waitpid(w->pid, &status, WNOHANG) == w->pid)
-            done = 1;
-        else
-            sleep_ms(10);
-    }
-    if (!done) {
-        kill(w->pid, SIGKILL);
-        waitpid(w->pid, &status, 0);
-    }
+    int status = 0, done = proc_signal_wait(w->pid, SIGINT, 60000, &status);
     char *out = tu_read_file(w->out, NULL);
     if (!out) out = strdup("");
     tu_rmtree(w->dir);
