@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "utf8.h"
 
 int utf8_decode_one(const unsigned char *s, size_t len, uint32_t *cp) {
@@ -73,4 +75,55 @@ int utf8_encode(uint32_t cp, char *out) {
     o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
     o[3] = (unsigned char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+size_t utf8_cut(const char *s, size_t len, size_t max) {
+    if (len <= max) return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    return n;
+}
+
+// What one byte or sequence of s becomes: the sequence itself, U+FFFD or an escape.
+static size_t piece(const unsigned char *s, size_t len, int escape, char *out, size_t *used) {
+    uint32_t cp;
+    int n = utf8_decode_one(s, len, &cp);
+    *used = n > 0 ? (size_t)n : 1;
+    if (n == 0 && !escape) return (size_t)utf8_encode(0xFFFD, out);
+    if (escape && (n == 0 || cp < 0x20 || cp == 0x7f || cp == '\\')) {
+        static const char hex[] = "0123456789abcdef";
+        const char *named = cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : cp == '\t' ? "\\t" : NULL;
+        if (n > 0 && cp == '\\') named = "\\\\";
+        if (n > 0 && named) {
+            memcpy(out, named, 2);
+            return 2;
+        }
+        out[0] = '\\', out[1] = 'x', out[2] = hex[s[0] >> 4], out[3] = hex[s[0] & 15];
+        return 4;
+    }
+    memcpy(out, s, (size_t)n);
+    return (size_t)n;
+}
+
+static size_t copy_text(const char *s, size_t len, char *out, size_t cap, int escape) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        char p[4];
+        size_t used, n = piece(u + i, len - i, escape, p, &used);
+        if (o + n > cap - 1) break;
+        memcpy(out + o, p, n);
+        o += n;
+        i += used;
+    }
+    out[o] = '\0';
+    return i;
+}
+
+size_t utf8_sanitize(const char *s, size_t len, char *out, size_t cap) {
+    return copy_text(s, len, out, cap, 0);
+}
+
+size_t utf8_escape(const char *s, size_t len, char *out, size_t cap) {
+    return copy_text(s, len, out, cap, 1);
 }

@@ -24,4 +24,20 @@ size_t utf8_count(const char *s, size_t len);
 /* Writes cp as UTF-8 into out (room for 4 bytes); returns the bytes written. */
 int utf8_encode(uint32_t cp, char *out);
 
+/* How many bytes of s[0..len) to keep to fit in max without ending inside a character:
+ * len when it fits, else max backed off to the start of the character it would split. */
+size_t utf8_cut(const char *s, size_t len, size_t max);
+
+/* Text from any bytes, for a reply: copies s[0..len) into out[cap] (cap >= 1,
+ * NUL-terminated), each byte that does not begin a valid sequence written as U+FFFD.
+ * Stops before a character that would not fit. Returns the bytes of s consumed (len when
+ * all of it fit). */
+size_t utf8_sanitize(const char *s, size_t len, char *out, size_t cap);
+
+/* Text from any bytes, for a log line: the same, but control characters, DEL and a
+ * backslash are written as \n, \r, \t, \\ or \xNN, and so is each byte that does not
+ * begin a valid sequence. The result holds on one line: a file name with a newline in it
+ * cannot pass for two log lines. */
+size_t utf8_escape(const char *s, size_t len, char *out, size_t cap);
+
 #endif

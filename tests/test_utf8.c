@@ -82,6 +82,87 @@ START_TEST(test_count_and_encode) {
 }
 END_TEST
 
+START_TEST(test_cut_at_boundaries) {
+    static const struct {
+        const char *s;
+        size_t max, want;
+    } cases[] = {
+        {"abc", 5, 3},           // fits
+        {"abc", 3, 3},           // exactly
+        {"abcd", 3, 3},          // ASCII cut anywhere
+        {"a\xE2\x82\xAC", 3, 1}, // would split the euro sign: before it
+        {"a\xE2\x82\xAC", 2, 1}, // likewise
+        {"a\xE2\x82\xAC"
+         "b",
+         4, 4}, // after it
+        {"\xF0\x9F\x98\x80\xF0\x9F\x98\x80", 7, 4},
+        {"\xC3\xA9", 1, 0}, // not even one char fits
+        {"", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        size_t got = utf8_cut(cases[i].s, strlen(cases[i].s), cases[i].max);
+        ck_assert_msg(got == cases[i].want, "case %zu: %zu, not %zu", i, got, cases[i].want);
+        ck_assert_int_eq(utf8_find_invalid(cases[i].s, got), -1);
+    }
+}
+END_TEST
+
+// Each row: input, its length, the output cap, what comes out, and the input consumed.
+typedef struct {
+    const char *in;
+    size_t len, cap;
+    const char *out;
+    size_t used;
+} CopyCase;
+
+static void check_copies(size_t (*copy)(const char *, size_t, char *, size_t),
+                         const CopyCase *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char out[64];
+        memset(out, 'Z', sizeof(out));
+        ck_assert(cases[i].cap <= sizeof(out));
+        size_t used = copy(cases[i].in, cases[i].len, out, cases[i].cap);
+        ck_assert_msg(strcmp(out, cases[i].out) == 0, "case %zu: '%s', not '%s'", i, out,
+                      cases[i].out);
+        ck_assert_msg(used == cases[i].used, "case %zu: used %zu, not %zu", i, used, cases[i].used);
+        ck_assert_int_eq(utf8_find_invalid(out, strlen(out)), -1);
+    }
+}
+
+START_TEST(test_sanitize) {
+    static const CopyCase cases[] = {
+        {"plain", 5, 64, "plain", 5},
+        {"caf\xC3\xA9 \xE2\x82\xAC", 9, 64, "caf\xC3\xA9 \xE2\x82\xAC", 9}, // valid: unchanged
+        {"\xff", 1, 64, "\xEF\xBF\xBD", 1},                                 // a bad byte: U+FFFD
+        {"a\xE2\x82", 3, 64, "a\xEF\xBF\xBD\xEF\xBF\xBD", 3},               // cut sequence: each
+        {"\xC0\xAF/", 3, 64, "\xEF\xBF\xBD\xEF\xBF\xBD/", 3},               // overlong
+        {"\xED\xA0\x80", 3, 64, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 3}, // surrogate
+        {"ab\xE2\x82\xAC", 5, 5, "ab", 2}, // the euro sign would not fit whole
+        {"ab\xff", 3, 5, "ab", 2},         // nor would U+FFFD
+        {"ab\xE2\x82\xAC", 5, 6, "ab\xE2\x82\xAC", 5},
+        {"x", 1, 1, "", 0},
+        {"a\nb\"", 4, 64, "a\nb\"", 4}, // control chars are JSON's to escape
+    };
+    check_copies(utf8_sanitize, cases, sizeof(cases) / sizeof(*cases));
+}
+END_TEST
+
+START_TEST(test_escape) {
+    static const CopyCase cases[] = {
+        {"plain \xE2\x82\xAC", 9, 64, "plain \xE2\x82\xAC", 9},
+        {"a\nb", 3, 64, "a\\nb", 3},
+        {"\r\t\\", 3, 64, "\\r\\t\\\\", 3},
+        {"\x1b[2J\x7f", 5, 64, "\\x1b[2J\\x7f", 5},
+        {"\xff\xE2\x82", 3, 64, "\\xff\\xe2\\x82", 3},
+        {"n\0m", 3, 64, "n\\x00m", 3},
+        {"ab\ncd", 5, 4, "ab", 2}, // an escape is never cut
+        {"ab\ncd", 5, 5, "ab\\n", 3},
+        {"\"q\"", 3, 64, "\"q\"", 3},
+    };
+    check_copies(utf8_escape, cases, sizeof(cases) / sizeof(*cases));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("utf8");
     TCase *tc = tcase_create("core");
@@ -89,6 +170,9 @@ int main(void) {
     tcase_add_test(tc, test_decode_rejects);
     tcase_add_test(tc, test_find_invalid_offsets);
     tcase_add_test(tc, test_count_and_encode);
+    tcase_add_test(tc, test_cut_at_boundaries);
+    tcase_add_test(tc, test_sanitize);
+    tcase_add_test(tc, test_escape);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
