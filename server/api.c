@@ -29,9 +29,15 @@ static int bad(ApiError *e, const char *param, const char *fmt, ...)
 static int bad(ApiError *e, const char *param, const char *fmt, ...) {
     e->status = 400;
     va_list ap;
+    // A message cut to fit must not end inside a character of a field it quotes.
+    char full[4 * sizeof(e->message)];
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    int n = vsnprintf(full, sizeof(full), fmt, ap);
     va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(full) ? (size_t)n : sizeof(full) - 1;
+    len = utf8_cut(full, len, sizeof(e->message) - 1);
+    memcpy(e->message, full, len);
+    e->message[len] = '\0';
     e->param[0] = '\0';
     if (param) copy_utf8(e->param, sizeof(e->param), param);
     return -1;
@@ -912,11 +918,19 @@ void gen_request_free(GenRequest *r) {
     memset(r, 0, sizeof(*r));
 }
 
+const cJSON *api_member(const cJSON *o, const char *name) {
+    const cJSON *last = NULL;
+    for (const cJSON *it = cJSON_IsObject(o) ? o->child : NULL; it; it = it->next)
+        if (strcmp(it->string, name) == 0) last = it;
+    return last;
+}
+
 int api_model_field(const char *body, size_t len, char *out, size_t cap) {
+    if (utf8_find_invalid(body, len) >= 0) return 0;
     cJSON *o = cJSON_ParseWithLength(body, len);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "model");
+    const cJSON *m = api_member(o, "model");
     int named = cJSON_IsString(m);
-    if (named) snprintf(out, cap, "%s", m->valuestring);
+    if (named) copy_utf8(out, cap, m->valuestring);
     cJSON_Delete(o);
     return named;
 }

@@ -62,8 +62,15 @@ int api_parse(const char *body, size_t len, int kind, const ServerConfig *cfg, c
               GenRequest *r, ApiError *e);
 void gen_request_free(GenRequest *r);
 
-/* The body's `model` member into out (cut to cap): 1 when there is one and it is a string,
- * else 0 (api_parse then explains what is wrong with the body). */
+/* The member of a request's object o named name: the last one, since a field given twice
+ * takes its last value (api_parse reads them in order, so the last one stays). NULL when
+ * there is none or o is not an object. */
+struct cJSON;
+const struct cJSON *api_member(const struct cJSON *o, const char *name);
+
+/* The body's `model` member (api_member's) into out, cut to cap at a character boundary:
+ * 1 when there is one and it is a string in a UTF-8 body, else 0 (api_parse then explains
+ * what is wrong with the body). */
 int api_model_field(const char *body, size_t len, char *out, size_t cap);
 
 #endif

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "http.h"
 #include "server.h"
+#include "utf8.h"
 
 double elapsed_ms(const struct timespec *since) {
     struct timespec now;
@@ -128,15 +129,33 @@ static const char *error_type(int status) {
     }
 }
 
-enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
-                              const char *message, const char *param) {
+// cJSON writes a string's bytes as they are: one that is not UTF-8 would make the reply
+// invalid JSON text.
+static void add_text(cJSON *o, const char *name, const char *s) {
+    size_t len = strlen(s);
+    if (utf8_find_invalid(s, len) < 0) {
+        cJSON_AddStringToObject(o, name, s);
+        return;
+    }
+    char clean[1024];
+    utf8_sanitize(s, len, clean, sizeof(clean));
+    cJSON_AddStringToObject(o, name, clean);
+}
+
+char *http_error_json(int status, const char *message, const char *param) {
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(e, "message", message);
+    add_text(e, "message", message);
     cJSON_AddStringToObject(e, "type", error_type(status));
-    if (param && param[0]) cJSON_AddStringToObject(e, "param", param);
+    if (param && param[0]) add_text(e, "param", param);
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
+    return json;
+}
+
+enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
+                              const char *message, const char *param) {
+    char *json = http_error_json(status, message, param);
     if (!json) {
         // Even the error could not be built: a static body still says what happened.
         static const char oom[] = "{\"error\":{\"message\":\"out of memory\"}}";

@@ -65,9 +65,12 @@ int http_cors_origins(void);
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);
-/* {"error": {"message": ..., "type": ..., "param": ...}}; param may be NULL. */
+/* {"error": {"message": ..., "type": ..., "param": ...}}; param may be NULL. Bytes of
+ * message or param that are not UTF-8 go out as U+FFFD, so the body is always UTF-8. */
 enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
                               const char *message, const char *param);
+/* respond_error's body (malloc'd), or NULL when out of memory. */
+char *http_error_json(int status, const char *message, const char *param);
 /* 413: the body is (or says it will be) larger than --max-body. */
 enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq);
 /* 204 to a CORS preflight (OPTIONS), with the methods and headers a page may use. */

@@ -160,9 +160,13 @@ char *info_card(const ServedModel *m, char *err) {
 }
 
 enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id) {
-    char ids[512], msg[768];
+    // The name as asked, which a URL can make any bytes: at most 64 of them, as UTF-8.
+    char ids[512], shown[72], msg[800];
+    size_t len = id ? strlen(id) : 0;
+    size_t used = utf8_sanitize(id ? id : "", len, shown, 65);
+    if (used < len) strcat(shown, "...");
     models_ids_text(ids, sizeof(ids));
-    snprintf(msg, sizeof(msg), "no model '%.64s' here; this server has %s", id, ids);
+    snprintf(msg, sizeof(msg), "no model '%s' here; this server has %s", shown, ids);
     cJSON *o = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", msg);
@@ -295,12 +299,13 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
         for (const char *const *n = names; *n; n++) known |= strcmp(*n, it->string) == 0;
         if (known) continue;
         char m[128];
-        snprintf(m, sizeof(m), "unknown field '%.48s'", it->string);
+        snprintf(m, sizeof(m), "unknown field '%.*s'",
+                 (int)utf8_cut(it->string, strlen(it->string), 48), it->string);
         *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, m, it->string);
         cJSON_Delete(o);
         return NULL;
     }
-    const cJSON *id = o && !msg ? cJSON_GetObjectItemCaseSensitive(o, "model") : NULL;
+    const cJSON *id = o && !msg ? api_member(o, "model") : NULL;
     if (id && !cJSON_IsString(id)) {
         cJSON_Delete(o);
         *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "model must be a string", "model");
@@ -324,7 +329,7 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *content = cJSON_GetObjectItemCaseSensitive(in, "content");
+    const cJSON *content = api_member(in, "content");
     if (!cJSON_IsString(content)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "content must be a string", "content");
@@ -367,7 +372,7 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(in, "tokens");
+    const cJSON *tokens = api_member(in, "tokens");
     if (!cJSON_IsArray(tokens)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",

@@ -242,10 +242,14 @@ void models_ids_text(char *buf, size_t cap) {
     size_t len = 0;
     buf[0] = '\0';
     pthread_mutex_lock(&mu);
-    for (int i = 0; i < nlist && len < cap; i++) {
-        int w = snprintf(buf + len, cap - len, "%s'%s'", i ? ", " : "", list[i]->id);
-        if (w < 0) break;
-        len += (size_t)w;
+    for (int i = 0; i < nlist; i++) {
+        // Whole ids only, and room kept for the ", ..." that says some are left out.
+        size_t need = strlen(list[i]->id) + 4, rest = i + 1 < nlist ? 6 : 1;
+        if (len + need + rest > cap) {
+            if (len + 6 <= cap) strcpy(buf + len, ", ...");
+            break;
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s'%s'", i ? ", " : "", list[i]->id);
     }
     pthread_mutex_unlock(&mu);
 }

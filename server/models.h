@@ -53,7 +53,8 @@ ServedModel *models_get(const char *id);
 void models_put(ServedModel *m);
 /* References to every model, default first; returns how many (at most cap). */
 int models_all(ServedModel **out, int cap);
-/* The ids, in order, quoted and separated by ", " for a message. */
+/* The ids, in order, quoted and separated by ", " for a message: as many whole ones as
+ * fit in cap, then ", ..." when some did not. */
 void models_ids_text(char *buf, size_t cap);
 /* Re-reads every folder; logs one line per model that changed or failed. Returns the
  * report as JSON text ({"reloaded", "unchanged", "failed"}), or NULL when out of memory.

@@ -10,6 +10,7 @@
 #include "routes.h"
 #include "server.h"
 #include "static.h"
+#include "utf8.h"
 
 // Looked up in order, the first match serving; also the order of /metrics' lines. The
 // page and /health (the probes') stay open when keys are configured.
@@ -84,8 +85,10 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
         }
     }
     if (!route_allows(r, rq->method)) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "method %s is not allowed here", rq->method);
+        // The method as sent, cut at 15 bytes: it may end inside a character, or hold none.
+        char method[64], msg[96];
+        utf8_sanitize(rq->method, strlen(rq->method), method, sizeof(method));
+        snprintf(msg, sizeof(msg), "method %s is not allowed here", method);
         route_allow_text(r, cors, rq->allow, sizeof(rq->allow));
         return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED, msg, NULL);
     }
