@@ -377,9 +377,10 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (models_start(err)) {
+    int loaded = models_start(err);
+    if (loaded) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
-        return CLI_EXIT_FAILURE;
+        return loaded == -2 ? CLI_EXIT_BAD_INPUT : CLI_EXIT_FAILURE;
     }
     srv.started = time(NULL);
     int asked_conns = srv.cfg.max_conns;
@@ -404,17 +405,7 @@ int main(int argc, char **argv) {
         free_all();
         return CLI_EXIT_FAILURE;
     }
-    ServedModel *all[MODELS_MAX];
-    int nm = models_all(all, MODELS_MAX);
-    for (int i = 0; i < nm; i++) {
-        const ModelConfig *mc = &all[i]->model.config;
-        fprintf(stderr,
-                SERVER_NAME ": model %s: vocab %d, embed %d, hidden %d, layers %d, %zu "
-                            "parameters, id %s\n",
-                all[i]->dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
-                all[i]->model.num_params, all[i]->id);
-        models_put(all[i]);
-    }
+    models_log();
     if (fd_limit)
         fprintf(stderr,
                 SERVER_NAME ": --max-connections %d lowered to %d (open files limit %llu)\n",

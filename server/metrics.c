@@ -22,13 +22,18 @@ static struct {
     atomic_ulong latency[METRICS_MAX_LABELS]
                         [NBUCKETS + 1];          // per bucket (not cumulative), +Inf last
     atomic_ulong latency_us[METRICS_MAX_LABELS]; // sum, in microseconds
-    atomic_ulong generated_chars[MODELS_MAX], prompt_chars[MODELS_MAX]; // by model
-    atomic_ulong generations[MODELS_MAX][FINISH_CANCELLED + 1];
 } m;
 
-// The `model` labels: a slot per id ever served, so that a reload keeps the counts.
-static char model_ids[MODELS_MAX][MODEL_ID_MAX];
-static atomic_int nmodels;
+struct MetricsModel {
+    char id[MODEL_ID_MAX];
+    int refs; // the loaded models with this id; under models_mu
+    atomic_ulong generated_chars, prompt_chars;
+    atomic_ulong generations[FINISH_CANCELLED + 1];
+    MetricsModel *next;
+};
+
+// The `model` series, in the order their ids were first loaded.
+static MetricsModel *series;
 static pthread_mutex_t models_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const *labels; // [nlabels] route labels, from metrics_init
@@ -52,25 +57,36 @@ void metrics_request(int label, int status, double seconds) {
     atomic_fetch_add(&m.latency_us[label], (unsigned long)(seconds * 1e6 + 0.5));
 }
 
-int metrics_model(const char *id) {
+MetricsModel *metrics_model_get(const char *id) {
     pthread_mutex_lock(&models_mu);
-    int n = atomic_load(&nmodels), slot = -1;
-    for (int i = 0; i < n && slot < 0; i++)
-        if (strcmp(model_ids[i], id) == 0) slot = i;
-    if (slot < 0 && n < MODELS_MAX) {
-        snprintf(model_ids[n], MODEL_ID_MAX, "%s", id);
-        atomic_store(&nmodels, n + 1);
-        slot = n;
-    }
+    MetricsModel **at = &series;
+    while (*at && strcmp((*at)->id, id) != 0) at = &(*at)->next;
+    if (!*at && (*at = calloc(1, sizeof(**at))))
+        snprintf((*at)->id, sizeof((*at)->id), "%s", id); // ids fit: models.c checks them
+    MetricsModel *mm = *at;
+    if (mm) mm->refs++;
     pthread_mutex_unlock(&models_mu);
-    return slot;
+    return mm;
 }
 
-void metrics_generation(int slot, int prompt_chars, int generated_chars, FinishReason finish) {
-    if (slot < 0 || slot >= MODELS_MAX) return;
-    atomic_fetch_add(&m.prompt_chars[slot], (unsigned long)prompt_chars);
-    atomic_fetch_add(&m.generated_chars[slot], (unsigned long)generated_chars);
-    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&m.generations[slot][finish], 1);
+void metrics_model_put(MetricsModel *mm) {
+    if (!mm) return;
+    pthread_mutex_lock(&models_mu);
+    if (--mm->refs == 0) {
+        MetricsModel **at = &series;
+        while (*at != mm) at = &(*at)->next;
+        *at = mm->next;
+        free(mm);
+    }
+    pthread_mutex_unlock(&models_mu);
+}
+
+void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
+                        FinishReason finish) {
+    if (!mm) return;
+    atomic_fetch_add(&mm->prompt_chars, (unsigned long)prompt_chars);
+    atomic_fetch_add(&mm->generated_chars, (unsigned long)generated_chars);
+    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&mm->generations[finish], 1);
 }
 
 typedef struct {
@@ -106,7 +122,20 @@ static void put(Buf *b, const char *fmt, ...) {
     }
 }
 
+// A label value as the text exposition format writes it: backslash, double quote and
+// newline escaped. Ids are at most MODEL_ID_MAX - 1 bytes, each written as at most two.
+static const char *label(const char *value, char out[2 * MODEL_ID_MAX]) {
+    size_t o = 0;
+    for (const char *p = value; *p && o + 2 < 2 * MODEL_ID_MAX; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') out[o++] = '\\';
+        out[o++] = *p == '\n' ? 'n' : *p;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
+    char esc[2 * MODEL_ID_MAX];
     Buf b = {.cap = 8192};
     b.s = malloc(b.cap);
     if (!b.s) return respond_error(conn, rq, 503, "out of memory", NULL);
@@ -139,31 +168,33 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r], total);
     }
 
-    int nm = atomic_load(&nmodels);
+    // A model's series holds its reference, so it outlives the lock only in the text.
+    pthread_mutex_lock(&models_mu);
     put(&b, "# HELP charlm_generated_chars_total Characters generated (stop sequences included), "
             "by model.\n"
             "# TYPE charlm_generated_chars_total counter\n");
-    for (int i = 0; i < nm; i++)
-        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", model_ids[i],
-            atomic_load(&m.generated_chars[i]));
+    for (const MetricsModel *mm = series; mm; mm = mm->next)
+        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", label(mm->id, esc),
+            atomic_load(&mm->generated_chars));
     put(&b, "# HELP charlm_prompt_chars_total Prompt characters fed to the model, by model.\n"
             "# TYPE charlm_prompt_chars_total counter\n");
-    for (int i = 0; i < nm; i++)
-        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", model_ids[i],
-            atomic_load(&m.prompt_chars[i]));
+    for (const MetricsModel *mm = series; mm; mm = mm->next)
+        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", label(mm->id, esc),
+            atomic_load(&mm->prompt_chars));
     put(&b, "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
             "# TYPE charlm_generations_total counter\n");
-    for (int i = 0; i < nm; i++)
+    for (const MetricsModel *mm = series; mm; mm = mm->next)
         for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
             put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
-                model_ids[i], finish_reason_name((FinishReason)f),
-                atomic_load(&m.generations[i][f]));
+                label(mm->id, esc), finish_reason_name((FinishReason)f),
+                atomic_load(&mm->generations[f]));
+    pthread_mutex_unlock(&models_mu);
     put(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
             "# TYPE charlm_model_parameters gauge\n");
     ServedModel *all[MODELS_MAX];
     int n = models_all(all, MODELS_MAX);
     for (int i = 0; i < n; i++) {
-        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", all[i]->id,
+        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", label(all[i]->id, esc),
             all[i]->model.num_params);
         models_put(all[i]);
     }

@@ -13,10 +13,16 @@
  * the server. Before the first request. */
 int metrics_init(const char *const *labels, int n, char *err);
 void metrics_request(int label, int status, double seconds);
-/* The slot of a model id for metrics_generation (the same slot for the same id over the
- * server's life, reloads included), or -1 past MODELS_MAX ids: those are not counted. */
-int metrics_model(const char *id);
-void metrics_generation(int slot, int prompt_chars, int generated_chars, FinishReason finish);
+/* A model id's generation counters: one series per id while a model of that id is loaded
+ * (served, or finishing requests after a reload took it away). A reload that keeps the id
+ * keeps the counts; an id no model has any more drops its series. */
+typedef struct MetricsModel MetricsModel;
+/* A reference to id's counters, made at zero when no loaded model has the id; NULL when
+ * out of memory (that model's generations are then not counted). */
+MetricsModel *metrics_model_get(const char *id);
+void metrics_model_put(MetricsModel *mm);
+void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
+                        FinishReason finish);
 enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq);
 
 #endif

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,14 @@
 #include "metrics.h"
 #include "models.h"
 #include "server.h"
+#include "utf8.h"
 
-// A folder to serve and the id it is served under.
+// A folder to serve and the id it is served under, as named: err says why that name is
+// no id (empty when it is one).
 typedef struct {
     char *dir;
-    char id[MODEL_ID_MAX];
+    char *id;
+    char err[ERR_LEN];
 } Source;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;        // guards the list
@@ -26,6 +30,27 @@ static ServedModel *list[MODELS_MAX];
 static int nlist;
 
 static const char *const files[2] = {"model.safetensors", "vocab.json"};
+
+// One line on stderr. It is made of ids and paths, which a folder's name can fill with any
+// bytes, newlines included: the whole line is escaped, so none can pass for a line of its own.
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...) {
+    char raw[2 * ERR_LEN], line[4 * ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    utf8_escape(raw, strlen(raw), line, sizeof(line));
+    fprintf(stderr, SERVER_NAME ": %s\n", line);
+}
+
+// The reload report is JSON: text in it must be UTF-8, whatever a folder's name holds.
+static void add_text(cJSON *o, const char *name, const char *s) {
+    char clean[3 * ERR_LEN];
+    utf8_sanitize(s, strlen(s), clean, sizeof(clean));
+    cJSON_AddStringToObject(o, name, clean);
+}
 
 static int stamp_read(const char *dir, FileStamp stamp[2]) {
     for (int i = 0; i < 2; i++) {
@@ -48,6 +73,7 @@ static int stamp_same(const FileStamp *a, const FileStamp *b) {
 }
 
 static void served_free(ServedModel *m) {
+    metrics_model_put(m->metrics_slot);
     model_free(&m->model);
     vocab_free(&m->vocab);
     free(m->card);
@@ -63,7 +89,7 @@ static ServedModel *served_load(const Source *s, char *err) {
         err_set(err, "out of memory");
         return NULL;
     }
-    snprintf(m->id, sizeof(m->id), "%s", s->id);
+    snprintf(m->id, sizeof(m->id), "%s", s->id); // fits: sources_list checked it
     // The stamp first: a file replaced while it is read then only looks changed at the
     // next reload, never the other way round.
     if (stamp_read(m->dir, m->stamp) != 0) {
@@ -76,7 +102,7 @@ static ServedModel *served_load(const Source *s, char *err) {
         return NULL;
     }
     m->created = m->stamp[0].mtime.tv_sec;
-    m->metrics_slot = metrics_model(m->id);
+    m->metrics_slot = metrics_model_get(m->id);
     m->card = info_card(m, err);
     if (!m->card) {
         served_free(m);
@@ -86,19 +112,42 @@ static ServedModel *served_load(const Source *s, char *err) {
     return m;
 }
 
-// The last part of a path, so that "./artefacts/" gives "artefacts".
-static void base_name(const char *dir, char *out, size_t cap) {
-    char *real = realpath(dir, NULL);
-    const char *path = real ? real : dir;
-    size_t end = strlen(path);
-    while (end > 1 && path[end - 1] == '/') end--;
-    size_t start = end;
-    while (start > 0 && path[start - 1] != '/') start--;
-    size_t n = end - start < cap - 1 ? end - start : cap - 1;
-    memcpy(out, path + start, n);
-    out[n] = '\0';
-    if (!out[0]) snprintf(out, cap, "charlm");
+// The name a folder gives its model: the last part of its path as given, so that
+// "./artefacts/" gives "artefacts" and a symlink its own name (not its target's); a path
+// ending in "." or ".." (or "/") the name of the folder it resolves to.
+static char *folder_name(const char *dir) {
+    char *real = NULL;
+    const char *path = dir;
+    for (int pass = 0; pass < 2 && path; pass++) {
+        size_t end = strlen(path);
+        while (end > 1 && path[end - 1] == '/') end--;
+        size_t start = end;
+        while (start > 0 && path[start - 1] != '/') start--;
+        size_t n = end - start;
+        const char *name = path + start;
+        if (n > 0 && *name != '/' && !(n == 1 && *name == '.') &&
+            !(n == 2 && memcmp(name, "..", 2) == 0)) {
+            char *out = strndup(name, n);
+            free(real);
+            return out;
+        }
+        path = real = realpath(dir, NULL);
+    }
     free(real);
+    return strdup("charlm");
+}
+
+// Whether a name can be an id (a client sends it back in `model`, replies and metrics show
+// it): at most MODEL_ID_MAX - 1 bytes of UTF-8. A longer one is refused, not cut.
+static void id_check(Source *s) {
+    size_t len = strlen(s->id);
+    if (len > MODEL_ID_MAX - 1)
+        err_set(s->err, "%s: the model id '%s' is %zu bytes, more than %d", s->dir, s->id, len,
+                MODEL_ID_MAX - 1);
+    else if (utf8_find_invalid(s->id, len) >= 0)
+        err_set(s->err, "%s: the model id '%s' is not UTF-8", s->dir, s->id);
+    else
+        s->err[0] = '\0';
 }
 
 static int by_name(const void *a, const void *b) {
@@ -106,21 +155,18 @@ static int by_name(const void *a, const void *b) {
 }
 
 static void sources_free(Source *s, int n) {
-    for (int i = 0; i < n; i++) free(s[i].dir);
+    for (int i = 0; i < n; i++) free(s[i].dir), free(s[i].id);
 }
 
 // What the configuration names now: each --model folder, then --models' subfolders that
-// hold a model, by name. Ids must be unique.
+// hold a model, by name. Ids must be unique; a name that is no id has its err set.
 static int sources_list(Source *out, int *nout, char *err) {
     const ServerConfig *c = &srv.cfg;
     int n = 0;
     for (int i = 0; i < c->model_dirs.n; i++) {
-        if (!(out[n].dir = strdup(c->model_dirs.value[i]))) goto oom;
-        if (i < c->model_ids.n)
-            snprintf(out[n].id, sizeof(out[n].id), "%s", c->model_ids.value[i]);
-        else
-            base_name(out[n].dir, out[n].id, sizeof(out[n].id));
-        n++;
+        out[n].dir = strdup(c->model_dirs.value[i]);
+        out[n].id = i < c->model_ids.n ? strdup(c->model_ids.value[i]) : folder_name(out[n].dir);
+        if (!out[n++].dir || !out[n - 1].id) goto oom;
     }
     if (c->models_dir) {
         DIR *d = opendir(c->models_dir);
@@ -144,19 +190,24 @@ static int sources_list(Source *out, int *nout, char *err) {
         }
         closedir(d);
         qsort(names, (size_t)k, sizeof(*names), by_name);
+        // The entry's own name: a symlinked subfolder is served under the link's name.
         for (int i = 0; i < k; i++) {
             out[n].dir = names[i];
-            base_name(names[i], out[n].id, sizeof(out[n].id));
-            n++;
+            out[n].id = strdup(strrchr(names[i], '/') + 1);
+            if (!out[n++].id) {
+                for (int j = i + 1; j < k; j++) free(names[j]);
+                goto oom;
+            }
         }
         if (n > MODELS_MAX) {
             sources_free(out, n);
             return err_set(err, "more than %d models to serve", MODELS_MAX);
         }
     }
+    for (int i = 0; i < n; i++) id_check(&out[i]);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
-            if (strcmp(out[i].id, out[j].id) == 0) {
+            if (!out[i].err[0] && strcmp(out[i].id, out[j].id) == 0) {
                 err_set(err, "two models with the id '%s' (%s and %s): name them with --model-id",
                         out[i].id, out[j].dir, out[i].dir);
                 sources_free(out, n);
@@ -169,7 +220,7 @@ oom:
     return err_set(err, "out of memory");
 }
 
-int models_start(char *err) {
+static int start_all(char *err) {
     if (srv.cfg.model_ids.n > srv.cfg.model_dirs.n)
         return err_set(err, "%d --model-id for %d --model", srv.cfg.model_ids.n,
                        srv.cfg.model_dirs.n);
@@ -181,6 +232,12 @@ int models_start(char *err) {
         return err_set(err, "--models %s: no subfolder holds a model.safetensors",
                        srv.cfg.models_dir ? srv.cfg.models_dir : "");
     }
+    for (int i = 0; i < n; i++)
+        if (src[i].err[0]) {
+            memcpy(err, src[i].err, ERR_LEN);
+            sources_free(src, n);
+            return -2;
+        }
     for (int i = 0; i < n; i++) {
         char why[ERR_LEN];
         ServedModel *m = served_load(&src[i], why);
@@ -194,6 +251,25 @@ int models_start(char *err) {
     }
     sources_free(src, n);
     return 0;
+}
+
+int models_start(char *err) {
+    char raw[ERR_LEN];
+    int rc = start_all(raw);
+    if (rc) utf8_escape(raw, strlen(raw), err, ERR_LEN);
+    return rc;
+}
+
+void models_log(void) {
+    ServedModel *all[MODELS_MAX];
+    int n = models_all(all, MODELS_MAX);
+    for (int i = 0; i < n; i++) {
+        const ModelConfig *mc = &all[i]->model.config;
+        log_line("model %s: vocab %d, embed %d, hidden %d, layers %d, %zu parameters, id %s",
+                 all[i]->dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
+                 all[i]->model.num_params, all[i]->id);
+        models_put(all[i]);
+    }
 }
 
 void models_stop(void) {
@@ -264,10 +340,10 @@ char *models_reload(void) {
     int n;
     char err[ERR_LEN];
     if (sources_list(src, &n, err) != 0) {
-        fprintf(stderr, SERVER_NAME ": reload: %s; still serving the previous models\n", err);
+        log_line("reload: %s; still serving the previous models", err);
         cJSON *f = cJSON_CreateObject();
         cJSON_AddNullToObject(f, "id");
-        cJSON_AddStringToObject(f, "error", err);
+        add_text(f, "error", err);
         cJSON_AddItemToArray(failed, f);
         n = 0;
         goto out;
@@ -275,6 +351,14 @@ char *models_reload(void) {
     ServedModel *next[MODELS_MAX];
     int nnext = 0;
     for (int i = 0; i < n; i++) {
+        if (src[i].err[0]) {
+            log_line("reload: %s; not served", src[i].err);
+            cJSON *f = cJSON_CreateObject();
+            add_text(f, "id", src[i].id);
+            add_text(f, "error", src[i].err);
+            cJSON_AddItemToArray(failed, f);
+            continue;
+        }
         // What serves this folder now (a reference of our own while we decide).
         ServedModel *old = NULL;
         pthread_mutex_lock(&mu);
@@ -292,17 +376,17 @@ char *models_reload(void) {
         }
         ServedModel *m = served_load(&src[i], err);
         if (!m) {
-            fprintf(stderr, SERVER_NAME ": reload: %s: %s; %s\n", src[i].id, err,
-                    old ? "still serving the previous model" : "not served");
+            log_line("reload: %s: %s; %s", src[i].id, err,
+                     old ? "still serving the previous model" : "not served");
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "id", src[i].id);
-            cJSON_AddStringToObject(f, "error", err);
+            add_text(f, "error", err);
             cJSON_AddItemToArray(failed, f);
             if (old) next[nnext++] = old;
             continue;
         }
-        fprintf(stderr, SERVER_NAME ": reload: %s: now step %ld, best_val_loss %.6f\n", m->id,
-                m->info.steps, m->info.best_val_loss);
+        log_line("reload: %s: now step %ld, best_val_loss %.6f", m->id, m->info.steps,
+                 m->info.best_val_loss);
         cJSON_AddItemToArray(reloaded, cJSON_CreateString(m->id));
         models_put(old);
         next[nnext++] = m;

@@ -17,9 +17,12 @@
 
 #include "artefacts.h"
 
-// Models one server serves at once; ids kept by the metrics over its life.
+// Models one server serves at once; an id's bytes, its NUL included: ids are at most
+// MODEL_ID_MAX - 1 bytes of UTF-8, and longer ones are refused rather than cut.
 #define MODELS_MAX   16
 #define MODEL_ID_MAX 128
+
+struct MetricsModel;
 
 // What a folder's files were when they were read: a change of any is a new model.
 typedef struct {
@@ -35,15 +38,20 @@ typedef struct {
     Model model;
     Vocab vocab;
     ModelInfo info;
-    char *card;         // GET /model body
-    time_t created;     // model.safetensors' modification time: OpenAI's `created`
-    int metrics_slot;   // this id's row in the metrics (metrics.h)
-    FileStamp stamp[2]; // model.safetensors, vocab.json
-    atomic_int refs;    // the registry's one while listed, and one per holder
+    char *card;                        // GET /model body
+    time_t created;                    // model.safetensors' modification time: OpenAI's `created`
+    struct MetricsModel *metrics_slot; // this id's counters (metrics.h)
+    FileStamp stamp[2];                // model.safetensors, vocab.json
+    atomic_int refs;                   // the registry's one while listed, and one per holder
 } ServedModel;
 
-/* Loads every folder the configuration names (srv.cfg). Errors name the folder. */
+/* Loads every folder the configuration names (srv.cfg). Errors name the folder; -2 for
+ * an id that is no id (over MODEL_ID_MAX - 1 bytes, or not UTF-8), -1 for the rest. Ids and
+ * paths in err, as in every log line of this module, have their control characters
+ * escaped (utf8_escape). */
 int models_start(char *err);
+/* Logs one line per model loaded: its folder, size and id. */
+void models_log(void);
 void models_stop(void);
 int models_count(void);
 /* The model a request's `model` field names, NULL or "" for the default (the first
@@ -56,7 +64,8 @@ int models_all(ServedModel **out, int cap);
 /* The ids, in order, quoted and separated by ", " for a message: as many whole ones as
  * fit in cap, then ", ..." when some did not. */
 void models_ids_text(char *buf, size_t cap);
-/* Re-reads every folder; logs one line per model that changed or failed. Returns the
+/* Re-reads every folder; logs one line per model that changed or failed (a folder whose
+ * name is no id is one that failed; the others are served). Returns the
  * report as JSON text ({"reloaded", "unchanged", "failed"}), or NULL when out of memory.
  * Reloads run one at a time. */
 char *models_reload(void);
