@@ -112,29 +112,18 @@ static ServedModel *served_load(const Source *s, char *err) {
     return m;
 }
 
-// The name a folder gives its model: the last part of its path as given, so that
-// "./artefacts/" gives "artefacts" and a symlink its own name (not its target's); a path
-// ending in "." or ".." (or "/") the name of the folder it resolves to.
+// A --model folder's name: the last part of its path once resolved, so that
+// "./artefacts/" and "." give "artefacts" (a symlink given as --model, its target's).
 static char *folder_name(const char *dir) {
-    char *real = NULL;
-    const char *path = dir;
-    for (int pass = 0; pass < 2 && path; pass++) {
-        size_t end = strlen(path);
-        while (end > 1 && path[end - 1] == '/') end--;
-        size_t start = end;
-        while (start > 0 && path[start - 1] != '/') start--;
-        size_t n = end - start;
-        const char *name = path + start;
-        if (n > 0 && *name != '/' && !(n == 1 && *name == '.') &&
-            !(n == 2 && memcmp(name, "..", 2) == 0)) {
-            char *out = strndup(name, n);
-            free(real);
-            return out;
-        }
-        path = real = realpath(dir, NULL);
-    }
+    char *real = realpath(dir, NULL);
+    const char *path = real ? real : dir;
+    size_t end = strlen(path);
+    while (end > 1 && path[end - 1] == '/') end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/') start--;
+    char *name = end > start ? strndup(path + start, end - start) : strdup("charlm");
     free(real);
-    return strdup("charlm");
+    return name;
 }
 
 // Whether a name can be an id (a client sends it back in `model`, replies and metrics show

@@ -2,7 +2,10 @@
 // /v1/chat/completions (server/api.c). The first byte picks the route (even: /generate;
 // odd: /v1/completions, or chat when bit 1 is set too), the rest is the body. A body is
 // either a request within the limits below or a 400 whose message and param are valid
-// UTF-8 (they go back in a JSON reply); never anything else.
+// UTF-8, in an error reply (http_error_json) that is UTF-8 JSON saying the same; never
+// anything else. The model name read for selection is UTF-8 too (a 404 quotes it), and an
+// error reply quoting any bytes at all (a URL's) is UTF-8 JSON.
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 
 #include "api.h"
 #include "genparams.h"
+#include "http.h"
 #include "utf8.h"
 
 #define CHECK(c)                                                                                   \
@@ -45,6 +49,23 @@ static int utf8_ok(const char *s) {
     return utf8_find_invalid(s, strlen(s)) < 0;
 }
 
+/* The error reply for message and param: UTF-8 JSON with them in it (as they are when they
+ * were UTF-8). */
+static void check_error_reply(int status, const char *message, const char *param) {
+    char *json = http_error_json(status, message, param);
+    CHECK(json && utf8_ok(json));
+    cJSON *o = cJSON_Parse(json);
+    CHECK(o);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "param");
+    CHECK(cJSON_IsString(m) && (!utf8_ok(message) || strcmp(m->valuestring, message) == 0));
+    CHECK(param && param[0] ? cJSON_IsString(p) : !p);
+    CHECK(!p || !utf8_ok(param) || strcmp(p->valuestring, param) == 0);
+    cJSON_Delete(o);
+    free(json);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     int openai = data[0] & 1 ? (data[0] & 2 ? API_CHAT : API_COMPLETIONS) : API_NATIVE;
@@ -59,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     // The model's name is read before the body is parsed (gen.c): it must be a string cut
     // to the buffer, whatever the body.
     char id[129];
-    if (api_model_field(body, len, id, sizeof(id))) CHECK(strlen(id) < sizeof(id));
+    if (api_model_field(body, len, id, sizeof(id))) CHECK(strlen(id) < sizeof(id) && utf8_ok(id));
+    check_error_reply(404, body, NULL);
 
     GenRequest r;
     ApiError e;
@@ -98,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         CHECK(rc == -1 && e.status == 400);
         CHECK(e.message[0] && utf8_ok(e.message) && utf8_ok(e.param));
+        check_error_reply(e.status, e.message, e.param);
         // A failed parse owns nothing.
         CHECK(!r.prompts[0] && r.nprompts == 0);
         for (int i = 0; i < GEN_MAX_STOP; i++) CHECK(!r.stop[i]);

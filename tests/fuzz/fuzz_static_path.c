@@ -1,13 +1,16 @@
 // libFuzzer target: a request URL's path as the server treats it for /static/<name>:
 // http_unescape (server/http.c, libmicrohttpd's unescape callback) and then
 // static_name_ok (server/static.c), the only check between a URL and open(2). Whatever the
-// bytes, an accepted name must be a plain relative path inside the folder.
+// bytes, an accepted name must be a plain relative path inside the folder, and an error
+// reply quoting the path (as /v1/models/{id}'s 404 does) is UTF-8 JSON.
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "static.h"
+#include "utf8.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
@@ -23,6 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t before = strlen(s);
     size_t n = http_unescape(s);
     CHECK(n == strlen(s) && n <= before);
+    char *json = http_error_json(404, s, s);
+    CHECK(json && utf8_find_invalid(json, strlen(json)) == -1);
+    cJSON *o = cJSON_Parse(json);
+    CHECK(o);
+    cJSON_Delete(o);
+    free(json);
 
     if (static_name_ok(s)) {
         CHECK(n >= 1 && n <= 200);

@@ -1,7 +1,9 @@
 // libFuzzer target: core/utf8.c. The three readers must agree with each other and with the
 // encoder: decoding step by step stops exactly where utf8_find_invalid says, utf8_count
 // counts the steps, and every decoded sequence is the one canonical encoding of its code
-// point (so overlong forms, surrogates and values past U+10FFFF are never accepted).
+// point (so overlong forms, surrogates and values past U+10FFFF are never accepted). The
+// copies made for replies and logs are valid UTF-8 from any bytes: utf8_sanitize keeps
+// valid text as it is, utf8_escape leaves no control character; utf8_cut never splits one.
 #include <stdint.h>
 #include <string.h>
 
@@ -41,6 +43,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         CHECK(bad == -1);
         CHECK(utf8_count((const char *)data, size) == steps);
+    }
+
+    // Copies for a reply and a log line, into room that may cut them short.
+    char out[256];
+    size_t cap = size ? 1 + data[0] % sizeof(out) : 1;
+    const char *s = (const char *)data;
+    size_t used = utf8_sanitize(s, size, out, cap);
+    CHECK(used <= size && strlen(out) < cap && utf8_find_invalid(out, strlen(out)) == -1);
+    if (bad == -1 && !memchr(s, 0, size))
+        CHECK(memcmp(out, s, strlen(out)) == 0 && strlen(out) == used);
+    used = utf8_escape(s, size, out, cap);
+    CHECK(used <= size && strlen(out) < cap && utf8_find_invalid(out, strlen(out)) == -1);
+    for (const char *p = out; *p; p++) CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+    if (bad == -1) {
+        size_t keep = utf8_cut(s, size, cap);
+        CHECK(keep <= size && keep <= cap && utf8_find_invalid(s, keep) == -1);
+        CHECK(keep == size || keep + 4 > cap);
     }
 
     // The other direction: any valid code point survives encode + decode.
