@@ -364,6 +364,12 @@ START_TEST(test_odd_ids_in_metrics_and_logs) {
     r = http_post(z.port, "/admin/reload", "{}");
     ck_assert_msg(r.status == 200 && strstr(r.body, "\"reloaded\":[\"q\\\"b"), "%s", r.body);
     resp_free(&r);
+    // The model loaded again under the same id counts on from where it was.
+    generate(z.port, "\"q\\\"b\\\\s\\ncharlm-server: forged\"");
+    const char *const after[] = {
+        "charlm_generated_chars_total{model=\"q\\\"b\\\\s\\ncharlm-server: forged\"} 6\n"};
+    r = metrics_with(z.port, after, 1);
+    resp_free(&r);
     char *log = tu_read_file(z.log, NULL);
     ck_assert_msg(!strstr(log, "\ncharlm-server: forged"), "a forged line:\n%s", log);
     ck_assert_msg(strstr(log, "q\"b\\\\s\\ncharlm-server: forged: vocab"), "%s", log);

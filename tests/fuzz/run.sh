@@ -3,10 +3,13 @@
 # AddressSanitizer + UBSan:
 #
 #   fuzz_api           POST /generate, /v1/completions, chat bodies server/api.c
-#   fuzz_static_path   URL unescape + the static file name check   server/http.c, static.c
+#                      and their error replies (UTF-8 JSON)        server/http.c
+#   fuzz_static_path   URL unescape + the static file name check,  server/http.c, static.c
+#                      an error reply quoting the path (UTF-8 JSON)
 #   fuzz_safetensors   model.safetensors, then the whole model load core/safetensors.c, artefacts.c
 #   fuzz_vocab         vocab.json                                  core/vocab.c
-#   fuzz_utf8          decode / find_invalid / count / encode agree core/utf8.c
+#   fuzz_utf8          decode / find_invalid / count / encode agree, core/utf8.c
+#                      cut / sanitize / escape give valid UTF-8
 #
 #   tests/fuzz/run.sh [SECONDS]     SECONDS per target, default 30
 #
