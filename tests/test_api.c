@@ -677,6 +677,34 @@ START_TEST(test_chat_template_errors) {
 }
 END_TEST
 
+// What model selection reads from a body (api_model_field): the last `model`, as api_parse
+// keeps the last value of any field; nothing from a body that is not UTF-8; a long name
+// cut between characters.
+static const struct {
+    const char *body;
+    int named;
+    const char *id;
+} model_cases[] = {
+    {"{\"model\": \"a\", \"prompt\": \"x\"}", 1, "a"},
+    {"{\"model\": \"a\", \"prompt\": \"x\", \"model\": \"b\"}", 1, "b"},
+    {"{\"model\": \"a\", \"model\": 3}", 0, ""},
+    {"{\"model\": 3, \"model\": \"b\"}", 1, "b"},
+    {"{\"prompt\": \"x\"}", 0, ""},
+    {"{\"model\": \"\xff\"}", 0, ""},
+    {"{\"model\": \"a\", \"prompt\": \"\xC3\"}", 0, ""},
+    {"[\"model\", \"a\"]", 0, ""},
+    {"{\"model\": \"abcdefg\xE2\x82\xAC\"}", 1, "abcdefg"}, // cut at 9 bytes: not inside the €
+    {"{\"model\": \"abcde\xE2\x82\xAC\"}", 1, "abcde\xE2\x82\xAC"},
+};
+
+START_TEST(test_model_field) {
+    char id[9] = "";
+    const char *body = model_cases[_i].body;
+    ck_assert_int_eq(api_model_field(body, strlen(body), id, sizeof(id)), model_cases[_i].named);
+    if (model_cases[_i].named) ck_assert_str_eq(id, model_cases[_i].id);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("parse");
@@ -686,6 +714,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_card_matches_parser, 0, 2);
     tcase_add_loop_test(tc, test_chat_table, 0, (int)(sizeof(chat_cases) / sizeof(*chat_cases)));
     tcase_add_test(tc, test_chat_template_errors);
+    tcase_add_loop_test(tc, test_model_field, 0, (int)(sizeof(model_cases) / sizeof(*model_cases)));
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
