@@ -418,6 +418,35 @@ START_TEST(test_metrics_follow_the_models_served) {
 }
 END_TEST
 
+START_TEST(test_long_ids_in_a_404) {
+    // Five ids of forty euro signs (120 bytes) do not all fit in a 404's list of ids: it
+    // names whole ones, then "...".
+    zoo_make();
+    for (int m = 0; m < 5; m++) {
+        char name[160];
+        // The first a byte longer, so that a cut at 511 bytes would split a character.
+        static const char *const first[] = {"aa", "b", "c", "d", "e"};
+        snprintf(name, sizeof(name), "%s", first[m]);
+        for (int i = 0; i < 40; i++) strcat(name, "\xE2\x82\xAC");
+        zoo_add(name);
+    }
+    const char *args[] = {"--models", zoo, NULL};
+    Srv z;
+    ck_assert_int_eq(srv_start(&z, NULL, args), 0);
+    Resp r = http_get(z.port, "/v1/models/none");
+    ck_assert_int_eq(r.status, 404);
+    cJSON *j = utf8_json(&r, "a 404 listing long ids");
+    const char *msg = error_message(j);
+    ck_assert_msg(strstr(msg, "'d\xE2\x82\xAC") && !strstr(msg, "'e\xE2\x82\xAC"), "%s", msg);
+    size_t len = strlen(msg);
+    ck_assert_msg(len > 5 && strcmp(msg + len - 5, ", ...") == 0, "%s", msg);
+    cJSON_Delete(j);
+    resp_free(&r);
+    ck_assert_int_eq(srv_stop(&z), 0);
+    zoo_remove();
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("server_ids");
     TCase *tc = tcase_create("replies");
@@ -432,6 +461,7 @@ int main(void) {
     tcase_set_timeout(ti, 180);
     tcase_add_test(ti, test_ids_over_127_bytes_are_refused);
     tcase_add_test(ti, test_folder_names);
+    tcase_add_test(ti, test_long_ids_in_a_404);
     tcase_add_test(ti, test_odd_ids_in_metrics_and_logs);
     tcase_add_test(ti, test_metrics_follow_the_models_served);
     suite_add_tcase(su, ti);
