@@ -419,7 +419,7 @@ START_TEST(test_metrics_follow_the_models_served) {
 END_TEST
 
 START_TEST(test_long_ids_in_a_404) {
-    // Five ids of forty euro signs (120 bytes) do not all fit in a 404's list of ids: it
+    // Five ids of forty euro signs (over 120 bytes each) do not all fit in a 404's list: it
     // names whole ones, then "...".
     zoo_make();
     for (int m = 0; m < 5; m++) {
