@@ -26,7 +26,7 @@ static struct {
 
 struct MetricsModel {
     char id[MODEL_ID_MAX];
-    int refs; // the loaded models with this id; under models_mu
+    int refs; // the loaded models with this id; under series_mu
     atomic_ulong generated_chars, prompt_chars;
     atomic_ulong generations[FINISH_CANCELLED + 1];
     MetricsModel *next;
@@ -34,7 +34,7 @@ struct MetricsModel {
 
 // The `model` series, in the order their ids were first loaded.
 static MetricsModel *series;
-static pthread_mutex_t models_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t series_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const *labels; // [nlabels] route labels, from metrics_init
 static int nlabels;
@@ -58,27 +58,27 @@ void metrics_request(int label, int status, double seconds) {
 }
 
 MetricsModel *metrics_model_get(const char *id) {
-    pthread_mutex_lock(&models_mu);
+    pthread_mutex_lock(&series_mu);
     MetricsModel **at = &series;
     while (*at && strcmp((*at)->id, id) != 0) at = &(*at)->next;
     if (!*at && (*at = calloc(1, sizeof(**at))))
         snprintf((*at)->id, sizeof((*at)->id), "%s", id); // ids fit: models.c checks them
     MetricsModel *mm = *at;
     if (mm) mm->refs++;
-    pthread_mutex_unlock(&models_mu);
+    pthread_mutex_unlock(&series_mu);
     return mm;
 }
 
 void metrics_model_put(MetricsModel *mm) {
     if (!mm) return;
-    pthread_mutex_lock(&models_mu);
+    pthread_mutex_lock(&series_mu);
     if (--mm->refs == 0) {
         MetricsModel **at = &series;
         while (*at != mm) at = &(*at)->next;
         *at = mm->next;
         free(mm);
     }
-    pthread_mutex_unlock(&models_mu);
+    pthread_mutex_unlock(&series_mu);
 }
 
 void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
@@ -168,8 +168,8 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r], total);
     }
 
-    // A model's series holds its reference, so it outlives the lock only in the text.
-    pthread_mutex_lock(&models_mu);
+    // The series come and go with the models loaded: read them under their lock.
+    pthread_mutex_lock(&series_mu);
     put(&b, "# HELP charlm_generated_chars_total Characters generated (stop sequences included), "
             "by model.\n"
             "# TYPE charlm_generated_chars_total counter\n");
@@ -188,7 +188,7 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
             put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
                 label(mm->id, esc), finish_reason_name((FinishReason)f),
                 atomic_load(&mm->generations[f]));
-    pthread_mutex_unlock(&models_mu);
+    pthread_mutex_unlock(&series_mu);
     put(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
             "# TYPE charlm_model_parameters gauge\n");
     ServedModel *all[MODELS_MAX];
