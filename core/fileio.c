@@ -162,7 +162,6 @@ int file_read_regular(const char *path, size_t max, char **data, size_t *len, ch
         return err_set(err, "%s: out of memory", path);
     }
     int rc = file_read_exact(fd, buf, size, path, err);
-    if (rc == 0) rc = file_check_unchanged(fd, &st, path, err);
     close(fd);
     if (rc != 0) {
         free(buf);

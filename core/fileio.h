@@ -26,8 +26,8 @@ int file_read_exact(int fd, void *buf, size_t n, const char *path, char *err);
  * file rewritten in place during the read is refused rather than taken half old, half new. */
 int file_check_unchanged(int fd, const struct stat *before, const char *path, char *err);
 /* file_read_all for files a program finds rather than is given (model, vocab, static
- * files, logs): regular files only, the size is checked against max (when > 0) before
- * anything is read, and a file that changes while read is an error. */
+ * files, logs): regular files only, and the size is checked against max (when > 0)
+ * before anything is read. */
 int file_read_regular(const char *path, size_t max, char **data, size_t *len, char *err);
 /* Writes the concatenation of n parts to path atomically. */
 int file_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n,
