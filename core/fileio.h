@@ -22,8 +22,8 @@ int file_open_regular(const char *path, struct stat *st, char *err);
 /* Reads exactly n bytes from fd; a short read means the file shrank under us. */
 int file_read_exact(int fd, void *buf, size_t n, const char *path, char *err);
 /* After reading fd: fails ("<path>: changed while being read") unless it still has the
- * size, modification time and change time of *before (file_open_regular's), so that a
- * file rewritten in place during the read is refused rather than taken half old, half new. */
+ * size and modification time of *before (file_open_regular's), so that a file rewritten
+ * in place during the read is refused rather than taken half old, half new. */
 int file_check_unchanged(int fd, const struct stat *before, const char *path, char *err);
 /* file_read_all for files a program finds rather than is given (model, vocab, static
  * files, logs): regular files only, and the size is checked against max (when > 0)
