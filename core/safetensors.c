@@ -317,6 +317,8 @@ int st_open(StFile *f, const char *path, char *err) {
     if (file_read_exact(fd, (char *)buf + f->data_start, size - f->data_start, path, err) != 0 ||
         file_check_unchanged(fd, &before, path, err) != 0)
         goto fail;
+    // Read-only from here, as the mapped file was: nothing may write a loaded model's weights.
+    mprotect(buf, size, PROT_READ);
     close(fd);
     fd = -1;
     if (want) {

@@ -12,8 +12,8 @@
  * is read and checked first, and the data only when the file's size is exactly what the
  * header describes. The data is then read into memory, never mapped: a file that shrinks
  * while read (rewritten in place) is a short read, an error, where a mapping would fault;
- * one whose size or times change meanwhile is refused too. The writer records the SHA-256
- * of the data section in the metadata (ST_DATA_SHA256); a reader checks it when present.
+ * one whose size or modification time change meanwhile is refused too. The writer records the
+ * SHA-256 of the data section in the metadata (ST_DATA_SHA256); a reader checks it when present.
  */
 #ifndef CHARLM_SAFETENSORS_H
 #define CHARLM_SAFETENSORS_H
@@ -43,7 +43,7 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *
 
 typedef struct {
     char *path;
-    const char *bytes; // the whole file, read into an anonymous mapping
+    const char *bytes; // the whole file, read into an anonymous mapping, then read-only
     size_t len;
     size_t data_start; // 8 + header length
     void *header;      // cJSON *, the parsed header

@@ -30,7 +30,7 @@ static void expect_same_weights(const Model *a, const Model *b) {
 }
 
 // Saves a model folder from text; returns the model, loaded, then copied into a buffer of
-// its own that the test may change (a loaded model's weights are the file's bytes).
+// its own that the test may change (a loaded model's weights are the file's bytes, read-only).
 static void make_dir(const char *sub, Model *m, Vocab *v, ModelInfo *info) {
     char path[4096], err[ERR_LEN];
     snprintf(path, sizeof path, "%s/%s", tu_dir, sub);
@@ -85,8 +85,8 @@ START_TEST(test_artefacts_round_trip) {
     free(vbytes);
     ck_assert_int_eq(model_init(&fresh, &m.config, 5, err), 0);
     expect_same_weights(&m, &fresh);
-    // The weights are the file's bytes as read: no buffer of parameters, every tensor
-    // inside them.
+    // The weights are the file's bytes as read (read-only): no buffer of parameters, every
+    // tensor inside them.
     ck_assert_ptr_null(m.params);
     ck_assert_ptr_nonnull(m.map);
     ModelTensor mt[MODEL_MAX_TENSORS];

@@ -346,11 +346,11 @@ static int cmd_train(int argc, char **argv) {
     // renames that over train_log.jsonl: a served folder keeps the curve of the model it
     // serves. A resumed run goes on with whichever of the two it was writing.
     int log_pending = resume ? access(next_log, F_OK) == 0 : 1;
-    const char *log = log_pending ? next_log : log_path;
+    const char *run_log = log_pending ? next_log : log_path;
     const void *none[] = {""};
     size_t zero[] = {0};
-    if ((resume ? log_truncate(log, st.step, err) : file_write_atomic(log, none, zero, 1, err)) !=
-        0) {
+    if ((resume ? log_truncate(run_log, st.step, err)
+                : file_write_atomic(run_log, none, zero, 1, err)) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
         goto done;
     }
@@ -401,7 +401,7 @@ static int cmd_train(int argc, char **argv) {
                      "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"val_streams\": %d, "
                      "\"val_chars\": %zu}\n",
                      st.step, loss, val.loss, lr, tps, now_s() - start, streams, val.count);
-            if (log_append(log, line, err) != 0) {
+            if (log_append(run_log, line, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
                 goto done;
             }
@@ -418,7 +418,7 @@ static int cmd_train(int argc, char **argv) {
                     goto done;
                 }
                 log_pending = 0;
-                log = log_path;
+                run_log = log_path;
             }
             stopped = train_should_stop(&st);
         }
