@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "error.h"
@@ -183,21 +182,20 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     }
     // Every shape is checked against the file before anything is allocated, so metadata
     // claiming a huge model costs nothing unless the file really holds its tensors. The
-    // weights stay in the file's read-only mapping: no copy, and the page cache holds them
-    // once for every process that loads the file.
-    // A file whose header is not padded to a multiple of 4 bytes has its tensors copied.
+    // weights stay where st_open read the file: no second copy. A file whose header is
+    // not padded to a multiple of 4 bytes has its tensors copied into a buffer of their own.
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, NULL, err) != 0) goto done;
     float *data[MODEL_MAX_TENSORS];
-    int mapped = 1;
-    for (int i = 0; i < n && mapped; i++)
-        mapped = (data[i] = (float *)st_data(&f, t[i].name, t[i].ndim, t[i].shape, err)) != NULL;
-    if (mapped) {
+    int aligned = 1;
+    for (int i = 0; i < n && aligned; i++)
+        aligned = (data[i] = (float *)st_data(&f, t[i].name, t[i].ndim, t[i].shape, err)) != NULL;
+    if (aligned) {
         if (model_config_check(&c, err) != 0) goto done;
         model->config = c;
         model->num_params = model_param_count(&c);
         model_point_each(&model->w, &c, data);
-        st_take_map(&f, &model->map, &model->map_len);
+        st_take_bytes(&f, &model->map, &model->map_len);
     } else {
         if (model_alloc(model, &c, err) != 0) goto done;
         for (int i = 0; i < n; i++) {
@@ -208,10 +206,6 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     for (int i = 0; i < n; i++)
         if (check_finite(path, &t[i], data[i], err) != 0) goto done;
     if (infer_prepare(model, err) != 0) goto done;
-    // A step reads only the copy infer_prepare made: the file's pages, all read by the
-    // checks, leave this process (they stay in the page cache, and come back if the
-    // weights are read again), so that a served model costs about its file size once.
-    if (model->map) madvise((void *)model->map, model->map_len, MADV_DONTNEED);
     if (info_out) *info_out = local;
     rc = 0;
 done:

@@ -21,7 +21,10 @@ typedef struct {
 /* Writes <dir>/model.safetensors (atomically) with the metadata docs/FORMATS.md lists.
  * vocab.json must already be in dir: its hash goes into the metadata. */
 int artefacts_save_model(const char *path, const Model *model, const ModelInfo *info, char *err);
-/* Loads <dir>/vocab.json and <dir>/model.safetensors into vocab and model (allocated). */
+/* Loads <dir>/vocab.json and <dir>/model.safetensors into vocab and model (allocated),
+ * ready for inference (infer_prepare done). The file is read, never mapped (see
+ * safetensors.h), and the weights point into what was read; a process that only infers
+ * frees that with model_drop_weights. */
 int artefacts_load(const char *dir, Model *model, Vocab *vocab, ModelInfo *info, char *err);
 /* Loads a model file and checks it against an already loaded vocab with the given hash. */
 int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab_sha256,

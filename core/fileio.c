@@ -96,20 +96,19 @@ static int not_regular(const char *path, const struct stat *st, char *err) {
                    S_ISDIR(st->st_mode) ? "is a directory" : "not a regular file");
 }
 
-int file_open_regular(const char *path, size_t *size, char *err) {
+int file_open_regular(const char *path, struct stat *st, char *err) {
     // stat first so that a device is never opened at all, then fstat what was opened in
     // case the name was swapped in between.
-    struct stat st;
-    if (stat(path, &st) != 0) return err_set(err, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return not_regular(path, &st, err);
+    if (stat(path, st) != 0) return err_set(err, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st->st_mode)) return not_regular(path, st, err);
     // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return err_set(err, "%s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         int e = errno;
         close(fd);
-        return S_ISREG(st.st_mode) ? err_set(err, "%s: %s", path, strerror(e))
-                                   : not_regular(path, &st, err);
+        return S_ISREG(st->st_mode) ? err_set(err, "%s: %s", path, strerror(e))
+                                    : not_regular(path, st, err);
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
@@ -117,7 +116,6 @@ int file_open_regular(const char *path, size_t *size, char *err) {
         close(fd);
         return err_set(err, "%s: %s", path, strerror(e));
     }
-    *size = (size_t)st.st_size;
     return fd;
 }
 
@@ -134,12 +132,27 @@ int file_read_exact(int fd, void *buf, size_t n, const char *path, char *err) {
     return 0;
 }
 
+static int same_time(struct timespec a, struct timespec b) {
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+int file_check_unchanged(int fd, const struct stat *before, const char *path, char *err) {
+    struct stat now;
+    if (fstat(fd, &now) != 0) return err_set(err, "%s: %s", path, strerror(errno));
+    // Not the change time: a file replaced by a rename while it is read has its link
+    // count, and so its change time, changed, yet what was read of it is whole.
+    if (now.st_size != before->st_size || !same_time(now.st_mtim, before->st_mtim))
+        return err_set(err, "%s: changed while being read", path);
+    return 0;
+}
+
 int file_read_regular(const char *path, size_t max, char **data, size_t *len, char *err) {
     *data = NULL;
     *len = 0;
-    size_t size;
-    int fd = file_open_regular(path, &size, err);
+    struct stat st;
+    int fd = file_open_regular(path, &st, err);
     if (fd < 0) return -1;
+    size_t size = (size_t)st.st_size;
     if (max && size > max) {
         close(fd);
         return err_set(err, "%s: larger than %zu bytes", path, max);

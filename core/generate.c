@@ -100,7 +100,8 @@ static int lp_record(Generation *g, const float *logits, int id, int prompt, siz
     for (int v = 0; v < V; v++) sum += exp((double)logits[v] - m);
     double lse = m + log(sum);
     e->logprob = (float)(logits[id] - lse);
-    // K is at most 20 of ~100 ids: repeated selection beats sorting the row.
+    // K is at most 20 of ~100 ids: repeated selection beats sorting the row. K <= V
+    // (generation_init), so every round finds an id.
     for (int k = 0; k < K; k++) {
         int best = -1;
         for (int v = 0; v < V; v++) {
@@ -109,7 +110,7 @@ static int lp_record(Generation *g, const float *logits, int id, int prompt, siz
             if (!taken && (best < 0 || logits[v] > logits[best])) best = v;
         }
         top_id[k] = best;
-        top_lp[k] = best < 0 ? NAN : (float)(logits[best] - lse);
+        top_lp[k] = (float)(logits[best] - lse);
     }
     return 0;
 }
@@ -127,6 +128,8 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     g->model = model;
     g->vocab = vocab;
     g->params = *params;
+    // A vocabulary of fewer chars than asked for lists them all.
+    if (g->params.top_logprobs > vocab->size) g->params.top_logprobs = vocab->size;
     size_t nchars = utf8_count(prompt, prompt_len);
     g->prompt_ids = malloc((nchars ? nchars : 1) * sizeof(int));
     if (params->logprobs && params->score_prompt) {
@@ -185,7 +188,8 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
         return -1;
     }
     rng_seed(&g->rng, params->seed);
-    if (g->prompt_offset && g->prompt_tokens > 0 && lp_record(g, NULL, g->prompt_ids[0], 1, 0)) {
+    if (g->prompt_offset && g->prompt_tokens > 0 &&
+        lp_record(g, NULL, g->prompt_ids[0], 1, g->prompt_offset[0])) {
         generation_free(g);
         return err_set(err, "out of memory for a generation");
     }

@@ -25,7 +25,8 @@
  * Log probabilities (params.logprobs) are the model's own: the log-softmax of the raw
  * logits at each position, before bias, penalties, temperature or any cut, so they say
  * what the model believed rather than what the sampler was allowed to draw. Each
- * generated char gets an entry in lp[], with its top_logprobs most likely alternatives;
+ * generated char gets an entry in lp[], with its top_logprobs most likely alternatives
+ * (all the vocabulary's chars when it has fewer: g.params.top_logprobs says how many);
  * with score_prompt the prompt's chars get entries too (first, in order), the first of
  * them without a logprob since nothing predicted it. max_tokens 0 then scores a text.
  */
@@ -52,7 +53,8 @@ typedef struct {
     int nstop;
     const char *stop[GEN_MAX_STOP]; // UTF-8, non-empty; borrowed for the generation's life
     int logprobs;                   // record each char's log probability (0 = off)
-    int top_logprobs;               // 0 .. GEN_MAX_TOP alternatives recorded with each entry
+    int top_logprobs;               // 0 .. GEN_MAX_TOP alternatives recorded with each entry; a
+                                    // Generation's own copy is at most the vocabulary's size
     int score_prompt;               // with logprobs: entries for the prompt's chars too
 } GenerateParams;
 

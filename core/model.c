@@ -97,9 +97,17 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
     return 0;
 }
 
-void model_free(Model *model) {
+void model_drop_weights(Model *model) {
     free(model->params);
     if (model->map) munmap((void *)model->map, model->map_len);
+    model->params = NULL;
+    model->map = NULL;
+    model->map_len = 0;
+    memset(&model->w, 0, sizeof model->w);
+}
+
+void model_free(Model *model) {
+    model_drop_weights(model);
     free(model->infer.buf);
     memset(model, 0, sizeof *model);
 }

@@ -36,8 +36,8 @@ typedef struct {
 } LstmWeights;
 
 /* The weights laid out for inference (infer_prepare in infer.h), a copy that a step reads
- * instead of the model's own tensors (which for a loaded model are a mapped file that
- * could be changed under it): the matrices transposed, then cut into strips of INFER_STRIP outputs,
+ * instead of the model's own tensors (which a process that only infers can then drop,
+ * model_drop_weights): the matrices transposed, then cut into strips of INFER_STRIP outputs,
  * each strip's [in, INFER_STRIP] block contiguous (the last one padded with zeros), so that a step
  * reads each strip as one sequential run that the prefetcher can follow. */
 #define INFER_STRIP 24
@@ -55,11 +55,11 @@ typedef struct {
 typedef struct {
     ModelConfig config;
     size_t num_params;
-    float *params;   // [num_params] the one buffer LstmWeights points into; NULL when mapped
-    const void *map; // a loaded model: its file, mapped read-only, which LstmWeights points
-                     // into tensor by tensor (artefacts.h)
+    float *params;   // [num_params] the one buffer LstmWeights points into, or NULL
+    const void *map; // or a loaded model's file, read into a mapping of its own, which
+                     // LstmWeights points into tensor by tensor (artefacts.h)
     size_t map_len;
-    LstmWeights w;
+    LstmWeights w;      // all NULL after model_drop_weights
     InferWeights infer; // empty until infer_prepare
 } Model;
 
@@ -91,5 +91,10 @@ int model_init(Model *model, const ModelConfig *config, uint64_t seed, char *err
 int model_alloc(Model *model, const ModelConfig *config, char *err);
 /* Frees the parameters or unmaps the file, and the inference weights. */
 void model_free(Model *model);
+/* Frees the weights in training layout (params or the file's bytes), keeping config,
+ * num_params and the inference copy: for a process that only runs infer_step and
+ * infer_prefill, so that a loaded model costs about its size once rather than twice.
+ * Training, evaluation (lstm.h), saving and infer_prepare need the weights. */
+void model_drop_weights(Model *model);
 
 #endif

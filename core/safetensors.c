@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -248,9 +249,10 @@ int st_open(StFile *f, const char *path, char *err) {
     char *hdr = NULL;
     f->path = strdup(path);
     if (!f->path) return err_set(err, "%s: out of memory", path);
-    size_t size;
-    int fd = file_open_regular(path, &size, err);
+    struct stat before;
+    int fd = file_open_regular(path, &before, err);
     if (fd < 0) goto fail;
+    size_t size = (size_t)before.st_size;
     uint64_t hlen;
     if (size < 8) {
         err_set(err, "%s: file too short (%zu bytes) to be safetensors", path, size);
@@ -299,15 +301,24 @@ int st_open(StFile *f, const char *path, char *err) {
         goto fail;
     }
 
-    // Mapped, not read: the page cache holds the bytes once, however many models or
-    // servers read the same file.
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        err_set(err, "%s: mmap: %s", path, strerror(errno));
+    // Read, not mapped: a mapped file truncated under its reader (cp over it does that)
+    // kills the reader with SIGBUS, while a read of it is short, and an error. The memory
+    // is a mapping of its own, so that dropping it (st_close, model_free) hands it back to
+    // the system at once, whatever malloc would keep.
+    void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) {
+        err_set(err, "%s: out of memory for %zu bytes", path, size);
         goto fail;
     }
-    f->bytes = map;
+    f->bytes = buf;
     f->len = size;
+    memcpy(buf, &hlen, 8);
+    memcpy((char *)buf + 8, hdr, (size_t)hlen);
+    if (file_read_exact(fd, (char *)buf + f->data_start, size - f->data_start, path, err) != 0 ||
+        file_check_unchanged(fd, &before, path, err) != 0)
+        goto fail;
+    // Read-only from here, as the mapped file was: nothing may write a loaded model's weights.
+    mprotect(buf, size, PROT_READ);
     close(fd);
     fd = -1;
     if (want) {
@@ -334,8 +345,8 @@ void st_close(StFile *f) {
     memset(f, 0, sizeof *f);
 }
 
-void st_take_map(StFile *f, const void **map, size_t *len) {
-    *map = f->bytes;
+void st_take_bytes(StFile *f, const void **bytes, size_t *len) {
+    *bytes = f->bytes;
     *len = f->len;
     f->bytes = NULL;
     f->len = 0;

@@ -10,8 +10,10 @@
  *
  * Untrusted files: only a regular file is opened (never blocking on a FIFO), the header
  * is read and checked first, and the data only when the file's size is exactly what the
- * header describes; the data is then mapped (mmap), not copied. The writer records the SHA-256 of
- * the data section in the metadata (ST_DATA_SHA256); a reader checks it when present.
+ * header describes. The data is then read into memory, never mapped: a file that shrinks
+ * while read (rewritten in place) is a short read, an error, where a mapping would fault;
+ * one whose size or modification time change meanwhile is refused too. The writer records the
+ * SHA-256 of the data section in the metadata (ST_DATA_SHA256); a reader checks it when present.
  */
 #ifndef CHARLM_SAFETENSORS_H
 #define CHARLM_SAFETENSORS_H
@@ -41,7 +43,7 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *
 
 typedef struct {
     char *path;
-    const char *bytes; // the whole file, mapped read-only
+    const char *bytes; // the whole file, read into an anonymous mapping, then read-only
     size_t len;
     size_t data_start; // 8 + header length
     void *header;      // cJSON *, the parsed header
@@ -52,18 +54,18 @@ int st_open(StFile *f, const char *path, char *err);
 void st_close(StFile *f);
 /* A metadata string, or NULL if absent. */
 const char *st_meta(const StFile *f, const char *key);
-/* Tensor `name`'s data in the mapping, after checking it exists, is F32, has exactly this
+/* Tensor `name`'s data in bytes, after checking it exists, is F32, has exactly this
  * shape and starts 4-byte aligned (st_write pads the header so that it does, as most
  * writers do; the format does not require it); NULL otherwise, with err set. Valid until
- * st_close, or as long as a mapping taken with st_take_map. */
+ * st_close, or as long as the bytes taken with st_take_bytes. */
 const float *st_data(const StFile *f, const char *name, int ndim, const int64_t *shape, char *err);
 /* Copies tensor `name` into dst after checking it exists, is F32 and has exactly this shape
  * (aligned or not); with dst NULL only checks. */
 int st_read(const StFile *f, const char *name, int ndim, const int64_t *shape, float *dst,
             char *err);
-/* Hands the file's mapping to the caller, who munmaps it: pointers from st_data then
- * outlive st_close. */
-void st_take_map(StFile *f, const void **map, size_t *len);
+/* Hands the file's bytes (a mapping of len bytes) to the caller, who munmaps them:
+ * pointers from st_data then outlive st_close. */
+void st_take_bytes(StFile *f, const void **bytes, size_t *len);
 /* Number of tensor entries (metadata excluded). */
 int st_count(const StFile *f);
 

@@ -101,6 +101,8 @@ static ServedModel *served_load(const Source *s, char *err) {
         served_free(m);
         return NULL;
     }
+    // The server only infers: the copy infer_prepare made is all a step reads.
+    model_drop_weights(&m->model);
     m->created = m->stamp[0].mtime.tv_sec;
     m->metrics_slot = metrics_model_get(m->id);
     m->card = info_card(m, err);

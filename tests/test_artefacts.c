@@ -16,6 +16,7 @@
 #include "artefacts.h"
 #include "error.h"
 #include "fileio.h"
+#include "infer.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -29,7 +30,7 @@ static void expect_same_weights(const Model *a, const Model *b) {
 }
 
 // Saves a model folder from text; returns the model, loaded, then copied into a buffer of
-// its own that the test may change (a loaded model's weights are the read-only file).
+// its own that the test may change (a loaded model's weights are the file's bytes, read-only).
 static void make_dir(const char *sub, Model *m, Vocab *v, ModelInfo *info) {
     char path[4096], err[ERR_LEN];
     snprintf(path, sizeof path, "%s/%s", tu_dir, sub);
@@ -84,8 +85,8 @@ START_TEST(test_artefacts_round_trip) {
     free(vbytes);
     ck_assert_int_eq(model_init(&fresh, &m.config, 5, err), 0);
     expect_same_weights(&m, &fresh);
-    // The weights are the file, mapped: no buffer of parameters, every tensor inside the
-    // mapping, which is read-only.
+    // The weights are the file's bytes as read (read-only): no buffer of parameters, every
+    // tensor inside them.
     ck_assert_ptr_null(m.params);
     ck_assert_ptr_nonnull(m.map);
     ModelTensor mt[MODEL_MAX_TENSORS];
@@ -104,6 +105,27 @@ START_TEST(test_artefacts_round_trip) {
     ck_assert_uint_eq(len1, len2);
     ck_assert_mem_eq(before, after, len1);
     free(before), free(after);
+
+    // Without its weights in training layout the model infers as before, from its copy.
+    InferScratch scratch;
+    StreamState a, b;
+    ck_assert_int_eq(infer_scratch_alloc(&scratch, &m.config, 1, err), 0);
+    ck_assert_int_eq(stream_state_alloc(&a, &m.config, err), 0);
+    ck_assert_int_eq(stream_state_alloc(&b, &m.config, err), 0);
+    float before_drop[12], after_drop[12];
+    int id = 3;
+    StreamState *sa = &a, *sb = &b;
+    infer_step(&m, &scratch, 1, &id, &sa, before_drop);
+    model_drop_weights(&m);
+    ck_assert_ptr_null(m.map);
+    ck_assert_ptr_null(m.w.embedding);
+    ck_assert_int_eq(m.config.hidden, 8);
+    ck_assert_uint_eq(m.num_params, fresh.num_params);
+    infer_step(&m, &scratch, 1, &id, &sb, after_drop);
+    ck_assert_mem_eq(before_drop, after_drop, sizeof before_drop);
+    stream_state_free(&a);
+    stream_state_free(&b);
+    infer_scratch_free(&scratch);
     model_free(&m);
     model_free(&fresh);
     vocab_free(&v);

@@ -1,4 +1,5 @@
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,8 +151,8 @@ START_TEST(test_read_regular_only) {
         char want[4200];
         snprintf(want, sizeof want, "%s: %s", path, refused[i].msg);
         ck_assert_str_eq(err, want);
-        size_t size;
-        ck_assert_int_eq(file_open_regular(path, &size, err), -1);
+        struct stat st;
+        ck_assert_int_eq(file_open_regular(path, &st, err), -1);
     }
     char *p = tu_write_file(dir, "ok", "0123456789", 10);
     ck_assert_int_eq(file_read_regular(p, 10, &data, &len, err), 0);
@@ -203,6 +204,37 @@ START_TEST(test_read_all_pipe_not_device) {
 }
 END_TEST
 
+// What was read is refused when the file's size or times moved meanwhile: a rewrite in
+// place shows in one of them even when it keeps the size.
+START_TEST(test_check_unchanged) {
+    char *dir = tu_tmpdir(), err[ERR_LEN];
+    char *p = tu_write_file(dir, "f", "0123456789", 10);
+    struct stat st;
+    int fd = file_open_regular(p, &st, err);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(st.st_size, 10);
+    ck_assert_int_eq(file_check_unchanged(fd, &st, p, err), 0);
+    // Same size, another modification time (a copy of a same-sized model over it).
+    struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, p, old, 0), 0);
+    ck_assert_int_eq(file_check_unchanged(fd, &st, p, err), -1);
+    char want[4200];
+    snprintf(want, sizeof want, "%s: changed while being read", p);
+    ck_assert_str_eq(err, want);
+    close(fd);
+    // A shorter file (truncated by cp before it writes).
+    fd = file_open_regular(p, &st, err);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(truncate(p, 4), 0);
+    ck_assert_int_eq(file_check_unchanged(fd, &st, p, err), -1);
+    ck_assert_str_eq(err, want);
+    close(fd);
+    free(p);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fileio");
     TCase *tc = tcase_create("core");
@@ -210,6 +242,7 @@ int main(void) {
     tcase_add_test(tc, test_atomic_write_and_read);
     tcase_add_test(tc, test_read_large);
     tcase_add_test(tc, test_sha256_parts);
+    tcase_add_test(tc, test_check_unchanged);
     suite_add_tcase(s, tc);
     // Special files: a FIFO that blocked would fail here, not after ctest's 300 s.
     TCase *special = tcase_create("special");

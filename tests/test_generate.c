@@ -416,6 +416,53 @@ START_TEST(test_logprobs) {
 }
 END_TEST
 
+// More alternatives asked for than the vocabulary holds (20 of its 16 chars): each entry
+// lists every char once, most likely first, and the generation says how many it lists.
+START_TEST(test_alternatives_at_most_the_vocabulary) {
+    int V = vocab.size;
+    ck_assert_int_lt(V, GEN_MAX_TOP);
+    GenerateParams p = params(1.0f, 30, 3);
+    p.logprobs = 1;
+    p.top_logprobs = GEN_MAX_TOP;
+    p.score_prompt = 1;
+    Generation g;
+    char *text = run("the cat", &p, &g, NULL);
+    ck_assert_int_eq(g.params.top_logprobs, V);
+    ck_assert_int_eq(g.n_lp, 7 + 30);
+    for (int i = 1; i < g.n_lp; i++) {
+        const int *ti = g.top_id + (size_t)i * V;
+        const float *tl = g.top_lp + (size_t)i * V;
+        int listed[64] = {0};
+        for (int k = 0; k < V; k++) {
+            ck_assert_msg(ti[k] >= 0 && ti[k] < V, "entry %d, alternative %d: id %d", i, k, ti[k]);
+            ck_assert_msg(!listed[ti[k]]++, "entry %d lists id %d twice", i, ti[k]);
+            ck_assert(isfinite(tl[k]));
+            if (k) ck_assert(tl[k] <= tl[k - 1]);
+        }
+    }
+    generation_free(&g);
+    free(text);
+}
+END_TEST
+
+// A prompt entry's offset is its char's, also when chars the vocabulary lacks come first.
+START_TEST(test_prompt_offsets_after_unknown_chars) {
+    GenerateParams p = params(1.0f, 0, 1);
+    p.logprobs = 1;
+    p.score_prompt = 1;
+    Generation g;
+    char *text = run("\xc3\xa9\xc3\xa9th\xc3\xa9"
+                     "e",
+                     &p, &g, NULL); // é: not in the vocabulary
+    ck_assert_str_eq(g.unknown_chars, "\xc3\xa9\xc3\xa9\xc3\xa9");
+    ck_assert_int_eq(g.n_lp, 3);
+    size_t want[3] = {4, 5, 8};
+    for (int i = 0; i < 3; i++) ck_assert_uint_eq(g.lp[i].offset, want[i]);
+    generation_free(&g);
+    free(text);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
@@ -428,6 +475,8 @@ int main(void) {
     tcase_add_test(tc, test_rejects_bad_input);
     tcase_add_test(tc, test_counts_and_bias);
     tcase_add_test(tc, test_logprobs);
+    tcase_add_test(tc, test_alternatives_at_most_the_vocabulary);
+    tcase_add_test(tc, test_prompt_offsets_after_unknown_chars);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

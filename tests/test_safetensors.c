@@ -1,7 +1,10 @@
 /* The safetensors container: writing and reading back, and every malformed file rejected
  * with a message that names the file and what is wrong. */
 #include <check.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +258,80 @@ START_TEST(test_special_files) {
 }
 END_TEST
 
+typedef struct {
+    const char *path;
+    const char *bytes[2];
+    size_t len[2];
+    int copies;
+    atomic_int done;
+} Rewriter;
+
+/* Rewrites the file in place copies times, alternating two versions, as cp does: opened
+ * with O_TRUNC, so that it is empty and then partly written until the last write. */
+static void *rewrite_loop(void *arg) {
+    Rewriter *w = arg;
+    for (int i = 0; i < w->copies; i++) {
+        int fd = open(w->path, O_WRONLY | O_TRUNC);
+        if (fd < 0) break;
+        const char *b = w->bytes[i % 2];
+        for (size_t at = 0; at < w->len[i % 2];) {
+            size_t n = w->len[i % 2] - at < 65536 ? w->len[i % 2] - at : 65536;
+            ssize_t got = write(fd, b + at, n);
+            if (got <= 0) break;
+            at += (size_t)got;
+        }
+        close(fd);
+    }
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+// A file rewritten in place while it is read is refused (or read whole, as one version or
+// the other), never a fault: a mapped file truncated under its reader raises SIGBUS.
+START_TEST(test_rewritten_while_read) {
+    enum { N = 1 << 20 }; // 4 MB of data, so that reads and rewrites overlap
+    float *data[2];
+    Rewriter w = {.copies = 100};
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/moving.safetensors", tu_dir);
+    for (int v = 0; v < 2; v++) {
+        data[v] = malloc(N * sizeof(float));
+        for (int i = 0; i < N; i++) data[v][i] = (float)(v + 1);
+        StTensorOut t = {"x", 1, {N}, data[v]};
+        ck_assert_int_eq(st_write(path, &t, 1, NULL, 0, err), 0);
+        w.bytes[v] = tu_read_file(path, &w.len[v]);
+    }
+    w.path = path;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, rewrite_loop, &w), 0);
+    float *got = malloc(N * sizeof(float));
+    int whole = 0, refused = 0;
+    while (!atomic_load(&w.done)) {
+        StFile f;
+        if (st_open(&f, path, err) != 0) {
+            ck_assert_msg(strstr(err, path) != NULL, "message '%s' does not name the file", err);
+            ck_assert_ptr_null(f.bytes);
+            refused++;
+            continue;
+        }
+        ck_assert_int_eq(st_read(&f, "x", 1, (int64_t[]){N}, got, err), 0);
+        ck_assert_msg(memcmp(got, data[0], N * sizeof(float)) == 0 ||
+                          memcmp(got, data[1], N * sizeof(float)) == 0,
+                      "a file read while rewritten mixes the two versions");
+        st_close(&f);
+        whole++;
+    }
+    pthread_join(t, NULL);
+    ck_assert_int_gt(refused, 0); // the reads did meet the rewrites
+    fprintf(stderr, "rewritten while read: %d read whole, %d refused\n", whole, refused);
+    for (int v = 0; v < 2; v++) {
+        free(data[v]);
+        free((char *)w.bytes[v]);
+    }
+    free(got);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("core");
@@ -265,6 +342,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_entries);
     tcase_add_test(tc, test_checksum);
     tcase_add_test(tc, test_size_matches_header);
+    tcase_add_test(tc, test_rewritten_while_read);
     suite_add_tcase(s, tc);
     // Special files: a FIFO that blocked would fail here, not after ctest's 300 s.
     TCase *special = tcase_create("special");

@@ -2,7 +2,9 @@
  * tests/reference/logprobs/ and the numbers tests/reference/make_logprob_fixture.py
  * computed for it (expected.json; see that script for what each field means). Scoring a
  * text by echo, a greedy continuation through /v1/completions (plain and streamed) and
- * /generate, and the mean of the echo's logprobs against `charlm-train eval`'s loss. */
+ * /generate, and the mean of the echo's logprobs against `charlm-train eval`'s loss. And
+ * on a model of two chars: alternatives are at most the vocabulary, on every route, and
+ * offsets count the prompt's unknown chars. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -364,6 +366,104 @@ START_TEST(test_greedy_generate) {
 }
 END_TEST
 
+// ---- A model of two chars, a and b (untrained): more alternatives are asked for than it
+// has, and prompts hold chars it lacks.
+
+static char *tiny_dir;
+
+static void tiny_start(void) {
+    tiny_dir = tu_tmpdir();
+    ck_assert_int_eq(tu_make_model_dir(tiny_dir, "abba", 4, 8, 1, 7), 0);
+    ck_assert_int_eq(srv_start(&S, tiny_dir, NULL), 0);
+}
+
+static void tiny_stop(void) {
+    ck_assert_int_eq(srv_stop(&S), 0);
+    tu_rmtree(tiny_dir);
+    free(tiny_dir);
+}
+
+// One of the model's chars, each at most once in an entry's alternatives (bit in *seen).
+static void expect_ab(const char *c, unsigned *seen, const char *where, int i) {
+    ck_assert_msg(!strcmp(c, "a") || !strcmp(c, "b"), "%s %d: alternative \"%s\"", where, i, c);
+    unsigned bit = c[0] == 'a' ? 1 : 2;
+    ck_assert_msg(!(*seen & bit), "%s %d: \"%s\" twice", where, i, c);
+    *seen |= bit;
+}
+
+// 20 alternatives (5 on /v1/completions) of a 2-char vocabulary are the 2 chars, on every
+// route: never an entry for an id past the vocabulary (ASan: a read before its array).
+START_TEST(test_alternatives_at_most_the_vocabulary) {
+    cJSON *j = post_ok("/generate", "{\"prompt\": \"ab\", \"max_tokens\": 8, \"logprobs\": 20}");
+    const cJSON *e, *t;
+    int i = 0;
+    cJSON_ArrayForEach(e, get(j, "logprobs")) {
+        const cJSON *top = get(e, "top");
+        ck_assert_int_eq(cJSON_GetArraySize(top), 2);
+        unsigned seen = 0;
+        cJSON_ArrayForEach(t, top) {
+            expect_ab(json_str(t, "char"), &seen, "/generate", i);
+            ck_assert(cJSON_IsNumber(get(t, "logprob")));
+        }
+        i++;
+    }
+    ck_assert_int_eq(i, 8);
+    cJSON_Delete(j);
+
+    j = post_ok("/v1/chat/completions",
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"ab\"}], \"max_tokens\": 8, "
+                "\"logprobs\": true, \"top_logprobs\": 20}");
+    i = 0;
+    cJSON_ArrayForEach(e, get(get(choice0(j), "logprobs"), "content")) {
+        const cJSON *top = get(e, "top_logprobs");
+        ck_assert_int_eq(cJSON_GetArraySize(top), 2);
+        unsigned seen = 0;
+        cJSON_ArrayForEach(t, top) {
+            expect_ab(json_str(t, "token"), &seen, "chat", i);
+            ck_assert(cJSON_IsNumber(get(t, "logprob")));
+        }
+        i++;
+    }
+    ck_assert_int_eq(i, 8);
+    cJSON_Delete(j);
+
+    j = post_ok("/v1/completions", "{\"prompt\": \"ab\", \"max_tokens\": 8, \"logprobs\": 5}");
+    i = 0;
+    cJSON_ArrayForEach(e, get(get(choice0(j), "logprobs"), "top_logprobs")) {
+        // The k most likely and the chosen one: both chars, the chosen among them.
+        ck_assert_int_eq(cJSON_GetArraySize(e), 2);
+        unsigned seen = 0;
+        cJSON_ArrayForEach(t, e) {
+            expect_ab(t->string, &seen, "completions", i);
+            ck_assert(cJSON_IsNumber(t));
+        }
+        i++;
+    }
+    ck_assert_int_eq(i, 8);
+    cJSON_Delete(j);
+}
+END_TEST
+
+// text_offset counts code points of the choice's text, the echoed prompt's unknown chars
+// included: "€€ab" puts a at 2 and b at 3, and the generated chars after them.
+START_TEST(test_text_offset_after_unknown_chars) {
+    cJSON *j = post_ok("/v1/completions", "{\"prompt\": \"\u20ac\u20acab\", \"max_tokens\": 2, "
+                                          "\"echo\": true, \"logprobs\": 1}");
+    const cJSON *c = choice0(j);
+    ck_assert_int_eq(strncmp(json_str(c, "text"),
+                             "\xe2\x82\xac\xe2\x82\xac"
+                             "ab",
+                             8),
+                     0);
+    const cJSON *off = get(get(c, "logprobs"), "text_offset");
+    ck_assert_int_eq(cJSON_GetArraySize(off), 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(cJSON_GetArrayItem(off, i)->valueint == 2 + i, "text_offset %d is %d", i,
+                      cJSON_GetArrayItem(off, i)->valueint);
+    cJSON_Delete(j);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_logprobs");
     TCase *tc = tcase_create("http");
@@ -376,6 +476,13 @@ int main(void) {
     tcase_add_test(tc, test_greedy_stream);
     tcase_add_test(tc, test_greedy_generate);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("two_chars");
+    tcase_add_unchecked_fixture(tiny, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tiny, tiny_start, tiny_stop);
+    tcase_set_timeout(tiny, 180);
+    tcase_add_test(tiny, test_alternatives_at_most_the_vocabulary);
+    tcase_add_test(tiny, test_text_offset_after_unknown_chars);
+    suite_add_tcase(s, tiny);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

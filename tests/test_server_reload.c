@@ -4,7 +4,8 @@
  * are the new model's. A stream started before a reload finishes with the old model's
  * text. Corrupt replacements are refused with one log line while the old model answers;
  * POST /admin/reload reports what it did and needs the API key when keys are set. Under
- * --models, a reload adds new subfolders and drops removed ones.
+ * --models, a reload adds new subfolders and drops removed ones. A model file rewritten in
+ * place 200 times under a storm of reloads is refused while half-written, never a crash.
  *
  * The models are trained by charlm-train (a fraction of a second each) with different
  * steps and sizes, so that their cards differ; each model's card and text come from a
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -754,6 +756,134 @@ START_TEST(test_training_into_the_served_folder) {
 }
 END_TEST
 
+/* Writes the bytes over path in place, the way cp does: opened with O_TRUNC (the file is
+ * empty from then on until the writes refill it), then written in pieces. */
+static void copy_in_place(const char *path, const char *data, size_t len) {
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+    for (size_t at = 0; at < len;) {
+        size_t n = len - at < 65536 ? len - at : 65536;
+        ssize_t got = write(fd, data + at, n);
+        ck_assert_msg(got > 0, "write %s: %s", path, strerror(errno));
+        at += (size_t)got;
+    }
+    ck_assert_int_eq(close(fd), 0);
+}
+
+typedef struct {
+    int port;
+    atomic_int stop;
+    int answers, bad;
+    char first_bad[512];
+} Reloader;
+
+/* POST /admin/reload in a loop until stop: each answer must be a 200 that names the model
+ * once, as swapped in, unchanged or refused. */
+static void *reload_loop(void *arg) {
+    Reloader *r = arg;
+    while (!atomic_load(&r->stop)) {
+        Resp a = http_req(r->port, "POST", "/admin/reload", "application/json", "{}", 2, 0);
+        cJSON *j = a.status == 200 ? cJSON_Parse(a.body) : NULL;
+        int named = 0;
+        const char *keys[] = {"reloaded", "unchanged", "failed"};
+        for (int k = 0; k < 3 && j; k++)
+            named += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, keys[k]));
+        if (named != 1 && !r->bad++)
+            snprintf(r->first_bad, sizeof(r->first_bad), "%ld: %.400s", a.status, a.body);
+        r->answers++;
+        cJSON_Delete(j);
+        resp_free(&a);
+    }
+    return NULL;
+}
+
+/* A model file rewritten in place (cp over it) while reloads run, by POST /admin/reload
+ * in a loop and SIGHUP after every copy: a reload that reads the file as it is truncated
+ * refuses it, never dies of it, and the previous model goes on answering. The weights
+ * are a few MB, so that a reload's read of them often overlaps a copy. */
+START_TEST(test_in_place_rewrites_under_reloads) {
+    char a_dir[4200], b_dir[4200], path[4300];
+    snprintf(a_dir, sizeof(a_dir), "%s/big_a", root);
+    snprintf(b_dir, sizeof(b_dir), "%s/big_b", root);
+    char *text = tu_sample_text(2000);
+    ck_assert_int_eq(tu_make_model_dir(a_dir, text, 16, 320, 1, 1), 0);
+    ck_assert_int_eq(tu_make_model_dir(b_dir, text, 16, 320, 1, 2), 0);
+    free(text);
+    size_t len[2];
+    char *weights[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/model.safetensors", i ? b_dir : a_dir);
+        weights[i] = tu_read_file(path, &len[i]);
+        ck_assert_ptr_nonnull(weights[i]);
+    }
+    tu_rmtree(served);
+    ck_assert_int_eq(mkdir(served, 0755), 0);
+    snprintf(path, sizeof(path), "%s/vocab.json", a_dir);
+    size_t vlen;
+    char *vocab = tu_read_file(path, &vlen);
+    publish_bytes(served, "vocab.json", vocab, vlen);
+    free(vocab);
+    publish_bytes(served, "model.safetensors", weights[0], len[0]);
+
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, served, NULL), 0);
+    Reloader r = {.port = s.port};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, reload_loop, &r), 0);
+    snprintf(path, sizeof(path), "%s/model.safetensors", served);
+    for (int i = 1; i <= 200; i++) {
+        copy_in_place(path, weights[i % 2], len[i % 2]);
+        ck_assert_int_eq(kill(s.pid, SIGHUP), 0);
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(t, NULL);
+    int status;
+    ck_assert_msg(waitpid(s.pid, &status, WNOHANG) == 0, "the server died (%s %d)",
+                  WIFSIGNALED(status) ? "signal" : "exit",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    ck_assert_msg(r.bad == 0, "%d of %d reload answers were not a swap or a refusal; the first: %s",
+                  r.bad, r.answers, r.first_bad);
+    ck_assert_int_gt(r.answers, 0);
+
+    // Whatever the reloads took meanwhile, the next one takes the file as the last copy left
+    // it: the text is a fresh server's on the same folder.
+    Resp a = admin_reload(s.port, NULL);
+    ck_assert_int_eq(a.status, 200);
+    resp_free(&a);
+    Resp g = http_post(s.port, "/generate", SEEDED);
+    char *text_reloaded = text_of(&g);
+    resp_free(&g);
+    char *log = tu_read_file(s.log, NULL);
+    int swaps = 0, refusals = 0;
+    for (char *line = log; (line = strstr(line, "charlm-server: reload: "));) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        int swap = strstr(line, ": now step ") != NULL;
+        int refusal = strstr(line, "; still serving the previous model") != NULL;
+        ck_assert_msg(swap || refusal, "%s", line);
+        swaps += swap;
+        refusals += refusal;
+        if (!end) break;
+        line = end + 1;
+    }
+    free(log);
+    ck_assert_int_eq(srv_stop(&s), 0);
+    Srv fresh;
+    ck_assert_int_eq(srv_start(&fresh, served, NULL), 0);
+    g = http_post(fresh.port, "/generate", SEEDED);
+    char *text_fresh = text_of(&g);
+    resp_free(&g);
+    ck_assert_int_eq(srv_stop(&fresh), 0);
+    ck_assert_str_eq(text_reloaded, text_fresh);
+    fprintf(stderr, "200 in-place copies: %d reload answers, %d swaps, %d refusals, server alive\n",
+            r.answers, swaps, refusals);
+    free(text_reloaded);
+    free(text_fresh);
+    free(weights[0]);
+    free(weights[1]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_reload");
     TCase *tc = tcase_create("reload");
@@ -765,6 +895,7 @@ int main(void) {
     tcase_add_test(tc, test_admin_reload_needs_the_key);
     tcase_add_test(tc, test_models_folder_is_followed);
     tcase_add_test(tc, test_training_into_the_served_folder);
+    tcase_add_test(tc, test_in_place_rewrites_under_reloads);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

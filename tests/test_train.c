@@ -264,6 +264,61 @@ START_TEST(test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes) {
 }
 END_TEST
 
+/* Training into a folder that holds a model (a served one): the previous model's log
+ * stays until the new run publishes its first model, through an interruption and
+ * --resume; then it is the new run's log alone. */
+START_TEST(test_previous_log_kept_until_the_first_model) {
+    char *dir = tu_tmpdir(), out[4096], log[4200], next[4200], ckpt[4200], cmd[8192], *se;
+    snprintf(out, sizeof(out), "%s/served", dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    const char *old = "{\"step\": 100, \"train_loss\": 2.5, \"val_loss\": 2.6}\n"
+                      "{\"step\": 200, \"train_loss\": 2.1, \"val_loss\": 2.3}\n";
+    free(tu_write_file(out, "train_log.jsonl", old, strlen(old)));
+    snprintf(log, sizeof(log), "%s/train_log.jsonl", out);
+    snprintf(next, sizeof(next), "%s/train_log.jsonl.new", out);
+    snprintf(ckpt, sizeof(ckpt), "%s/checkpoint.safetensors", out);
+    // The first evaluation, and so the first model, comes at the last step.
+    const char *flags = "--embed 16 --hidden 48 --seq 32 --batch 16 --seed 7 --steps 400 "
+                        "--eval-every 400 --checkpoint-every 10 --threads 1";
+    snprintf(cmd, sizeof(cmd), "exec %s train --corpus '%s' --out '%s' %s >/dev/null 2>&1",
+             tu_bin("charlm-train"), corpus_path, out, flags);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    wait_for_file(ckpt); // training is under way
+    char *now = tu_read_file(log, NULL);
+    ck_assert_msg(now && strcmp(now, old) == 0, "while training, train_log.jsonl is '%s'",
+                  now ? now : "(gone)");
+    free(now);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+    now = tu_read_file(log, NULL);
+    ck_assert_msg(now && strcmp(now, old) == 0, "after the interruption, train_log.jsonl is '%s'",
+                  now ? now : "(gone)");
+    free(now);
+    ck_assert_int_eq(access(next, F_OK), 0);
+
+    snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' %s --resume",
+             tu_bin("charlm-train"), corpus_path, out, flags);
+    ck_assert_msg(tu_run(cmd, NULL, &se) == 0, "%s", se);
+    free(se);
+    now = tu_read_file(log, NULL);
+    ck_assert_ptr_nonnull(now);
+    ck_assert_msg(strncmp(now, "{\"step\": 400, ", 14) == 0 && strchr(now, '\n') &&
+                      strchr(now, '\n')[1] == '\0',
+                  "the published log is not the new run's one row: '%s'", now);
+    free(now);
+    ck_assert_msg(access(next, F_OK) != 0, "train_log.jsonl.new is left behind");
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Runs a command expected to fail with exit 2; checks the message and that out is untouched. */
 static void expect_bad(const char *args, const char *out, const char *want) {
     char cmd[8192], *so, *se;
@@ -390,6 +445,7 @@ int main(void) {
     tcase_add_test(tc, test_patience_stops_at_the_right_step_and_keeps_the_best_model);
     tcase_add_test(tc, test_sigint_then_resume_gives_the_same_bytes);
     tcase_add_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes);
+    tcase_add_test(tc, test_previous_log_kept_until_the_first_model);
     tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);
     tcase_add_test(tc, test_eval_skips_and_counts_unknown_chars);
     tcase_add_test(tc, test_greedy_sample_is_reproducible_and_starts_with_prompt);

@@ -9,6 +9,7 @@
  * exit codes are cli.h's CLI_EXIT_*.
  */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
@@ -306,9 +307,10 @@ static int cmd_train(int argc, char **argv) {
     }
     c.model.vocab_size = vocab.size;
 
-    char ckpt_path[4096], log_path[4096], vocab_sha[65];
+    char ckpt_path[4096], log_path[4096], next_log[4096], vocab_sha[65];
     join_path(ckpt_path, sizeof(ckpt_path), out, "checkpoint.safetensors");
     join_path(log_path, sizeof(log_path), out, "train_log.jsonl");
+    join_path(next_log, sizeof(next_log), out, "train_log.jsonl.new");
     char *vocab_json = vocab_to_json(&vocab);
     sha256_hex(vocab_json, strlen(vocab_json), vocab_sha);
 
@@ -340,10 +342,15 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     // A fresh log (which also shows at once that the folder takes files), or a resumed one.
+    // A run logs to train_log.jsonl.new until it publishes its first model, and then
+    // renames that over train_log.jsonl: a served folder keeps the curve of the model it
+    // serves. A resumed run goes on with whichever of the two it was writing.
+    int log_pending = resume ? access(next_log, F_OK) == 0 : 1;
+    const char *run_log = log_pending ? next_log : log_path;
     const void *none[] = {""};
     size_t zero[] = {0};
-    if ((resume ? log_truncate(log_path, st.step, err)
-                : file_write_atomic(log_path, none, zero, 1, err)) != 0) {
+    if ((resume ? log_truncate(run_log, st.step, err)
+                : file_write_atomic(run_log, none, zero, 1, err)) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
         goto done;
     }
@@ -394,7 +401,7 @@ static int cmd_train(int argc, char **argv) {
                      "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"val_streams\": %d, "
                      "\"val_chars\": %zu}\n",
                      st.step, loss, val.loss, lr, tps, now_s() - start, streams, val.count);
-            if (log_append(log_path, line, err) != 0) {
+            if (log_append(run_log, line, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
                 goto done;
             }
@@ -405,6 +412,13 @@ static int cmd_train(int argc, char **argv) {
                     fprintf(stderr, "charlm-train: %s\n", err);
                     goto done;
                 }
+                if (log_pending && rename(next_log, log_path) != 0) {
+                    fprintf(stderr, "charlm-train: %s: cannot rename to %s: %s\n", next_log,
+                            log_path, strerror(errno));
+                    goto done;
+                }
+                log_pending = 0;
+                run_log = log_path;
             }
             stopped = train_should_stop(&st);
         }
