@@ -63,7 +63,8 @@ void response_add_common(struct MHD_Response *resp, struct MHD_Connection *conn)
 /* How many origins --cors-origin lists (0: CORS is off). */
 int http_cors_origins(void);
 /* Queues body (malloc'd, taken over) with status and content type; a 405 carries
- * rq->allow as its Allow header, a 401 WWW-Authenticate: Bearer, a 503 Retry-After. */
+ * rq->allow as its Allow header, a 401 WWW-Authenticate: Bearer, a 503 Retry-After, and
+ * with rq->close set any reply Connection: close. */
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);
