@@ -96,6 +96,7 @@ enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, co
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (rq->close) MHD_add_response_header(resp, "Connection", "close");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && rq->allow[0])
         MHD_add_response_header(resp, "Allow", rq->allow);
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
@@ -114,6 +115,8 @@ static const char *error_type(int status) {
     switch (status) {
     case 401:
         return "authentication_error";
+    case 403:
+        return "permission_error";
     case 404:
         return "not_found_error";
     case 405:
@@ -122,6 +125,8 @@ static const char *error_type(int status) {
         return "request_too_large";
     case 415:
         return "unsupported_media_type";
+    case 501: // a transfer coding the server does not decode: the request's doing
+        return "invalid_request_error";
     case 503:
         return "overloaded_error";
     default:
@@ -241,6 +246,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = rq;
         clock_gettime(CLOCK_MONOTONIC, &rq->t0);
         rq->url = url;
+        rq->raw = method;
         copy_printable(rq->method, sizeof(rq->method), method);
         copy_printable(rq->path, sizeof(rq->path), url);
         // Answering here, before libmicrohttpd has looked for a body, would make it close

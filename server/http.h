@@ -14,6 +14,7 @@
 typedef struct Request Request;
 struct Request {
     const char *url; // as decoded by http_unescape; valid during the router's callbacks
+    const char *raw; // the method as libmicrohttpd passed it: its copy of the head (fields.h)
     char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
     char path[256];  // for the access log, control bytes replaced
     struct timespec t0;
@@ -22,6 +23,7 @@ struct Request {
     size_t discarded; // bytes dropped once the body went over --max-body
     int status;
     size_t bytes;
+    int close; // the reply says Connection: close, after which libmicrohttpd closes
 
     // A handler that suspends its connection (waiting for work elsewhere) sets `resume`,
     // which runs instead of the router each time libmicrohttpd calls for the request again,
@@ -61,7 +63,8 @@ void response_add_common(struct MHD_Response *resp, struct MHD_Connection *conn)
 /* How many origins --cors-origin lists (0: CORS is off). */
 int http_cors_origins(void);
 /* Queues body (malloc'd, taken over) with status and content type; a 405 carries
- * rq->allow as its Allow header, a 401 WWW-Authenticate: Bearer, a 503 Retry-After. */
+ * rq->allow as its Allow header, a 401 WWW-Authenticate: Bearer, a 503 Retry-After, and
+ * with rq->close set any reply Connection: close. */
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);

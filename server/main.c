@@ -21,6 +21,7 @@
 #include "fileio.h"
 #include "gen.h"
 #include "genparams.h"
+#include "hostcheck.h"
 #include "http.h"
 #include "info.h"
 #include "models.h"
@@ -191,6 +192,13 @@ static const CliOpt server_opts[] = {
      .offset = SC(cors_origins),
      .help = "allow browser calls from ORIGIN or * (repeatable; commas or spaces separate "
              "several in one value)"},
+    {.name = "allowed-host",
+     .env = "CHARLM_ALLOWED_HOST",
+     .type = CLI_LIST,
+     .placeholder = "NAME",
+     .offset = SC(allowed_hosts),
+     .help = "listening on loopback without a key, also answer requests whose Host is NAME "
+             "(or any, for *), besides localhost and loopback addresses (repeatable)"},
     {.name = "api-key",
      .env = "CHARLM_API_KEY",
      .type = CLI_STRING,
@@ -344,7 +352,8 @@ int main(int argc, char **argv) {
     }
     // CHARLM_STATIC_DIR is a variable like the others: a wrong one is bad input; so are
     // keys that cannot be read.
-    if (static_init(err) || auth_init(srv.cfg.api_key, srv.cfg.api_key_file, err)) {
+    if (static_init(err) || auth_init(srv.cfg.api_key, srv.cfg.api_key_file, err) ||
+        hostcheck_init(&srv.cfg.allowed_hosts, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return CLI_EXIT_BAD_INPUT;
     }
@@ -398,6 +407,7 @@ int main(int argc, char **argv) {
         free_all();
         return fd == -2 ? CLI_EXIT_BAD_INPUT : CLI_EXIT_FAILURE;
     }
+    hostcheck_listening(fd, auth_enabled());
     struct MHD_Daemon *d = http_start(fd, &routes_router, err);
     if (!d) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);

@@ -4,7 +4,9 @@
 
 #include "auth.h"
 #include "error.h"
+#include "fields.h"
 #include "gen.h"
+#include "hostcheck.h"
 #include "info.h"
 #include "metrics.h"
 #include "routes.h"
@@ -66,6 +68,19 @@ void route_allow_text(const Route *r, int cors, char *buf, size_t cap) {
 static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     int i = routes_find(rq->url);
     rq->route = i < 0 ? route_count : i;
+    // Framing first: after a refusal here the next request's start is unknown, so the
+    // connection ends whatever the path.
+    HeaderVerdict v = fields_check(conn, rq->raw);
+    if (v.status) {
+        rq->close = 1;
+        return respond_error(conn, rq, v.status, v.message, NULL);
+    }
+    if (!hostcheck_allows(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host")))
+        return respond_error(conn, rq, MHD_HTTP_FORBIDDEN,
+                             "this server on a loopback address answers Host localhost or a "
+                             "loopback address only (DNS rebinding protection); see "
+                             "--allowed-host",
+                             NULL);
     if (i < 0) return respond_error(conn, rq, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
     const Route *r = &route_table[i];
     int cors = srv.cfg.cors_origins.n > 0;

@@ -7,6 +7,8 @@
  *   models.h     the models served, by id: reference counts, reload
  *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
  *   auth.h       API keys: loading them and checking a request's Authorization
+ *   headers.h    the header section's framing rules; fields.h feeds them true values
+ *   hostcheck.h  DNS rebinding protection: the Host headers a loopback server answers
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
  *   gen.h        admitting generations, JSON replies and SSE streams
@@ -43,6 +45,7 @@ typedef struct {
     int idle_timeout;         // seconds a connection may neither send nor read
     int drain_timeout;        // seconds SIGTERM lets generations finish
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
+    CliList allowed_hosts;    // the same for --allowed-host's names (hostcheck.h)
     const char *api_key;      // read by auth_init, never printed
     const char *api_key_file; // one key a line
     CliList model_ids;        // --model-id: the k-th names the k-th --model

@@ -295,7 +295,7 @@ int raw_send(int port, const char *request) {
 int raw_generate(int port, const char *json) {
     char req[1024];
     snprintf(req, sizeof(req),
-             "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
              "Content-Length: %zu\r\n\r\n%s",
              strlen(json), json);
     int fd = raw_send(port, req);

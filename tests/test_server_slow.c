@@ -133,7 +133,7 @@ START_TEST(test_idle_and_slow_clients) {
     int idle[IDLE_MAX], slow[SLOW_MAX];
     for (int i = 0; i < n_slow; i++) {
         slow[i] = connect_to(s.port);
-        const char *head = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        const char *head = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
         ck_assert_int_eq(send(slow[i], head, strlen(head), 0), (ssize_t)strlen(head));
     }
     Trickle tr = {.fds = slow, .n = n_slow};
