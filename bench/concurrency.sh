@@ -306,7 +306,7 @@ print("(max gap: the largest gap between two chunks of a running stream while a 
 if not cbc:
     print("char-by-char comparison skipped: " + open(skipped).read().strip())
 
-print("\nissue 11 acceptance, as measured here:")
+print("\nconcurrency targets, as measured here:")
 if 32 in rows:
     f = rows[32]["frac"]
     print(f"  32 streams at {f:.0%} of the ceiling (>= 75%; median of the runs' fractions): "

@@ -14,10 +14,15 @@ end
 
 function done(summary, latency, requests)
     local e = summary.errors
+    -- With no completed request there is no latency to report: null, not a made-up 0 or nan.
+    local function ms(v)
+        if summary.requests == 0 or v ~= v then return "null" end
+        return string.format("%.2f", v / 1e3)
+    end
     io.write(string.format(
-        'WRKJSON {"requests": %d, "duration_s": %.3f, "rps": %.2f, "p50_ms": %.2f, ' ..
-        '"p99_ms": %.2f, "mean_ms": %.2f, "non2xx": %d, "errors": %d}\n',
+        'WRKJSON {"requests": %d, "duration_s": %.3f, "rps": %.2f, "p50_ms": %s, ' ..
+        '"p99_ms": %s, "mean_ms": %s, "non2xx": %d, "errors": %d, "timeouts": %d}\n',
         summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
-        latency:percentile(50) / 1e3, latency:percentile(99) / 1e3, latency.mean / 1e3,
-        e.status, e.connect + e.read + e.write + e.timeout))
+        ms(latency:percentile(50)), ms(latency:percentile(99)), ms(latency.mean),
+        e.status, e.connect + e.read + e.write + e.timeout, e.timeout))
 end

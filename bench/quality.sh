@@ -38,35 +38,42 @@ fi
 EVERY=$((STEPS / 10))
 [ "$EVERY" -ge 1 ] || EVERY=1
 
+# One row per trainer, printed as soon as that trainer is trained and scored.
+row() { # IMPL
+    "$PYTHON" - "$OUT" "$1" <<'EOF'
+import json, sys
+out, impl = sys.argv[1], sys.argv[2]
+def last(path):
+    return json.loads([l for l in open(path) if l.startswith("{")][-1])
+own = last(f"{out}/{impl}.out").get("best_val_loss" if impl == "charlm" else "val_loss")
+e = last(f"{out}/{impl}.eval")
+print(f"{impl:<8}{e['loss']:>11.4f}{e['bpc']:>8.4f}{e['chars']:>9}{own:>10.4f}", flush=True)
+EOF
+}
+
+echo "validation loss after $STEPS steps (nats/char; eval = charlm-train eval --val-frac 0.1, one stream)"
+printf '%-8s%11s%8s%9s%10s\n' impl 'eval loss' bpc chars 'own val'
+
 echo "charlm: training $STEPS steps ..." >&2
 # shellcheck disable=SC2086
 "$BIN" train --corpus "$CORPUS" --out "$OUT/charlm" --steps "$STEPS" --eval-every "$EVERY" \
     --threads "$THREADS" --seed "$SEED" $EXTRA >"$OUT/charlm.out" 2>"$OUT/charlm.err" ||
     { cat "$OUT/charlm.err" >&2; exit 1; }
+"$BIN" eval --model "$OUT/charlm" --corpus "$CORPUS" --val-frac 0.1 >"$OUT/charlm.eval"
+row charlm
+
 echo "torch: training $STEPS steps ..." >&2
 # shellcheck disable=SC2086
 "$PYTHON" "$ROOT/bench/torch_ref.py" --corpus "$CORPUS" --out "$OUT/torch" --steps "$STEPS" \
     --eval-every "$EVERY" --threads "$THREADS" --seed "$SEED" $EXTRA >"$OUT/torch.out" \
     2>"$OUT/torch.err" || { cat "$OUT/torch.err" >&2; exit 1; }
+"$BIN" eval --model "$OUT/torch" --corpus "$CORPUS" --val-frac 0.1 >"$OUT/torch.eval"
+row torch
 
-for impl in charlm torch; do
-    "$BIN" eval --model "$OUT/$impl" --corpus "$CORPUS" --val-frac 0.1 >"$OUT/$impl.eval"
-done
-
-"$PYTHON" - "$OUT" "$STEPS" <<'EOF'
+"$PYTHON" - "$OUT" <<'EOF'
 import json, sys
-out, steps = sys.argv[1], sys.argv[2]
-def last(path):
-    return json.loads([l for l in open(path) if l.startswith("{")][-1])
-own = {"charlm": last(f"{out}/charlm.out").get("best_val_loss"),
-       "torch": last(f"{out}/torch.out").get("val_loss")}
-ev = {impl: last(f"{out}/{impl}.eval") for impl in ("charlm", "torch")}
-print(f"validation loss after {steps} steps (nats/char; eval = charlm-train eval --val-frac 0.1, "
-      "one stream)")
-print(f"{'impl':<8}{'eval loss':>11}{'bpc':>8}{'chars':>9}{'own val':>10}")
-for impl in ("charlm", "torch"):
-    e = ev[impl]
-    print(f"{impl:<8}{e['loss']:>11.4f}{e['bpc']:>8.4f}{e['chars']:>9}{own[impl]:>10.4f}")
-d = ev["charlm"]["loss"] - ev["torch"]["loss"]
+def loss(path):
+    return json.loads([l for l in open(path) if l.startswith("{")][-1])["loss"]
+d = loss(f"{sys.argv[1]}/charlm.eval") - loss(f"{sys.argv[1]}/torch.eval")
 print(f"charlm - torch = {d:+.4f} nats/char ({'within' if abs(d) <= 0.02 else 'outside'} 0.02)")
 EOF

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Serving: charlm-server vs a Flask + PyTorch reference of the same model, same run.
 #
-#   bench/serve_bench.sh [MODEL_DIR]      (default: the shipped model, artefacts/)
+#   bench/serve_bench.sh [MODEL_DIR | CORPUS]     (default: the shipped model, artefacts/)
 #
-# Both servers load MODEL_DIR (vocab.json + model.safetensors) and listen on free loopback
+# Given a text file instead of a model folder, it first trains a default-size model on it
+# (charlm-train, TRAIN_STEPS steps, default 300: serving speed depends on the model's
+# shapes, not on how well it was trained) into its temporary folder.
+# Both servers load the model (vocab.json + model.safetensors) and listen on free loopback
 # ports; they are measured one after the other, never at the same time. For each:
 #   - idle RSS (VmRSS once /health answers, before any generation);
 #   - single-stream chars/s: SINGLE sequential requests of max_tokens 200, one at a time;
@@ -13,11 +16,14 @@
 # Environment: SERVER (charlm-server; default build/charlm-server, else built into
 # build-bench/), PYTHON (/usr/bin/python3, with python3-torch and python3-flask:
 # scripts/install-deps.sh bench), DURATION (10s), CONNS ("1 8 32"), SINGLE (20),
-# SERVER_ARGS (extra charlm-server flags).
+# SERVER_ARGS (extra charlm-server flags), TRAIN_STEPS, TRAIN (charlm-train; default beside
+# SERVER).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
+ARG=${1:-$ROOT/artefacts}
+[ -e "$ARG" ] || { echo "serve_bench: $ARG: no such model folder or corpus" >&2; exit 2; }
+TRAIN_STEPS=${TRAIN_STEPS:-300}
 PYTHON=${PYTHON:-/usr/bin/python3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-1 8 32}
@@ -27,8 +33,9 @@ SERVER=${SERVER:-$ROOT/build/charlm-server}
 if [ ! -x "$SERVER" ]; then
     SERVER=$ROOT/build-bench/charlm-server
     cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$ROOT/build-bench" -j2 --target charlm-server >/dev/null
+    cmake --build "$ROOT/build-bench" -j2 --target charlm-server charlm-train >/dev/null
 fi
+TRAIN=${TRAIN:-$(dirname "$SERVER")/charlm-train}
 command -v wrk >/dev/null || { echo "serve_bench: wrk is not installed (scripts/install-deps.sh bench)" >&2; exit 1; }
 "$PYTHON" -c 'import torch, flask' 2>/dev/null ||
     { echo "serve_bench: $PYTHON cannot import torch and flask (scripts/install-deps.sh bench)" >&2; exit 1; }
@@ -41,6 +48,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [ -d "$ARG" ]; then
+    MODEL=$(cd "$ARG" && pwd)
+else
+    [ -x "$TRAIN" ] || { echo "serve_bench: no charlm-train at $TRAIN to train on $ARG" >&2; exit 1; }
+    echo "serve_bench: training a default-size model on $ARG ($TRAIN_STEPS steps) ..." >&2
+    MODEL=$WORK/model
+    "$TRAIN" train --corpus "$ARG" --out "$MODEL" --steps "$TRAIN_STEPS" \
+        --eval-every "$TRAIN_STEPS" >"$WORK/train.out" 2>"$WORK/train.err" ||
+        { cat "$WORK/train.err" >&2; exit 1; }
+fi
 
 free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -129,17 +147,24 @@ c, f = r["charlm"], r["flask"]
 print(f"serving benchmark: POST /generate, max_tokens 200, temperature 0.8; wrk {sys.argv[2]} "
       "per row, loopback")
 print(f"{'':<24}{'charlm':>14}{'flask+torch':>14}{'ratio':>9}")
+# A side that completed no request has no rate or latency to compare: it says so instead
+# of showing 0 and a ratio of nan.
 def row(label, a, b, fmt, better_low=False):
-    ratio = (b / a if better_low else a / b) if a and b else float("nan")
-    print(f"{label:<24}{fmt.format(a):>14}{fmt.format(b):>14}{ratio:>8.1f}x")
+    text = lambda v: "none" if v is None else fmt.format(v)
+    ratio = f"{(b / a if better_low else a / b):>8.1f}x" if a and b else f"{'-':>9}"
+    print(f"{label:<24}{text(a):>14}{text(b):>14}{ratio}")
 row("single stream chars/s", c["single"]["chars_per_s"], f["single"]["chars_per_s"], "{:.0f}")
 for k in sorted((k for k in c if k.startswith("wrk")), key=lambda k: int(k[3:])):
     n = k[3:]
-    row(f"req/s @{n} conn", c[k]["rps"], f[k]["rps"], "{:.1f}")
+    row(f"req/s @{n} conn", c[k]["rps"] or None, f[k]["rps"] or None, "{:.1f}")
     row(f"  p50 ms @{n}", c[k]["p50_ms"], f[k]["p50_ms"], "{:.1f}", better_low=True)
     row(f"  p99 ms @{n}", c[k]["p99_ms"], f[k]["p99_ms"], "{:.1f}", better_low=True)
-    for name, x in (("charlm", c[k]), ("flask", f[k])):
-        if x["non2xx"] or x["errors"]:
+    for name, x in (("charlm", c[k]), ("flask+torch", f[k])):
+        if not x["requests"]:
+            print(f"  ({name} completed no request in {x['duration_s']:.0f} s at {n} "
+                  f"connections: {x['errors']} socket errors, {x.get('timeouts', 0)} of them "
+                  f"timeouts)")
+        elif x["non2xx"] or x["errors"]:
             print(f"  ({name}: {x['non2xx']} non-2xx, {x['errors']} socket errors)")
 row("idle RSS MB", c["idle_rss_kb"] / 1024, f["idle_rss_kb"] / 1024, "{:.1f}", better_low=True)
 row("loaded RSS (peak) MB", c["loaded_rss_kb"] / 1024, f["loaded_rss_kb"] / 1024, "{:.1f}",

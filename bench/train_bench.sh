@@ -64,7 +64,20 @@ echo "sgemm ceiling (vocab $V) ..." >&2
 
 last_json() { grep '^{' "$1" | tail -n 1; }
 
+# Each run's row as soon as it ends; the table of medians follows at the end.
+show_run() { # IMPL THREADS RUN JSON
+    printf '%s\n' "$4" | "$PYTHON" -c '
+import json, sys
+impl, t, run = sys.argv[1:4]
+r = json.load(sys.stdin)
+tps, wait = r["tokens_per_s"], r.get("wait")
+print(f"{impl:<8}{t:>8}{run:>8}{tps:>11.0f}" + (f"   OMP_WAIT_POLICY={wait}" if wait else ""),
+      flush=True)' "$1" "$2" "$3"
+}
+
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+echo "each run as it ends (tokens/s of the training loop):"
+printf '%-8s%8s%8s%11s\n' impl threads run tokens/s
 for t in $THREADS; do
     r=1
     while [ "$r" -le "$REPS" ]; do
@@ -76,6 +89,7 @@ for t in $THREADS; do
         line=$(last_json "$WORK/out")
         [ -n "$line" ] || line=$(tail -n 1 "$WORK/charlm/train_log.jsonl")
         echo "charlm $t $line" >>"$WORK/results"
+        show_run charlm "$t" "$r/$REPS" "$line"
         variants=active
         [ "$t" -le 1 ] || variants=$TORCH_WAIT
         best=
@@ -92,11 +106,13 @@ rows = [json.loads(l) for l in sys.stdin if l.strip()]
 print(json.dumps(max(rows, key=lambda r: r["tokens_per_s"])))')
         done
         echo "torch $t $best" >>"$WORK/results"
+        show_run torch "$t" "$r/$REPS" "$best"
         r=$((r + 1))
     done
 done
 
 LOAD1=$(cut -d' ' -f1 /proc/loadavg)
+echo
 "$PYTHON" - "$WORK/results" "$WORK/ceiling.json" "$STEPS" "$LOAD0" "$LOAD1" "$(nproc)" <<'EOF'
 import json, statistics, sys
 rows = {}

@@ -12,10 +12,10 @@
 int model_config_check(const ModelConfig *c, char *err) {
     if (c->vocab_size < 1 || c->vocab_size > 65536)
         return err_set(err, "vocab_size %d out of range 1..65536", c->vocab_size);
-    if (c->embed < 1 || c->embed > 4096)
-        return err_set(err, "embed %d out of range 1..4096", c->embed);
-    if (c->hidden < 1 || c->hidden > 4096)
-        return err_set(err, "hidden %d out of range 1..4096", c->hidden);
+    if (c->embed < 1 || c->embed > MODEL_MAX_WIDTH)
+        return err_set(err, "embed %d out of range 1..%d", c->embed, MODEL_MAX_WIDTH);
+    if (c->hidden < 1 || c->hidden > MODEL_MAX_WIDTH)
+        return err_set(err, "hidden %d out of range 1..%d", c->hidden, MODEL_MAX_WIDTH);
     if (c->layers < 1 || c->layers > MODEL_MAX_LAYERS)
         return err_set(err, "layers %d out of range 1..%d", c->layers, MODEL_MAX_LAYERS);
     return 0;

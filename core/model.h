@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #define MODEL_MAX_LAYERS  8
+#define MODEL_MAX_WIDTH   4096 // largest embed and hidden size
 #define MODEL_MAX_TENSORS (3 + 4 * MODEL_MAX_LAYERS)
 
 typedef struct {

@@ -22,10 +22,13 @@ int train_config_check(const TrainConfig *c, char *err) {
     if (!(c->weight_decay >= 0 && c->weight_decay * c->lr < 1))
         return err_set(err, "--weight-decay must be >= 0 and below 1 / --lr");
     if (c->patience < 0) return err_set(err, "--patience must be >= 0 (0 = off)");
-    if (c->seq < 1 || c->seq > 65536) return err_set(err, "--seq must be in 1..65536");
-    if (c->batch < 1 || c->batch > 65536) return err_set(err, "--batch must be in 1..65536");
+    if (c->seq < 1 || c->seq > TRAIN_MAX_SEQ)
+        return err_set(err, "--seq must be in 1..%d", TRAIN_MAX_SEQ);
+    if (c->batch < 1 || c->batch > TRAIN_MAX_BATCH)
+        return err_set(err, "--batch must be in 1..%d", TRAIN_MAX_BATCH);
     if (c->steps < 1) return err_set(err, "--steps must be at least 1");
-    if (!(c->lr > 0 && c->lr < 10)) return err_set(err, "--lr must be in (0, 10)");
+    if (!(c->lr > 0 && c->lr < TRAIN_MAX_LR))
+        return err_set(err, "--lr must be in (0, %d)", TRAIN_MAX_LR);
     if (!(c->clip >= 0 && isfinite(c->clip))) return err_set(err, "--clip must be >= 0 (0 = off)");
     if (!(c->val_frac > 0 && c->val_frac < 1)) return err_set(err, "--val-frac must be in (0, 1)");
     if (c->eval_every < 1) return err_set(err, "--eval-every must be at least 1");

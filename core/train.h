@@ -18,6 +18,10 @@
 #include "rng.h"
 
 #define TRAIN_MAX_THREADS 64
+// Bounds train_config_check applies (and charlm-train's flags state).
+#define TRAIN_MAX_SEQ   65536
+#define TRAIN_MAX_BATCH 65536
+#define TRAIN_MAX_LR    10 // exclusive
 
 typedef struct {
     ModelConfig model;

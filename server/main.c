@@ -184,7 +184,7 @@ static const CliOpt server_opts[] = {
      .min = 0,
      .max = 3600,
      .def = "5",
-     .help = "on SIGTERM, time running generations get before they are cancelled"},
+     .help = "on SIGTERM or SIGINT, time running generations get before they are cancelled"},
     {.name = "cors-origin",
      .env = "CHARLM_CORS_ORIGIN",
      .type = CLI_LIST,
@@ -229,10 +229,7 @@ static const CliOpt server_opts[] = {
 
 static const CliCommand server_cmd = {
     .usage = SERVER_NAME " [options]",
-    .about = "Serves a charlm model over HTTP: the web page at /, POST /generate,\n"
-             "POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
-             "POST /tokenize, POST /detokenize, /health, /model and /metrics.\n"
-             "Every flag can also be set by the environment variable in brackets; flags win.\n",
+    // .about is server_about(): it lists the route table.
     CLI_ROWS(server_opts),
     .after = "Without --model or CHARLM_MODEL the model is ./artefacts, else\n"
              "<program dir>/../artefacts.\n"
@@ -242,6 +239,22 @@ static const CliCommand server_cmd = {
              "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failure (model, port),\n"
              "2 bad flag or variable.\n",
 };
+
+/* The text --help shows above the flags: the route list comes from the route table, so it
+ * names every route the server answers. */
+static const char *server_about(void) {
+    static char text[4096];
+    int n = snprintf(text, sizeof(text),
+                     "Serves charlm models over HTTP. Routes (with API keys configured, all but\n"
+                     "those marked open need Authorization: Bearer KEY; docs/API.md):\n");
+    int k = routes_help_text(text + n, sizeof(text) - (size_t)n);
+    if (k > 0) n += k;
+    if ((size_t)n < sizeof(text))
+        snprintf(text + n, sizeof(text) - (size_t)n,
+                 "Every flag can also be set by the environment variable in brackets; "
+                 "flags win.\n");
+    return text;
+}
 
 // Binds the listening socket ourselves so that a taken port or a bad address is one
 // clear line, and port 0 can report the port the kernel chose.
@@ -339,7 +352,9 @@ int main(int argc, char **argv) {
     char err[ERR_LEN];
     int parsed = cli_parse(&server_cmd, &srv.cfg, argc - 1, argv + 1, err);
     if (parsed == CLI_HELP) {
-        cli_help(&server_cmd, stdout);
+        CliCommand help = server_cmd;
+        help.about = server_about();
+        cli_help(&help, stdout);
         return CLI_EXIT_OK;
     }
     if (parsed < 0) {

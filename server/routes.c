@@ -63,6 +63,29 @@ void route_allow_text(const Route *r, int cors, char *buf, size_t cap) {
              r->methods & ROUTE_POST ? "POST" : "", cors ? ", OPTIONS" : "");
 }
 
+int routes_help_text(char *buf, size_t cap) {
+    size_t n = 0;
+    for (int i = 0; i < route_count; i++) {
+        const Route *r = &route_table[i];
+        char name[96];
+        if (!r->prefix)
+            snprintf(name, sizeof(name), "%s%s%s", r->path, r->alias ? ", " : "",
+                     r->alias ? r->alias : "");
+        else if (strncmp(r->label, r->path, strlen(r->path)) == 0)
+            snprintf(name, sizeof(name), "%s", r->label);
+        else
+            snprintf(name, sizeof(name), "%s*", r->path);
+        const char *methods = r->methods == (ROUTE_GET | ROUTE_POST) ? "GET|POST"
+                              : r->methods & ROUTE_POST              ? "POST"
+                                                                     : "GET";
+        int k = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "  %-4s %s%s\n", methods,
+                         name, r->needs_key ? "" : "  (open)");
+        if (k < 0) return k;
+        n += (size_t)k;
+    }
+    return (int)n;
+}
+
 // Everything that can be decided from the request line and headers alone: answers a
 // request that goes no further, or returns MHD_YES to read its body.
 static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {

@@ -49,5 +49,10 @@ int routes_find(const char *path);
 int route_allows(const Route *r, const char *method);
 /* The Allow header for r ("GET, HEAD", "POST"), ", OPTIONS" appended when cors. */
 void route_allow_text(const Route *r, int cors, char *buf, size_t cap);
+/* The route list of --help, one line per row: "  GET   /v1/models/{id}", an alias after
+ * a comma, "(open)" on the rows that need no key. A prefix row shows its label when the
+ * label spells out the tail ("/v1/models/{id}"), else its path and "*". Returns what
+ * snprintf would: the length of the whole text, however much of it fit in cap. */
+int routes_help_text(char *buf, size_t cap);
 
 #endif

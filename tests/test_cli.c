@@ -674,6 +674,74 @@ START_TEST(test_docs_match_help) {
 }
 END_TEST
 
+/* Every number a command takes shows its range in --help: the rows with a numeric
+ * placeholder, but for train's --seed, which takes any 64-bit value. */
+START_TEST(test_help_shows_ranges) {
+    helps_load();
+    for (int h = 0; h < NHELPS; h++) {
+        char cmdline[4096], *out, *err;
+        snprintf(cmdline, sizeof(cmdline), "%s %s", tu_bin(helps[h].program), helps[h].args);
+        ck_assert_int_eq(tu_run(cmdline, &out, &err), 0);
+        for (const char *line = out; (line = strstr(line, "\n  --")) != NULL; line++) {
+            char row[1024], name[64], ph[32] = "";
+            snprintf(row, sizeof(row), "%.*s", (int)strcspn(line + 1, "\n"), line + 1);
+            if (sscanf(row, "  --%63s %31s", name, ph) < 2) continue;
+            int numeric =
+                strcmp(ph, "N") == 0 || strcmp(ph, "X") == 0 || strcmp(ph, "SECONDS") == 0;
+            if (!numeric ||
+                (strcmp(helps[h].label, "charlm-train train") == 0 && strcmp(name, "seed") == 0))
+                continue;
+            ck_assert_msg(strstr(row, "; range ") != NULL, "%s --help shows no range:\n%s",
+                          helps[h].label, row);
+        }
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
+/* docs/CLI.md's synopsis of charlm-server (the code block under its heading) names every
+ * flag --help lists. */
+START_TEST(test_server_synopsis) {
+    helps_load();
+    char *doc = tu_read_file(CHARLM_SOURCE_DIR "/docs/CLI.md", NULL);
+    ck_assert_msg(doc != NULL, "cannot read docs/CLI.md");
+    const char *head = strstr(doc, "\n## charlm-server\n");
+    ck_assert_msg(head != NULL, "docs/CLI.md has no '## charlm-server' section");
+    const char *open = strstr(head, "\n```\n");
+    const char *close = open ? strstr(open + 5, "\n```") : NULL;
+    ck_assert_msg(close != NULL, "docs/CLI.md: no synopsis block under '## charlm-server'");
+    char *synopsis = strndup(open, (size_t)(close - open));
+    const HelpCmd *server = &helps[2];
+    ck_assert_str_eq(server->label, "charlm-server");
+    for (int i = 0; i < server->nflags; i++) {
+        char flag[48];
+        snprintf(flag, sizeof(flag), "[--%s", server->name[i]);
+        const char *at = strstr(synopsis, flag);
+        while (at && !strchr(" ]", at[strlen(flag)])) at = strstr(at + 1, flag);
+        ck_assert_msg(at != NULL, "docs/CLI.md's charlm-server synopsis lacks --%s:%s",
+                      server->name[i], synopsis);
+    }
+    free(synopsis);
+    free(doc);
+}
+END_TEST
+
+// Both signals drain (server/main.c's loop); the help of --drain-timeout says so.
+START_TEST(test_drain_help_names_both_signals) {
+    char cmdline[4096], *out, *err;
+    snprintf(cmdline, sizeof(cmdline), "%s --help", tu_bin("charlm-server"));
+    ck_assert_int_eq(tu_run(cmdline, &out, &err), 0);
+    const char *row = strstr(out, "  --drain-timeout ");
+    ck_assert(row != NULL);
+    char line[1024];
+    snprintf(line, sizeof(line), "%.*s", (int)strcspn(row, "\n"), row);
+    ck_assert_msg(strstr(line, "SIGTERM") && strstr(line, "SIGINT"), "%s", line);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* ---- Defaults in force: what --help says is what the programs do. ---- */
 
 static const char *help_default(const char *label, const char *flag) {
@@ -805,6 +873,9 @@ int main(void) {
     tc = tcase_create("docs");
     tcase_add_test(tc, test_docs_check_catches_drift);
     tcase_add_test(tc, test_docs_match_help);
+    tcase_add_test(tc, test_help_shows_ranges);
+    tcase_add_test(tc, test_server_synopsis);
+    tcase_add_test(tc, test_drain_help_names_both_signals);
     suite_add_tcase(s, tc);
     tc = tcase_create("programs");
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);

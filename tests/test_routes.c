@@ -1,5 +1,5 @@
 // The route table: lookup of paths and methods, the Allow header, the table's own
-// invariants, and that docs/API.md documents every route.
+// invariants, that docs/API.md documents every route and that --help lists each one.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "fileio.h"
 #include "metrics.h"
 #include "routes.h"
+#include "testutil.h"
 
 // What routing alone answers: 0 when a row takes the request (its handler may still say
 // 404, as the static one does for a missing file), else 404 or 405.
@@ -180,6 +181,66 @@ START_TEST(test_documented_rule) {
 }
 END_TEST
 
+/* Finds the line of --help that lists r: "  METHOD PATH..." with r's method first and its
+ * path next, ending there or going on with a placeholder ("{id}", "*"), its alias or a
+ * note. Copies it to line and returns 1, or returns 0. */
+static int help_line(const char *help, const Route *r, char *line, size_t cap) {
+    const char *method = r->methods & ROUTE_POST ? "POST" : "GET";
+    size_t n = strlen(r->path);
+    for (const char *at = help; at && *at;) {
+        const char *end = strchr(at, '\n');
+        if (!end) end = at + strlen(at);
+        snprintf(line, cap, "%.*s", (int)(end - at), at);
+        at = *end ? end + 1 : NULL;
+        const char *p = line + strspn(line, " ");
+        if (p == line || strncmp(p, method, strlen(method)) != 0) continue;
+        p += strlen(method);
+        if (*p != ' ' && *p != '|') continue;
+        p += strcspn(p, "/");
+        if (strncmp(p, r->path, n) != 0 || !strchr("{*, ", p[n])) continue;
+        if (r->alias && !strstr(p, r->alias)) continue;
+        return 1;
+    }
+    return 0;
+}
+
+START_TEST(test_help_lists_routes) {
+    char cmd[4096], *out = NULL, *err = NULL, line[256];
+    snprintf(cmd, sizeof(cmd), "%s --help", tu_bin("charlm-server"));
+    ck_assert_msg(tu_run(cmd, &out, &err) == 0, "%s: %s", cmd, err);
+    for (int i = 0; i < route_count; i++) {
+        const Route *r = &route_table[i];
+        ck_assert_msg(help_line(out, r, line, sizeof(line)),
+                      "charlm-server --help does not list %s %s:\n%s",
+                      r->methods & ROUTE_POST ? "POST" : "GET", r->path, out);
+        ck_assert_msg((strstr(line, "(open)") != NULL) == !r->needs_key,
+                      "--help's \"%s\": marked open or not against the table", line);
+    }
+    free(out);
+    free(err);
+}
+END_TEST
+
+// The finder above, on lines of the shape --help prints and on near misses.
+START_TEST(test_help_line_rule) {
+    const Route gen = {"/generate", NULL, 0, ROUTE_POST, NULL, "/generate", 1};
+    const Route model = {"/v1/models/", NULL, 1, ROUTE_GET, NULL, "/v1/models/{id}", 1};
+    const Route root = {"/", "/index.html", 0, ROUTE_GET, NULL, "/", 0};
+    char line[256];
+    ck_assert(help_line("  POST /generate\n", &gen, line, sizeof(line)));
+    ck_assert_str_eq(line, "  POST /generate");
+    ck_assert(!help_line("  GET  /generate\n", &gen, line, sizeof(line)));
+    ck_assert(!help_line("  POST /generated\n", &gen, line, sizeof(line)));
+    ck_assert(!help_line("POST /generate\n", &gen, line, sizeof(line)));
+    ck_assert(!help_line("Serves POST /generate, ...\n", &gen, line, sizeof(line)));
+    ck_assert(help_line("  GET  /v1/models/{id}\n", &model, line, sizeof(line)));
+    ck_assert(!help_line("  GET  /v1/models\n", &model, line, sizeof(line)));
+    ck_assert(help_line("x\n  GET  /, /index.html  (open)\n", &root, line, sizeof(line)));
+    ck_assert(!help_line("  GET  /\n", &root, line, sizeof(line)));
+    ck_assert(!help_line("  GET  /static/*\n", &root, line, sizeof(line)));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("routes");
     TCase *tc = tcase_create("table");
@@ -188,6 +249,8 @@ int main(void) {
     tcase_add_test(tc, test_table);
     tcase_add_test(tc, test_documented_rule);
     tcase_add_test(tc, test_documented);
+    tcase_add_test(tc, test_help_line_rule);
+    tcase_add_test(tc, test_help_lists_routes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

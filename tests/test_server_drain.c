@@ -2,7 +2,8 @@
  * flight, round after round. Every client must get a complete reply (the JSON whole, a
  * stream ending with its summary event, /v1 with [DONE], the chunked body properly ended:
  * curl reports no partial transfer) and the server must exit 0, whether a generation
- * finished within --drain-timeout or was cancelled when it ran out. */
+ * finished within --drain-timeout or was cancelled when it ran out. With nothing in
+ * flight, it exits at once. */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "server_harness.h"
 #include "testutil.h"
@@ -221,11 +224,58 @@ START_TEST(test_sigterm_loses_nothing) {
 }
 END_TEST
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+// A server that has served requests (a JSON and a streamed generation, a client that left
+// mid-generation, a reload) and still holds an idle keep-alive connection, but has nothing
+// in flight, exits within 0.5 s of SIGTERM and of SIGINT.
+START_TEST(test_idle_exit_is_prompt) {
+    const int sigs[] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        Srv s;
+        const char *args[] = {"--threads", "2", NULL};
+        ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+        Resp r = http_post(s.port, "/generate", "{\"prompt\": \"ab\", \"max_tokens\": 20}");
+        ck_assert_int_eq(r.status, 200);
+        resp_free(&r);
+        r = http_post(s.port, "/generate",
+                      "{\"prompt\": \"ab\", \"max_tokens\": 20, \"stream\": true}");
+        ck_assert_int_eq(r.status, 200);
+        resp_free(&r);
+        r = http_post(s.port, "/admin/reload", "{}");
+        ck_assert_int_eq(r.status, 200);
+        resp_free(&r);
+        int left = raw_generate(s.port, "{\"prompt\": \"ab\", \"max_tokens\": 2000}");
+        ck_assert_int_ge(left, 0);
+        close(left); // the client leaves mid-generation
+        int idle = raw_send(s.port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        for (int waited = 0; health_in_flight(s.port) != 0 && waited < 10000; waited += 10)
+            sleep_ms(10);
+        ck_assert_int_eq(health_in_flight(s.port), 0);
+        int status = 0;
+        double t0 = now_s();
+        ck_assert_msg(proc_signal_wait(s.pid, sigs[k], 5000, &status), "no exit within 5 s");
+        double took = now_s() - t0;
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+        ck_assert_msg(took < 0.5, "%s with nothing in flight: exit took %.3f s",
+                      sigs[k] == SIGTERM ? "SIGTERM" : "SIGINT", took);
+        s.pid = 0;
+        if (idle >= 0) close(idle);
+        srv_stop(&s);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_drain");
     TCase *tc = tcase_create("drain");
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_idle_exit_is_prompt);
     tcase_add_test(tc, test_sigterm_loses_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -355,7 +355,7 @@ START_TEST(test_bad_input_exits_2_and_writes_nothing) {
     expect_bad(args, out, "too short");
     const char *nonsense[][2] = {
         {"--steps abc", "--steps: 'abc' is not an integer"},
-        {"--steps 0", "--steps must be at least 1"},
+        {"--steps 0", "--steps must be >= 1"},
         {"--lr -1", "--lr must be in"},
         {"--hidden 0", "hidden"},
         {"--dropout 1.5", "--dropout must be in"},
@@ -365,7 +365,7 @@ START_TEST(test_bad_input_exits_2_and_writes_nothing) {
         {"--weight-decay 1000", "--weight-decay must be"},
         {"--patience -1", "--patience must be"},
         {"--val-frac 1", "--val-frac must be in"},
-        {"--threads 0", "--threads must be in"},
+        {"--threads 0", "--threads must be an integer from 1 to 64"},
         {"--bogus 3", "unknown flag '--bogus'"},
         {"--seq", "--seq needs a value"},
     };
