@@ -1,4 +1,3 @@
-#include <errno.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h> // struct tcp_info with tcpi_bytes_acked/_received (glibc's has not)
 #include <netinet/in.h>
@@ -168,8 +167,11 @@ static void conn_register(struct MHD_Connection *conn, void **socket_context) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     pthread_mutex_lock(&R.mu);
-    int i = R.free_head >= 0 ? R.free_head : R.used < R.nslots ? R.used++ : -1;
-    if (i < 0 || !ci) { // cannot happen: libmicrohttpd holds no more than the slots
+    int i = !ci ? -1 : R.free_head >= 0 ? R.free_head : R.used < R.nslots ? R.used++ : -1;
+    if (i < 0) {
+        // Not expected: libmicrohttpd holds no more than the slots. A connection outside
+        // the registry would escape the idle timeout, so it goes at once.
+        if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
         pthread_mutex_unlock(&R.mu);
         return;
     }

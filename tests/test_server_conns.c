@@ -175,8 +175,13 @@ START_TEST(test_idle_connections_give_way) {
     pthread_create(&t, NULL, reader_main, &r);
     sleep_ms(200);
 
+    // Half send nothing, half part of a request's headers.
     int flood[FLOOD];
-    for (int i = 0; i < FLOOD; i++) flood[i] = connect_from(2, s.port, 0);
+    for (int i = 0; i < FLOOD; i++) {
+        flood[i] = connect_from(2, s.port, 0);
+        const char *part = "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Never: ends";
+        if (i % 2) send_all(flood[i], part, strlen(part));
+    }
     sleep_ms(300);
     double t0 = now_s();
     Resp h = http_get(s.port, "/health");
