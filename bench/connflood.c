@@ -54,6 +54,10 @@ static int flood_connect(Flood *f, int i) {
     f->fd[i] = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
+    // The port is then chosen by connect, which avoids the 4-tuples still in TIME-WAIT on
+    // the server's side; one chosen by bind alone can hit one and wait for a SYN resend.
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&f->from, sizeof(f->from)) != 0 ||
         (connect(fd, (struct sockaddr *)&f->server, sizeof(f->server)) != 0 &&
          errno != EINPROGRESS)) {
@@ -66,13 +70,15 @@ static int flood_connect(Flood *f, int i) {
 }
 
 // Keeps the flood's sockets open: notices the ones that complete and the ones the server
-// closes, and opens those again.
+// closes, and opens those again (and any that could not be opened).
 static void *flood_main(void *arg) {
     Flood *f = arg;
     struct pollfd *p = calloc((size_t)f->n, sizeof(*p));
     if (!p) return NULL;
     for (int i = 0; i < f->n; i++) flood_connect(f, i);
     while (!atomic_load(&f->stop)) {
+        for (int i = 0; i < f->n; i++)
+            if (f->fd[i] < 0 && flood_connect(f, i) == 0) atomic_fetch_add(&f->reopened, 1);
         for (int i = 0; i < f->n; i++)
             p[i] = (struct pollfd){.fd = f->fd[i], .events = f->connected[i] ? POLLIN : POLLOUT};
         if (poll(p, (nfds_t)f->n, 100) <= 0) continue;
