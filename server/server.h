@@ -42,7 +42,7 @@ typedef struct {
     int max_concurrent;       // generations in flight
     int max_conns;            // open HTTP connections
     int max_conns_per_ip;     // from one client address; 0: no limit
-    int idle_timeout;         // seconds a connection may neither send nor read
+    int idle_timeout;         // seconds a connection may make no progress (conns.h)
     int drain_timeout;        // seconds SIGTERM lets generations finish
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
     const char *api_key;      // read by auth_init, never printed
