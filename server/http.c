@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conns.h"
 #include "error.h"
 #include "http.h"
 #include "server.h"
@@ -251,7 +252,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         copy_printable(rq->path, sizeof(rq->path), url);
         // Answering here, before libmicrohttpd has looked for a body, would make it close
         // the connection; only refusals do that (their body is not worth reading).
-        return router->on_headers(conn, rq);
+        enum MHD_Result r = router->on_headers(conn, rq);
+        if (rq->status) conns_busy(conn);
+        return r;
     }
     if (*upload_data_size) {
         if (body_append(rq, upload_data, *upload_data_size)) return MHD_NO;
@@ -260,6 +263,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    conns_busy(conn);               // the whole request is in
     if (rq->status) return MHD_YES; // already answered
     if (rq->resume) return rq->resume(conn, rq);
     if (rq->discarded) return respond_too_large(conn, rq);
@@ -269,10 +273,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     const HttpRouter *router = cls;
     Request *rq = *req_cls;
     if (!rq) return;
+    conns_idle(conn);
     *req_cls = NULL;
     // A reply that could not be delivered is logged as nginx does: 499.
     int status = rq->status ? rq->status : 499;
@@ -334,18 +338,32 @@ struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err
     // The generation runs on the scheduler's workers (sched.c); a request waiting for its
     // text is suspended (MHD_suspend_connection, out of the event loop, where no timeout
     // runs) and resumed by the worker when its text or its next SSE chunk is ready (gen.c).
-    // So the idle timeout below only ever cuts a connection that neither sends nor reads:
-    // an idle keep-alive, a client that stalls its request, or a stalled reader.
+    // libmicrohttpd's own idle timeout is off: it counts only its own reads and writes,
+    // and so cut a client draining a full socket buffer slowly; conns.c times connections
+    // out by their progress instead, and makes idle ones give way at --max-connections
+    // (libmicrohttpd's limit is a little higher, for those being shut down).
     // MHD_ALLOW_SUSPEND_RESUME brings the inter-thread channel (MHD_USE_ITC) that wakes a
     // thread for a resume, and that lets SIGTERM quiesce the listening socket.
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (conns_start(srv.cfg.max_conns, srv.cfg.idle_timeout, err)) return NULL;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, (void *)router, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)srv.cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv.cfg.idle_timeout,
-        MHD_OPTION_END);
-    if (!d) err_set(err, "cannot start the HTTP daemon");
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)router, MHD_OPTION_NOTIFY_CONNECTION,
+        conns_notify, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(srv.cfg.max_conns + CONNS_SLACK), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)srv.cfg.max_conns_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, 0u, MHD_OPTION_END);
+    if (!d) {
+        conns_stop();
+        conns_free();
+        err_set(err, "cannot start the HTTP daemon");
+    }
     return d;
+}
+
+void http_stop(struct MHD_Daemon *d) {
+    conns_stop();
+    MHD_stop_daemon(d);
+    conns_free();
 }

@@ -51,8 +51,10 @@ typedef struct {
 } HttpRouter;
 
 /* Starts the daemon on an already listening socket; the router must outlive it. Takes
- * --max-connections and --idle-timeout from srv.cfg. */
+ * --max-connections, --max-connections-per-ip and --idle-timeout from srv.cfg (conns.h). */
 struct MHD_Daemon *http_start(int listen_fd, const HttpRouter *router, char *err);
+/* Stops it: every connection is closed. */
+void http_stop(struct MHD_Daemon *d);
 
 double elapsed_ms(const struct timespec *since);
 void request_log(const char *method, const char *path, int status, size_t bytes, double ms);

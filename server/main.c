@@ -166,7 +166,18 @@ static const CliOpt server_opts[] = {
      .min = 1,
      .max = 1000000,
      .def = "4096",
-     .help = "open connections; more wait in the listen queue"},
+     .help = "open connections; past it the one idle the longest (no request in flight) is "
+             "closed"},
+    {.name = "max-connections-per-ip",
+     .env = "CHARLM_MAX_CONNECTIONS_PER_IP",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(max_conns_per_ip),
+     .min = 0,
+     .max = 1000000,
+     .def = "0",
+     .help = "open connections from one client address, 0 = no limit; past it a new one is "
+             "closed at once (behind a proxy every client is one address)"},
     {.name = "idle-timeout",
      .env = "CHARLM_IDLE_TIMEOUT",
      .type = CLI_INT,
@@ -175,7 +186,8 @@ static const CliOpt server_opts[] = {
      .min = 1,
      .max = 3600,
      .def = "10",
-     .help = "close a connection that sends and reads nothing for this long"},
+     .help = "close a connection that makes no progress for this long: sends nothing and "
+             "takes none of its reply"},
     {.name = "drain-timeout",
      .env = "CHARLM_DRAIN_TIMEOUT",
      .type = CLI_INT,
@@ -465,7 +477,7 @@ int main(int argc, char **argv) {
     // libmicrohttpd must not be stopped with a connection suspended: every task is released
     // within a step of the cancellation, and its release resumes its connection.
     for (int i = 0; i < 500 && sched_pending() > 0; i++) usleep(2000);
-    MHD_stop_daemon(d);
+    http_stop(d);
     free_all();
     fprintf(stderr, SERVER_NAME ": stopped\n");
     return CLI_EXIT_OK;

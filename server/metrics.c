@@ -209,6 +209,13 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         "# TYPE charlm_start_time_seconds gauge\n"
         "charlm_start_time_seconds %ld\n",
         atomic_load(&srv.in_flight), srv.cfg.max_concurrent, (long)srv.started);
+    put(&b,
+        "# HELP charlm_connections_closed_total Connections the server shut down: no progress "
+        "for --idle-timeout, or giving way at --max-connections.\n"
+        "# TYPE charlm_connections_closed_total counter\n"
+        "charlm_connections_closed_total{reason=\"idle_timeout\"} %ld\n"
+        "charlm_connections_closed_total{reason=\"evicted\"} %ld\n",
+        atomic_load(&srv.conns_timed_out), atomic_load(&srv.conns_evicted));
 
     if (b.failed) {
         free(b.s);

@@ -10,6 +10,7 @@
  *   headers.h    the header section's framing rules; fields.h feeds them true values
  *   hostcheck.h  DNS rebinding protection: the Host headers a loopback server answers
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
+ *   conns.h      open connections: the idle timeout, giving way at --max-connections
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
  *   gen.h        admitting generations, JSON replies and SSE streams
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
@@ -42,7 +43,8 @@ typedef struct {
     long max_body;            // bytes
     int max_concurrent;       // generations in flight
     int max_conns;            // open HTTP connections
-    int idle_timeout;         // seconds a connection may neither send nor read
+    int max_conns_per_ip;     // from one client address; 0: no limit
+    int idle_timeout;         // seconds a connection may make no progress (conns.h)
     int drain_timeout;        // seconds SIGTERM lets generations finish
     CliList cors_origins;     // each value one origin or several, separated by commas or spaces
     CliList allowed_hosts;    // the same for --allowed-host's names (hostcheck.h)
@@ -58,8 +60,9 @@ typedef struct {
     ServerConfig cfg;
     char *static_dir; // resolved page folder, or NULL when none was found
     time_t started;
-    atomic_int in_flight;     // generations admitted and not yet finished
-    atomic_int shutting_down; // 1: refuse new generations; 2: cancel running ones
+    atomic_int in_flight;                       // generations admitted and not yet finished
+    atomic_int shutting_down;                   // 1: refuse new generations; 2: cancel running ones
+    atomic_long conns_timed_out, conns_evicted; // connections shut down by conns.c
 } Server;
 
 extern Server srv;
