@@ -55,8 +55,11 @@ typedef struct {
     ServerConfig cfg;
     char *static_dir; // resolved page folder, or NULL when none was found
     time_t started;
-    atomic_int in_flight;     // generations admitted and not yet finished
-    atomic_int shutting_down; // 1: refuse new generations; 2: cancel running ones
+    atomic_int in_flight;            // generations admitted and not yet done: --max-concurrent's
+    atomic_int undelivered;          // replies admitted and not yet delivered (or abandoned)
+    atomic_int replies_waiting;      // of those, replies whose generations are all done
+    atomic_long reply_bytes_waiting; // the memory those hold: generations and buffers
+    atomic_int shutting_down;        // 1: refuse new generations; 2: cancel running ones
 } Server;
 
 extern Server srv;
