@@ -1,5 +1,4 @@
 #include <cjson/cJSON.h>
-#include <malloc.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -33,8 +32,6 @@
 #define STREAM_EVENT_ENTRIES 64
 #define STREAM_EVENT_TEXT    4096
 #define STREAM_TAKE_BYTES    (64 * 1024)
-// A reply that held more than this gives the memory back to the system when it ends.
-#define TRIM_BYTES (1 << 20)
 
 /* One admitted request: its choices (prompts x n generations), stepped as one group by
  * the scheduler. A JSON reply's job belongs to its Request until its reply is queued,
@@ -256,7 +253,6 @@ static void job_end(Job *j) {
         for (int i = 0; i < j->nchoices; i++)
             sched_cancel(&j->tasks[i]); // returns at once when it is already over
     // Every task is released now, so job_released has run.
-    int trim = j->held > TRIM_BYTES;
     if (j->counted) {
         job_hold(j, 0);
         atomic_fetch_sub(&srv.replies_waiting, 1);
@@ -264,9 +260,6 @@ static void job_end(Job *j) {
     atomic_fetch_sub(&srv.undelivered, 1);
     job_free(j);
     free(j);
-    // The generations' large arrays grew on the workers' heaps, which keep freed memory;
-    // without this a burst of large replies leaves the process hundreds of MB larger.
-    if (trim) malloc_trim(0);
 }
 
 // cJSON prints numbers near 2^53 with 15 significant digits, which is not exact.

@@ -2,7 +2,8 @@
  * chars, each char with its alternatives): tens of MB of JSON each. They are encoded as
  * they are sent, so other requests are answered meanwhile, and a generation's slot is
  * freed when it is done, so clients that read their replies slowly do not lock others
- * out of --max-concurrent. */
+ * out of --max-concurrent; a stream read long after its generations ran catches up in
+ * bounded events. */
 #include <check.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -218,6 +219,24 @@ static long metric(int port, const char *name) {
     return v;
 }
 
+// Sends a chat request over a connection with a small receive window, so that a reply of
+// tens of MB stays mostly unsent until it is read.
+static int slow_connect(int port, const char *body) {
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int rcv = 16 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+    return fd;
+}
+
 START_TEST(test_slow_readers_free_their_slots) {
     // The four requests take every slot (4 x 16 = 64).
     const char *args[] = {"--max-concurrent", "64", "--idle-timeout", "120", NULL};
@@ -228,21 +247,9 @@ START_TEST(test_slow_readers_free_their_slots) {
     pthread_t t[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
         memset(&r[i], 0, sizeof(r[i]));
-        char body[256], req[512];
+        char body[256];
         big_chat_body(body, sizeof(body), top, 10 + i);
-        snprintf(req, sizeof(req),
-                 "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                 "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                 strlen(body), body);
-        // A small receive window, so that the reply (tens of MB) stays mostly unsent.
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        int rcv = 16 * 1024;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-        ck_assert_int_eq(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
-        r[i].fd = fd;
+        r[i].fd = slow_connect(s.port, body);
         pthread_create(&t[i], NULL, slow_reader, &r[i]);
     }
     // Every reply has begun, so every generation is done.
@@ -284,6 +291,106 @@ START_TEST(test_slow_readers_free_their_slots) {
 }
 END_TEST
 
+// ---- a stream read long after its generations ran
+
+// Reads a chunked reply to its end; returns its body, de-chunked (malloc'd).
+static char *read_chunked(int fd) {
+    size_t cap = 1 << 20, len = 0;
+    char *raw = malloc(cap);
+    ck_assert_ptr_nonnull(raw);
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            cap *= 2;
+            raw = realloc(raw, cap);
+            ck_assert_ptr_nonnull(raw);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ck_assert_int_gt(poll(&p, 1, 30000), 0);
+        ssize_t n = recv(fd, raw + len, 65536, 0);
+        ck_assert_int_gt(n, 0);
+        len += (size_t)n;
+        if (len >= 5 && memcmp(raw + len - 5, "0\r\n\r\n", 5) == 0) break;
+    }
+    raw[len] = '\0';
+    ck_assert_int_eq(strncmp(raw, "HTTP/1.1 200", 12), 0);
+    char *p = strstr(raw, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    p += 4;
+    char *body = malloc(len + 1), *w = body;
+    ck_assert_ptr_nonnull(body);
+    for (;;) {
+        char *end;
+        unsigned long size = strtoul(p, &end, 16);
+        ck_assert_int_eq(strncmp(end, "\r\n", 2), 0);
+        if (size == 0) break;
+        memcpy(w, end + 2, size);
+        w += size;
+        p = end + 2 + size;
+        ck_assert_int_eq(strncmp(p, "\r\n", 2), 0);
+        p += 2;
+    }
+    *w = '\0';
+    free(raw);
+    return body;
+}
+
+START_TEST(test_late_stream_reader_gets_bounded_events) {
+    const char *args[] = {"--idle-timeout", "120", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+    int top = top_logprobs(s.port);
+    char body[300];
+    big_chat_body(body, sizeof(body), top, 21);
+    strcpy(strrchr(body, '}'), ", \"stream\": true}");
+    int fd = slow_connect(s.port, body);
+    // Read nothing until the generations are done: the stream's events are then far
+    // behind them, 16 x 2000 entries.
+    for (int waited = 0; health_in_flight(s.port) > 0 && waited < 10000; waited += 20) sleep_ms(20);
+    char *sse = read_chunked(fd);
+    close(fd);
+    enum { MAX_EVENTS = 100000 };
+    char **ev = malloc(MAX_EVENTS * sizeof(*ev));
+    ck_assert_ptr_nonnull(ev);
+    int n = sse_events(sse, ev, MAX_EVENTS);
+    free(sse);
+    ck_assert_int_lt(n, MAX_EVENTS);
+    ck_assert_str_eq(ev[n - 1], "[DONE]");
+    long entries = 0, text = 0;
+    int most_entries = 0, finished = 0;
+    size_t most_text = 0, largest = 0;
+    for (int i = 0; i < n - 1; i++) {
+        if (strlen(ev[i]) > largest) largest = strlen(ev[i]);
+        cJSON *o = cJSON_Parse(ev[i]);
+        ck_assert_ptr_nonnull(o);
+        const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+        const cJSON *content = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "delta"), "content");
+        const cJSON *lp = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "logprobs"), "content");
+        int k = cJSON_GetArraySize(lp);
+        size_t t = cJSON_IsString(content) ? strlen(content->valuestring) : 0;
+        entries += k;
+        text += (long)t;
+        if (k > most_entries) most_entries = k;
+        if (t > most_text) most_text = t;
+        finished += cJSON_IsString(cJSON_GetObjectItem(c, "finish_reason"));
+        cJSON_Delete(o);
+        free(ev[i]);
+    }
+    free(ev[n - 1]);
+    free(ev);
+    fprintf(stderr,
+            "test_server_bigreply: late stream: %d events, at most %d entries and %zu bytes "
+            "of text in one, the largest %zu bytes\n",
+            n, most_entries, most_text, largest);
+    // Everything, in events of at most 64 entries and 4096 bytes of text each.
+    ck_assert_int_eq(entries, (long)CHOICES * MAX_TOKENS);
+    ck_assert_int_eq(text, (long)CHOICES * MAX_TOKENS); // the model's chars are ASCII
+    ck_assert_int_eq(finished, CHOICES);
+    ck_assert_int_le(most_entries, 64);
+    ck_assert_uint_le(most_text, 4096);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_bigreply");
     TCase *tc = tcase_create("bigreply");
@@ -291,6 +398,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_health_answers_while_big_replies_are_built);
     tcase_add_test(tc, test_slow_readers_free_their_slots);
+    tcase_add_test(tc, test_late_stream_reader_gets_bounded_events);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
