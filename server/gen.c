@@ -25,10 +25,10 @@
 // encoded as libmicrohttpd sends it, REPLY_BLOCK bytes a call, chunked (reply.h).
 #define REPLY_WHOLE_MAX (64 * 1024)
 #define REPLY_BLOCK     (32 * 1024)
-// An SSE event carries at most this many log probability entries and bytes of generated
-// text, and one take of a stream's news stops once this many bytes are queued: a stream
-// whose reader fell behind its generations catches up in bounded events, none of which
-// the HTTP thread (or the worker, whose lock a take holds) spends long on.
+// An SSE event carries at most this many generated chars with log probabilities, or bytes
+// of generated text without, and one take of a stream's news stops once this many bytes are queued:
+// a stream whose reader fell behind its generations catches up in bounded events, none of which the
+// HTTP thread (or the worker, whose lock a take holds) spends long on.
 #define STREAM_EVENT_ENTRIES 64
 #define STREAM_EVENT_TEXT    4096
 #define STREAM_TAKE_BYTES    (64 * 1024)
@@ -581,22 +581,31 @@ static int out_event(Job *j, cJSON *o) {
 
 /* What is new in choice c since the last event, as one event: text (the echoed prompt
  * first, once the prompt has been read) and the log probabilities of its chars, at most
- * STREAM_EVENT_TEXT bytes and STREAM_EVENT_ENTRIES entries of them; once it is released
- * and all sent, its closing event. With the worker's lock held (sched_poll's take).
+ * STREAM_EVENT_ENTRIES generated chars with them (else STREAM_EVENT_TEXT bytes); once it
+ * is released and all sent, its closing event. With the worker's lock held (sched_poll's take).
  * Returns 1 when it queued an event. */
 static int stream_choice(Job *j, Choice *c, int released) {
     const Generation *g = &c->gen;
     int echo = j->req.echo && !c->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
     size_t pl = echo ? j->req.prompt_lens[c->prompt] : 0;
     size_t fresh = g->emitted - c->sent;
-    if (fresh > STREAM_EVENT_TEXT) {
+    int lp_ready = j->req.gen.logprobs ? generation_logprobs_ready(g) : 0;
+    if (lp_ready < c->lp_sent) lp_ready = c->lp_sent;
+    int lp_to = lp_ready;
+    if (j->req.gen.logprobs) {
+        // An event's generated text has one entry per char (the page relies on it): the
+        // prompt's entries go with the echoed prompt, then at most STREAM_EVENT_ENTRIES
+        // chars with theirs.
+        int from = c->lp_sent;
+        while (from < lp_ready && g->lp[from].prompt) from++;
+        if (lp_ready - from > STREAM_EVENT_ENTRIES) {
+            lp_to = from + STREAM_EVENT_ENTRIES;
+            fresh = g->lp[lp_to].offset > c->sent ? g->lp[lp_to].offset - c->sent : 0;
+        }
+    } else if (fresh > STREAM_EVENT_TEXT) {
         fresh = STREAM_EVENT_TEXT;
         while ((g->text[c->sent + fresh] & 0xC0) == 0x80) fresh--; // not inside a char
     }
-    int lp_ready = j->req.gen.logprobs ? generation_logprobs_ready(g) : 0;
-    if (lp_ready < c->lp_sent) lp_ready = c->lp_sent;
-    int lp_to =
-        lp_ready - c->lp_sent > STREAM_EVENT_ENTRIES ? c->lp_sent + STREAM_EVENT_ENTRIES : lp_ready;
     int queued = 0;
     if (pl + fresh > 0 || lp_to > c->lp_sent) {
         char *chunk = malloc(pl + fresh + 1);
