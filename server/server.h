@@ -10,6 +10,7 @@
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
  *   gen.h        admitting generations, JSON replies and SSE streams
+ *   reply.h      a done request's JSON reply, encoded a bounded piece at a time
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
  *   info.h       /health, /model, /v1/models, /tokenize, /detokenize
  *   metrics.h    Prometheus counters and /metrics
