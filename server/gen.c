@@ -14,18 +14,34 @@
 #include "models.h"
 #include "http.h"
 #include "metrics.h"
+#include "reply.h"
 #include "scheduler.h"
 #include "server.h"
 #include "utf8.h"
 
 // How often the watcher looks at the sockets of parked connections.
 #define WATCH_MS 100
+// A JSON reply up to this size goes out whole, with a Content-Length; a larger one is
+// encoded as libmicrohttpd sends it, REPLY_BLOCK bytes a call, chunked (reply.h).
+#define REPLY_WHOLE_MAX (64 * 1024)
+#define REPLY_BLOCK     (32 * 1024)
+// An SSE event carries at most this many generated chars with log probabilities, or bytes
+// of generated text without, and one take of a stream's news stops once this many bytes are queued:
+// a stream whose reader fell behind its generations catches up in bounded events, none of which the
+// HTTP thread (or the worker, whose lock a take holds) spends long on.
+#define STREAM_EVENT_ENTRIES 64
+#define STREAM_EVENT_TEXT    4096
+#define STREAM_TAKE_BYTES    (64 * 1024)
 
 /* One admitted request: its choices (prompts x n generations), stepped as one group by
- * the scheduler. A JSON reply's job belongs to its Request and ends in job_end; a
- * stream's belongs to the libmicrohttpd response and ends in stream_free. Its
- * generations count in srv.in_flight until then, that is until the last byte went to
- * the socket (or the client left): the drain on SIGTERM waits for exactly that. */
+ * the scheduler. A JSON reply's job belongs to its Request until its reply is queued,
+ * then (a reply written as it is encoded) to the libmicrohttpd response; a stream's
+ * belongs to the response. It ends in job_end. Its generations count in srv.in_flight,
+ * the --max-concurrent slots, until they are all released (job_released), however slowly
+ * the client reads; the reply then waits for the client in the job, counted in
+ * srv.replies_waiting. The job counts in srv.undelivered until it ends, that is until
+ * the last byte went to the socket (or the client left): the drain on SIGTERM waits for
+ * that. */
 typedef struct {
     Generation gen;
     int prompt;     // index into req.prompts
@@ -35,6 +51,7 @@ typedef struct {
     int lp_sent;    // gen.lp[0 .. lp_sent) has gone out
     int echo_sent;  // the echoed prompt has gone out
     int final_sent; // its closing event is queued (OpenAI streams)
+    int complete;   // released and every event of it queued
     size_t cp_sent; // code points of the choice's text sent, for text_offset
 } Choice;
 
@@ -55,10 +72,15 @@ typedef struct Job {
     // streaming
     char *out; // pending SSE bytes out[pos .. len)
     size_t out_len, out_pos, out_cap;
-    int failed;   // out of memory building events
-    int finished; // the last event is queued
-    int counted;  // in-flight count and generation metrics done
-    int gone;     // the client closed the connection (set by the watcher)
+    int failed;        // out of memory building events
+    int finished;      // the last event is queued
+    int counted;       // released: slots freed and generations counted (job_released)
+    int released_seen; // the owner has seen the release (so may read what job_released set)
+    double elapsed_ms; // at the release
+    size_t data_bytes; // what the generations hold, from the release
+    size_t held;       // counted in srv.reply_bytes_waiting
+    Reply reply;       // a JSON reply's encoder
+    int gone;          // the client closed the connection (set by the watcher)
     struct Job *watch_prev, *watch_next;
 } Job;
 
@@ -168,7 +190,8 @@ static void job_wake(void *arg) {
     MHD_resume_connection(j->conn);
 }
 
-static const Waker job_waker = {job_park, job_wake};
+static void job_released(void *arg);
+static const Waker job_waker = {job_park, job_wake, job_released};
 
 static void job_free(Job *j) {
     for (int i = 0; j->choices && i < j->nchoices; i++) {
@@ -179,18 +202,48 @@ static void job_free(Job *j) {
     free(j->tasks);
     gen_request_free(&j->req);
     free(j->out);
+    reply_free(&j->reply);
     models_put(j->model);
 }
 
-// The slots are freed once the reply has gone out, not when the generations are done:
-// until then a SIGTERM drain must wait for them.
-static void job_finish_metrics(Job *j) {
-    if (j->counted) return;
-    j->counted = 1;
+static double job_ms(const Job *j) {
+    return round(elapsed_ms(&j->t0) * 1000.0) / 1000.0;
+}
+
+// What a done generation keeps until its reply is delivered.
+static size_t generation_bytes(const Generation *g) {
+    size_t K = (size_t)g->params.top_logprobs;
+    return g->cap + (size_t)g->cap_lp * (sizeof(TokenLogprob) + K * (sizeof(int) + sizeof(float))) +
+           (size_t)g->n_prompt * (sizeof(int) + (g->prompt_offset ? sizeof(size_t) : 0));
+}
+
+// Sets what the job counts in srv.reply_bytes_waiting.
+static void job_hold(Job *j, size_t bytes) {
+    atomic_fetch_add(&srv.reply_bytes_waiting, (long)bytes - (long)j->held);
+    j->held = bytes;
+}
+
+// Keeps the count up with the encoder's buffer, once the owner has seen the release.
+static void job_track(Job *j) {
+    if (j->released_seen)
+        job_hold(j, j->data_bytes + (j->req.stream ? j->out_cap : reply_buffer_bytes(&j->reply)));
+}
+
+/* The Waker's release callback, on the worker with its lock held: the generations are
+ * done, so their slots are free for other requests now, not once the reply has reached a
+ * client that may read it slowly; the reply waits in the job. */
+static void job_released(void *arg) {
+    Job *j = arg;
+    j->elapsed_ms = job_ms(j);
+    j->data_bytes = 0;
     for (int i = 0; i < j->nchoices; i++) {
         const Generation *g = &j->choices[i].gen;
         metrics_generation(j->model->metrics_slot, g->prompt_tokens, g->tokens, g->finish);
+        j->data_bytes += generation_bytes(g);
     }
+    j->counted = 1;
+    job_hold(j, j->data_bytes);
+    atomic_fetch_add(&srv.replies_waiting, 1);
     atomic_fetch_sub(&srv.in_flight, j->nchoices);
 }
 
@@ -199,13 +252,14 @@ static void job_end(Job *j) {
     if (j->submitted)
         for (int i = 0; i < j->nchoices; i++)
             sched_cancel(&j->tasks[i]); // returns at once when it is already over
-    job_finish_metrics(j);
+    // Every task is released now, so job_released has run.
+    if (j->counted) {
+        job_hold(j, 0);
+        atomic_fetch_sub(&srv.replies_waiting, 1);
+    }
+    atomic_fetch_sub(&srv.undelivered, 1);
     job_free(j);
     free(j);
-}
-
-static double job_ms(const Job *j) {
-    return round(elapsed_ms(&j->t0) * 1000.0) / 1000.0;
 }
 
 // cJSON prints numbers near 2^53 with 15 significant digits, which is not exact.
@@ -216,12 +270,6 @@ static void add_seed(cJSON *o, uint64_t seed) {
 }
 
 // ---- log probabilities, in the three shapes. Entries [from, to) of a choice.
-
-// A char as the UTF-8 string OpenAI's shapes use for a token.
-static const char *char_text(const Vocab *v, int id, char buf[5]) {
-    buf[utf8_encode(v->chars[id], buf)] = '\0';
-    return buf;
-}
 
 static void add_logprob(cJSON *o, const char *name, float lp) {
     if (isnan(lp))
@@ -251,7 +299,7 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
     for (int i = from; i < to; i++) {
         const TokenLogprob *e = &g->lp[i];
         char buf[5];
-        cJSON_AddItemToArray(tokens, cJSON_CreateString(char_text(g->vocab, e->id, buf)));
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(reply_char(g->vocab, e->id, buf)));
         cJSON_AddItemToArray(lps, isnan(e->logprob) ? cJSON_CreateNull()
                                                     : cJSON_CreateNumber(e->logprob));
         if (isnan(e->logprob)) {
@@ -262,11 +310,11 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
             const float *tl = g->top_lp + (size_t)i * K;
             int chosen_listed = 0;
             for (int k = 0; k < K; k++) {
-                cJSON_AddNumberToObject(top, char_text(g->vocab, ti[k], buf), tl[k]);
+                cJSON_AddNumberToObject(top, reply_char(g->vocab, ti[k], buf), tl[k]);
                 chosen_listed |= ti[k] == e->id;
             }
             if (!chosen_listed)
-                cJSON_AddNumberToObject(top, char_text(g->vocab, e->id, buf), e->logprob);
+                cJSON_AddNumberToObject(top, reply_char(g->vocab, e->id, buf), e->logprob);
             cJSON_AddItemToArray(tops, top);
         }
         size_t off = e->prompt ? cps(prompt, e->offset) : prompt_cp + cps(g->text, e->offset);
@@ -278,7 +326,7 @@ static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, in
 static cJSON *chat_token(const Vocab *v, int id, float lp) {
     char buf[5];
     cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "token", char_text(v, id, buf));
+    cJSON_AddStringToObject(t, "token", reply_char(v, id, buf));
     add_logprob(t, "logprob", lp);
     cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
     for (const unsigned char *b = (const unsigned char *)buf; *b; b++)
@@ -314,13 +362,13 @@ static cJSON *native_logprobs(const Choice *c, int from, int to) {
         const TokenLogprob *e = &g->lp[i];
         char buf[5];
         cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "char", char_text(g->vocab, e->id, buf));
+        cJSON_AddStringToObject(t, "char", reply_char(g->vocab, e->id, buf));
         add_logprob(t, "logprob", e->logprob);
         cJSON *top = cJSON_AddArrayToObject(t, "top");
         for (int k = 0; k < K && !isnan(e->logprob); k++) {
             cJSON *a = cJSON_CreateObject();
             cJSON_AddStringToObject(a, "char",
-                                    char_text(g->vocab, g->top_id[(size_t)i * K + k], buf));
+                                    reply_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
             cJSON_AddNumberToObject(a, "logprob", g->top_lp[(size_t)i * K + k]);
             cJSON_AddItemToArray(top, a);
         }
@@ -408,16 +456,6 @@ static void add_usage(cJSON *o, const Job *j) {
     cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
 }
 
-// The choice's whole text: the prompt first when echoed.
-static char *choice_text(const Job *j, const Choice *c) {
-    size_t pl = j->req.echo ? j->req.prompt_lens[c->prompt] : 0;
-    char *t = malloc(pl + c->gen.len + 1);
-    if (!t) return NULL;
-    memcpy(t, j->req.prompts[c->prompt], pl);
-    memcpy(t + pl, c->gen.text, c->gen.len + 1);
-    return t;
-}
-
 // /generate's summary of the request, in the reply and the stream's last event.
 static void add_native_summary(cJSON *o, const Job *j) {
     cJSON_AddStringToObject(o, "model", j->model->id);
@@ -430,47 +468,7 @@ static void add_native_summary(cJSON *o, const Job *j) {
     cJSON_AddNumberToObject(o, "prompt_tokens", g0->prompt_tokens);
     add_seed(o, j->req.gen.seed);
     cJSON_AddStringToObject(o, "unknown_chars", g0->unknown_chars);
-    cJSON_AddNumberToObject(o, "elapsed_ms", job_ms(j));
-}
-
-static cJSON *reply_object(const Job *j) {
-    if (!j->req.openai) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON *choices = j->nchoices > 1 ? cJSON_AddArrayToObject(o, "choices") : NULL;
-        for (int i = 0; i < j->nchoices; i++) {
-            Choice *c = &j->choices[i];
-            cJSON *to = o;
-            if (choices) {
-                to = cJSON_CreateObject();
-                cJSON_AddNumberToObject(to, "index", c->index);
-            }
-            char *text = choice_text(j, c);
-            cJSON_AddStringToObject(to, "text", text ? text : "");
-            free(text);
-            if (choices) {
-                cJSON_AddStringToObject(to, "finish_reason", finish_reason_name(c->gen.finish));
-                cJSON_AddNumberToObject(to, "tokens", c->gen.tokens);
-                add_seed(to, c->seed);
-            }
-            add_choice_logprobs(to, c, &j->req, 0, c->gen.n_lp);
-            if (choices) cJSON_AddItemToArray(choices, to);
-        }
-        add_native_summary(o, j);
-        return o;
-    }
-    cJSON *choices;
-    cJSON *o = openai_head(j, openai_object_name(j), &choices);
-    for (int i = 0; i < j->nchoices; i++) {
-        Choice *c = &j->choices[i];
-        char *text = choice_text(j, c);
-        cJSON_AddItemToArray(choices,
-                             openai_choice(j, c, "assistant", text ? text : "", 0, c->gen.n_lp,
-                                           finish_reason_name(c->gen.finish)));
-        free(text);
-    }
-    add_usage(o, j);
-    add_seed(o, j->req.gen.seed);
-    return o;
+    cJSON_AddNumberToObject(o, "elapsed_ms", j->elapsed_ms);
 }
 
 static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err) {
@@ -502,6 +500,24 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     return 0;
 }
 
+// libmicrohttpd's content reader of a large JSON reply: the next bytes, encoded now.
+static ssize_t json_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    Job *j = cls;
+    long n = reply_read(&j->reply, buf, max);
+    job_track(j);
+    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+    j->rq->bytes += (size_t)n;
+    return (ssize_t)n;
+}
+
+// Called by libmicrohttpd when a large reply's response is released: after its last byte
+// went to the socket, or when the client went away.
+static void json_free(void *cls) {
+    job_end(cls);
+}
+
 // Called for the request until the reply is queued: first by the handler, then each time
 // the connection is resumed. A generation cancelled by the drain is answered like any other,
 // with finish_reason "cancelled" and the text so far.
@@ -509,11 +525,36 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
     Job *j = rq->ctx;
     if (sched_poll(j->tasks, j->nchoices, NULL, NULL) < 0) return MHD_YES; // parked
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
-    cJSON *o = reply_object(j);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!json) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    j->released_seen = 1;
+    ReplyChoice rc[API_MAX_CHOICES];
+    for (int i = 0; i < j->nchoices; i++) {
+        const Choice *c = &j->choices[i];
+        rc[i] = (ReplyChoice){&c->gen, c->prompt, c->index, c->seed};
+    }
+    ReplySpec spec = {&j->req,      rc,           j->nchoices, j->id, (long long)j->created,
+                      j->model->id, j->elapsed_ms};
+    reply_init(&j->reply, &spec);
+    int failed = reply_fill(&j->reply, REPLY_WHOLE_MAX + 1);
+    job_track(j);
+    if (failed) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    if (reply_complete(&j->reply)) {
+        size_t len;
+        char *body = reply_take(&j->reply, &len);
+        if (!body)
+            return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+        return respond(conn, rq, MHD_HTTP_OK, "application/json", body, len);
+    }
+    // Too large to hold whole: no Content-Length, written as it is encoded, chunked.
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, REPLY_BLOCK, json_read, j, json_free);
+    if (!resp) return MHD_NO; // json_finish ends the job
+    rq->finish = NULL;        // the response holds the job now; json_free ends it
+    rq->status = MHD_HTTP_OK;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    response_add_common(resp, conn);
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return r;
 }
 
 static int out_event(Job *j, cJSON *o) {
@@ -539,15 +580,32 @@ static int out_event(Job *j, cJSON *o) {
 }
 
 /* What is new in choice c since the last event, as one event: text (the echoed prompt
- * first, once the prompt has been read) and the log probabilities of its chars. With the
- * worker's lock held (sched_poll's take). Returns 1 when it queued an event. */
+ * first, once the prompt has been read) and the log probabilities of its chars, at most
+ * STREAM_EVENT_ENTRIES generated chars with them (else STREAM_EVENT_TEXT bytes); once it
+ * is released and all sent, its closing event. With the worker's lock held (sched_poll's take).
+ * Returns 1 when it queued an event. */
 static int stream_choice(Job *j, Choice *c, int released) {
     const Generation *g = &c->gen;
     int echo = j->req.echo && !c->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
     size_t pl = echo ? j->req.prompt_lens[c->prompt] : 0;
     size_t fresh = g->emitted - c->sent;
-    int lp_to = j->req.gen.logprobs ? generation_logprobs_ready(g) : 0;
-    if (lp_to < c->lp_sent) lp_to = c->lp_sent;
+    int lp_ready = j->req.gen.logprobs ? generation_logprobs_ready(g) : 0;
+    if (lp_ready < c->lp_sent) lp_ready = c->lp_sent;
+    int lp_to = lp_ready;
+    if (j->req.gen.logprobs) {
+        // An event's generated text has one entry per char (the page relies on it): the
+        // prompt's entries go with the echoed prompt, then at most STREAM_EVENT_ENTRIES
+        // chars with theirs.
+        int from = c->lp_sent;
+        while (from < lp_ready && g->lp[from].prompt) from++;
+        if (lp_ready - from > STREAM_EVENT_ENTRIES) {
+            lp_to = from + STREAM_EVENT_ENTRIES;
+            fresh = g->lp[lp_to].offset > c->sent ? g->lp[lp_to].offset - c->sent : 0;
+        }
+    } else if (fresh > STREAM_EVENT_TEXT) {
+        fresh = STREAM_EVENT_TEXT;
+        while ((g->text[c->sent + fresh] & 0xC0) == 0x80) fresh--; // not inside a char
+    }
     int queued = 0;
     if (pl + fresh > 0 || lp_to > c->lp_sent) {
         char *chunk = malloc(pl + fresh + 1);
@@ -572,7 +630,10 @@ static int stream_choice(Job *j, Choice *c, int released) {
         c->lp_sent = lp_to;
         queued = 1;
     }
-    if (released && j->req.openai && !c->final_sent) {
+    if (!released || c->sent < g->emitted || c->lp_sent < lp_ready ||
+        (j->req.echo && !c->echo_sent))
+        return queued;
+    if (j->req.openai && !c->final_sent) {
         cJSON *ch = openai_choice(j, c, NULL, j->req.chat ? NULL : "", -1, 0,
                                   finish_reason_name(g->finish));
         cJSON *o = openai_event(j, ch);
@@ -581,15 +642,22 @@ static int stream_choice(Job *j, Choice *c, int released) {
         c->final_sent = 1;
         queued = 1;
     }
+    c->complete = 1;
     return queued;
 }
 
 static int stream_take(void *ctx) {
     Job *j = ctx;
     int took = 0;
-    for (int i = 0; i < j->nchoices; i++)
-        took |= stream_choice(j, &j->choices[i], j->tasks[i].released);
+    for (int i = 0; i < j->nchoices && j->out_len < STREAM_TAKE_BYTES; i++)
+        if (!j->choices[i].complete) took |= stream_choice(j, &j->choices[i], j->tasks[i].released);
     return took;
+}
+
+static int stream_complete(const Job *j) {
+    for (int i = 0; i < j->nchoices; i++)
+        if (!j->choices[i].complete) return 0;
+    return 1;
 }
 
 // The closing events, once every generation is released.
@@ -634,8 +702,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         int rc = sched_poll(j->tasks, j->nchoices, stream_take, j);
         if (rc < 0) return 0;
         if (j->gone || j->failed) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (rc == 1 && stream_final(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        j->released_seen |= rc == 1;
+        if (rc == 1 && stream_complete(j) && stream_final(j))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    job_track(j);
     size_t n = j->out_len - j->out_pos;
     if (n > max) n = max;
     memcpy(buf, j->out + j->out_pos, n);
@@ -702,9 +773,11 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
                  srv.cfg.max_concurrent);
         return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
     }
+    atomic_fetch_add(&srv.undelivered, 1);
     char err[ERR_LEN];
     if (job_start(j, conn, rq, err)) {
         atomic_fetch_sub(&srv.in_flight, j->nchoices);
+        atomic_fetch_sub(&srv.undelivered, 1);
         pthread_mutex_unlock(&admit_mu);
         return refuse(conn, rq, j, MHD_HTTP_BAD_REQUEST, err);
     }

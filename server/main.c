@@ -335,10 +335,10 @@ static void on_signal(int sig) {
     (void)n;
 }
 
-// Waits for in-flight generations to be delivered, for at most `seconds` or until another
+// Waits for admitted replies to be delivered, for at most `seconds` or until another
 // signal.
-static void wait_in_flight(int seconds) {
-    for (int i = 0; i < seconds * 100 && atomic_load(&srv.in_flight) > 0 && signals_seen < 2; i++)
+static void wait_undelivered(int seconds) {
+    for (int i = 0; i < seconds * 100 && atomic_load(&srv.undelivered) > 0 && signals_seen < 2; i++)
         usleep(10000);
 }
 
@@ -465,15 +465,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, SERVER_NAME ": %s: draining %d generation(s)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&srv.in_flight));
     // Stop accepting, let running generations finish for a while, then cancel the rest:
-    // each client still gets a whole reply, ending with finish_reason "cancelled". The
-    // in-flight count drops when a reply's last byte has gone to the socket, so waiting for
-    // it to reach 0 waits for the deliveries too.
+    // each client still gets a whole reply, ending with finish_reason "cancelled". A reply
+    // counts as undelivered until its last byte has gone to the socket (its generations'
+    // slots are free before that), so waiting for 0 waits for the deliveries too.
     gen_stop_admitting();
     int lfd = MHD_quiesce_daemon(d);
     if (lfd >= 0) close(lfd);
-    wait_in_flight(srv.cfg.drain_timeout);
+    wait_undelivered(srv.cfg.drain_timeout);
     atomic_store(&srv.shutting_down, 2);
-    wait_in_flight(DELIVER_SECONDS);
+    wait_undelivered(DELIVER_SECONDS);
     // libmicrohttpd must not be stopped with a connection suspended: every task is released
     // within a step of the cancellation, and its release resumes its connection.
     for (int i = 0; i < 500 && sched_pending() > 0; i++) usleep(2000);

@@ -205,10 +205,19 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         "# HELP charlm_generations_max_concurrent The --max-concurrent limit.\n"
         "# TYPE charlm_generations_max_concurrent gauge\n"
         "charlm_generations_max_concurrent %d\n"
+        "# HELP charlm_replies_waiting Replies whose generations are done, not yet read whole "
+        "by their clients.\n"
+        "# TYPE charlm_replies_waiting gauge\n"
+        "charlm_replies_waiting %d\n"
+        "# HELP charlm_reply_bytes_waiting Memory those replies hold: their generations' text "
+        "and log probabilities, and encoding buffers.\n"
+        "# TYPE charlm_reply_bytes_waiting gauge\n"
+        "charlm_reply_bytes_waiting %ld\n"
         "# HELP charlm_start_time_seconds Unix time the server started.\n"
         "# TYPE charlm_start_time_seconds gauge\n"
         "charlm_start_time_seconds %ld\n",
-        atomic_load(&srv.in_flight), srv.cfg.max_concurrent, (long)srv.started);
+        atomic_load(&srv.in_flight), srv.cfg.max_concurrent, atomic_load(&srv.replies_waiting),
+        atomic_load(&srv.reply_bytes_waiting), (long)srv.started);
     put(&b,
         "# HELP charlm_connections_closed_total Connections the server shut down: no progress "
         "for --idle-timeout, or giving way at --max-connections.\n"

@@ -65,6 +65,8 @@ static void release(Worker *w, Task *t) {
     t->released = 1;
     atomic_fetch_sub(&pending, 1);
     pthread_cond_signal(&t->cv);
+    Task *g = t->group;
+    if (--g->group_left == 0 && g->waker->released) g->waker->released(g->waker_arg);
     wake(t);
 }
 
@@ -282,6 +284,7 @@ void sched_submit(Task *tasks, Generation *const *gens, int k, int wants_text, c
         t->worker = w;
         pthread_cond_init(&t->cv, NULL);
     }
+    tasks->group_left = k;
     atomic_fetch_add(&pending, k);
     pthread_mutex_lock(&w->mu);
     for (int i = 0; i < k; i++) {

@@ -25,6 +25,10 @@
 typedef struct {
     void (*park)(void *arg);
     void (*wake)(void *arg);
+    /* Called once, by the worker with its lock held, when the group's last task is
+     * released (before the wake): the generations are done whether or not the owner is
+     * there to look. May be NULL. */
+    void (*released)(void *arg);
 } Waker;
 
 /* A generation handed to the workers. Between sched_submit and its release the
@@ -39,6 +43,7 @@ typedef struct Task {
     int released;        // finished or cancelled; the worker no longer touches it
     int parked;          // the owner waits for wake (kept on the group's first task)
     struct Task *group;  // the group's first task
+    int group_left;      // tasks of the group not yet released (kept on its first task)
     double last_wake_ms; // when new text last woke the owner (CLOCK_MONOTONIC)
     size_t woken_text;   // gen->emitted then
     const Waker *waker;

@@ -13,6 +13,7 @@
  *   conns.h      open connections: the idle timeout, giving way at --max-connections
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
  *   gen.h        admitting generations, JSON replies and SSE streams
+ *   reply.h      a done request's JSON reply, encoded a bounded piece at a time
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
  *   info.h       /health, /model, /v1/models, /tokenize, /detokenize
  *   metrics.h    Prometheus counters and /metrics
@@ -60,8 +61,11 @@ typedef struct {
     ServerConfig cfg;
     char *static_dir; // resolved page folder, or NULL when none was found
     time_t started;
-    atomic_int in_flight;                       // generations admitted and not yet finished
-    atomic_int shutting_down;                   // 1: refuse new generations; 2: cancel running ones
+    atomic_int in_flight;            // generations admitted and not yet done: --max-concurrent's
+    atomic_int undelivered;          // replies admitted and not yet delivered (or abandoned)
+    atomic_int replies_waiting;      // of those, replies whose generations are all done
+    atomic_long reply_bytes_waiting; // the memory those hold: generations and buffers
+    atomic_int shutting_down;        // 1: refuse new generations; 2: cancel running ones
     atomic_long conns_timed_out, conns_evicted; // connections shut down by conns.c
 } Server;
 

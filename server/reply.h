@@ -1,0 +1,81 @@
+/*
+ * reply.h — the JSON reply to a generation request whose generations are done, encoded a
+ * bounded piece at a time instead of built whole.
+ *
+ * One request may ask for 16 choices of 2000 chars with 20 alternatives each: some 39 MB
+ * of JSON. Built as one cJSON tree it took millions of nodes, a gigabyte and seconds on the
+ * HTTP thread, during which every other connection waited. A Reply is a cursor over the
+ * generations instead: each reply_fill encodes the next units (the head, a piece of a
+ * choice's text, one log probability entry, a choice's end) until the bytes asked for are
+ * there, so the work per call is about the bytes it returns and the memory is the
+ * generations' own data and one buffer of about that size.
+ *
+ * Every number and string is printed by cJSON itself (cJSON_PrintPreallocated on one leaf),
+ * the structure between them written as cJSON writes it, so the bytes are exactly those of
+ * cJSON_PrintUnformatted on the whole tree.
+ */
+#ifndef CHARLM_REPLY_H
+#define CHARLM_REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "generate.h"
+
+typedef struct {
+    const Generation *gen; // done: read only, by one thread
+    int prompt;            // index into req->prompts
+    int index;             // OpenAI's choice index
+    uint64_t seed;         // the seed its generator was drawn from
+} ReplyChoice;
+
+typedef struct {
+    const GenRequest *req; // the shape (req->openai, req->chat), echo, logprobs, n, seed
+    const ReplyChoice *choices;
+    int nchoices;
+    const char *id; // OpenAI's completion id
+    long long created;
+    const char *model;
+    double elapsed_ms; // /generate's
+} ReplySpec;
+
+/* The encoder's state; its fields are reply.c's. Everything spec points to must outlive it. */
+typedef struct {
+    ReplySpec spec;
+    ReplyChoice choice[API_MAX_CHOICES];
+    char *buf; // buf[pos .. len) encoded and not yet read
+    size_t len, pos, cap;
+    int failed; // out of memory
+    int step, c, col, i;
+    // A string written a piece a unit: parts str[0], then str[1], up to its first NUL.
+    const char *str[2];
+    size_t str_len[2], str_off;
+    int str_part, after;
+    // text_offset's code point count so far: cp_count code points in cp_bytes bytes of
+    // the prompt (cp_prompt) or of the text.
+    size_t cp_bytes, cp_count, prompt_cp;
+    int cp_prompt;
+} Reply;
+
+/* A char of v as the UTF-8 string (NUL-terminated in buf) OpenAI's shapes use for a token. */
+const char *reply_char(const Vocab *v, int id, char buf[5]);
+
+/* Copies spec (at most API_MAX_CHOICES choices). */
+void reply_init(Reply *r, const ReplySpec *spec);
+/* Encodes units until at least `want` bytes wait to be read or the reply is complete.
+ * Returns -1 when out of memory (the reply is then lost), else 0. */
+int reply_fill(Reply *r, size_t want);
+/* 1 once every byte of the reply is encoded (some may wait to be read). */
+int reply_complete(const Reply *r);
+/* Copies up to max bytes of the reply to out, encoding about that much first; returns the
+ * count, 0 once the reply has been read whole, -1 when out of memory. */
+long reply_read(Reply *r, char *out, size_t max);
+/* Hands over the bytes waiting (malloc'd, NUL-terminated) and their count in *len; the
+ * Reply is left empty. NULL when out of memory. */
+char *reply_take(Reply *r, size_t *len);
+/* Bytes of the buffer the encoder holds. */
+size_t reply_buffer_bytes(const Reply *r);
+void reply_free(Reply *r);
+
+#endif

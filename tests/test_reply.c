@@ -1,0 +1,307 @@
+/* server/reply.c: a generation request's JSON reply, encoded a piece at a time. One row
+ * per shape and option; each reply must be exactly what cJSON prints for its own parse
+ * (so, what the whole tree printed at once gave), read whole or in pieces of any size,
+ * with the members each shape has; and a reply of tens of MB is read through a bounded
+ * buffer. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reply.h"
+#include "utf8.h"
+
+// Control chars, quotes and backslashes escape; the others are 1 to 4 bytes of UTF-8.
+static const uint32_t chars[] = {0x01, '\n', '"', '\\', 'a', 'b', 0xE9, 0x20AC, 0x1F600};
+#define V (int)(sizeof(chars) / sizeof(*chars))
+static Vocab vocab = {V, (uint32_t *)chars};
+
+typedef struct {
+    const char *name;
+    int openai, chat, echo, logprobs, top, nprompts, n, tokens;
+} Case;
+
+static const Case cases[] = {
+    {"generate", 0, 0, 0, 0, 0, 1, 1, 30},
+    {"generate logprobs", 0, 0, 0, 1, 3, 1, 1, 30},
+    {"generate echo scored", 0, 0, 1, 1, 5, 1, 1, 12},
+    {"generate n 3", 0, 0, 0, 1, 2, 1, 3, 20},
+    {"generate n 2 plain", 0, 0, 1, 0, 0, 1, 2, 20},
+    {"generate nothing generated", 0, 0, 1, 1, 1, 1, 1, 0},
+    {"completions", 1, 0, 0, 0, 0, 1, 1, 30},
+    {"completions logprobs", 1, 0, 0, 1, 5, 1, 2, 25},
+    {"completions top 0", 1, 0, 0, 1, 0, 1, 1, 10},
+    {"completions echo scored, 2 prompts", 1, 0, 1, 1, 3, 2, 2, 15},
+    {"chat", 1, 1, 0, 0, 0, 1, 1, 30},
+    {"chat logprobs", 1, 1, 0, 1, 4, 1, 3, 25},
+    {"chat top 0", 1, 1, 0, 1, 0, 1, 1, 8},
+};
+
+static uint32_t lcg = 1;
+static int draw(int n) {
+    lcg = lcg * 1103515245u + 12345u;
+    return (int)((lcg >> 16) % (unsigned)n);
+}
+
+typedef struct {
+    GenRequest req;
+    Generation gen[API_MAX_CHOICES];
+    ReplyChoice choice[API_MAX_CHOICES];
+    ReplySpec spec;
+} Fixture;
+
+// A prompt of `chars` vocabulary chars and one unknown char ('z') first.
+static char *make_prompt(int nchars, size_t *len) {
+    char *p = malloc((size_t)nchars * 4 + 2);
+    size_t n = 0;
+    p[n++] = 'z';
+    for (int i = 0; i < nchars; i++) n += (size_t)utf8_encode(chars[draw(V)], p + n);
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+// A done generation of `tokens` chars, scored like the server scores them: the prompt's
+// entries first when echo and logprobs (the first without a logprob), then one per char.
+static void make_generation(Generation *g, const GenRequest *q, int prompt, int tokens) {
+    memset(g, 0, sizeof(*g));
+    g->vocab = &vocab;
+    g->params.logprobs = q->gen.logprobs;
+    g->params.top_logprobs = q->gen.top_logprobs;
+    int K = g->params.top_logprobs;
+    const char *p = q->prompts[prompt];
+    size_t plen = q->prompt_lens[prompt];
+    int pchars = (int)utf8_count(p, plen) - 1; // the unknown 'z' has no entry
+    int cap = (q->echo ? pchars : 0) + tokens + 1;
+    g->lp = calloc((size_t)cap, sizeof(*g->lp));
+    g->top_id = calloc((size_t)cap * (K ? K : 1), sizeof(int));
+    g->top_lp = calloc((size_t)cap * (K ? K : 1), sizeof(float));
+    g->text = malloc((size_t)tokens * 4 + 1);
+    g->unknown_chars = strdup("z");
+    g->prompt_tokens = pchars;
+    g->tokens = tokens;
+    g->finish = tokens % 2 ? FINISH_STOP : FINISH_LENGTH;
+    if (!q->gen.logprobs) {
+        g->n_lp = 0;
+    } else if (q->echo) {
+        size_t off = 1; // after 'z'
+        for (int i = 0; i < pchars; i++) {
+            uint32_t cp;
+            int nb = utf8_decode_one((const unsigned char *)p + off, plen - off, &cp);
+            TokenLogprob *e = &g->lp[g->n_lp++];
+            e->id = vocab_id(&vocab, cp);
+            e->prompt = 1;
+            e->offset = off;
+            e->logprob = i == 0 ? NAN : -(float)draw(1000) / 97.0f;
+            off += (size_t)nb;
+        }
+    }
+    for (int i = 0; i < tokens; i++) {
+        int id = draw(V);
+        if (q->gen.logprobs) {
+            TokenLogprob *e = &g->lp[g->n_lp++];
+            e->id = id;
+            e->offset = g->len;
+            e->logprob = -(float)draw(100000) / 977.0f;
+        }
+        g->len += (size_t)utf8_encode(chars[id], g->text + g->len);
+    }
+    g->text[g->len] = '\0';
+    for (int i = 0; i < g->n_lp; i++)
+        for (int k = 0; k < K; k++) {
+            g->top_id[i * K + k] = (i + k) % V; // sometimes the chosen char, sometimes not
+            g->top_lp[i * K + k] = -(float)k * 0.3f - (float)draw(1000) / 1e4f;
+        }
+    g->done = 1;
+}
+
+static void fixture_make(Fixture *f, const Case *c, uint64_t seed) {
+    memset(f, 0, sizeof(*f));
+    GenRequest *q = &f->req;
+    q->openai = c->openai;
+    q->chat = c->chat;
+    q->echo = c->echo;
+    q->gen.logprobs = c->logprobs;
+    q->gen.top_logprobs = c->top;
+    q->gen.seed = seed;
+    q->n = c->n;
+    q->nprompts = c->nprompts;
+    for (int p = 0; p < c->nprompts; p++)
+        q->prompts[p] = make_prompt(6 + 3 * p, &q->prompt_lens[p]);
+    int nchoices = c->nprompts * c->n;
+    for (int i = 0; i < nchoices; i++) {
+        make_generation(&f->gen[i], q, i / c->n, c->tokens + i);
+        f->choice[i] = (ReplyChoice){&f->gen[i], i / c->n, i, 1000 + (uint64_t)i};
+    }
+    f->spec =
+        (ReplySpec){q, f->choice, nchoices, "chatcmpl-0123\"x", 1700000000, "m\\odel", 12.345};
+}
+
+static void fixture_free(Fixture *f) {
+    for (int i = 0; i < f->spec.nchoices; i++) {
+        Generation *g = &f->gen[i];
+        free(g->lp);
+        free(g->top_id);
+        free(g->top_lp);
+        free(g->text);
+        free(g->unknown_chars);
+    }
+    for (int p = 0; p < f->req.nprompts; p++) free(f->req.prompts[p]);
+}
+
+static char *whole(const ReplySpec *spec, size_t *len) {
+    Reply r;
+    reply_init(&r, spec);
+    ck_assert_int_eq(reply_fill(&r, SIZE_MAX), 0);
+    ck_assert(reply_complete(&r));
+    char *s = reply_take(&r, len);
+    ck_assert_ptr_nonnull(s);
+    reply_free(&r);
+    return s;
+}
+
+// The reply read `piece` bytes at a time.
+static char *in_pieces(const ReplySpec *spec, size_t piece, size_t *len, size_t *most_buffer) {
+    Reply r;
+    reply_init(&r, spec);
+    size_t cap = 1 << 16, n = 0;
+    char *out = malloc(cap);
+    *most_buffer = 0;
+    for (;;) {
+        if (n + piece + 1 > cap) out = realloc(out, cap = 2 * (n + piece + 1));
+        long k = reply_read(&r, out + n, piece);
+        ck_assert_int_ge(k, 0);
+        ck_assert_uint_le((size_t)k, piece);
+        if (reply_buffer_bytes(&r) > *most_buffer) *most_buffer = reply_buffer_bytes(&r);
+        if (k == 0) break;
+        n += (size_t)k;
+    }
+    out[n] = '\0';
+    reply_free(&r);
+    *len = n;
+    return out;
+}
+
+START_TEST(test_reply_is_what_cjson_prints) {
+    const Case *c = &cases[_i];
+    Fixture f;
+    fixture_make(&f, c, 4242);
+    size_t len;
+    char *s = whole(&f.spec, &len);
+    ck_assert_uint_eq(len, strlen(s));
+    cJSON *o = cJSON_Parse(s);
+    ck_assert_msg(o != NULL, "%s: not JSON: %.200s", c->name, s);
+    char *again = cJSON_PrintUnformatted(o);
+    ck_assert_msg(strcmp(again, s) == 0, "%s: differs from cJSON's print: %.300s", c->name, s);
+    free(again);
+
+    // The members of each shape, and every entry.
+    int nchoices = f.spec.nchoices;
+    const cJSON *choices = cJSON_GetObjectItem(o, "choices");
+    if (c->openai || nchoices > 1) ck_assert_int_eq(cJSON_GetArraySize(choices), nchoices);
+    for (int i = 0; i < nchoices; i++) {
+        const cJSON *ch = choices ? cJSON_GetArrayItem(choices, i) : o;
+        const cJSON *text = c->chat
+                                ? cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "message"), "content")
+                                : cJSON_GetObjectItem(ch, "text");
+        ck_assert(cJSON_IsString(text));
+        const char *p = f.req.prompts[f.choice[i].prompt];
+        size_t pl = c->echo ? f.req.prompt_lens[f.choice[i].prompt] : 0;
+        ck_assert_uint_eq(strlen(text->valuestring), pl + f.gen[i].len);
+        ck_assert_int_eq(strncmp(text->valuestring, p, pl), 0);
+        ck_assert_str_eq(text->valuestring + pl, f.gen[i].text);
+        const cJSON *lp = cJSON_GetObjectItem(ch, "logprobs");
+        if (!c->logprobs) {
+            ck_assert(c->openai ? cJSON_IsNull(lp) : lp == NULL);
+            continue;
+        }
+        int n_lp = f.gen[i].n_lp;
+        if (c->chat) {
+            ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lp, "content")), n_lp);
+            ck_assert(cJSON_IsNull(cJSON_GetObjectItem(lp, "refusal")));
+        } else if (c->openai) {
+            const char *cols[] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+            for (int k = 0; k < 4; k++)
+                ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lp, cols[k])), n_lp);
+            // text_offset counts code points of the text as returned (prompt first).
+            const cJSON *offs = cJSON_GetObjectItem(lp, "text_offset");
+            for (int e = 0; e < n_lp; e++) {
+                const TokenLogprob *t = &f.gen[i].lp[e];
+                size_t want = t->prompt ? utf8_count(p, t->offset)
+                                        : utf8_count(p, pl) + utf8_count(f.gen[i].text, t->offset);
+                ck_assert_int_eq((int)cJSON_GetArrayItem(offs, e)->valuedouble, (int)want);
+            }
+        } else {
+            ck_assert_int_eq(cJSON_GetArraySize(lp), n_lp);
+        }
+    }
+    if (c->openai) {
+        ck_assert(cJSON_IsObject(cJSON_GetObjectItem(o, "usage")));
+        ck_assert_str_eq(cJSON_GetObjectItem(o, "id")->valuestring, "chatcmpl-0123\"x");
+    } else {
+        ck_assert_str_eq(cJSON_GetObjectItem(o, "unknown_chars")->valuestring, "z");
+        ck_assert_str_eq(cJSON_GetObjectItem(o, "model")->valuestring, "m\\odel");
+    }
+    cJSON_Delete(o);
+
+    // The same bytes whatever the reader asks for at a time.
+    size_t pieces[] = {1, 7, 4096, 32768};
+    for (size_t k = 0; k < sizeof(pieces) / sizeof(*pieces); k++) {
+        size_t plen, most;
+        char *p = in_pieces(&f.spec, pieces[k], &plen, &most);
+        ck_assert_uint_eq(plen, len);
+        ck_assert_msg(memcmp(p, s, len) == 0, "%s: read %zu at a time differs", c->name, pieces[k]);
+        free(p);
+    }
+    free(s);
+    fixture_free(&f);
+
+    // A seed over 2^53 goes out exactly, as its digits (cJSON would print 15 of them).
+    fixture_make(&f, c, 9007199254740993ull);
+    s = whole(&f.spec, &len);
+    ck_assert_ptr_nonnull(strstr(s, "\"seed\":9007199254740993"));
+    free(s);
+    fixture_free(&f);
+}
+END_TEST
+
+// 16 chat choices of 2000 chars with alternatives, read as libmicrohttpd reads it.
+START_TEST(test_large_reply_bounded_buffer) {
+    Case c = {"chat 16 x 2000", 1, 1, 0, 1, V, 1, 16, 2000};
+    Fixture f;
+    fixture_make(&f, &c, 4242);
+    size_t len, most;
+    char *s = in_pieces(&f.spec, 32768, &len, &most);
+    ck_assert_uint_gt(len, 10u << 20);
+    ck_assert_uint_le(most, 128 * 1024);
+    cJSON *o = cJSON_Parse(s);
+    ck_assert_ptr_nonnull(o);
+    const cJSON *choices = cJSON_GetObjectItem(o, "choices");
+    ck_assert_int_eq(cJSON_GetArraySize(choices), 16);
+    for (int i = 0; i < 16; i++) {
+        const cJSON *lp = cJSON_GetObjectItem(cJSON_GetArrayItem(choices, i), "logprobs");
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lp, "content")), 2000 + i);
+    }
+    cJSON_Delete(o);
+    free(s);
+    fixture_free(&f);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("reply");
+    TCase *tc = tcase_create("reply");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_reply_is_what_cjson_prints, 0,
+                        (int)(sizeof(cases) / sizeof(*cases)));
+    tcase_add_test(tc, test_large_reply_bounded_buffer);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
