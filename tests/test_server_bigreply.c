@@ -224,7 +224,7 @@ static long metric(int port, const char *name) {
 static int slow_connect(int port, const char *body) {
     char req[512];
     snprintf(req, sizeof(req),
-             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
              "application/json\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -252,7 +252,7 @@ START_TEST(test_idle_exit_is_prompt) {
         int left = raw_generate(s.port, "{\"prompt\": \"ab\", \"max_tokens\": 2000}");
         ck_assert_int_ge(left, 0);
         close(left); // the client leaves mid-generation
-        int idle = raw_send(s.port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        int idle = raw_send(s.port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         for (int waited = 0; health_in_flight(s.port) != 0 && waited < 10000; waited += 10)
             sleep_ms(10);
         ck_assert_int_eq(health_in_flight(s.port), 0);
