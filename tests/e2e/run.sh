@@ -32,8 +32,10 @@ fail() {
 [ -x "$train" ] || fail "no charlm-train in $bin_dir (build first, or set BIN_DIR)"
 [ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: playwright-core and openai need node 20 or newer"
+# 18.15 has node:test's --test-reporter; the pinned playwright-core and openai support 18
+# (bookworm's own nodejs is 18.19).
+node_ok=$(node -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 18 || (a === 18 && b >= 15)')
+[ "$node_ok" = true ] || fail "node $(node --version) is too old: the tests need node 18.15 or newer"
 for pkg in playwright-core openai; do
     [ -f "$repo/node_modules/$pkg/package.json" ] || fail "$pkg missing: run 'npm ci' in $repo"
 done
