@@ -367,9 +367,8 @@ describe('OpenAI client against charlm-server', { timeout: 180000 }, () => {
     const whole = await ai.chat.completions.create(req);
     assert.deepEqual(whole.choices.map((c) => c.index), [0, 1]);
     for (const c of whole.choices) checkChatLogprobs(c.message.content, c.logprobs, 1);
-    // stream() checks each choice got a role and a finish_reason, or throws. openai 4 (the
-    // last to support node 18) has it under beta.
-    const final = await ai.beta.chat.completions.stream(req).finalChatCompletion();
+    // stream() checks each choice got a role and a finish_reason, or throws.
+    const final = await ai.chat.completions.stream(req).finalChatCompletion();
     assert.deepEqual(final.choices.map((c) => [c.index, c.message.role, c.message.content, c.finish_reason]),
       whole.choices.map((c) => [c.index, c.message.role, c.message.content, c.finish_reason]));
     assert.deepEqual(final.choices.map((c) => c.logprobs.content), whole.choices.map((c) => c.logprobs.content));
