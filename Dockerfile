@@ -18,9 +18,9 @@ COPY scripts/install-deps.sh scripts/
 RUN scripts/install-deps.sh ctest && rm -rf /var/lib/apt/lists/*
 
 # Only what the build and the tests read (docs/ included: tests check it against the
-# code), so editing the README or the deploy recipes does not invalidate the compile and
-# test layers.
-COPY CMakeLists.txt ./
+# code; package-lock.json: a test checks its packages run on bookworm's node), so editing
+# the README or the deploy recipes does not invalidate the compile and test layers.
+COPY CMakeLists.txt package-lock.json ./
 COPY docs/ docs/
 COPY core/ core/
 COPY trainer/ trainer/

@@ -11,8 +11,8 @@
 #   scripts/install-deps.sh runtime   only the shared libraries the programs load  (Docker runtime stage)
 #   scripts/install-deps.sh bench     build + PyTorch, Flask, wrk, nginx, curl     (bench/, tests/reference/)
 #
-# The browser test needs node 20 or newer; bookworm's own nodejs is 18, so install a newer
-# one first if the machine has none.
+# The browser and OpenAI-client tests run on bookworm's own nodejs (18.19) and npm, or any
+# node from 18.15 on that the machine already has.
 set -euo pipefail
 
 build=(cmake make gcc libc6-dev pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev

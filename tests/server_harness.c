@@ -47,6 +47,10 @@ int srv_start_env(Srv *s, const char *model_dir, const char *const *args, const 
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        // The page of the source tree being tested: the server's own search looks beside
+        // its binary, which finds it only when the build folder sits in the source tree.
+        // A test's own CHARLM_STATIC_DIR in env replaces it.
+        setenv("CHARLM_STATIC_DIR", CHARLM_SOURCE_DIR "/static", 1);
         for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int devnull = open("/dev/null", O_RDWR);

@@ -39,6 +39,8 @@ void sleep_ms(int ms);
 /* Starts charlm-server --model model_dir --port 0 [args...] (args NULL-terminated, or
  * NULL; a NULL model_dir passes no --model, for args that choose the models) with extra
  * environment entries "NAME=value" (likewise), and waits for its "listening on" line.
+ * The server serves the source tree's static/ (CHARLM_STATIC_DIR) unless env names
+ * another, wherever the build folder is.
  * Returns 0 on success; otherwise the process has exited and its stderr is in the log. */
 int srv_start_env(Srv *s, const char *model_dir, const char *const *args, const char *const *env);
 int srv_start(Srv *s, const char *model_dir, const char *const *args);

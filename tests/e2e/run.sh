@@ -32,8 +32,12 @@ fail() {
 [ -x "$train" ] || fail "no charlm-train in $bin_dir (build first, or set BIN_DIR)"
 [ -x "$chromium" ] || fail "no browser at $chromium (apt-get install chromium)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "node $(node --version) is too old: playwright-core and openai need node 20 or newer"
+# Bookworm's own nodejs is 18: 18.15 has node:test's --test-reporter; playwright-core 1.61
+# is the last whose engines accept 18 (it drives bookworm's chromium 156); openai declares
+# no engines and needs node 20 only for file uploads (a global File), which no test makes.
+# tests/test_e2e_deps.c checks package-lock.json's engines against this minimum.
+node_ok=$(node -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 18 || (a === 18 && b >= 15)')
+[ "$node_ok" = true ] || fail "node $(node --version) is too old: the tests need node 18.15 or newer"
 for pkg in playwright-core openai; do
     [ -f "$repo/node_modules/$pkg/package.json" ] || fail "$pkg missing: run 'npm ci' in $repo"
 done
