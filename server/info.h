@@ -9,9 +9,6 @@
 #include "http.h"
 #include "models.h"
 
-/* The GET /model body of a model (config, training summary and curve), built when it is
- * loaded; NULL with err set. */
-char *info_card(const ServedModel *m, char *err);
 /* OpenAI's 404 for a model id this server does not have, listing the ones it has. */
 enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id);
 enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq);

@@ -6,7 +6,6 @@
 
 #include "error.h"
 #include "metrics.h"
-#include "models.h"
 #include "server.h"
 
 // Latency buckets in seconds: a static page is well under a millisecond, a long
@@ -25,11 +24,13 @@ static struct {
 } m;
 
 struct MetricsModel {
-    char id[MODEL_ID_MAX];
-    int refs; // the loaded models with this id; under series_mu
+    int refs;      // the loaded models with this id; under series_mu
+    size_t params; // the latest loaded's parameter count; under series_mu
     atomic_ulong generated_chars, prompt_chars;
     atomic_ulong generations[FINISH_CANCELLED + 1];
     MetricsModel *next;
+    const char *id;    // in the same allocation
+    const char *label; // id as a label value, escaped once when the series is made
 };
 
 // The `model` series, in the order their ids were first loaded.
@@ -57,14 +58,38 @@ void metrics_request(int label, int status, double seconds) {
     atomic_fetch_add(&m.latency_us[label], (unsigned long)(seconds * 1e6 + 0.5));
 }
 
-MetricsModel *metrics_model_get(const char *id) {
+// A label value as the text exposition format writes it: backslash, double quote and
+// newline escaped. out holds 2 * strlen(value) + 1 bytes.
+static void label_escape(const char *value, char *out) {
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') *out++ = '\\';
+        *out++ = *p == '\n' ? 'n' : *p;
+    }
+    *out = '\0';
+}
+
+static MetricsModel *series_new(const char *id) {
+    size_t len = strlen(id);
+    MetricsModel *mm = calloc(1, sizeof(*mm) + len + 1 + 2 * len + 1);
+    if (!mm) return NULL;
+    char *own = (char *)(mm + 1), *label = own + len + 1;
+    memcpy(own, id, len + 1);
+    label_escape(id, label);
+    mm->id = own;
+    mm->label = label;
+    return mm;
+}
+
+MetricsModel *metrics_model_get(const char *id, size_t params) {
     pthread_mutex_lock(&series_mu);
     MetricsModel **at = &series;
     while (*at && strcmp((*at)->id, id) != 0) at = &(*at)->next;
-    if (!*at && (*at = calloc(1, sizeof(**at))))
-        snprintf((*at)->id, sizeof((*at)->id), "%s", id); // ids fit: models.c checks them
+    if (!*at) *at = series_new(id);
     MetricsModel *mm = *at;
-    if (mm) mm->refs++;
+    if (mm) {
+        mm->refs++;
+        mm->params = params;
+    }
     pthread_mutex_unlock(&series_mu);
     return mm;
 }
@@ -122,20 +147,7 @@ static void put(Buf *b, const char *fmt, ...) {
     }
 }
 
-// A label value as the text exposition format writes it: backslash, double quote and
-// newline escaped. Ids are at most MODEL_ID_MAX - 1 bytes, each written as at most two.
-static const char *label(const char *value, char out[2 * MODEL_ID_MAX]) {
-    size_t o = 0;
-    for (const char *p = value; *p && o + 2 < 2 * MODEL_ID_MAX; p++) {
-        if (*p == '\\' || *p == '"' || *p == '\n') out[o++] = '\\';
-        out[o++] = *p == '\n' ? 'n' : *p;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
-    char esc[2 * MODEL_ID_MAX];
     Buf b = {.cap = 8192};
     b.s = malloc(b.cap);
     if (!b.s) return respond_error(conn, rq, 503, "out of memory", NULL);
@@ -174,30 +186,24 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
             "by model.\n"
             "# TYPE charlm_generated_chars_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", label(mm->id, esc),
+        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", mm->label,
             atomic_load(&mm->generated_chars));
     put(&b, "# HELP charlm_prompt_chars_total Prompt characters fed to the model, by model.\n"
             "# TYPE charlm_prompt_chars_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", label(mm->id, esc),
+        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", mm->label,
             atomic_load(&mm->prompt_chars));
     put(&b, "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
             "# TYPE charlm_generations_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
         for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
-            put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
-                label(mm->id, esc), finish_reason_name((FinishReason)f),
-                atomic_load(&mm->generations[f]));
-    pthread_mutex_unlock(&series_mu);
+            put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n", mm->label,
+                finish_reason_name((FinishReason)f), atomic_load(&mm->generations[f]));
     put(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
             "# TYPE charlm_model_parameters gauge\n");
-    ServedModel *all[MODELS_MAX];
-    int n = models_all(all, MODELS_MAX);
-    for (int i = 0; i < n; i++) {
-        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", label(all[i]->id, esc),
-            all[i]->model.num_params);
-        models_put(all[i]);
-    }
+    for (const MetricsModel *mm = series; mm; mm = mm->next)
+        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", mm->label, mm->params);
+    pthread_mutex_unlock(&series_mu);
     put(&b,
         "# HELP charlm_generations_in_flight Generations admitted and not finished.\n"
         "# TYPE charlm_generations_in_flight gauge\n"

@@ -18,8 +18,10 @@ void metrics_request(int label, int status, double seconds);
  * keeps the counts; an id no model has any more drops its series. */
 typedef struct MetricsModel MetricsModel;
 /* A reference to id's counters, made at zero when no loaded model has the id; NULL when
- * out of memory (that model's generations are then not counted). */
-MetricsModel *metrics_model_get(const char *id);
+ * out of memory (that model's generations are then not counted). params is the model's
+ * parameter count, the charlm_model_parameters gauge of the id: the latest model loaded
+ * under an id is the one served (a reload swaps in every model it loads). */
+MetricsModel *metrics_model_get(const char *id, size_t params);
 void metrics_model_put(MetricsModel *mm);
 void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
                         FinishReason finish);

@@ -10,7 +10,7 @@
 
 #include "error.h"
 #include "fileio.h"
-#include "info.h"
+#include "card.h"
 #include "metrics.h"
 #include "models.h"
 #include "server.h"
@@ -104,12 +104,13 @@ static ServedModel *served_load(const Source *s, char *err) {
     // The server only infers: the copy infer_prepare made is all a step reads.
     model_drop_weights(&m->model);
     m->created = m->stamp[0].mtime.tv_sec;
-    m->metrics_slot = metrics_model_get(m->id);
-    m->card = info_card(m, err);
+    m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
     if (!m->card) {
         served_free(m);
         return NULL;
     }
+    // Last: a model loaded is then a model served, whose size the metrics show for its id.
+    m->metrics_slot = metrics_model_get(m->id, m->model.num_params);
     atomic_init(&m->refs, 1);
     return m;
 }

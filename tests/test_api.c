@@ -11,7 +11,7 @@
 #include "error.h"
 #include "genparams.h"
 #include "api.h"
-#include "info.h"
+#include "card.h"
 #include "server.h"
 
 enum { G = 0, O = 1 }; // /generate, /v1/completions
@@ -472,8 +472,10 @@ START_TEST(test_card_matches_parser) {
     ServerConfig cfg = config(caps[_i]);
     srv.cfg = cfg;
     char err[ERR_LEN];
-    ServedModel none = {.dir = "/nonexistent"};
-    char *text = info_card(&none, err);
+    Model model = {0};
+    Vocab vocab = {0};
+    ModelInfo info = {0};
+    char *text = card_build("m", "/nonexistent", &model, &vocab, &info, err);
     ck_assert_ptr_nonnull(text);
     cJSON *card = cJSON_Parse(text);
     ck_assert_ptr_nonnull(card);
