@@ -16,6 +16,7 @@
  *   reply.h      a done request's JSON reply, encoded a bounded piece at a time
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
  *   info.h       /health, /model, /v1/models, /tokenize, /detokenize
+ *   card.h       a model's card (GET /model), built once when it is loaded
  *   metrics.h    Prometheus counters and /metrics
  *   static.h     the web page and its assets
  */
