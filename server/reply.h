@@ -13,6 +13,9 @@
  * Every number and string is printed by cJSON itself (cJSON_PrintPreallocated on one leaf),
  * the structure between them written as cJSON writes it, so the bytes are exactly those of
  * cJSON_PrintUnformatted on the whole tree.
+ *
+ * A stream's events are written by the same code (reply_event_*), so each shape of a
+ * choice, a log probability entry or a summary is encoded in one place.
  */
 #ifndef CHARLM_REPLY_H
 #define CHARLM_REPLY_H
@@ -77,5 +80,27 @@ char *reply_take(Reply *r, size_t *len);
 /* Bytes of the buffer the encoder holds. */
 size_t reply_buffer_bytes(const Reply *r);
 void reply_free(Reply *r);
+
+/* ---- A stream's server-sent events
+ * A Reply started with reply_init_events encodes no reply of its own (reply_fill adds
+ * nothing): each reply_event_* appends one or two whole events, "data: JSON\n\n", read
+ * with reply_read. An event holds what its caller gives it (a slice of text, a range of
+ * entries), so the caller bounds its size and cost; the generations may still be running,
+ * so the caller also keeps the generation from changing while its event is written. Each
+ * returns -1 when out of memory (the stream is then lost), else 0. The choice c is an
+ * index into spec->choices. */
+void reply_init_events(Reply *r, const ReplySpec *spec);
+/* Bytes of events waiting to be read. */
+size_t reply_pending(const Reply *r);
+/* Chat: choice c's first chunk, naming the speaker. */
+int reply_event_role(Reply *r, int c);
+/* What is new in choice c: its prompt first when `echo`, then bytes [from, to) of its
+ * text; and its log probability entries [lp_from, lp_to) when the request asks for them. */
+int reply_event_delta(Reply *r, int c, int echo, size_t from, size_t to, int lp_from, int lp_to);
+/* OpenAI: choice c's last chunk, with its finish_reason and seed. */
+int reply_event_final(Reply *r, int c);
+/* The stream's end, once every generation is done: OpenAI's usage chunk (include_usage)
+ * and [DONE]; /generate's summary of the request, with elapsed_ms. */
+int reply_event_end(Reply *r, double elapsed_ms);
 
 #endif
