@@ -484,6 +484,16 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
         pthread_mutex_unlock(&admit_mu);
         return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down");
     }
+    // Done replies no longer hold slots, so slow readers are bounded by their memory.
+    long waiting = atomic_load(&srv.reply_bytes_waiting);
+    if (waiting > srv.cfg.max_waiting_bytes) {
+        pthread_mutex_unlock(&admit_mu);
+        snprintf(msg, sizeof(msg),
+                 "done replies waiting for their clients hold %ld bytes, more than "
+                 "--max-waiting-bytes (%ld); retry shortly",
+                 waiting, srv.cfg.max_waiting_bytes);
+        return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+    }
     if (atomic_fetch_add(&srv.in_flight, j->nchoices) + j->nchoices > srv.cfg.max_concurrent) {
         atomic_fetch_sub(&srv.in_flight, j->nchoices);
         pthread_mutex_unlock(&admit_mu);
