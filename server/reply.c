@@ -23,7 +23,8 @@ enum {
     STEP_END
 };
 
-const char *reply_char(const Vocab *v, int id, char buf[5]) {
+// A char of v as the UTF-8 string (NUL-terminated in buf) the shapes use for a token.
+static const char *reply_char(const Vocab *v, int id, char buf[5]) {
     buf[utf8_encode(v->chars[id], buf)] = '\0';
     return buf;
 }

@@ -1,6 +1,6 @@
 /*
  * reply.h — the JSON reply to a generation request whose generations are done, encoded a
- * bounded piece at a time instead of built whole.
+ * bounded piece at a time instead of built whole; and a streamed request's events.
  *
  * One request may ask for 16 choices of 2000 chars with 20 alternatives each: some 39 MB
  * of JSON. Built as one cJSON tree it took millions of nodes, a gigabyte and seconds on the
@@ -14,8 +14,9 @@
  * the structure between them written as cJSON writes it, so the bytes are exactly those of
  * cJSON_PrintUnformatted on the whole tree.
  *
- * A stream's events are written by the same code (reply_event_*), so each shape of a
- * choice, a log probability entry or a summary is encoded in one place.
+ * A stream's events are written by the same code (reply_event_*), so each shape (a head, a
+ * choice, a log probability entry, the usage, /generate's summary) is encoded in one place
+ * and an event's objects are byte for byte those of the reply.
  */
 #ifndef CHARLM_REPLY_H
 #define CHARLM_REPLY_H
@@ -40,7 +41,7 @@ typedef struct {
     const char *id; // OpenAI's completion id
     long long created;
     const char *model;
-    double elapsed_ms; // /generate's
+    double elapsed_ms; // /generate's reply's (a stream's end is given its own)
 } ReplySpec;
 
 /* The encoder's state; its fields are reply.c's. Everything spec points to must outlive it. */
@@ -60,9 +61,6 @@ typedef struct {
     size_t cp_bytes, cp_count, prompt_cp;
     int cp_prompt;
 } Reply;
-
-/* A char of v as the UTF-8 string (NUL-terminated in buf) OpenAI's shapes use for a token. */
-const char *reply_char(const Vocab *v, int id, char buf[5]);
 
 /* Copies spec (at most API_MAX_CHOICES choices). */
 void reply_init(Reply *r, const ReplySpec *spec);
