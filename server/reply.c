@@ -558,7 +558,7 @@ long reply_read(Reply *r, char *out, size_t max) {
     if (reply_fill(r, max)) return -1;
     size_t n = r->len - r->pos;
     if (n > max) n = max;
-    memcpy(out, r->buf + r->pos, n);
+    if (n) memcpy(out, r->buf + r->pos, n); // a stream's buffer may not be there yet
     r->pos += n;
     return (long)n;
 }

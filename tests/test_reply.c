@@ -296,6 +296,8 @@ START_TEST(test_events_are_the_reply_in_slices) {
 
     Reply r;
     reply_init_events(&r, &f.spec);
+    char none[8];
+    ck_assert_int_eq(reply_read(&r, none, sizeof(none)), 0); // nothing yet, no buffer yet
     for (int i = 0; c->chat && i < nchoices; i++) ck_assert_int_eq(reply_event_role(&r, i), 0);
     for (int i = 0; i < nchoices; i++) {
         const Generation *g = &f.gen[i];
