@@ -1,4 +1,3 @@
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,7 +16,6 @@
 #include "reply.h"
 #include "scheduler.h"
 #include "server.h"
-#include "utf8.h"
 
 // How often the watcher looks at the sockets of parked connections.
 #define WATCH_MS 100
@@ -52,7 +50,6 @@ typedef struct {
     int echo_sent;  // the echoed prompt has gone out
     int final_sent; // its closing event is queued (OpenAI streams)
     int complete;   // released and every event of it queued
-    size_t cp_sent; // code points of the choice's text sent, for text_offset
 } Choice;
 
 typedef struct Job {
@@ -69,17 +66,13 @@ typedef struct Job {
     char id[40]; // OpenAI completion id
     time_t created;
 
-    // streaming
-    char *out; // pending SSE bytes out[pos .. len)
-    size_t out_len, out_pos, out_cap;
-    int failed;        // out of memory building events
-    int finished;      // the last event is queued
+    int finished;      // a stream's last event is queued
     int counted;       // released: slots freed and generations counted (job_released)
     int released_seen; // the owner has seen the release (so may read what job_released set)
     double elapsed_ms; // at the release
     size_t data_bytes; // what the generations hold, from the release
     size_t held;       // counted in srv.reply_bytes_waiting
-    Reply reply;       // a JSON reply's encoder
+    Reply reply;       // the JSON reply's encoder, or the stream's events
     int gone;          // the client closed the connection (set by the watcher)
     struct Job *watch_prev, *watch_next;
 } Job;
@@ -201,7 +194,6 @@ static void job_free(Job *j) {
     free(j->choices);
     free(j->tasks);
     gen_request_free(&j->req);
-    free(j->out);
     reply_free(&j->reply);
     models_put(j->model);
 }
@@ -225,8 +217,7 @@ static void job_hold(Job *j, size_t bytes) {
 
 // Keeps the count up with the encoder's buffer, once the owner has seen the release.
 static void job_track(Job *j) {
-    if (j->released_seen)
-        job_hold(j, j->data_bytes + (j->req.stream ? j->out_cap : reply_buffer_bytes(&j->reply)));
+    if (j->released_seen) job_hold(j, j->data_bytes + reply_buffer_bytes(&j->reply));
 }
 
 /* The Waker's release callback, on the worker with its lock held: the generations are
@@ -262,215 +253,6 @@ static void job_end(Job *j) {
     free(j);
 }
 
-// cJSON prints numbers near 2^53 with 15 significant digits, which is not exact.
-static void add_seed(cJSON *o, uint64_t seed) {
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)seed);
-    cJSON_AddRawToObject(o, "seed", buf);
-}
-
-// ---- log probabilities, in the three shapes. Entries [from, to) of a choice.
-
-static void add_logprob(cJSON *o, const char *name, float lp) {
-    if (isnan(lp))
-        cJSON_AddNullToObject(o, name);
-    else
-        cJSON_AddNumberToObject(o, name, lp);
-}
-
-// Code points of s[0 .. bytes).
-static size_t cps(const char *s, size_t bytes) {
-    return utf8_count(s, bytes);
-}
-
-/* /v1/completions: tokens, token_logprobs, top_logprobs (the k most likely plus the
- * chosen one, as OpenAI lists them) and text_offset in code points into the choice's
- * text. base_cp: code points before the first entry's text already sent. */
-static cJSON *completion_logprobs(Choice *c, const GenRequest *req, int from, int to) {
-    const Generation *g = &c->gen;
-    int K = g->params.top_logprobs;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
-    cJSON *lps = cJSON_AddArrayToObject(o, "token_logprobs");
-    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
-    cJSON *offs = cJSON_AddArrayToObject(o, "text_offset");
-    const char *prompt = req->prompts[c->prompt];
-    size_t prompt_cp = req->echo ? cps(prompt, req->prompt_lens[c->prompt]) : 0;
-    for (int i = from; i < to; i++) {
-        const TokenLogprob *e = &g->lp[i];
-        char buf[5];
-        cJSON_AddItemToArray(tokens, cJSON_CreateString(reply_char(g->vocab, e->id, buf)));
-        cJSON_AddItemToArray(lps, isnan(e->logprob) ? cJSON_CreateNull()
-                                                    : cJSON_CreateNumber(e->logprob));
-        if (isnan(e->logprob)) {
-            cJSON_AddItemToArray(tops, cJSON_CreateNull());
-        } else {
-            cJSON *top = cJSON_CreateObject();
-            const int *ti = g->top_id + (size_t)i * K;
-            const float *tl = g->top_lp + (size_t)i * K;
-            int chosen_listed = 0;
-            for (int k = 0; k < K; k++) {
-                cJSON_AddNumberToObject(top, reply_char(g->vocab, ti[k], buf), tl[k]);
-                chosen_listed |= ti[k] == e->id;
-            }
-            if (!chosen_listed)
-                cJSON_AddNumberToObject(top, reply_char(g->vocab, e->id, buf), e->logprob);
-            cJSON_AddItemToArray(tops, top);
-        }
-        size_t off = e->prompt ? cps(prompt, e->offset) : prompt_cp + cps(g->text, e->offset);
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-    }
-    return o;
-}
-
-static cJSON *chat_token(const Vocab *v, int id, float lp) {
-    char buf[5];
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "token", reply_char(v, id, buf));
-    add_logprob(t, "logprob", lp);
-    cJSON *bytes = cJSON_AddArrayToObject(t, "bytes");
-    for (const unsigned char *b = (const unsigned char *)buf; *b; b++)
-        cJSON_AddItemToArray(bytes, cJSON_CreateNumber(*b));
-    return t;
-}
-
-// Chat: {"content": [{token, logprob, bytes, top_logprobs: [k of the same]}], "refusal"}.
-static cJSON *chat_logprobs(const Choice *c, int from, int to) {
-    const Generation *g = &c->gen;
-    int K = g->params.top_logprobs;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *content = cJSON_AddArrayToObject(o, "content");
-    for (int i = from; i < to; i++) {
-        const TokenLogprob *e = &g->lp[i];
-        cJSON *t = chat_token(g->vocab, e->id, e->logprob);
-        cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
-        for (int k = 0; k < K; k++)
-            cJSON_AddItemToArray(top, chat_token(g->vocab, g->top_id[(size_t)i * K + k],
-                                                 g->top_lp[(size_t)i * K + k]));
-        cJSON_AddItemToArray(content, t);
-    }
-    cJSON_AddNullToObject(o, "refusal");
-    return o;
-}
-
-// /generate: [{"char", "logprob", "top": [{"char", "logprob"}]}], one per char of text.
-static cJSON *native_logprobs(const Choice *c, int from, int to) {
-    const Generation *g = &c->gen;
-    int K = g->params.top_logprobs;
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = from; i < to; i++) {
-        const TokenLogprob *e = &g->lp[i];
-        char buf[5];
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "char", reply_char(g->vocab, e->id, buf));
-        add_logprob(t, "logprob", e->logprob);
-        cJSON *top = cJSON_AddArrayToObject(t, "top");
-        for (int k = 0; k < K && !isnan(e->logprob); k++) {
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddStringToObject(a, "char",
-                                    reply_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
-            cJSON_AddNumberToObject(a, "logprob", g->top_lp[(size_t)i * K + k]);
-            cJSON_AddItemToArray(top, a);
-        }
-        cJSON_AddItemToArray(arr, t);
-    }
-    return arr;
-}
-
-// The logprobs member of a choice (or native event) for entries [from, to).
-static void add_choice_logprobs(cJSON *o, Choice *c, const GenRequest *req, int from, int to) {
-    if (!req->gen.logprobs) {
-        if (req->openai) cJSON_AddNullToObject(o, "logprobs");
-        return;
-    }
-    cJSON *lp = req->chat     ? chat_logprobs(c, from, to)
-                : req->openai ? completion_logprobs(c, req, from, to)
-                              : native_logprobs(c, from, to);
-    cJSON_AddItemToObject(o, "logprobs", lp);
-}
-
-// ---- the objects of the three routes
-
-// What every OpenAI answer starts with; *choices gets the array its choices go into.
-static cJSON *openai_head(const Job *j, const char *object, cJSON **choices) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddStringToObject(o, "object", object);
-    cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", j->model->id);
-    *choices = cJSON_AddArrayToObject(o, "choices");
-    return o;
-}
-
-static void add_finish(cJSON *c, const char *finish) {
-    if (finish)
-        cJSON_AddStringToObject(c, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(c, "finish_reason");
-}
-
-/* One OpenAI choice: a completion's text, or a chat message (delta when streaming) with
- * role and content when not NULL; logprobs for entries [from, to) (none when from < 0). */
-static cJSON *openai_choice(const Job *j, Choice *c, const char *role, const char *text, int from,
-                            int to, const char *finish) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "index", c->index);
-    if (j->req.chat) {
-        cJSON *m = cJSON_AddObjectToObject(o, j->req.stream ? "delta" : "message");
-        if (role) cJSON_AddStringToObject(m, "role", role);
-        if (text) cJSON_AddStringToObject(m, "content", text);
-    } else {
-        cJSON_AddStringToObject(o, "text", text ? text : "");
-    }
-    if (from >= 0)
-        add_choice_logprobs(o, c, &j->req, from, to);
-    else
-        cJSON_AddNullToObject(o, "logprobs");
-    add_finish(o, finish);
-    return o;
-}
-
-static const char *openai_object_name(const Job *j) {
-    if (!j->req.chat) return "text_completion";
-    return j->req.stream ? "chat.completion.chunk" : "chat.completion";
-}
-
-// An OpenAI object holding the one choice c (NULL: no choice, the usage chunk).
-static cJSON *openai_event(const Job *j, cJSON *choice) {
-    cJSON *choices;
-    cJSON *o = openai_head(j, openai_object_name(j), &choices);
-    if (choice) cJSON_AddItemToArray(choices, choice);
-    return o;
-}
-
-static void add_usage(cJSON *o, const Job *j) {
-    int prompt = 0, completion = 0;
-    for (int i = 0; i < j->nchoices; i++) {
-        const Choice *c = &j->choices[i];
-        if (c->index % j->req.n == 0) prompt += c->gen.prompt_tokens; // once per prompt
-        completion += c->gen.tokens;
-    }
-    cJSON *u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", completion);
-    cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
-}
-
-// /generate's summary of the request, in the reply and the stream's last event.
-static void add_native_summary(cJSON *o, const Job *j) {
-    cJSON_AddStringToObject(o, "model", j->model->id);
-    if (j->nchoices == 1) {
-        const Generation *g = &j->choices[0].gen;
-        cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(g->finish));
-        cJSON_AddNumberToObject(o, "tokens", g->tokens);
-    }
-    const Generation *g0 = &j->choices[0].gen;
-    cJSON_AddNumberToObject(o, "prompt_tokens", g0->prompt_tokens);
-    add_seed(o, j->req.gen.seed);
-    cJSON_AddStringToObject(o, "unknown_chars", g0->unknown_chars);
-    cJSON_AddNumberToObject(o, "elapsed_ms", j->elapsed_ms);
-}
-
 static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err) {
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
     j->created = time(NULL);
@@ -500,6 +282,21 @@ static int job_start(Job *j, struct MHD_Connection *conn, Request *rq, char *err
     return 0;
 }
 
+// The JSON reply's encoder (at the release), or a stream's events (at its start).
+static void job_reply_init(Job *j, int events) {
+    ReplyChoice rc[API_MAX_CHOICES];
+    for (int i = 0; i < j->nchoices; i++) {
+        const Choice *c = &j->choices[i];
+        rc[i] = (ReplyChoice){&c->gen, c->prompt, c->index, c->seed};
+    }
+    ReplySpec spec = {&j->req,      rc,           j->nchoices, j->id, (long long)j->created,
+                      j->model->id, j->elapsed_ms};
+    if (events)
+        reply_init_events(&j->reply, &spec);
+    else
+        reply_init(&j->reply, &spec);
+}
+
 // libmicrohttpd's content reader of a large JSON reply: the next bytes, encoded now.
 static ssize_t json_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
@@ -526,14 +323,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
     if (sched_poll(j->tasks, j->nchoices, NULL, NULL) < 0) return MHD_YES; // parked
     if (j->gone) return MHD_NO; // nobody to answer; closes the connection
     j->released_seen = 1;
-    ReplyChoice rc[API_MAX_CHOICES];
-    for (int i = 0; i < j->nchoices; i++) {
-        const Choice *c = &j->choices[i];
-        rc[i] = (ReplyChoice){&c->gen, c->prompt, c->index, c->seed};
-    }
-    ReplySpec spec = {&j->req,      rc,           j->nchoices, j->id, (long long)j->created,
-                      j->model->id, j->elapsed_ms};
-    reply_init(&j->reply, &spec);
+    job_reply_init(j, 0);
     int failed = reply_fill(&j->reply, REPLY_WHOLE_MAX + 1);
     job_track(j);
     if (failed) return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
@@ -557,34 +347,13 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, Request *rq) {
     return r;
 }
 
-static int out_event(Job *j, cJSON *o) {
-    char *json = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (o && !json) return j->failed = -1;
-    const char *data = json ? json : "[DONE]";
-    size_t need = strlen(data) + 9; // "data: " + data + "\n\n" + NUL
-    if (j->out_len + need > j->out_cap) {
-        size_t cap = j->out_cap ? j->out_cap : 256;
-        while (cap < j->out_len + need) cap *= 2;
-        char *b = realloc(j->out, cap);
-        if (!b) {
-            free(json);
-            return j->failed = -1;
-        }
-        j->out = b;
-        j->out_cap = cap;
-    }
-    j->out_len += (size_t)sprintf(j->out + j->out_len, "data: %s\n\n", data);
-    free(json);
-    return 0;
-}
-
-/* What is new in choice c since the last event, as one event: text (the echoed prompt
+/* What is new in choice i since the last event, as one event: text (the echoed prompt
  * first, once the prompt has been read) and the log probabilities of its chars, at most
  * STREAM_EVENT_ENTRIES generated chars with them (else STREAM_EVENT_TEXT bytes); once it
  * is released and all sent, its closing event. With the worker's lock held (sched_poll's take).
  * Returns 1 when it queued an event. */
-static int stream_choice(Job *j, Choice *c, int released) {
+static int stream_choice(Job *j, int i, int released) {
+    Choice *c = &j->choices[i];
     const Generation *g = &c->gen;
     int echo = j->req.echo && !c->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
     size_t pl = echo ? j->req.prompt_lens[c->prompt] : 0;
@@ -608,23 +377,8 @@ static int stream_choice(Job *j, Choice *c, int released) {
     }
     int queued = 0;
     if (pl + fresh > 0 || lp_to > c->lp_sent) {
-        char *chunk = malloc(pl + fresh + 1);
-        if (!chunk) return j->failed = -1, 0;
-        memcpy(chunk, j->req.prompts[c->prompt], pl);
-        memcpy(chunk + pl, g->text + c->sent, fresh);
-        chunk[pl + fresh] = '\0';
-        cJSON *o;
-        if (j->req.openai) {
-            o = openai_event(j, openai_choice(j, c, NULL, chunk,
-                                              j->req.gen.logprobs ? c->lp_sent : -1, lp_to, NULL));
-        } else {
-            o = cJSON_CreateObject();
-            if (j->nchoices > 1) cJSON_AddNumberToObject(o, "index", c->index);
-            cJSON_AddStringToObject(o, "text", chunk);
-            add_choice_logprobs(o, c, &j->req, c->lp_sent, lp_to);
-        }
-        free(chunk);
-        out_event(j, o);
+        if (reply_event_delta(&j->reply, i, echo, c->sent, c->sent + fresh, c->lp_sent, lp_to))
+            return 0; // the stream is lost; its reader sees that
         c->echo_sent |= echo;
         c->sent += fresh;
         c->lp_sent = lp_to;
@@ -634,11 +388,7 @@ static int stream_choice(Job *j, Choice *c, int released) {
         (j->req.echo && !c->echo_sent))
         return queued;
     if (j->req.openai && !c->final_sent) {
-        cJSON *ch = openai_choice(j, c, NULL, j->req.chat ? NULL : "", -1, 0,
-                                  finish_reason_name(g->finish));
-        cJSON *o = openai_event(j, ch);
-        add_seed(o, c->seed);
-        out_event(j, o);
+        reply_event_final(&j->reply, i);
         c->final_sent = 1;
         queued = 1;
     }
@@ -649,8 +399,8 @@ static int stream_choice(Job *j, Choice *c, int released) {
 static int stream_take(void *ctx) {
     Job *j = ctx;
     int took = 0;
-    for (int i = 0; i < j->nchoices && j->out_len < STREAM_TAKE_BYTES; i++)
-        if (!j->choices[i].complete) took |= stream_choice(j, &j->choices[i], j->tasks[i].released);
+    for (int i = 0; i < j->nchoices && reply_pending(&j->reply) < STREAM_TAKE_BYTES; i++)
+        if (!j->choices[i].complete) took |= stream_choice(j, i, j->tasks[i].released);
     return took;
 }
 
@@ -660,58 +410,26 @@ static int stream_complete(const Job *j) {
     return 1;
 }
 
-// The closing events, once every generation is released.
-static int stream_final(Job *j) {
-    if (j->req.openai) {
-        if (j->req.include_usage) {
-            cJSON *o = openai_event(j, NULL);
-            add_usage(o, j);
-            out_event(j, o);
-        }
-        out_event(j, NULL);
-    } else {
-        cJSON *o = cJSON_CreateObject();
-        if (j->nchoices > 1) {
-            cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-            for (int i = 0; i < j->nchoices; i++) {
-                const Choice *c = &j->choices[i];
-                cJSON *s = cJSON_CreateObject();
-                cJSON_AddNumberToObject(s, "index", c->index);
-                cJSON_AddStringToObject(s, "finish_reason", finish_reason_name(c->gen.finish));
-                cJSON_AddNumberToObject(s, "tokens", c->gen.tokens);
-                add_seed(s, c->seed);
-                cJSON_AddItemToArray(choices, s);
-            }
-        }
-        add_native_summary(o, j);
-        cJSON_AddBoolToObject(o, "done", 1);
-        out_event(j, o);
-    }
-    j->finished = 1;
-    return j->failed;
-}
-
 // libmicrohttpd's content reader: 0 bytes when the connection has just been parked until
 // the next chunk; the chunked body ends once the last event has gone.
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     Job *j = cls;
-    while (j->out_pos == j->out_len) {
-        j->out_pos = j->out_len = 0;
+    long n;
+    while ((n = reply_read(&j->reply, buf, max)) == 0) {
         if (j->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         int rc = sched_poll(j->tasks, j->nchoices, stream_take, j);
         if (rc < 0) return 0;
-        if (j->gone || j->failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (j->gone) return MHD_CONTENT_READER_END_WITH_ERROR;
         j->released_seen |= rc == 1;
-        if (rc == 1 && stream_complete(j) && stream_final(j))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 1 && stream_complete(j)) {
+            reply_event_end(&j->reply, j->elapsed_ms); // a failure shows in the next read
+            j->finished = 1;
+        }
     }
     job_track(j);
-    size_t n = j->out_len - j->out_pos;
-    if (n > max) n = max;
-    memcpy(buf, j->out + j->out_pos, n);
-    j->out_pos += n;
-    j->rq->bytes += n;
+    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR; // out of memory
+    j->rq->bytes += (size_t)n;
     return (ssize_t)n;
 }
 
@@ -766,6 +484,16 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
         pthread_mutex_unlock(&admit_mu);
         return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down");
     }
+    // Done replies no longer hold slots, so slow readers are bounded by their memory.
+    long waiting = atomic_load(&srv.reply_bytes_waiting);
+    if (waiting > srv.cfg.max_waiting_bytes) {
+        pthread_mutex_unlock(&admit_mu);
+        snprintf(msg, sizeof(msg),
+                 "done replies waiting for their clients hold %ld bytes, more than "
+                 "--max-waiting-bytes (%ld); retry shortly",
+                 waiting, srv.cfg.max_waiting_bytes);
+        return refuse(conn, rq, j, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+    }
     if (atomic_fetch_add(&srv.in_flight, j->nchoices) + j->nchoices > srv.cfg.max_concurrent) {
         atomic_fetch_sub(&srv.in_flight, j->nchoices);
         pthread_mutex_unlock(&admit_mu);
@@ -795,10 +523,10 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
     }
 
     // A chat stream's first chunk of each choice names the speaker before any text.
-    for (int i = 0; j->req.chat && i < j->nchoices; i++)
-        out_event(j,
-                  openai_event(j, openai_choice(j, &j->choices[i], "assistant", "", -1, 0, NULL)));
-    if (j->failed) {
+    job_reply_init(j, 1);
+    int failed = 0;
+    for (int i = 0; j->req.chat && i < j->nchoices; i++) failed |= reply_event_role(&j->reply, i);
+    if (failed) {
         job_end(j);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }

@@ -23,7 +23,8 @@ enum {
     STEP_END
 };
 
-const char *reply_char(const Vocab *v, int id, char buf[5]) {
+// A char of v as the UTF-8 string (NUL-terminated in buf) the shapes use for a token.
+static const char *reply_char(const Vocab *v, int id, char buf[5]) {
     buf[utf8_encode(v->chars[id], buf)] = '\0';
     return buf;
 }
@@ -117,22 +118,19 @@ static void put_seed(Reply *r, uint64_t seed) {
     put(r, buf);
 }
 
-// Starts the string a then b (cut at its first NUL, as cJSON reads a C string), written
-// SEGMENT bytes a unit; step `after` follows.
-static void string_begin(Reply *r, const char *a, size_t alen, const char *b, size_t blen,
-                         int after) {
+// Starts the string a then b (cut at its first NUL, as cJSON reads a C string).
+static void string_start(Reply *r, const char *a, size_t alen, const char *b, size_t blen) {
     r->str[0] = a;
     r->str_len[0] = alen;
     r->str[1] = b;
     r->str_len[1] = blen;
     r->str_part = 0;
     r->str_off = 0;
-    r->after = after;
-    r->step = STEP_STRING;
     put(r, "\"");
 }
 
-static void string_unit(Reply *r) {
+// Writes the string's next SEGMENT bytes; 1 once it is written whole (or lost).
+static int string_piece(Reply *r) {
     char seg[SEGMENT + 1];
     size_t n = 0;
     int end = 0;
@@ -159,15 +157,33 @@ static void string_unit(Reply *r) {
     // piece as a string and drop its quotes.
     size_t at = r->len - r->pos;
     put_string(r, seg);
-    if (r->failed) return;
+    if (r->failed) return 1;
     char *q = r->buf + at;
     size_t w = r->len - at;
     memmove(q, q + 1, w - 2);
     r->len -= 2;
     r->buf[r->len] = '\0';
-    if (end || r->str_part == 2) {
-        put(r, "\"");
-        r->step = r->after;
+    if (!end && r->str_part < 2) return 0;
+    put(r, "\"");
+    return 1;
+}
+
+// The string written SEGMENT bytes a unit; step `after` follows.
+static void string_begin(Reply *r, const char *a, size_t alen, const char *b, size_t blen,
+                         int after) {
+    string_start(r, a, alen, b, blen);
+    r->after = after;
+    r->step = STEP_STRING;
+}
+
+static void string_unit(Reply *r) {
+    if (string_piece(r)) r->step = r->after;
+}
+
+// The string written whole (into an event, whose caller bounds it).
+static void put_text(Reply *r, const char *a, size_t alen, const char *b, size_t blen) {
+    string_start(r, a, alen, b, blen);
+    while (!string_piece(r)) {
     }
 }
 
@@ -278,36 +294,160 @@ static void completion_entry(Reply *r, const ReplyChoice *c, int col, int i) {
     }
 }
 
-// ---- the units
+// Entry i of a choice (of column col, for completions).
+static void entry_put(Reply *r, const ReplyChoice *c, int col, int i) {
+    const GenRequest *q = r->spec.req;
+    if (q->chat)
+        chat_entry(r, c->gen, i);
+    else if (q->openai)
+        completion_entry(r, c, col, i);
+    else
+        native_entry(r, c->gen, i);
+}
+
+// The logprobs member up to its first entry.
+static void logprobs_open(Reply *r) {
+    const GenRequest *q = r->spec.req;
+    put(r, q->chat     ? ",\"logprobs\":{\"content\":["
+           : q->openai ? ",\"logprobs\":{\"tokens\":["
+                       : ",\"logprobs\":[");
+    r->cp_prompt = -1;
+}
+
+// What follows column col's last entry; 1 when that ends the member.
+static int logprobs_close(Reply *r, int col) {
+    const GenRequest *q = r->spec.req;
+    static const char *const next[] = {"],\"token_logprobs\":[", "],\"top_logprobs\":[",
+                                       "],\"text_offset\":[", "]}"};
+    if (!q->openai)
+        put(r, "]");
+    else if (q->chat)
+        put(r, "],\"refusal\":null}");
+    else
+        put(r, next[col]);
+    return !q->openai || q->chat || col == 3;
+}
+
+// The logprobs member with entries [from, to) of choice c, written whole.
+static void logprobs_put(Reply *r, const ReplyChoice *c, int from, int to) {
+    const GenRequest *q = r->spec.req;
+    if (!q->gen.logprobs) {
+        if (q->openai) put(r, ",\"logprobs\":null");
+        return;
+    }
+    logprobs_open(r);
+    for (int col = 0;; col++) {
+        for (int i = from; i < to; i++) {
+            if (i > from) put(r, ",");
+            entry_put(r, c, col, i);
+        }
+        if (logprobs_close(r, col)) return;
+    }
+}
+
+// ---- the members the reply and the stream's events share
 
 static int native_multi(const Reply *r) {
     return !r->spec.req->openai && r->spec.nchoices > 1;
 }
 
-static void head(Reply *r) {
+// An OpenAI object up to its first choice: a stream's (chunk) or the reply's.
+static void openai_head(Reply *r, int chunk) {
     const ReplySpec *s = &r->spec;
-    if (!s->req->openai) {
-        put(r, native_multi(r) ? "{\"choices\":[" : "{");
-        return;
-    }
     put(r, "{\"id\":");
     put_string(r, s->id);
-    put(r, s->req->chat ? ",\"object\":\"chat.completion\",\"created\":"
-                        : ",\"object\":\"text_completion\",\"created\":");
+    put(r, ",\"object\":");
+    put_string(r, !s->req->chat ? "text_completion"
+                  : chunk       ? "chat.completion.chunk"
+                                : "chat.completion");
+    put(r, ",\"created\":");
     put_number(r, (double)s->created);
     put(r, ",\"model\":");
     put_string(r, s->model);
     put(r, ",\"choices\":[");
 }
 
+// A choice's start, before its text: {"index".
+static void choice_open(Reply *r, const ReplyChoice *c) {
+    put(r, "{\"index\":");
+    put_number(r, c->index);
+}
+
+// An OpenAI choice's end: its finish_reason (null while it goes on, c NULL).
+static void choice_finish(Reply *r, const ReplyChoice *c) {
+    put(r, ",\"finish_reason\":");
+    if (c)
+        put_string(r, finish_reason_name(c->gen->finish));
+    else
+        put(r, "null");
+    put(r, "}");
+}
+
+// A /generate choice's counts, when there are several.
+static void native_counts(Reply *r, const ReplyChoice *c) {
+    put(r, ",\"finish_reason\":");
+    put_string(r, finish_reason_name(c->gen->finish));
+    put(r, ",\"tokens\":");
+    put_number(r, c->gen->tokens);
+    put(r, ",\"seed\":");
+    put_seed(r, c->seed);
+}
+
+static void usage(Reply *r) {
+    const ReplySpec *s = &r->spec;
+    int prompt = 0, completion = 0;
+    for (int i = 0; i < s->nchoices; i++) {
+        const ReplyChoice *c = &s->choices[i];
+        if (c->index % s->req->n == 0) prompt += c->gen->prompt_tokens; // once per prompt
+        completion += c->gen->tokens;
+    }
+    put(r, "\"usage\":{\"prompt_tokens\":");
+    put_number(r, prompt);
+    put(r, ",\"completion_tokens\":");
+    put_number(r, completion);
+    put(r, ",\"total_tokens\":");
+    put_number(r, prompt + completion);
+    put(r, "}");
+}
+
+// /generate's summary of the request, up to its unknown_chars' value.
+static void native_summary(Reply *r) {
+    const ReplySpec *s = &r->spec;
+    const Generation *g0 = s->choices[0].gen;
+    put(r, "\"model\":");
+    put_string(r, s->model);
+    if (s->nchoices == 1) {
+        put(r, ",\"finish_reason\":");
+        put_string(r, finish_reason_name(g0->finish));
+        put(r, ",\"tokens\":");
+        put_number(r, g0->tokens);
+    }
+    put(r, ",\"prompt_tokens\":");
+    put_number(r, g0->prompt_tokens);
+    put(r, ",\"seed\":");
+    put_seed(r, s->req->gen.seed);
+    put(r, ",\"unknown_chars\":");
+}
+
+static void native_elapsed(Reply *r, double ms) {
+    put(r, ",\"elapsed_ms\":");
+    put_number(r, ms);
+}
+
+// ---- the reply's units
+
+static void head(Reply *r) {
+    if (r->spec.req->openai)
+        openai_head(r, 0);
+    else
+        put(r, native_multi(r) ? "{\"choices\":[" : "{");
+}
+
 static void choice_start(Reply *r) {
     const GenRequest *q = r->spec.req;
     const ReplyChoice *c = &r->choice[r->c];
     if (r->c) put(r, ",");
-    if (q->openai || native_multi(r)) {
-        put(r, "{\"index\":");
-        put_number(r, c->index);
-    }
+    if (q->openai || native_multi(r)) choice_open(r, c);
     if (q->chat)
         put(r, ",\"message\":{\"role\":\"assistant\",\"content\":");
     else
@@ -320,107 +460,57 @@ static void choice_start(Reply *r) {
 
 static void after_text(Reply *r) {
     const GenRequest *q = r->spec.req;
-    const ReplyChoice *c = &r->choice[r->c];
-    if (native_multi(r)) {
-        put(r, ",\"finish_reason\":");
-        put_string(r, finish_reason_name(c->gen->finish));
-        put(r, ",\"tokens\":");
-        put_number(r, c->gen->tokens);
-        put(r, ",\"seed\":");
-        put_seed(r, c->seed);
-    }
+    if (native_multi(r)) native_counts(r, &r->choice[r->c]);
     if (q->chat) put(r, "}");
     r->step = STEP_CHOICE_END;
     if (!q->gen.logprobs) {
-        if (q->openai) put(r, ",\"logprobs\":null");
+        logprobs_put(r, &r->choice[r->c], 0, 0); // its null
         return;
     }
-    put(r, q->chat     ? ",\"logprobs\":{\"content\":["
-           : q->openai ? ",\"logprobs\":{\"tokens\":["
-                       : ",\"logprobs\":[");
+    logprobs_open(r);
     r->step = STEP_ENTRY;
     r->col = r->i = 0;
-    r->cp_prompt = -1;
 }
 
 static void entry(Reply *r) {
-    const GenRequest *q = r->spec.req;
     const ReplyChoice *c = &r->choice[r->c];
     if (r->i < c->gen->n_lp) {
         if (r->i) put(r, ",");
-        if (q->chat)
-            chat_entry(r, c->gen, r->i);
-        else if (q->openai)
-            completion_entry(r, c, r->col, r->i);
-        else
-            native_entry(r, c->gen, r->i);
+        entry_put(r, c, r->col, r->i);
         r->i++;
         return;
     }
-    if (!q->openai) {
-        put(r, "]");
-    } else if (q->chat) {
-        put(r, "],\"refusal\":null}");
-    } else {
-        static const char *const next[] = {"],\"token_logprobs\":[", "],\"top_logprobs\":[",
-                                           "],\"text_offset\":[", "]}"};
-        put(r, next[r->col]);
-        if (++r->col < 4) {
-            r->i = 0;
-            return;
-        }
+    if (logprobs_close(r, r->col)) {
+        r->step = STEP_CHOICE_END;
+        return;
     }
-    r->step = STEP_CHOICE_END;
+    r->col++;
+    r->i = 0;
 }
 
 static void choice_end(Reply *r) {
     const GenRequest *q = r->spec.req;
-    if (q->openai) {
-        put(r, ",\"finish_reason\":");
-        put_string(r, finish_reason_name(r->choice[r->c].gen->finish));
+    if (q->openai)
+        choice_finish(r, &r->choice[r->c]);
+    else if (native_multi(r))
         put(r, "}");
-    } else if (native_multi(r)) {
-        put(r, "}");
-    }
     r->step = ++r->c < r->spec.nchoices ? STEP_CHOICE : STEP_TAIL;
 }
 
 static void tail(Reply *r) {
     const ReplySpec *s = &r->spec;
-    const GenRequest *q = s->req;
-    if (q->openai) {
-        int prompt = 0, completion = 0;
-        for (int i = 0; i < s->nchoices; i++) {
-            const ReplyChoice *c = &s->choices[i];
-            if (c->index % q->n == 0) prompt += c->gen->prompt_tokens; // once per prompt
-            completion += c->gen->tokens;
-        }
-        put(r, "],\"usage\":{\"prompt_tokens\":");
-        put_number(r, prompt);
-        put(r, ",\"completion_tokens\":");
-        put_number(r, completion);
-        put(r, ",\"total_tokens\":");
-        put_number(r, prompt + completion);
-        put(r, "},\"seed\":");
-        put_seed(r, q->gen.seed);
+    if (s->req->openai) {
+        put(r, "],");
+        usage(r);
+        put(r, ",\"seed\":");
+        put_seed(r, s->req->gen.seed);
         put(r, "}");
         r->step = STEP_END;
         return;
     }
     const Generation *g0 = s->choices[0].gen;
-    put(r, native_multi(r) ? "],\"model\":" : ",\"model\":");
-    put_string(r, s->model);
-    if (s->nchoices == 1) {
-        put(r, ",\"finish_reason\":");
-        put_string(r, finish_reason_name(g0->finish));
-        put(r, ",\"tokens\":");
-        put_number(r, g0->tokens);
-    }
-    put(r, ",\"prompt_tokens\":");
-    put_number(r, g0->prompt_tokens);
-    put(r, ",\"seed\":");
-    put_seed(r, q->gen.seed);
-    put(r, ",\"unknown_chars\":");
+    put(r, native_multi(r) ? "]," : ",");
+    native_summary(r);
     string_begin(r, g0->unknown_chars, strlen(g0->unknown_chars), NULL, 0, STEP_AFTER_UNKNOWN);
 }
 
@@ -450,8 +540,7 @@ static void unit(Reply *r) {
         tail(r);
         break;
     case STEP_AFTER_UNKNOWN:
-        put(r, ",\"elapsed_ms\":");
-        put_number(r, r->spec.elapsed_ms);
+        native_elapsed(r, r->spec.elapsed_ms);
         put(r, "}");
         r->step = STEP_END;
         break;
@@ -469,7 +558,7 @@ long reply_read(Reply *r, char *out, size_t max) {
     if (reply_fill(r, max)) return -1;
     size_t n = r->len - r->pos;
     if (n > max) n = max;
-    memcpy(out, r->buf + r->pos, n);
+    if (n) memcpy(out, r->buf + r->pos, n); // a stream's buffer may not be there yet
     r->pos += n;
     return (long)n;
 }
@@ -481,4 +570,107 @@ char *reply_take(Reply *r, size_t *len) {
     r->buf = NULL;
     r->len = r->pos = r->cap = 0;
     return b;
+}
+
+// ---- a stream's events
+
+void reply_init_events(Reply *r, const ReplySpec *spec) {
+    reply_init(r, spec);
+    r->step = STEP_END; // no reply of its own
+}
+
+size_t reply_pending(const Reply *r) {
+    return r->len - r->pos;
+}
+
+static int event_end(Reply *r) {
+    put(r, "\n\n");
+    return r->failed ? -1 : 0;
+}
+
+int reply_event_role(Reply *r, int c) {
+    put(r, "data: ");
+    openai_head(r, 1);
+    choice_open(r, &r->choice[c]);
+    put(r, ",\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null");
+    choice_finish(r, NULL);
+    put(r, "]}");
+    return event_end(r);
+}
+
+int reply_event_delta(Reply *r, int c, int echo, size_t from, size_t to, int lp_from, int lp_to) {
+    const GenRequest *q = r->spec.req;
+    const ReplyChoice *ch = &r->choice[c];
+    const char *prompt = q->prompts[ch->prompt];
+    put(r, "data: ");
+    if (q->openai) {
+        openai_head(r, 1);
+        choice_open(r, ch);
+        put(r, q->chat ? ",\"delta\":{\"content\":" : ",\"text\":");
+    } else if (native_multi(r)) {
+        put(r, "{\"index\":");
+        put_number(r, ch->index);
+        put(r, ",\"text\":");
+    } else {
+        put(r, "{\"text\":");
+    }
+    put_text(r, prompt, echo ? q->prompt_lens[ch->prompt] : 0, ch->gen->text + from, to - from);
+    if (q->chat) put(r, "}");
+    if (q->openai && !q->chat && q->gen.logprobs)
+        r->prompt_cp = q->echo ? utf8_count(prompt, q->prompt_lens[ch->prompt]) : 0;
+    logprobs_put(r, ch, lp_from, lp_to);
+    if (q->openai) {
+        choice_finish(r, NULL);
+        put(r, "]}");
+    } else {
+        put(r, "}");
+    }
+    return event_end(r);
+}
+
+int reply_event_final(Reply *r, int c) {
+    const ReplyChoice *ch = &r->choice[c];
+    put(r, "data: ");
+    openai_head(r, 1);
+    choice_open(r, ch);
+    put(r,
+        r->spec.req->chat ? ",\"delta\":{},\"logprobs\":null" : ",\"text\":\"\",\"logprobs\":null");
+    choice_finish(r, ch);
+    put(r, "],\"seed\":");
+    put_seed(r, ch->seed);
+    put(r, "}");
+    return event_end(r);
+}
+
+int reply_event_end(Reply *r, double elapsed_ms) {
+    const ReplySpec *s = &r->spec;
+    if (s->req->openai) {
+        if (s->req->include_usage) {
+            put(r, "data: ");
+            openai_head(r, 1);
+            put(r, "],");
+            usage(r);
+            put(r, "}");
+            event_end(r);
+        }
+        put(r, "data: [DONE]");
+        return event_end(r);
+    }
+    put(r, "data: {");
+    if (native_multi(r)) {
+        put(r, "\"choices\":[");
+        for (int i = 0; i < s->nchoices; i++) {
+            if (i) put(r, ",");
+            choice_open(r, &r->choice[i]);
+            native_counts(r, &r->choice[i]);
+            put(r, "}");
+        }
+        put(r, "],");
+    }
+    native_summary(r);
+    const char *unknown = s->choices[0].gen->unknown_chars;
+    put_text(r, unknown, strlen(unknown), NULL, 0);
+    native_elapsed(r, elapsed_ms);
+    put(r, ",\"done\":true}");
+    return event_end(r);
 }

@@ -1,6 +1,6 @@
 /*
  * reply.h — the JSON reply to a generation request whose generations are done, encoded a
- * bounded piece at a time instead of built whole.
+ * bounded piece at a time instead of built whole; and a streamed request's events.
  *
  * One request may ask for 16 choices of 2000 chars with 20 alternatives each: some 39 MB
  * of JSON. Built as one cJSON tree it took millions of nodes, a gigabyte and seconds on the
@@ -13,6 +13,10 @@
  * Every number and string is printed by cJSON itself (cJSON_PrintPreallocated on one leaf),
  * the structure between them written as cJSON writes it, so the bytes are exactly those of
  * cJSON_PrintUnformatted on the whole tree.
+ *
+ * A stream's events are written by the same code (reply_event_*), so each shape (a head, a
+ * choice, a log probability entry, the usage, /generate's summary) is encoded in one place
+ * and an event's objects are byte for byte those of the reply.
  */
 #ifndef CHARLM_REPLY_H
 #define CHARLM_REPLY_H
@@ -37,7 +41,7 @@ typedef struct {
     const char *id; // OpenAI's completion id
     long long created;
     const char *model;
-    double elapsed_ms; // /generate's
+    double elapsed_ms; // /generate's reply's (a stream's end is given its own)
 } ReplySpec;
 
 /* The encoder's state; its fields are reply.c's. Everything spec points to must outlive it. */
@@ -58,9 +62,6 @@ typedef struct {
     int cp_prompt;
 } Reply;
 
-/* A char of v as the UTF-8 string (NUL-terminated in buf) OpenAI's shapes use for a token. */
-const char *reply_char(const Vocab *v, int id, char buf[5]);
-
 /* Copies spec (at most API_MAX_CHOICES choices). */
 void reply_init(Reply *r, const ReplySpec *spec);
 /* Encodes units until at least `want` bytes wait to be read or the reply is complete.
@@ -77,5 +78,27 @@ char *reply_take(Reply *r, size_t *len);
 /* Bytes of the buffer the encoder holds. */
 size_t reply_buffer_bytes(const Reply *r);
 void reply_free(Reply *r);
+
+/* ---- A stream's server-sent events
+ * A Reply started with reply_init_events encodes no reply of its own (reply_fill adds
+ * nothing): each reply_event_* appends one or two whole events, "data: JSON\n\n", read
+ * with reply_read. An event holds what its caller gives it (a slice of text, a range of
+ * entries), so the caller bounds its size and cost; the generations may still be running,
+ * so the caller also keeps the generation from changing while its event is written. Each
+ * returns -1 when out of memory (the stream is then lost), else 0. The choice c is an
+ * index into spec->choices. */
+void reply_init_events(Reply *r, const ReplySpec *spec);
+/* Bytes of events waiting to be read. */
+size_t reply_pending(const Reply *r);
+/* Chat: choice c's first chunk, naming the speaker. */
+int reply_event_role(Reply *r, int c);
+/* What is new in choice c: its prompt first when `echo`, then bytes [from, to) of its
+ * text; and its log probability entries [lp_from, lp_to) when the request asks for them. */
+int reply_event_delta(Reply *r, int c, int echo, size_t from, size_t to, int lp_from, int lp_to);
+/* OpenAI: choice c's last chunk, with its finish_reason and seed. */
+int reply_event_final(Reply *r, int c);
+/* The stream's end, once every generation is done: OpenAI's usage chunk (include_usage)
+ * and [DONE]; /generate's summary of the request, with elapsed_ms. */
+int reply_event_end(Reply *r, double elapsed_ms);
 
 #endif

@@ -44,6 +44,7 @@ typedef struct {
     int max_prompt;           // chars
     long max_body;            // bytes
     int max_concurrent;       // generations in flight
+    long max_waiting_bytes;   // held by done replies before new generations are refused
     int max_conns;            // open HTTP connections
     int max_conns_per_ip;     // from one client address; 0: no limit
     int idle_timeout;         // seconds a connection may make no progress (conns.h)

@@ -2,7 +2,8 @@
  * per shape and option; each reply must be exactly what cJSON prints for its own parse
  * (so, what the whole tree printed at once gave), read whole or in pieces of any size,
  * with the members each shape has; and a reply of tens of MB is read through a bounded
- * buffer. */
+ * buffer. A stream's events, written in slices by the same code, put together give the
+ * reply's text, entries and summary. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -268,6 +269,185 @@ START_TEST(test_reply_is_what_cjson_prints) {
 }
 END_TEST
 
+// The entries of a logprobs member (column col for completions) appended to `into`.
+static void entries_add(cJSON *into, const cJSON *lp, const Case *c, int col) {
+    static const char *cols[] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+    const cJSON *arr = c->chat     ? cJSON_GetObjectItem(lp, "content")
+                       : c->openai ? cJSON_GetObjectItem(lp, cols[col])
+                                   : lp;
+    ck_assert(cJSON_IsArray(arr));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) cJSON_AddItemToArray(into, cJSON_Duplicate(e, 1));
+}
+
+/* A stream's events, each what cJSON prints for its own parse; their text and entries,
+ * put together, are the reply's, and the last ones carry its finish_reason, seeds and
+ * summary. Every choice is sent in slices: entries 5 at a time with log probabilities,
+ * text 7 bytes (whole chars) at a time without. */
+START_TEST(test_events_are_the_reply_in_slices) {
+    const Case *c = &cases[_i];
+    Fixture f;
+    fixture_make(&f, c, 4242);
+    size_t len;
+    char *s = whole(&f.spec, &len);
+    cJSON *reply = cJSON_Parse(s);
+    int nchoices = f.spec.nchoices;
+    f.req.include_usage = _i % 2;
+
+    Reply r;
+    reply_init_events(&r, &f.spec);
+    char none[8];
+    ck_assert_int_eq(reply_read(&r, none, sizeof(none)), 0); // nothing yet, no buffer yet
+    for (int i = 0; c->chat && i < nchoices; i++) ck_assert_int_eq(reply_event_role(&r, i), 0);
+    for (int i = 0; i < nchoices; i++) {
+        const Generation *g = &f.gen[i];
+        size_t sent = 0;
+        int lp = 0, first = 1;
+        while (first || sent < g->len || lp < g->n_lp) {
+            size_t to = sent + 7 < g->len ? sent + 7 : g->len;
+            int lp_to = lp;
+            if (c->logprobs) {
+                while (lp_to < g->n_lp && g->lp[lp_to].prompt) lp_to++; // the prompt's go first
+                lp_to = lp_to + 5 < g->n_lp ? lp_to + 5 : g->n_lp;
+                to = lp_to < g->n_lp ? g->lp[lp_to].offset : g->len;
+            } else {
+                while (to < g->len && (g->text[to] & 0xC0) == 0x80) to++;
+            }
+            ck_assert_int_eq(reply_event_delta(&r, i, first && c->echo, sent, to, lp, lp_to), 0);
+            sent = to;
+            lp = lp_to;
+            first = 0;
+        }
+        if (c->openai) ck_assert_int_eq(reply_event_final(&r, i), 0);
+    }
+    ck_assert_int_eq(reply_event_end(&r, 12.345), 0);
+    ck_assert(reply_complete(&r)); // no reply of its own
+    size_t cap = reply_pending(&r) + 1, n = 0;
+    char *events = malloc(cap);
+    long k;
+    while ((k = reply_read(&r, events + n, 1000)) > 0) n += (size_t)k;
+    ck_assert_int_eq(k, 0);
+    events[n] = '\0';
+    reply_free(&r);
+
+    cJSON *text[API_MAX_CHOICES], *entries[API_MAX_CHOICES][4];
+    int finals = 0, roles = 0, ends = 0;
+    for (int i = 0; i < nchoices; i++) {
+        text[i] = cJSON_CreateString("");
+        for (int col = 0; col < 4; col++) entries[i][col] = cJSON_CreateArray();
+    }
+    const cJSON *reply_choices = cJSON_GetObjectItem(reply, "choices");
+    for (char *ev = events; *ev;) {
+        ck_assert_int_eq(strncmp(ev, "data: ", 6), 0);
+        char *end = strstr(ev, "\n\n");
+        ck_assert_ptr_nonnull(end);
+        *end = '\0';
+        char *data = ev + 6;
+        ev = end + 2;
+        if (strcmp(data, "[DONE]") == 0) {
+            ck_assert(c->openai && *ev == '\0');
+            ends++;
+            continue;
+        }
+        cJSON *o = cJSON_Parse(data);
+        ck_assert_msg(o != NULL, "%s: not JSON: %.200s", c->name, data);
+        char *again = cJSON_PrintUnformatted(o);
+        ck_assert_msg(strcmp(again, data) == 0, "%s: differs from cJSON's print: %.300s", c->name,
+                      data);
+        free(again);
+        const cJSON *choices = cJSON_GetObjectItem(o, "choices");
+        if (c->openai) {
+            ck_assert_str_eq(cJSON_GetObjectItem(o, "object")->valuestring,
+                             c->chat ? "chat.completion.chunk" : "text_completion");
+            ck_assert_str_eq(cJSON_GetObjectItem(o, "id")->valuestring, "chatcmpl-0123\"x");
+        }
+        if (c->openai && cJSON_GetArraySize(choices) == 0) { // the usage chunk
+            ck_assert(cJSON_Compare(cJSON_GetObjectItem(o, "usage"),
+                                    cJSON_GetObjectItem(reply, "usage"), 1));
+            ends++;
+        } else if (!c->openai && cJSON_GetObjectItem(o, "done")) { // the summary
+            const char *same[] = {"model", "finish_reason", "tokens",    "prompt_tokens",
+                                  "seed",  "unknown_chars", "elapsed_ms"};
+            for (size_t m = 0; m < sizeof(same) / sizeof(*same); m++)
+                ck_assert(
+                    cJSON_Compare(cJSON_GetObjectItem(o, same[m]),
+                                  cJSON_GetObjectItem(reply, same[m]), 1) ||
+                    (!cJSON_GetObjectItem(o, same[m]) && !cJSON_GetObjectItem(reply, same[m])));
+            for (int i = 0; nchoices > 1 && i < nchoices; i++) {
+                const cJSON *a = cJSON_GetArrayItem(choices, i);
+                const cJSON *b = cJSON_GetArrayItem(reply_choices, i);
+                const char *counts[] = {"index", "finish_reason", "tokens", "seed"};
+                for (int m = 0; m < 4; m++)
+                    ck_assert(cJSON_Compare(cJSON_GetObjectItem(a, counts[m]),
+                                            cJSON_GetObjectItem(b, counts[m]), 1));
+            }
+            ends++;
+        } else {
+            const cJSON *ch = c->openai ? cJSON_GetArrayItem(choices, 0) : o;
+            ck_assert(c->openai ? cJSON_GetArraySize(choices) == 1 : choices == NULL);
+            const cJSON *index = cJSON_GetObjectItem(ch, "index");
+            int i = index ? index->valueint : 0;
+            ck_assert_int_lt(i, nchoices);
+            const cJSON *delta = cJSON_GetObjectItem(ch, "delta");
+            const cJSON *finish = cJSON_GetObjectItem(ch, "finish_reason");
+            const cJSON *lp = cJSON_GetObjectItem(ch, "logprobs");
+            const cJSON *t =
+                c->chat ? cJSON_GetObjectItem(delta, "content") : cJSON_GetObjectItem(ch, "text");
+            if (c->chat && cJSON_GetObjectItem(delta, "role")) {
+                ck_assert_str_eq(cJSON_GetObjectItem(delta, "role")->valuestring, "assistant");
+                roles++;
+            } else if (c->openai && !cJSON_IsNull(finish)) {
+                const cJSON *want = cJSON_GetArrayItem(reply_choices, i);
+                ck_assert(cJSON_Compare(finish, cJSON_GetObjectItem(want, "finish_reason"), 1));
+                ck_assert(cJSON_GetObjectItem(o, "seed")->valuedouble == (double)f.choice[i].seed);
+                ck_assert(cJSON_IsNull(lp));
+                finals++;
+            } else {
+                ck_assert(cJSON_IsString(t));
+                size_t a = strlen(text[i]->valuestring), b = strlen(t->valuestring);
+                char *joined = malloc(a + b + 1);
+                memcpy(joined, text[i]->valuestring, a);
+                memcpy(joined + a, t->valuestring, b + 1);
+                cJSON_SetValuestring(text[i], joined);
+                free(joined);
+                if (!c->logprobs)
+                    ck_assert(c->openai ? cJSON_IsNull(lp) : lp == NULL);
+                else
+                    for (int col = 0; col < (c->openai && !c->chat ? 4 : 1); col++)
+                        entries_add(entries[i][col], lp, c, col);
+            }
+        }
+        cJSON_Delete(o);
+    }
+    ck_assert_int_eq(roles, c->chat ? nchoices : 0);
+    ck_assert_int_eq(finals, c->openai ? nchoices : 0);
+    ck_assert_int_eq(ends, c->openai ? 1 + f.req.include_usage : 1);
+    for (int i = 0; i < nchoices; i++) {
+        const cJSON *ch = reply_choices ? cJSON_GetArrayItem(reply_choices, i) : reply;
+        const cJSON *t = c->chat
+                             ? cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "message"), "content")
+                             : cJSON_GetObjectItem(ch, "text");
+        ck_assert_str_eq(text[i]->valuestring, t->valuestring);
+        for (int col = 0; c->logprobs && col < (c->openai && !c->chat ? 4 : 1); col++) {
+            cJSON *want = cJSON_CreateArray();
+            entries_add(want, cJSON_GetObjectItem(ch, "logprobs"), c, col);
+            char *a = cJSON_PrintUnformatted(entries[i][col]), *b = cJSON_PrintUnformatted(want);
+            ck_assert_msg(strcmp(a, b) == 0, "%s: choice %d column %d: the events' entries differ",
+                          c->name, i, col);
+            free(a);
+            free(b);
+            cJSON_Delete(want);
+        }
+        cJSON_Delete(text[i]);
+        for (int col = 0; col < 4; col++) cJSON_Delete(entries[i][col]);
+    }
+    free(events);
+    cJSON_Delete(reply);
+    free(s);
+    fixture_free(&f);
+}
+END_TEST
+
 // 16 chat choices of 2000 chars with alternatives, read as libmicrohttpd reads it.
 START_TEST(test_large_reply_bounded_buffer) {
     Case c = {"chat 16 x 2000", 1, 1, 0, 1, V, 1, 16, 2000};
@@ -296,6 +476,8 @@ int main(void) {
     TCase *tc = tcase_create("reply");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_reply_is_what_cjson_prints, 0,
+                        (int)(sizeof(cases) / sizeof(*cases)));
+    tcase_add_loop_test(tc, test_events_are_the_reply_in_slices, 0,
                         (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_test(tc, test_large_reply_bounded_buffer);
     suite_add_tcase(s, tc);

@@ -2,8 +2,8 @@
  * chars, each char with its alternatives): tens of MB of JSON each. They are encoded as
  * they are sent, so other requests are answered meanwhile, and a generation's slot is
  * freed when it is done, so clients that read their replies slowly do not lock others
- * out of --max-concurrent; a stream read long after its generations ran catches up in
- * bounded events. */
+ * out of --max-concurrent, while --max-waiting-bytes bounds what their replies hold
+ * together; a stream read long after its generations ran catches up in bounded events. */
 #include <check.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -291,6 +291,75 @@ START_TEST(test_slow_readers_free_their_slots) {
 }
 END_TEST
 
+// ---- the memory of all the waiting replies together is bounded
+
+START_TEST(test_waiting_replies_bounded_in_total) {
+    // Two maximal chat replies hold some 6 MB each while their clients read slowly.
+    const char *args[] = {"--max-waiting-bytes", "4000000", "--idle-timeout", "120", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+    int top = top_logprobs(s.port);
+    enum { SLOW = 2 };
+    SlowReader r[SLOW];
+    pthread_t t[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        char body[256];
+        big_chat_body(body, sizeof(body), top, 30 + i);
+        r[i].fd = slow_connect(s.port, body);
+        pthread_create(&t[i], NULL, slow_reader, &r[i]);
+    }
+    int waited = 0, started = 0;
+    while (started < SLOW && waited < 60000) {
+        started = 0;
+        for (int i = 0; i < SLOW; i++) started += atomic_load(&r[i].started);
+        if (started < SLOW) sleep_ms(20), waited += 20;
+    }
+    ck_assert_int_eq(started, SLOW);
+    for (waited = 0; health_in_flight(s.port) > 0 && waited < 5000; waited += 20) sleep_ms(20);
+    ck_assert_int_gt(metric(s.port, "charlm_reply_bytes_waiting"), 4000000);
+
+    // Over the bound: a new generation, on any route, is refused at once; slots are free.
+    const char *routes[][2] = {
+        {"/generate", "{\"prompt\": \"the \", \"max_tokens\": 5}"},
+        {"/v1/completions", "{\"prompt\": \"the \", \"max_tokens\": 5, \"stream\": true}"},
+        {"/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"}};
+    for (int k = 0; k < 3; k++) {
+        Resp g = http_post(s.port, routes[k][0], routes[k][1]);
+        assert_error(&g, 503, NULL);
+        ck_assert_msg(strstr(g.body, "--max-waiting-bytes (4000000)") != NULL, "%s: %s",
+                      routes[k][0], g.body);
+        char *retry = resp_header(&g, "Retry-After");
+        ck_assert_ptr_nonnull(retry);
+        ck_assert_str_eq(retry, "1");
+        free(retry);
+        resp_free(&g);
+    }
+    // Other routes are answered as usual.
+    Resp h = http_get(s.port, "/health");
+    ck_assert_int_eq(h.status, 200);
+    resp_free(&h);
+    h = http_post(s.port, "/tokenize", "{\"content\": \"the\"}");
+    ck_assert_int_eq(h.status, 200);
+    resp_free(&h);
+    for (int i = 0; i < SLOW; i++) ck_assert_int_eq(r[i].complete, 0);
+
+    // Once the readers have taken their replies, generations are admitted again.
+    for (int i = 0; i < SLOW; i++) atomic_store(&r[i].fast, 1);
+    for (int i = 0; i < SLOW; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(r[i].complete, "reply %d ended after %zu bytes", i, r[i].bytes);
+        close(r[i].fd);
+    }
+    for (waited = 0; metric(s.port, "charlm_replies_waiting") > 0 && waited < 5000; waited += 20)
+        sleep_ms(20);
+    Resp g = http_post(s.port, "/generate", "{\"prompt\": \"the \", \"max_tokens\": 5}");
+    ck_assert_msg(g.status == 200, "after the readers: %ld %s", g.status, g.body);
+    resp_free(&g);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
 // ---- a stream read long after its generations ran
 
 // Reads a chunked reply to its end; returns its body, de-chunked (malloc'd).
@@ -400,6 +469,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_health_answers_while_big_replies_are_built);
     tcase_add_test(tc, test_slow_readers_free_their_slots);
+    tcase_add_test(tc, test_waiting_replies_bounded_in_total);
     tcase_add_test(tc, test_late_stream_reader_gets_bounded_events);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
