@@ -219,11 +219,14 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         "and log probabilities, and encoding buffers.\n"
         "# TYPE charlm_reply_bytes_waiting gauge\n"
         "charlm_reply_bytes_waiting %ld\n"
+        "# HELP charlm_reply_bytes_waiting_max The --max-waiting-bytes limit.\n"
+        "# TYPE charlm_reply_bytes_waiting_max gauge\n"
+        "charlm_reply_bytes_waiting_max %ld\n"
         "# HELP charlm_start_time_seconds Unix time the server started.\n"
         "# TYPE charlm_start_time_seconds gauge\n"
         "charlm_start_time_seconds %ld\n",
         atomic_load(&srv.in_flight), srv.cfg.max_concurrent, atomic_load(&srv.replies_waiting),
-        atomic_load(&srv.reply_bytes_waiting), (long)srv.started);
+        atomic_load(&srv.reply_bytes_waiting), srv.cfg.max_waiting_bytes, (long)srv.started);
     put(&b,
         "# HELP charlm_connections_closed_total Connections the server shut down: no progress "
         "for --idle-timeout, or giving way at --max-connections.\n"
