@@ -21,18 +21,11 @@ set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
-BUILD=${BUILD:-$ROOT/build}
 SLOW_SECONDS=${SLOW_SECONDS:-5}
 SERVER_ARGS=${SERVER_ARGS:-}
 
-if [ -f "$BUILD/CMakeCache.txt" ] &&
-    ! grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD/CMakeCache.txt"; then
-    BUILD=$ROOT/build-bench
-fi
-[ -f "$BUILD/CMakeCache.txt" ] ||
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target charlm-server >/dev/null
-command -v curl >/dev/null || { echo "bigreply: curl is not installed" >&2; exit 1; }
+NAME=bigreply
+. "$ROOT/bench/server_build.sh"
 
 WORK=$(mktemp -d /tmp/bigreply.XXXXXX)
 PID=
@@ -45,9 +38,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs;" \
-    "charlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?');" \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # shellcheck disable=SC2086
 "$BUILD/charlm-server" --model "$MODEL" --host 127.0.0.1 --port 0 --max-concurrent 64 \

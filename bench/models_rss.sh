@@ -19,17 +19,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
 GENS=${GENS:-5}
 SERVER_ARGS=${SERVER_ARGS:-}
-BUILD=${BUILD:-$ROOT/build}
 
-# A build dir of another type (Debug, sanitizers) would measure the wrong thing.
-if [ -f "$BUILD/CMakeCache.txt" ] &&
-    ! grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD/CMakeCache.txt"; then
-    BUILD=$ROOT/build-bench
-fi
-[ -f "$BUILD/CMakeCache.txt" ] ||
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target charlm-server >/dev/null
-command -v curl >/dev/null || { echo "models_rss: curl is not installed" >&2; exit 1; }
+NAME=models_rss
+. "$ROOT/bench/server_build.sh"
 if [ ! -f "$MODEL/model.safetensors" ] || [ ! -f "$MODEL/vocab.json" ]; then
     echo "models_rss: $MODEL holds no model.safetensors and vocab.json" >&2
     exit 1
@@ -53,9 +45,6 @@ for m in m1 m2 m3 m4; do
 done
 FILE_KB=$(( $(stat -c %s "$MODEL/model.safetensors") / 1024 ))
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs;" \
-    "charlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?');" \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model $MODEL: model.safetensors $FILE_KB kB; $GENS generations per model;" \
     "SERVER_ARGS '${SERVER_ARGS}'"
 

@@ -17,16 +17,9 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODEL=$(cd "${1:-$ROOT/artefacts}" && pwd)
 COPIES=${COPIES:-200}
-BUILD=${BUILD:-$ROOT/build}
 
-if [ -f "$BUILD/CMakeCache.txt" ] &&
-    ! grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD/CMakeCache.txt"; then
-    BUILD=$ROOT/build-bench
-fi
-[ -f "$BUILD/CMakeCache.txt" ] ||
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target charlm-server >/dev/null
-command -v curl >/dev/null || { echo "rewrite_storm: curl is not installed" >&2; exit 1; }
+NAME=rewrite_storm
+. "$ROOT/bench/server_build.sh"
 
 WORK=$(mktemp -d /tmp/rewrite_storm.XXXXXX)
 PID=
@@ -43,9 +36,6 @@ mkdir "$WORK/served"
 cp "$MODEL/model.safetensors" "$MODEL/vocab.json" "$WORK/served/"
 [ -f "$MODEL/train_log.jsonl" ] && cp "$MODEL/train_log.jsonl" "$WORK/served/"
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs;" \
-    "charlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?');" \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model $MODEL ($(stat -c %s "$MODEL/model.safetensors") bytes), $COPIES copies"
 
 "$BUILD/charlm-server" --model "$WORK/served" --port 0 2>"$WORK/log" &
