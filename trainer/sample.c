@@ -1,0 +1,148 @@
+/*
+ * sample.c — charlm-train sample (trainer/commands.h): continues a prompt with a model
+ * folder, its generation flags made from core/genparams' rows.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "artefacts.h"
+#include "cli.h"
+#include "commands.h"
+#include "error.h"
+#include "generate.h"
+#include "genparams.h"
+#include "utf8.h"
+
+static int print_chunk(const char *chunk, size_t len, void *ctx) {
+    (void)ctx;
+    fwrite(chunk, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+// The generation flags are core/genparams' rows: --max-tokens for max_tokens, and so on.
+#define SAMPLE_MAX_PARAMS 16
+
+typedef struct {
+    const char *model, *prompt;
+    long whole[SAMPLE_MAX_PARAMS]; // integer parameters, by genparams index
+    double real[SAMPLE_MAX_PARAMS];
+} SampleArgs;
+
+static void seed_default(void *config) {
+    SampleArgs *a = config;
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) s = (uint64_t)time(NULL);
+    a->whole[genparams_find("seed") - genparams] = (long)(s & ((1ull << 53) - 1));
+}
+
+/* Fills opts with --model, --prompt and a row per generation parameter; names and defs are
+ * the rows' text. Returns the number of rows. */
+static int sample_opts(CliOpt *opts, char (*names)[32], char (*defs)[32]) {
+    int n = 0;
+    opts[n++] = (CliOpt){.name = "model",
+                         .type = CLI_STRING,
+                         .placeholder = "DIR",
+                         .offset = offsetof(SampleArgs, model),
+                         .required = 1,
+                         .help = "model folder: vocab.json + model.safetensors"};
+    opts[n++] = (CliOpt){.name = "prompt",
+                         .type = CLI_STRING,
+                         .placeholder = "TEXT",
+                         .offset = offsetof(SampleArgs, prompt),
+                         .required = 1,
+                         .text = 1,
+                         .help = "text to continue (may be empty)"};
+    for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
+        const GenParam *gp = &genparams[i];
+        int real = gp->type == GENPARAM_FLOAT;
+        char *name = names[i];
+        snprintf(name, 32, "%s", gp->name);
+        for (char *c = name; *c; c++)
+            if (*c == '_') *c = '-';
+        CliOpt o = {.name = name,
+                    .type = real ? CLI_DOUBLE : CLI_LONG,
+                    .placeholder = real ? "X" : "N",
+                    .offset = real ? offsetof(SampleArgs, real) + i * sizeof(double)
+                                   : offsetof(SampleArgs, whole) + i * sizeof(long),
+                    .min = gp->min,
+                    .max = gp->max,
+                    .min_open = gp->min_open,
+                    .def = defs[i],
+                    .help = gp->help};
+        if (isnan(gp->def)) {
+            o.def = "random";
+            o.compute = seed_default;
+        } else {
+            snprintf(defs[i], 32, "%g", gp->def);
+        }
+        opts[n++] = o;
+    }
+    return n;
+}
+
+int commands_sample(int argc, char **argv) {
+    CliOpt opts[2 + SAMPLE_MAX_PARAMS];
+    char names[SAMPLE_MAX_PARAMS][32], defs[SAMPLE_MAX_PARAMS][32];
+    CliCommand cmd = {.usage = COMMANDS_SAMPLE_USAGE,
+                      .about = "Prints the prompt and its continuation; the seed goes to stderr.\n",
+                      .opts = opts,
+                      .nopts = sample_opts(opts, names, defs)};
+    SampleArgs a = {0};
+    int rc = commands_parse_flags(&cmd, &a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *model_dir = a.model, *prompt = a.prompt;
+    char err[ERR_LEN];
+    GenerateParams p;
+    genparams_defaults(&p, 0, 0);
+    for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
+        const GenParam *gp = &genparams[i];
+        double v = gp->type == GENPARAM_FLOAT ? a.real[i] : (double)a.whole[i];
+        // The flag's row already checked the range; this stores the value as its type.
+        if (genparams_set(&p, gp, v, 0, err) != 0) {
+            fprintf(stderr, "charlm-train: --%s: %s\n", names[i], err);
+            return CLI_EXIT_BAD_INPUT;
+        }
+    }
+    long bad = utf8_find_invalid(prompt, strlen(prompt));
+    if (bad >= 0) {
+        err_set(err, "--prompt: invalid UTF-8 at byte offset %ld", bad);
+        return commands_bad_input(err);
+    }
+    Model model;
+    Vocab vocab;
+    ModelInfo info;
+    if (artefacts_load(model_dir, &model, &vocab, &info, err) != 0) return commands_bad_input(err);
+    openblas_set_num_threads(1);
+    rc = CLI_EXIT_FAILURE;
+    Generation g;
+    InferScratch scratch;
+    if (generation_init(&g, &model, &vocab, prompt, strlen(prompt), &p, err) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        goto out;
+    }
+    if (infer_scratch_alloc(&scratch, &model.config, 1, err) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        generation_free(&g);
+        goto out;
+    }
+    fputs(prompt, stdout);
+    generate_run(&g, &scratch, print_chunk, NULL);
+    putchar('\n');
+    fprintf(stderr, "charlm-train: %d chars, finish %s, seed %llu%s%s\n", g.tokens,
+            finish_reason_name(g.finish), (unsigned long long)p.seed,
+            *g.unknown_chars ? ", skipped prompt chars: " : "", g.unknown_chars);
+    infer_scratch_free(&scratch);
+    generation_free(&g);
+    rc = CLI_EXIT_OK;
+out:
+    model_free(&model);
+    vocab_free(&vocab);
+    return rc;
+}

@@ -1,0 +1,460 @@
+/*
+ * train.c — charlm-train train (trainer/commands.h): its flag rows, the training loop,
+ * the log, the published model and the checkpoint, and SIGINT/SIGTERM.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "artefacts.h"
+#include "cli.h"
+#include "commands.h"
+#include "corpus.h"
+#include "error.h"
+#include "evaluate.h"
+#include "fileio.h"
+#include "progress.h"
+#include "train.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void join_path(char *out, size_t len, const char *dir, const char *name) {
+    snprintf(out, len, "%s/%s", dir, name);
+}
+
+/* Keeps the log rows up to `step` (a resumed run rewrites what came after). */
+static int log_truncate(const char *path, long step, char *err) {
+    char *text;
+    size_t len;
+    if (access(path, F_OK) != 0) return 0;
+    if (file_read_all(path, 0, &text, &len, err) != 0) return -1;
+    size_t keep = 0;
+    for (char *line = text; line < text + len;) {
+        char *nl = memchr(line, '\n', text + len - line);
+        char *next = nl ? nl + 1 : text + len;
+        const char *s = strstr(line, "\"step\":");
+        if (!s || s > next || strtol(s + 7, NULL, 10) > step) break;
+        keep = next - text;
+        line = next;
+    }
+    const void *parts[] = {text};
+    size_t lens[] = {keep};
+    int rc = file_write_atomic(path, parts, lens, 1, err);
+    free(text);
+    return rc;
+}
+
+static int log_append(const char *path, const char *line, char *err) {
+    FILE *f = fopen(path, "a");
+    if (!f) return err_set(err, "%s: cannot open for appending", path);
+    fputs(line, f);
+    int bad = fflush(f) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? err_set(err, "%s: write failed", path) : 0;
+}
+
+/* Publishes the best model: vocab.json, then model.safetensors, each written aside and
+ * renamed. The vocab waits for its model, so that a server reloading a folder being
+ * retrained on another text keeps the previous pair (which match) until the new model is
+ * there too; the model records the vocab's hash, so the instant between the two renames
+ * is refused, not served. */
+static int save_best(const TrainState *st, const char *out, const Corpus *corpus,
+                     const char *vocab_json, const char *vocab_sha, char *err) {
+    char path[4096];
+    join_path(path, sizeof(path), out, "vocab.json");
+    const void *parts[] = {vocab_json};
+    size_t lens[] = {strlen(vocab_json)};
+    if (file_write_atomic(path, parts, lens, 1, err) != 0) return -1;
+    ModelInfo info = {0};
+    snprintf(info.vocab_sha256, sizeof(info.vocab_sha256), "%s", vocab_sha);
+    snprintf(info.corpus_sha256, sizeof(info.corpus_sha256), "%s", corpus->sha256);
+    info.steps = st->best_step;
+    info.best_val_loss = st->best_val_loss;
+    join_path(path, sizeof(path), out, "model.safetensors");
+    return artefacts_save_model(path, &st->model, &info, err);
+}
+
+typedef struct {
+    const char *corpus, *out;
+    int resume;
+    TrainConfig c;
+} TrainArgs;
+
+static void threads_default(void *config) {
+    TrainArgs *a = config;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    a->c.threads = cpus < 1 ? 1 : cpus > TRAIN_MAX_THREADS ? TRAIN_MAX_THREADS : (int)cpus;
+}
+
+static void checkpoint_every_default(void *config) {
+    TrainArgs *a = config;
+    a->c.checkpoint_every = a->c.eval_every;
+}
+
+// The ranges are train_config_check's, from the same constants: the rows give them to
+// --help and to the parser's messages, the check keeps library callers in them too.
+#define TA(f) offsetof(TrainArgs, f)
+static const CliOpt train_opts[] = {
+    {.name = "corpus",
+     .type = CLI_STRING,
+     .placeholder = "FILE",
+     .offset = TA(corpus),
+     .required = 1,
+     .help = "UTF-8 text to train on"},
+    {.name = "out",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = TA(out),
+     .required = 1,
+     .help = "folder for vocab.json, model.safetensors, train_log.jsonl, checkpoint"},
+    {.name = "embed",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.embed),
+     .def = "64",
+     .min = 1,
+     .max = MODEL_MAX_WIDTH,
+     .help = "embedding size E"},
+    {.name = "hidden",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.hidden),
+     .def = "256",
+     .min = 1,
+     .max = MODEL_MAX_WIDTH,
+     .help = "LSTM hidden size H"},
+    {.name = "layers",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.model.layers),
+     .def = "1",
+     .min = 1,
+     .max = MODEL_MAX_LAYERS,
+     .help = "LSTM layers L"},
+    {.name = "dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.dropout),
+     .def = "0",
+     .min = 0,
+     .max = 1,
+     .max_open = 1,
+     .help = "dropout between LSTM layers"},
+    {.name = "embed-dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.embed_dropout),
+     .def = "0",
+     .min = 0,
+     .max = 1,
+     .max_open = 1,
+     .help = "drop whole embedding rows (one mask per step)"},
+    {.name = "var-dropout",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.var_dropout),
+     .def = "0",
+     .min = 0,
+     .max = 1,
+     .max_open = 1,
+     .help = "variational dropout on every layer's input and output"},
+    {.name = "weight-decay",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.weight_decay),
+     .def = "0",
+     .min = 0,
+     .max = INFINITY,
+     .help = "AdamW decoupled weight decay on the weight matrices, below 1 / --lr; 0 = Adam"},
+    {.name = "seq",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.seq),
+     .def = "128",
+     .min = 1,
+     .max = TRAIN_MAX_SEQ,
+     .help = "sequence length T"},
+    {.name = "batch",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.batch),
+     .def = "64",
+     .min = 1,
+     .max = TRAIN_MAX_BATCH,
+     .help = "batch size B"},
+    {.name = "steps",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.steps),
+     .def = "1500",
+     .min = 1,
+     .max = INFINITY,
+     .help = "optimisation steps"},
+    {.name = "lr",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.lr),
+     .def = "2e-3",
+     .min = 0,
+     .max = TRAIN_MAX_LR,
+     .min_open = 1,
+     .max_open = 1,
+     .help = "peak Adam learning rate; warmup, then cosine decay to lr/10"},
+    {.name = "clip",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.clip),
+     .def = "5",
+     .min = 0,
+     .max = INFINITY,
+     .help = "clip gradients to this global norm, 0 = off"},
+    {.name = "val-frac",
+     .type = CLI_DOUBLE,
+     .placeholder = "X",
+     .offset = TA(c.val_frac),
+     .def = "0.1",
+     .min = 0,
+     .max = 1,
+     .min_open = 1,
+     .max_open = 1,
+     .help = "last fraction of the text held out"},
+    {.name = "eval-every",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.eval_every),
+     .def = "100",
+     .min = 1,
+     .max = INFINITY,
+     .help = "validate and log every N steps"},
+    {.name = "patience",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.patience),
+     .def = "0",
+     .min = 0,
+     .max = INFINITY,
+     .help = "stop after N evaluations without a better validation loss, 0 = off"},
+    {.name = "checkpoint-every",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.checkpoint_every),
+     .def = "--eval-every",
+     .compute = checkpoint_every_default,
+     .min = 1,
+     .max = INFINITY,
+     .help = "write checkpoint.safetensors every N steps"},
+    {.name = "seed",
+     .type = CLI_U64,
+     .placeholder = "N",
+     .offset = TA(c.seed),
+     .def = "42",
+     .help = "random seed for weights, batches and dropout"},
+    {.name = "threads",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.threads),
+     .def = "online CPUs",
+     .compute = threads_default,
+     .min = 1,
+     .max = TRAIN_MAX_THREADS,
+     .help = "worker threads splitting each batch; a fixed value gives reproducible results"},
+    {.name = "resume",
+     .type = CLI_BOOL,
+     .offset = TA(resume),
+     .help = "continue from DIR/checkpoint.safetensors"},
+};
+
+// train is the default command, so its --help is the program's.
+static const CliCommand train_cmd = {
+    .usage = commands_usage,
+    .about = commands_about,
+    CLI_ROWS(train_opts),
+    .after = commands_exit_codes,
+};
+
+int commands_train(int argc, char **argv) {
+    TrainArgs a = {0};
+    int rc = commands_parse_flags(&train_cmd, &a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *corpus_path = a.corpus, *out = a.out;
+    int resume = a.resume;
+    TrainConfig c = a.c;
+    char err[ERR_LEN];
+    c.model.vocab_size = 1; // checked for real once the corpus is read
+    if (train_config_check(&c, err) != 0) return commands_bad_input(err);
+
+    Vocab vocab = {0};
+    Corpus corpus;
+    if (corpus_load(&corpus, corpus_path, &vocab, c.val_frac, err) != 0)
+        return commands_bad_input(err);
+    size_t n_val = corpus.n - corpus.n_train;
+    if (corpus.n_train < (size_t)c.seq + 1 || n_val < 2) {
+        err_set(err,
+                "%s: too short: %zu chars give %zu for training and %zu for validation; "
+                "need at least --seq + 1 = %d for training and 2 for validation",
+                corpus_path, corpus.n, corpus.n_train, n_val, c.seq + 1);
+        corpus_free(&corpus);
+        vocab_free(&vocab);
+        return commands_bad_input(err);
+    }
+    c.model.vocab_size = vocab.size;
+
+    char ckpt_path[4096], log_path[4096], next_log[4096], vocab_sha[65];
+    join_path(ckpt_path, sizeof(ckpt_path), out, "checkpoint.safetensors");
+    join_path(log_path, sizeof(log_path), out, "train_log.jsonl");
+    join_path(next_log, sizeof(next_log), out, "train_log.jsonl.new");
+    char *vocab_json = vocab_to_json(&vocab);
+    sha256_hex(vocab_json, strlen(vocab_json), vocab_sha);
+
+    TrainState st;
+    rc = CLI_EXIT_FAILURE;
+    if (train_init(&st, &c, err) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        goto done_early;
+    }
+    if (resume) {
+        if (access(ckpt_path, F_OK) != 0) {
+            err_set(err, "--resume: %s does not exist", ckpt_path);
+            rc = commands_bad_input(err);
+            goto done;
+        }
+        if (train_checkpoint_load(&st, ckpt_path, corpus.sha256, err) != 0) {
+            rc = commands_bad_input(err);
+            goto done;
+        }
+        if (st.step >= c.steps) {
+            err_set(err, "--resume: the checkpoint is at step %ld; --steps is %ld", st.step,
+                    c.steps);
+            rc = commands_bad_input(err);
+            goto done;
+        }
+    }
+    if (dir_ensure(out, err) != 0) {
+        rc = commands_bad_input(err);
+        goto done;
+    }
+    // A fresh log (which also shows at once that the folder takes files), or a resumed one.
+    // A run logs to train_log.jsonl.new until it publishes its first model, and then
+    // renames that over train_log.jsonl: a served folder keeps the curve of the model it
+    // serves. A resumed run goes on with whichever of the two it was writing.
+    int log_pending = resume ? access(next_log, F_OK) == 0 : 1;
+    const char *run_log = log_pending ? next_log : log_path;
+    const void *none[] = {""};
+    size_t zero[] = {0};
+    if ((resume ? log_truncate(run_log, st.step, err)
+                : file_write_atomic(run_log, none, zero, 1, err)) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        goto done;
+    }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int streams = n_val - 1 < (size_t)c.batch ? (int)(n_val - 1) : c.batch;
+    fprintf(
+        stderr,
+        "charlm-train: %zu chars (%zu train, %zu val), vocab %d, %zu parameters, %d thread%s%s\n",
+        corpus.n, corpus.n_train, n_val, vocab.size, st.model.num_params, st.nworkers,
+        st.nworkers == 1 ? "" : "s", resume ? ", resumed" : "");
+    Progress progress;
+    progress_init(&progress, c.steps, c.eval_every < 50 ? c.eval_every : 50);
+    double train_time = 0, start = now_s(), last_val = -1;
+    long tokens = 0;
+    float loss = 0, lr = 0;
+    int stopped = 0;
+    while (st.step < c.steps && !stopped) {
+        if (stop_requested) {
+            progress_finish(&progress);
+            if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
+                fprintf(stderr, "charlm-train: %s\n", err);
+                goto done;
+            }
+            fprintf(stderr,
+                    "charlm-train: interrupted at step %ld; %s written, continue with --resume\n",
+                    st.step, ckpt_path);
+            rc = CLI_EXIT_INTERRUPTED;
+            goto done;
+        }
+        double t0 = now_s();
+        loss = train_step(&st, &corpus, &lr);
+        train_time += now_s() - t0;
+        tokens += (long)c.seq * c.batch;
+        double tps = tokens / train_time;
+        if (st.step % c.eval_every == 0 || st.step == c.steps) {
+            EvalResult val;
+            if (evaluate_ids(&st.model, corpus.ids + corpus.n_train, n_val, streams, &val, err) !=
+                0) {
+                fprintf(stderr, "charlm-train: validation: %s\n", err);
+                goto done;
+            }
+            last_val = val.loss;
+            char line[512];
+            snprintf(line, sizeof(line),
+                     "{\"step\": %ld, \"train_loss\": %.6f, \"val_loss\": %.6f, \"lr\": %.6g, "
+                     "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"val_streams\": %d, "
+                     "\"val_chars\": %zu}\n",
+                     st.step, loss, val.loss, lr, tps, now_s() - start, streams, val.count);
+            if (log_append(run_log, line, err) != 0) {
+                fprintf(stderr, "charlm-train: %s\n", err);
+                goto done;
+            }
+            if (val.loss < st.best_val_loss) {
+                st.best_val_loss = val.loss;
+                st.best_step = st.step;
+                if (save_best(&st, out, &corpus, vocab_json, vocab_sha, err) != 0) {
+                    fprintf(stderr, "charlm-train: %s\n", err);
+                    goto done;
+                }
+                if (log_pending && rename(next_log, log_path) != 0) {
+                    fprintf(stderr, "charlm-train: %s: cannot rename to %s: %s\n", next_log,
+                            log_path, strerror(errno));
+                    goto done;
+                }
+                log_pending = 0;
+                run_log = log_path;
+            }
+            stopped = train_should_stop(&st);
+        }
+        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stopped) {
+            if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
+                fprintf(stderr, "charlm-train: %s\n", err);
+                goto done;
+            }
+        }
+        progress_update(&progress, st.step, loss, last_val, tps, now_s() - start);
+    }
+    progress_finish(&progress);
+    if (stopped)
+        fprintf(stderr,
+                "charlm-train: stopped early at step %ld: no better validation loss in %ld "
+                "evaluations since step %ld\n",
+                st.step, c.patience, st.best_step);
+    printf("{\"steps\": %ld, \"tokens_per_s\": %.1f, \"best_val_loss\": %.6f, \"best_step\": %ld, "
+           "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d, \"stopped_early\": %s}\n",
+           st.step, train_time > 0 ? tokens / train_time : 0.0, st.best_val_loss, st.best_step,
+           loss, now_s() - start, st.nworkers, stopped ? "true" : "false");
+    rc = CLI_EXIT_OK;
+done:
+    train_free(&st);
+done_early:
+    free(vocab_json);
+    corpus_free(&corpus);
+    vocab_free(&vocab);
+    return rc;
+}
