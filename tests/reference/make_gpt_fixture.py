@@ -6,7 +6,8 @@ Regenerate (needs Debian's python3-torch; CI does not, the fixtures are committe
     /usr/bin/python3 tests/reference/make_gpt_fixture.py
 
 The model is this file's own module, written to compute what nanoGPT's model.py GPT
-computes (its non-flash attention path, which is the one that takes a dropout mask):
+computes (its non-flash attention path, which is the one that takes a dropout mask;
+check_gpt_nanogpt.py runs nanoGPT's own model.py on the LayerNorm fixture to confirm it):
 
     x = drop(wte[idx] + wpe[pos])
     each of `layers` blocks:  x = x + drop(c_proj(attn(norm_1(x))))
