@@ -1,10 +1,13 @@
 /*
- * GPT inference (core/gpt_infer): the decode step agrees with the training forward; a
+ * GPT inference (core/gpt_infer): the decode step agrees with the training forward (on a
+ * tiny model and, several streams side by side, on the PyTorch fixtures' weights); a
  * stream's logits and KV cache are the same bits alone and batched with 1, 3 or 7 others
- * at other positions, and prefilled in chunks of 1, 2, 3 or T or step by step; the
+ * at other positions, and prefilled in chunks of 1, 2, 3, 5 or T or step by step; the
  * context rule leaves a stream exactly as a fresh one fed the kept half. Each for both
  * norms, with and without biases, on a tiny model whose sizes leave partial strips
  * (V 13, C 20, 3C 60, 4C 80 against strips of 24), its weights livened up as test_gpt's.
+ * Agreement with the training forward (an sgemm, another order of sums) is within 1e-5
+ * relative (of the logit, or 1 when it is smaller); everything else is bit for bit.
  */
 #include <check.h>
 #include <math.h>
@@ -14,6 +17,7 @@
 
 #include "gpt.h"
 #include "gpt_infer.h"
+#include "safetensors.h"
 
 #define V     13
 #define BLOCK 12
@@ -255,6 +259,90 @@ START_TEST(test_context_shift_equals_fresh_stream_of_kept_half) {
 }
 END_TEST
 
+/* The PyTorch fixtures' weights (tests/reference/make_gpt_fixture.py) and batch: the
+ * fixture's B sequences decoded side by side, one step a position, against the training
+ * forward of the whole batch without dropout. */
+static void check_fixture(const char *file) {
+    char err[512], path[512];
+    snprintf(path, sizeof path, "%s/tests/reference/%s", CHARLM_SOURCE_DIR, file);
+    StFile f;
+    ck_assert_msg(st_open(&f, path, err) == 0, "%s", err);
+    const char *key[] = {"vocab_size", "layers", "heads", "embed", "block", "bias", "seq", "batch"};
+    long val[8];
+    for (int i = 0; i < 8; i++) {
+        const char *v = st_meta(&f, key[i]);
+        ck_assert_msg(v != NULL, "%s: metadata '%s' missing", file, key[i]);
+        val[i] = strtol(v, NULL, 10);
+    }
+    const char *norm = st_meta(&f, "norm");
+    ck_assert_ptr_nonnull(norm);
+    GptConfig c = {(int)val[0], (int)val[1],
+                   (int)val[2], (int)val[3],
+                   (int)val[4], strcmp(norm, "rmsnorm") == 0 ? GPT_RMSNORM : GPT_LAYERNORM,
+                   (int)val[5]};
+    int T = (int)val[6], B = (int)val[7];
+    Gpt m;
+    ck_assert_msg(gpt_alloc(&m, &c, err) == 0, "%s", err);
+    GptTensor *t = malloc(GPT_MAX_TENSORS * sizeof *t);
+    int nt = gpt_tensors(&c, t);
+    for (int i = 0; i < nt; i++)
+        ck_assert_msg(st_read(&f, t[i].name, t[i].ndim, t[i].shape, m.params + t[i].offset, err) ==
+                          0,
+                      "%s", err);
+    free(t);
+    int64_t bt[2] = {B, T};
+    float *in = malloc((size_t)B * T * sizeof(float));
+    ck_assert_msg(st_read(&f, "inputs", 2, bt, in, err) == 0, "%s", err);
+    int *ids = malloc((size_t)B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) ids[i] = (int)in[i];
+    GptWorkspace ws;
+    ck_assert_msg(gpt_workspace_alloc(&ws, &c, T, B, err) == 0, "%s", err);
+    gpt_forward(&m, &ws, ids, NULL, NULL, 1.0f);
+
+    GptInfer gi = {0};
+    ck_assert_msg(gpt_infer_prepare(&gi, &m, err) == 0, "%s", err);
+    GptScratch s = new_scratch(&c, B);
+    GptStream *st = malloc(B * sizeof *st), **ps = malloc(B * sizeof *ps);
+    int *feed = malloc(B * sizeof(int)), nv = c.vocab_size;
+    float *logits = malloc((size_t)B * nv * sizeof(float)), worst = 0.0f;
+    for (int b = 0; b < B; b++) {
+        st[b] = new_stream(&c);
+        ps[b] = &st[b];
+    }
+    for (int p = 0; p < T; p++) {
+        for (int b = 0; b < B; b++) feed[b] = ids[b * T + p];
+        gpt_infer_step(&gi, &s, B, feed, ps, logits);
+        for (int b = 0; b < B; b++)
+            for (int v = 0; v < nv; v++) {
+                float want = ws.logits[((size_t)b * T + p) * nv + v];
+                float d = fabsf(logits[b * nv + v] - want) / fmaxf(1.0f, fabsf(want));
+                ck_assert_msg(d <= 1e-5f, "%s: sequence %d position %d logit %d: %.9g vs %.9g",
+                              file, b, p, v, logits[b * nv + v], want);
+                worst = fmaxf(worst, d);
+            }
+    }
+    printf("gpt_infer %s: %d streams stepped vs training forward, worst %.3g relative\n", file, B,
+           worst);
+    for (int b = 0; b < B; b++) gpt_stream_free(&st[b]);
+    free(st);
+    free(ps);
+    free(feed);
+    free(logits);
+    free(ids);
+    free(in);
+    gpt_scratch_free(&s);
+    gpt_infer_free(&gi);
+    gpt_workspace_free(&ws);
+    gpt_free(&m);
+    st_close(&f);
+}
+
+START_TEST(test_fixture_batch_stepped_matches_training_forward) {
+    check_fixture("gpt_layernorm.safetensors");
+    check_fixture("gpt_rmsnorm.safetensors");
+}
+END_TEST
+
 START_TEST(test_stream_holds_two_by_layers_by_block_by_embed) {
     GptConfig c = {65, 4, 4, 256, 128, GPT_LAYERNORM, 0};
     ck_assert_uint_eq(gpt_stream_floats(&c), 2u * 4 * 128 * 256); // 1 MB, as issue 20 says
@@ -270,6 +358,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_stream_is_bit_identical_alone_and_batched, 0, 4);
     tcase_add_loop_test(tc, test_prefill_chunks_equal_steps, 0, 4);
     tcase_add_loop_test(tc, test_context_shift_equals_fresh_stream_of_kept_half, 0, 4);
+    tcase_add_test(tc, test_fixture_batch_stepped_matches_training_forward);
     tcase_add_test(tc, test_stream_holds_two_by_layers_by_block_by_embed);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
