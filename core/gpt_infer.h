@@ -61,7 +61,8 @@ typedef struct {
     GptStream **row_stream; // [rows] each row's stream
 } GptScratch;
 
-/* Packs model's Linear weights for the kernel; call again after changing its parameters. */
+/* Packs model's Linear weights for the kernel into gi (zeroed before the first call); call
+ * again after changing the model's parameters, which frees the previous packing. */
 int gpt_infer_prepare(GptInfer *gi, const Gpt *model, char *err);
 void gpt_infer_free(GptInfer *gi);
 
