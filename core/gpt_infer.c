@@ -6,36 +6,14 @@
 
 #include "error.h"
 #include "gpt_ops.h"
-
-/* Outputs per strip: three AVX vectors, so that four rows' sums stay in registers. */
-#define STRIP      24
-#define STRIP_VECS (STRIP / 8)
-#define BLOCK_ROWS 4
-
-static size_t strips_of(size_t out) {
-    return (out + STRIP - 1) / STRIP;
-}
-
-static size_t packed_floats(size_t out, size_t in) {
-    return strips_of(out) * STRIP * in;
-}
-
-// Packs w [out, in] (PyTorch's layout) as strips: dst[s][k][i] = w[s * STRIP + i][k].
-static void pack_strips(float *dst, const float *w, size_t out, size_t in) {
-    for (size_t s = 0; s < strips_of(out); s++)
-        for (size_t k = 0; k < in; k++)
-            for (size_t i = 0; i < STRIP; i++) {
-                size_t j = s * STRIP + i;
-                dst[(s * in + k) * STRIP + i] = j < out ? w[j * in + k] : 0.0f;
-            }
-}
+#include "strips.h"
 
 int gpt_infer_prepare(GptInfer *gi, const Gpt *m, char *err) {
     const GptConfig *c = &m->config;
     size_t C = (size_t)c->embed, L = (size_t)c->layers;
-    size_t per_layer = packed_floats(3 * C, C) + packed_floats(C, C) + packed_floats(4 * C, C) +
-                       packed_floats(C, 4 * C);
-    size_t n = L * per_layer + packed_floats((size_t)c->vocab_size, C);
+    size_t per_layer = strips_floats(3 * C, C) + strips_floats(C, C) + strips_floats(4 * C, C) +
+                       strips_floats(C, 4 * C);
+    size_t n = L * per_layer + strips_floats((size_t)c->vocab_size, C);
     free(gi->buf);
     memset(gi, 0, sizeof *gi);
     gi->buf = malloc(n * sizeof(float));
@@ -44,20 +22,20 @@ int gpt_infer_prepare(GptInfer *gi, const Gpt *m, char *err) {
     float *p = gi->buf;
     for (size_t l = 0; l < L; l++) {
         gi->qkv_w[l] = p;
-        pack_strips(p, m->w.qkv_w + l * 3 * C * C, 3 * C, C);
-        p += packed_floats(3 * C, C);
+        strips_pack(p, m->w.qkv_w + l * 3 * C * C, 3 * C, C);
+        p += strips_floats(3 * C, C);
         gi->attn_w[l] = p;
-        pack_strips(p, m->w.attn_w + l * C * C, C, C);
-        p += packed_floats(C, C);
+        strips_pack(p, m->w.attn_w + l * C * C, C, C);
+        p += strips_floats(C, C);
         gi->fc_w[l] = p;
-        pack_strips(p, m->w.fc_w + l * 4 * C * C, 4 * C, C);
-        p += packed_floats(4 * C, C);
+        strips_pack(p, m->w.fc_w + l * 4 * C * C, 4 * C, C);
+        p += strips_floats(4 * C, C);
         gi->proj_w[l] = p;
-        pack_strips(p, m->w.proj_w + l * 4 * C * C, C, 4 * C);
-        p += packed_floats(C, 4 * C);
+        strips_pack(p, m->w.proj_w + l * 4 * C * C, C, 4 * C);
+        p += strips_floats(C, 4 * C);
     }
     gi->head_w = p;
-    pack_strips(p, m->w.wte, (size_t)c->vocab_size, C);
+    strips_pack(p, m->w.wte, (size_t)c->vocab_size, C);
     return 0;
 }
 
@@ -112,81 +90,6 @@ void gpt_scratch_free(GptScratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-/*
- * y[r] += x[r] @ W^T for r < n: x [n, in], W packed in strips, y [n, out].
- *
- * The strips are the outer loop: one strip of weights ([in, 24], 24 KB for 256 inputs)
- * is read from memory once and stays in cache while every block of four rows runs over
- * it, so a step reads the weights once whatever the batch; a block's 24 sums a row stay
- * in registers through the loop over k. Every element of y is one chain of multiply-adds
- * over k in order, whatever the block size and in the last, partial strip alike: this is
- * what makes a row's numbers independent of the rows beside it. On x86-64 a second copy
- * is compiled for AVX2 + FMA and picked once at load time, so every call in a process
- * runs the same copy.
- */
-typedef float v8f __attribute__((vector_size(32), aligned(4)));
-
-static inline __attribute__((always_inline)) void strip_rows(int R, int in, int cols,
-                                                             const float *const *xr,
-                                                             const float *restrict ws,
-                                                             float *const *yr) {
-    float buf[BLOCK_ROWS][STRIP];
-    v8f acc[BLOCK_ROWS][STRIP_VECS];
-    for (int i = 0; i < R; i++) {
-        const float *yi = yr[i];
-        if (cols < STRIP) { // the last strip's few columns
-            memset(buf[i], 0, sizeof(buf[i]));
-            memcpy(buf[i], yi, (size_t)cols * sizeof(float));
-            yi = buf[i];
-        }
-        for (int v = 0; v < STRIP_VECS; v++) acc[i][v] = *(const v8f *)(yi + 8 * v);
-    }
-    for (int k = 0; k < in; k++) {
-        v8f w[STRIP_VECS];
-        for (int v = 0; v < STRIP_VECS; v++) w[v] = *(const v8f *)(ws + (size_t)k * STRIP + 8 * v);
-        for (int i = 0; i < R; i++) {
-            float a = xr[i][k];
-            for (int v = 0; v < STRIP_VECS; v++) acc[i][v] += a * w[v];
-        }
-    }
-    for (int i = 0; i < R; i++) {
-        float *dst = cols < STRIP ? buf[i] : yr[i];
-        for (int v = 0; v < STRIP_VECS; v++) *(v8f *)(dst + 8 * v) = acc[i][v];
-        if (dst != yr[i]) memcpy(yr[i], dst, (size_t)cols * sizeof(float));
-    }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static void
-rows_matmul(int n, int in, int out, const float *restrict x, const float *restrict w,
-            float *restrict y) {
-    for (int j = 0; j < out; j += STRIP) {
-        const float *ws = w + (size_t)j * in;
-        int cols = out - j < STRIP ? out - j : STRIP;
-        for (int r = 0; r < n;) {
-            int R = n - r >= BLOCK_ROWS ? BLOCK_ROWS : n - r;
-            const float *xr[BLOCK_ROWS];
-            float *yr[BLOCK_ROWS];
-            for (int i = 0; i < R; i++) {
-                xr[i] = x + (size_t)(r + i) * in;
-                yr[i] = y + (size_t)(r + i) * out + j;
-            }
-            // Constant block sizes, so that each copy keeps its sums in registers.
-            if (R == 4)
-                strip_rows(4, in, cols, xr, ws, yr);
-            else if (R == 3)
-                strip_rows(3, in, cols, xr, ws, yr);
-            else if (R == 2)
-                strip_rows(2, in, cols, xr, ws, yr);
-            else
-                strip_rows(1, in, cols, xr, ws, yr);
-            r += R;
-        }
-    }
-}
-
 // out [n, OC] = in [n, IC] @ W^T + b (b may be NULL), W packed.
 static void linear(float *out, const float *in, const float *w, const float *b, int n, int IC,
                    int OC) {
@@ -197,7 +100,7 @@ static void linear(float *out, const float *in, const float *w, const float *b, 
         else
             memset(o, 0, (size_t)OC * sizeof(float));
     }
-    rows_matmul(n, IC, OC, in, w, out);
+    strips_matmul(n, IC, OC, in, IC, w, out);
 }
 
 /* One row's attention at position pos: stores its key and value (from qkv [3C]) in the

@@ -5,26 +5,12 @@
 
 #include "activations.h"
 #include "error.h"
-
-// Outputs rounded up to whole strips.
-static size_t strips_of(size_t out) {
-    return (out + INFER_STRIP - 1) / INFER_STRIP;
-}
-
-// Packs w [out, in] (PyTorch's layout) as strips: dst[s][k][i] = w[s * 24 + i][k].
-static void pack_strips(float *dst, const float *w, size_t out, size_t in) {
-    for (size_t s = 0; s < strips_of(out); s++)
-        for (size_t k = 0; k < in; k++)
-            for (size_t i = 0; i < INFER_STRIP; i++) {
-                size_t j = s * INFER_STRIP + i;
-                dst[(s * in + k) * INFER_STRIP + i] = j < out ? w[j * in + k] : 0.0f;
-            }
-}
+#include "strips.h"
 
 int infer_prepare(Model *model, char *err) {
     const ModelConfig *cf = &model->config;
     size_t E = cf->embed, H = cf->hidden, V = cf->vocab_size, G = 4 * H;
-    size_t Gp = strips_of(G) * INFER_STRIP, Vp = strips_of(V) * INFER_STRIP;
+    size_t Gp = strips_count(G) * STRIPS_WIDTH, Vp = strips_count(V) * STRIPS_WIDTH;
     size_t n = V * G + H * Gp + (size_t)(cf->layers - 1) * Gp * 2 * H + H * Vp +
                (size_t)cf->layers * G + V;
     InferWeights *t = &model->infer;
@@ -46,15 +32,15 @@ int infer_prepare(Model *model, char *err) {
     for (int l = 0; l < cf->layers; l++) {
         if (l > 0) {
             t->w_ih[l] = p;
-            pack_strips(p, model->w.w_ih[l], G, H);
+            strips_pack(p, model->w.w_ih[l], G, H);
             p += H * Gp;
         }
         t->w_hh[l] = p;
-        pack_strips(p, model->w.w_hh[l], G, H);
+        strips_pack(p, model->w.w_hh[l], G, H);
         p += H * Gp;
     }
     t->fc_w = p;
-    pack_strips(p, model->w.fc_w, V, H);
+    strips_pack(p, model->w.fc_w, V, H);
     p += H * Vp;
     for (int l = 0; l < cf->layers; l++, p += G) {
         t->bias[l] = p;
@@ -106,91 +92,6 @@ void stream_state_free(StreamState *st) {
     st->h = st->c = NULL;
 }
 
-/*
- * y[r] += x[r] @ W^T for r < n: x [n, in] rows ldx apart, W packed in strips (model.h),
- * y [n, out].
- *
- * A general sgemm repacks the whole weight matrix on every call, which for the few rows
- * of an inference step costs more than the arithmetic. Here the strips are the outer
- * loop: a strip of weights ([in, 24], 36 KB for 384 inputs) is read from memory once and
- * stays in cache while every block of four rows runs over it, so a step reads the weights
- * once whatever the batch. A block's 24 sums a row stay in registers through the loop
- * over k. Every element of y is the same chain of multiply-adds over k in order, whatever
- * the block size and in the last, partial strip alike, so a stream's numbers do not
- * depend on how many streams share the step (or on a prompt being prefilled in chunks).
- * On x86-64 a second copy is compiled for AVX2 + FMA and picked at load time.
- */
-typedef float v8f __attribute__((vector_size(32), aligned(4)));
-
-#define STRIP_VECS (INFER_STRIP / 8)
-/* Four rows keep twelve sums, three weight vectors and a broadcast in AVX2's sixteen
- * registers: each step over k loads seven values for twelve multiply-adds. */
-#define BLOCK_ROWS 4
-
-/* Rows y[0 .. R) (R <= BLOCK_ROWS), columns j .. j + cols of the strip ws, over all k. */
-static inline __attribute__((always_inline)) void strip_rows(int R, int in, int cols,
-                                                             const float *const *xr,
-                                                             const float *restrict ws,
-                                                             float *const *yr) {
-    float buf[BLOCK_ROWS][INFER_STRIP];
-    v8f acc[BLOCK_ROWS][STRIP_VECS];
-    for (int i = 0; i < R; i++) {
-        const float *yi = yr[i];
-        if (cols < INFER_STRIP) { // the vocabulary's last few columns
-            memset(buf[i], 0, sizeof(buf[i]));
-            memcpy(buf[i], yi, (size_t)cols * sizeof(float));
-            yi = buf[i];
-        }
-        for (int v = 0; v < STRIP_VECS; v++) acc[i][v] = *(const v8f *)(yi + 8 * v);
-    }
-    for (int k = 0; k < in; k++) {
-        v8f w[STRIP_VECS];
-        for (int v = 0; v < STRIP_VECS; v++)
-            w[v] = *(const v8f *)(ws + (size_t)k * INFER_STRIP + 8 * v);
-        for (int i = 0; i < R; i++) {
-            float a = xr[i][k];
-            for (int v = 0; v < STRIP_VECS; v++) acc[i][v] += a * w[v];
-        }
-    }
-    for (int i = 0; i < R; i++) {
-        float *dst = cols < INFER_STRIP ? buf[i] : yr[i];
-        for (int v = 0; v < STRIP_VECS; v++) *(v8f *)(dst + 8 * v) = acc[i][v];
-        if (dst != yr[i]) memcpy(yr[i], dst, (size_t)cols * sizeof(float));
-    }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static void
-rows_matmul(int n, int in, int out, const float *restrict x, int ldx, const float *restrict w,
-            float *restrict y) {
-    for (int j = 0; j < out; j += INFER_STRIP) {
-        const float *ws = w + (size_t)j * in; // this strip's [in, 24] block
-        int cols = out - j < INFER_STRIP ? out - j : INFER_STRIP;
-        for (int r = 0; r < n;) {
-            int m = n - r;
-            int R = m >= BLOCK_ROWS ? BLOCK_ROWS : m;
-            const float *xr[BLOCK_ROWS];
-            float *yr[BLOCK_ROWS];
-            for (int i = 0; i < R; i++) {
-                xr[i] = x + (size_t)(r + i) * ldx;
-                yr[i] = y + (size_t)(r + i) * out + j;
-            }
-            // Constant block sizes, so that each copy keeps its sums in registers.
-            if (R == 4)
-                strip_rows(4, in, cols, xr, ws, yr);
-            else if (R == 3)
-                strip_rows(3, in, cols, xr, ws, yr);
-            else if (R == 2)
-                strip_rows(2, in, cols, xr, ws, yr);
-            else
-                strip_rows(1, in, cols, xr, ws, yr);
-            r += R;
-        }
-    }
-}
-
 /* gates [n, 4H] = layer l's input projections of n rows and both biases: for layer 0 a
  * lookup of each id's row, above it the products with the layer below's outputs
  * (below [n, H]). Shared by a step and a prefill so that both compute them alike. */
@@ -204,7 +105,7 @@ static void input_gates(const Model *model, int l, int n, const int *ids, const 
         return;
     }
     for (int r = 0; r < n; r++) memcpy(gates + (size_t)r * G, t->bias[l], G * sizeof(float));
-    rows_matmul(n, H, G, below, H, t->w_ih[l], gates);
+    strips_matmul(n, H, G, below, H, t->w_ih[l], gates);
 }
 
 // logits [n, V] of the last layer's outputs h [n, H].
@@ -212,7 +113,7 @@ static void output_logits(const Model *model, int n, const float *h, float *logi
     int H = model->config.hidden, V = model->config.vocab_size;
     for (int r = 0; r < n; r++)
         memcpy(logits + (size_t)r * V, model->infer.fc_b, V * sizeof(float));
-    rows_matmul(n, H, V, h, H, model->infer.fc_w, logits);
+    strips_matmul(n, H, V, h, H, model->infer.fc_w, logits);
 }
 
 void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
@@ -225,7 +126,7 @@ void infer_step(const Model *model, InferScratch *s, int n, const int *ids,
             memcpy(s->h + (size_t)r * H, states[r]->h + (size_t)l * H, H * sizeof(float));
             memcpy(s->c + (size_t)r * H, states[r]->c + (size_t)l * H, H * sizeof(float));
         }
-        rows_matmul(n, H, G, s->h, H, t->w_hh[l], s->gates);
+        strips_matmul(n, H, G, s->h, H, t->w_hh[l], s->gates);
         for (int r = 0; r < n; r++) {
             act_lstm_cell(s->gates + (size_t)r * G, s->c + (size_t)r * H, s->tanh_c,
                           s->h + (size_t)r * H, H);
@@ -268,7 +169,7 @@ void infer_prefill(const Model *model, PrefillScratch *s, int T, const int *ids,
         float *h = st->h + (size_t)l * H, *c = st->c + (size_t)l * H;
         for (int i = 0; i < T; i++) {
             float *g = s->gates + (size_t)i * G;
-            rows_matmul(1, H, G, h, H, t->w_hh[l], g);
+            strips_matmul(1, H, G, h, H, t->w_hh[l], g);
             act_lstm_cell(g, c, s->tanh_c, h, H);
             memcpy(s->x + (size_t)i * H, h, H * sizeof(float));
         }

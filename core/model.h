@@ -38,10 +38,9 @@ typedef struct {
 
 /* The weights laid out for inference (infer_prepare in infer.h), a copy that a step reads
  * instead of the model's own tensors (which a process that only infers can then drop,
- * model_drop_weights): the matrices transposed, then cut into strips of INFER_STRIP outputs,
- * each strip's [in, INFER_STRIP] block contiguous (the last one padded with zeros), so that a step
- * reads each strip as one sequential run that the prefetcher can follow. */
-#define INFER_STRIP 24
+ * model_drop_weights): the matrices packed in strips (strips.h), each strip's [in, 24] block
+ * contiguous, so that a step reads each strip as one sequential run that the prefetcher can
+ * follow. */
 
 typedef struct {
     float *buf;
