@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "arch.h"
 #include "error.h"
 #include "rng.h"
 
@@ -90,6 +91,7 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
     size_t n = model_param_count(config);
     float *p = calloc(n, sizeof(float));
     if (!p) return err_set(err, "out of memory for %zu parameters", n);
+    model->arch = &arch_lstm;
     model->config = *config;
     model->num_params = n;
     model->params = p;

@@ -53,7 +53,10 @@ typedef struct {
     float *fc_b;                   // [V]
 } InferWeights;
 
+struct Arch;
+
 typedef struct {
+    const struct Arch *arch; // its operations (arch.h): &arch_lstm once allocated or loaded
     ModelConfig config;
     size_t num_params;
     float *params;   // [num_params] the one buffer LstmWeights points into, or NULL
