@@ -48,6 +48,14 @@ typedef struct {
     const char *text;
 } ArchField;
 
+/* Training's dropout rates, as charlm-train's flags set them; each architecture applies
+ * those it has (the LSTM all three) and the others are 0. */
+typedef struct {
+    float dropout;       // between layers (the LSTM), or on every residual branch
+    float embed_dropout; // whole embedding rows, one mask per step for the batch
+    float var_dropout;   // variational: one mask per window on every layer's input and output
+} ArchDropout;
+
 typedef struct Arch {
     const char *name; // the metadata value "arch", and --arch
 
@@ -70,15 +78,20 @@ typedef struct Arch {
     void (*free)(Model *model);
     void (*drop_weights)(Model *model); // keep only what inference reads (a server's model)
 
-    /* Training. A workspace holds the activations of up to max_T steps of B windows;
-     * forward runs T of them (inputs and targets [T, B]; targets NULL: logits only) and
-     * returns the summed cross-entropy divided by norm. dropout > 0 draws its masks
-     * from rng. reset zeroes the state a forward starts from; carry makes the last
-     * forward's final state the next one's start. */
-    void *(*workspace_alloc)(const Model *model, int max_T, int B, int with_dropout, char *err);
+    /* Training. A workspace holds the activations of up to max_T steps of B windows, and
+     * with drop (NULL: none) what its dropout needs. forward runs T of them (inputs and
+     * targets [T, B]; targets NULL: logits only) and returns the summed cross-entropy
+     * divided by norm; with rng it trains, drawing the window's masks from rng, and
+     * without (NULL) it scores. step_begin draws, once per optimisation step and from the
+     * step's own generator, what the workspaces of all n workers share. reset zeroes the
+     * state a forward starts from; carry makes the last forward's final state the next
+     * one's start. */
+    void *(*workspace_alloc)(const Model *model, int max_T, int B, const ArchDropout *drop,
+                             char *err);
     void (*workspace_free)(void *ws);
+    void (*step_begin)(const Model *model, void *const *ws, int n, Rng *rng);
     float (*forward)(const Model *model, void *ws, int T, const int *inputs, const int *targets,
-                     float dropout, Rng *rng, float norm);
+                     Rng *rng, float norm);
     void (*backward)(const Model *model, void *ws, const int *inputs, const int *targets,
                      float norm, float *grads);
     void (*reset)(void *ws);

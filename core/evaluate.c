@@ -14,7 +14,7 @@ int evaluate_ids(const Model *model, const int *ids, size_t n, int streams, Eval
     if (per == 0) return err_set(err, "text too short to score (%zu chars)", n);
     int T = per < EVAL_CHUNK ? (int)per : EVAL_CHUNK;
     const Arch *arch = model->arch;
-    void *ws = arch->workspace_alloc(model, T, streams, 0, err);
+    void *ws = arch->workspace_alloc(model, T, streams, NULL, err);
     if (!ws) return -1;
     int *inputs = malloc((size_t)T * streams * sizeof(int));  // [T, streams]
     int *targets = malloc((size_t)T * streams * sizeof(int)); // [T, streams]
@@ -34,7 +34,7 @@ int evaluate_ids(const Model *model, const int *ids, size_t n, int streams, Eval
                 inputs[t * streams + s] = ids[at];
                 targets[t * streams + s] = ids[at + 1];
             }
-        total += arch->forward(model, ws, (int)step, inputs, targets, 0.0f, NULL, 1.0f);
+        total += arch->forward(model, ws, (int)step, inputs, targets, NULL, 1.0f);
         arch->carry(ws);
     }
     out->count = per * (size_t)streams;

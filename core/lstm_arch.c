@@ -51,42 +51,76 @@ static int init(Model *model, uint64_t seed, char *err) {
     return model_init(model, &c, seed, err);
 }
 
-static void *workspace_alloc(const Model *model, int max_T, int B, int with_dropout, char *err) {
-    LstmWorkspace *ws = malloc(sizeof *ws);
-    if (!ws) {
-        err_set(err, "out of memory for a workspace");
-        return NULL;
-    }
-    if (lstm_workspace_alloc(ws, &model->config, max_T, B, with_dropout, err) != 0) {
-        free(ws);
-        return NULL;
-    }
-    return ws;
-}
+// The LSTM's workspace with the rates its masks are drawn at.
+typedef struct {
+    LstmWorkspace ws;
+    ArchDropout drop;
+} Workspace;
 
 static void workspace_free(void *ws) {
-    lstm_workspace_free(ws);
+    lstm_workspace_free(&((Workspace *)ws)->ws);
     free(ws);
 }
 
+static void *workspace_alloc(const Model *model, int max_T, int B, const ArchDropout *drop,
+                             char *err) {
+    Workspace *w = calloc(1, sizeof *w);
+    if (!w) {
+        err_set(err, "out of memory for a workspace");
+        return NULL;
+    }
+    if (drop) w->drop = *drop;
+    if (lstm_workspace_alloc(&w->ws, &model->config, max_T, B, w->drop.dropout > 0, err) != 0) {
+        free(w);
+        return NULL;
+    }
+    if (lstm_workspace_regularise(&w->ws, w->drop.embed_dropout > 0, w->drop.var_dropout > 0,
+                                  err) != 0) {
+        free(w); // regularise freed the buffers
+        return NULL;
+    }
+    return w;
+}
+
+static void step_begin(const Model *model, void *const *ws, int n, Rng *rng) {
+    float p = n > 0 ? ((const Workspace *)ws[0])->drop.embed_dropout : 0;
+    if (p <= 0) return;
+    // One row mask for the whole batch (as in AWD-LSTM), so every worker draws the same.
+    uint64_t seed = rng_next(rng);
+    for (int i = 0; i < n; i++) {
+        Rng r;
+        rng_seed(&r, seed);
+        lstm_dropout_mask(((Workspace *)ws[i])->ws.emb_mask, model->config.vocab_size, p, &r);
+    }
+}
+
 static float forward(const Model *model, void *ws, int T, const int *inputs, const int *targets,
-                     float dropout, Rng *rng, float norm) {
-    LstmWorkspace *w = ws;
-    w->T = T;
-    return lstm_forward(model, w, inputs, targets, dropout, rng, norm);
+                     Rng *rng, float norm) {
+    Workspace *w = ws;
+    w->ws.T = T;
+    float p = rng ? w->drop.var_dropout : 0;
+    if (p > 0) {
+        // One mask per window, shared across its steps.
+        const ModelConfig *m = &model->config;
+        size_t BH = (size_t)w->ws.B * m->hidden;
+        lstm_dropout_mask(w->ws.var_in, (size_t)w->ws.B * m->embed, p, rng);
+        if (w->ws.var_mid) lstm_dropout_mask(w->ws.var_mid, (m->layers - 1) * BH, p, rng);
+        lstm_dropout_mask(w->ws.var_out, BH, p, rng);
+    }
+    return lstm_forward(model, &w->ws, inputs, targets, rng ? w->drop.dropout : 0, rng, norm);
 }
 
 static void backward(const Model *model, void *ws, const int *inputs, const int *targets,
                      float norm, float *grads) {
-    lstm_backward(model, ws, inputs, targets, norm, grads);
+    lstm_backward(model, &((Workspace *)ws)->ws, inputs, targets, norm, grads);
 }
 
 static void reset(void *ws) {
-    lstm_state_reset(ws);
+    lstm_state_reset(&((Workspace *)ws)->ws);
 }
 
 static void carry(void *ws) {
-    lstm_state_carry(ws);
+    lstm_state_carry(&((Workspace *)ws)->ws);
 }
 
 static void *state_alloc(const Model *model, char *err) {
@@ -200,6 +234,7 @@ const Arch arch_lstm = {
     .drop_weights = model_drop_weights,
     .workspace_alloc = workspace_alloc,
     .workspace_free = workspace_free,
+    .step_begin = step_begin,
     .forward = forward,
     .backward = backward,
     .reset = reset,

@@ -74,6 +74,7 @@ typedef struct {
     int64_t shape[2];
     size_t offset; // in floats from the start of the parameter buffer
     size_t count;  // floats
+    int decay;     // AdamW's weight decay applies to it (the optimiser's parameter groups)
 } ModelTensor;
 
 /* Rejects sizes outside what the code supports (with a message naming the field). */
