@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
 #include "error.h"
-#include "infer.h"
 #include "fileio.h"
 #include "safetensors.h"
 
@@ -46,48 +46,49 @@ int artefacts_save_model(const char *path, const Model *model, const ModelInfo *
         free(vpath);
     }
 
-    const ModelConfig *c = &model->config;
-    ModelTensor t[MODEL_MAX_TENSORS];
-    StTensorOut out[MODEL_MAX_TENSORS];
-    int n = model_tensors(c, t);
+    const Arch *arch = model->arch;
+    ModelTensor *t = malloc(ARCH_MAX_TENSORS * sizeof *t);
+    StTensorOut *out = malloc(ARCH_MAX_TENSORS * sizeof *out);
+    if (!t || !out) {
+        free(t);
+        free(out);
+        free(file);
+        return err_set(err, "%s: out of memory", path);
+    }
+    int n = arch->tensors(model, t);
     for (int i = 0; i < n; i++) {
         out[i].name = t[i].name;
         out[i].ndim = t[i].ndim;
         out[i].shape[0] = t[i].shape[0];
         out[i].shape[1] = t[i].shape[1];
-        out[i].data = model_tensor(model, i);
+        out[i].data = arch->tensor(model, i);
     }
-    char embed[16], hidden[16], layers[16], vsize[16], steps[24], loss[32];
-    snprintf(embed, sizeof embed, "%d", c->embed);
-    snprintf(hidden, sizeof hidden, "%d", c->hidden);
-    snprintf(layers, sizeof layers, "%d", c->layers);
-    snprintf(vsize, sizeof vsize, "%d", c->vocab_size);
+    // The architecture's hyperparameters first, then what every model records. The
+    // default architecture is written without "arch", so its files are what they were
+    // before there was a choice.
+    ArchField fl[ARCH_MAX_FIELDS];
+    int nf = arch->fields(model, fl);
+    char num[ARCH_MAX_FIELDS][24], vsize[16], steps[24], loss[32];
+    StMeta meta[ARCH_MAX_FIELDS + 7];
+    int nm = 0;
+    if (strcmp(arch->name, ARCH_DEFAULT) != 0) meta[nm++] = (StMeta){"arch", arch->name};
+    for (int i = 0; i < nf; i++) {
+        snprintf(num[i], sizeof num[i], "%ld", fl[i].number);
+        meta[nm++] = (StMeta){fl[i].name, fl[i].text ? fl[i].text : num[i]};
+    }
+    snprintf(vsize, sizeof vsize, "%d", model->config.vocab_size);
     snprintf(steps, sizeof steps, "%ld", info->steps);
     snprintf(loss, sizeof loss, "%.9g", info->best_val_loss);
-    StMeta meta[] = {
-        {"embed", embed},      {"hidden", hidden},          {"layers", layers},
-        {"vocab_size", vsize}, {"vocab_sha256", vocab_sha}, {"corpus_sha256", info->corpus_sha256},
-        {"steps", steps},      {"best_val_loss", loss},
-    };
-    int rc = st_write(file, out, n, meta, (int)(sizeof meta / sizeof meta[0]), err);
+    meta[nm++] = (StMeta){"vocab_size", vsize};
+    meta[nm++] = (StMeta){"vocab_sha256", vocab_sha};
+    meta[nm++] = (StMeta){"corpus_sha256", info->corpus_sha256};
+    meta[nm++] = (StMeta){"steps", steps};
+    meta[nm++] = (StMeta){"best_val_loss", loss};
+    int rc = st_write(file, out, n, meta, nm, err);
+    free(t);
+    free(out);
     free(file);
     return rc;
-}
-
-// Parses a whole metadata string as an integer in [lo, hi].
-static int meta_long(const StFile *f, const char *key, long lo, long hi, long *out, char *err) {
-    const char *s = st_meta(f, key);
-    if (!s) return err_set(err, "%s: metadata \"%s\" is missing", f->path, key);
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-        return err_set(err, "%s: metadata \"%s\" = \"%.32s\" is not an integer", f->path, key, s);
-    if (v < lo || v > hi)
-        return err_set(err, "%s: metadata \"%s\" = %ld is out of range %ld..%ld", f->path, key, v,
-                       lo, hi);
-    *out = v;
-    return 0;
 }
 
 static int is_hex64(const char *s) {
@@ -116,16 +117,25 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     StFile f;
     if (st_open(&f, path, err) != 0) return -1;
     char *vpath = sibling_vocab(path);
+    ModelTensor *t = NULL;
+    float **data = NULL;
     int rc = -1;
     if (!vpath) {
         err_set(err, "%s: out of memory", path);
         goto done;
     }
 
-    long V, E, H, L;
-    if (meta_long(&f, "vocab_size", 1, 65536, &V, err) ||
-        meta_long(&f, "embed", 1, 4096, &E, err) || meta_long(&f, "hidden", 1, 4096, &H, err) ||
-        meta_long(&f, "layers", 1, MODEL_MAX_LAYERS, &L, err))
+    const char *name = st_meta(&f, "arch");
+    const Arch *arch = arch_find(name ? name : ARCH_DEFAULT);
+    if (!arch) {
+        err_set(err, "%s: metadata \"arch\" = \"%.32s\" is not an architecture charlm knows", path,
+                name);
+        goto done;
+    }
+    long V;
+    model->arch = arch;
+    if (arch_meta_long(&f, "vocab_size", 1, 65536, &V, err) ||
+        arch->config_read(model, &f, (int)V, err))
         goto done;
     if (V != vocab->size) {
         err_set(err, "vocab mismatch: %s has vocab_size %ld but %s has %d characters", path, V,
@@ -154,7 +164,8 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
         }
         memcpy(info->corpus_sha256, csha, 65);
     }
-    if (st_meta(&f, "steps") && meta_long(&f, "steps", 0, LONG_MAX, &info->steps, err)) goto done;
+    if (st_meta(&f, "steps") && arch_meta_long(&f, "steps", 0, LONG_MAX, &info->steps, err))
+        goto done;
     const char *loss = st_meta(&f, "best_val_loss");
     if (loss) {
         char *end;
@@ -165,9 +176,13 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
         }
     }
 
-    ModelConfig c = {.vocab_size = (int)V, .embed = (int)E, .hidden = (int)H, .layers = (int)L};
-    ModelTensor t[MODEL_MAX_TENSORS];
-    int n = model_tensors(&c, t);
+    t = malloc(ARCH_MAX_TENSORS * sizeof *t);
+    data = malloc(ARCH_MAX_TENSORS * sizeof *data);
+    if (!t || !data) {
+        err_set(err, "%s: out of memory", path);
+        goto done;
+    }
+    int n = arch->tensors(model, t);
     // Unexpected names first: a tensor from another architecture is a clearer diagnosis
     // than the shape errors it would otherwise cause.
     const cJSON *e;
@@ -176,7 +191,8 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
         int known = 0;
         for (int i = 0; i < n && !known; i++) known = strcmp(e->string, t[i].name) == 0;
         if (!known) {
-            err_set(err, "%s: unexpected tensor %.64s for a %ld-layer model", path, e->string, L);
+            err_set(err, "%s: unexpected tensor %.64s for a %ld-layer model", path, e->string,
+                    arch_field(model, "layers"));
             goto done;
         }
     }
@@ -186,18 +202,15 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     // not padded to a multiple of 4 bytes has its tensors copied into a buffer of their own.
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, NULL, err) != 0) goto done;
-    float *data[MODEL_MAX_TENSORS];
     int aligned = 1;
     for (int i = 0; i < n && aligned; i++)
         aligned = (data[i] = (float *)st_data(&f, t[i].name, t[i].ndim, t[i].shape, err)) != NULL;
     if (aligned) {
-        if (model_config_check(&c, err) != 0) goto done;
-        model->config = c;
-        model->num_params = model_param_count(&c);
-        model_point_each(&model->w, &c, data);
+        if (arch->config_check(model, err) != 0) goto done;
+        arch->point_each(model, data);
         st_take_bytes(&f, &model->map, &model->map_len);
     } else {
-        if (model_alloc(model, &c, err) != 0) goto done;
+        if (arch->alloc(model, err) != 0) goto done;
         for (int i = 0; i < n; i++) {
             data[i] = model->params + t[i].offset;
             st_read(&f, t[i].name, t[i].ndim, t[i].shape, data[i], err);
@@ -205,11 +218,13 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     }
     for (int i = 0; i < n; i++)
         if (check_finite(path, &t[i], data[i], err) != 0) goto done;
-    if (infer_prepare(model, err) != 0) goto done;
+    if (arch->prepare(model, err) != 0) goto done;
     if (info_out) *info_out = local;
     rc = 0;
 done:
-    if (rc != 0) model_free(model);
+    if (rc != 0) arch_free(model);
+    free(t);
+    free(data);
     free(vpath);
     st_close(&f);
     return rc;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "error.h"
 #include "utf8.h"
 
@@ -175,7 +176,7 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     }
     for (int i = 0; i < g->prompt_tokens; i++) recent_push(g, g->prompt_ids[i]);
 
-    if (stream_state_alloc(&g->state, &model->config, err)) {
+    if (!(g->state = model->arch->state_alloc(model, err))) {
         generation_free(g);
         return -1;
     }
@@ -209,7 +210,7 @@ void generation_free(Generation *g) {
     free(g->top_id);
     free(g->top_lp);
     free(g->prompt_offset);
-    if (g->state.h || g->state.c) stream_state_free(&g->state);
+    if (g->state) g->model->arch->state_free(g->state);
     if (g->sampler.logits || g->sampler.order || g->sampler.seen || g->sampler.counts)
         sampler_free(&g->sampler);
     memset(g, 0, sizeof(*g));
@@ -332,14 +333,13 @@ const char *finish_reason_name(FinishReason r) {
     }
 }
 
-int generate_run(Generation *g, InferScratch *scratch,
+int generate_run(Generation *g, void *scratch,
                  int (*on_text)(const char *chunk, size_t len, void *ctx), void *ctx) {
     float *logits = malloc((size_t)g->model->config.vocab_size * sizeof(float)); // [V]
     if (!logits) return -1;
-    StreamState *st = &g->state;
     while (!g->done) {
         int id = generation_input(g);
-        infer_step(g->model, scratch, 1, &id, &st, logits);
+        g->model->arch->step(g->model, scratch, 1, &id, &g->state, logits);
         generation_advance(g, logits);
         if (on_text && g->emitted > g->emitted_before &&
             on_text(g->text + g->emitted_before, g->emitted - g->emitted_before, ctx))

@@ -2,11 +2,12 @@
  * generate.h — the generation loop: prompt -> state -> sampled characters -> stop.
  *
  * A Generation is one request's stream. It is driven one step at a time so that a
- * scheduler can advance many of them with a single infer_step:
+ * scheduler can advance many of them with a single step of the model's architecture
+ * (arch.h), which holds the stream's state in g.state:
  *
  *     while (!g.done) {
  *         int id = generation_input(&g);          // next char to feed
- *         infer_step(model, scratch, 1, &id, &state, logits);
+ *         model->arch->step(model, scratch, 1, &id, &g.state, logits);
  *         generation_advance(&g, logits);          // consume the prompt or sample
  *         ... new text is g.text[g.emitted_before .. g.emitted) ...
  *     }
@@ -36,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "infer.h"
+#include "model.h"
 #include "rng.h"
 #include "sampler.h"
 #include "vocab.h"
@@ -71,7 +72,7 @@ typedef struct {
     const Model *model;
     const Vocab *vocab;
     GenerateParams params;
-    StreamState state;
+    void *state; // the architecture's per-stream state (arch.h)
     Sampler sampler;
     Rng rng;
 
@@ -118,9 +119,10 @@ int generation_logprobs_ready(const Generation *g);
 void generation_cancel(Generation *g);
 const char *finish_reason_name(FinishReason r);
 
-/* Runs a whole generation on its own (n = 1 steps), calling on_text for each newly
- * emitted chunk if given (return non-zero from it to cancel). */
-int generate_run(Generation *g, InferScratch *scratch,
+/* Runs a whole generation on its own (n = 1 steps, scratch from the architecture's
+ * scratch_alloc), calling on_text for each newly emitted chunk if given (return non-zero
+ * from it to cancel). */
+int generate_run(Generation *g, void *scratch,
                  int (*on_text)(const char *chunk, size_t len, void *ctx), void *ctx);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "arch.h"
 #include "error.h"
 #include "rng.h"
 
@@ -34,8 +35,11 @@ int model_tensors(const ModelConfig *c, ModelTensor *out) {
         t->ndim = (cols) > 0 ? 2 : 1;                                                              \
         t->count = (size_t)(rows) * (size_t)((cols) > 0 ? (cols) : 1);                             \
         t->offset = offset;                                                                        \
+        t->decay = (cols) > 0 && n > 1;                                                            \
         offset += t->count;                                                                        \
     } while (0)
+    // Decay shrinks weights that multiply activations; a bias or an embedding row has no
+    // such role (a rare char's row would just fade), so only the other matrices decay.
     ADD(V, E, "embedding.weight");
     for (int k = 0; k < c->layers; k++) {
         ADD(4 * H, k == 0 ? E : H, "lstm.weight_ih_l%d", k);
@@ -90,6 +94,7 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
     size_t n = model_param_count(config);
     float *p = calloc(n, sizeof(float));
     if (!p) return err_set(err, "out of memory for %zu parameters", n);
+    model->arch = &arch_lstm;
     model->config = *config;
     model->num_params = n;
     model->params = p;

@@ -52,7 +52,10 @@ typedef struct {
     float *fc_b;                   // [V]
 } InferWeights;
 
+struct Arch;
+
 typedef struct {
+    const struct Arch *arch; // its operations (arch.h): &arch_lstm once allocated or loaded
     ModelConfig config;
     size_t num_params;
     float *params;   // [num_params] the one buffer LstmWeights points into, or NULL
@@ -70,6 +73,7 @@ typedef struct {
     int64_t shape[2];
     size_t offset; // in floats from the start of the parameter buffer
     size_t count;  // floats
+    int decay;     // AdamW's weight decay applies to it (the optimiser's parameter groups)
 } ModelTensor;
 
 /* Rejects sizes outside what the code supports (with a message naming the field). */

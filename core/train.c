@@ -11,8 +11,14 @@
 #include "error.h"
 #include "safetensors.h"
 
+// The model a config describes, not yet allocated: what the table's functions take.
+static Model model_of(const TrainConfig *c) {
+    return (Model){.arch = c->arch ? c->arch : arch_find(ARCH_DEFAULT), .config = c->model};
+}
+
 int train_config_check(const TrainConfig *c, char *err) {
-    if (model_config_check(&c->model, err) != 0) return -1;
+    Model m = model_of(c);
+    if (m.arch->config_check(&m, err) != 0) return -1;
     if (c->model.layers < 1) return err_set(err, "--layers must be at least 1");
     if (!(c->dropout >= 0 && c->dropout < 1)) return err_set(err, "--dropout must be in [0, 1)");
     if (!(c->embed_dropout >= 0 && c->embed_dropout < 1))
@@ -53,25 +59,30 @@ int train_should_stop(const TrainState *st) {
 }
 
 void train_free(TrainState *st) {
-    model_free(&st->model);
+    const Arch *arch = st->model.arch; // whose the workspaces are
     adam_free(&st->adam);
     free(st->grads);
     free(st->inputs);
     free(st->targets);
     for (int i = 0; i < st->nworkers; i++) {
         TrainWorker *w = &st->workers[i];
-        lstm_workspace_free(&w->ws);
+        if (w->ws) arch->workspace_free(w->ws);
         free(w->grads);
         free(w->inputs);
         free(w->targets);
     }
+    arch_free(&st->model);
     memset(st, 0, sizeof(*st));
 }
 
 int train_init(TrainState *st, const TrainConfig *config, char *err) {
     memset(st, 0, sizeof(*st));
     st->config = *config;
-    if (model_init(&st->model, &config->model, config->seed, err) != 0) return -1;
+    st->model = model_of(config);
+    if (st->model.arch->init(&st->model, config->seed, err) != 0) {
+        memset(&st->model, 0, sizeof st->model);
+        return -1;
+    }
     // The generator for batches is seeded apart from the one model_init used.
     rng_seed(&st->rng, config->seed ^ 0x9e3779b97f4a7c15ull);
     st->best_val_loss = INFINITY;
@@ -85,6 +96,7 @@ int train_init(TrainState *st, const TrainConfig *config, char *err) {
         return err_set(err, "out of memory for training state");
     }
     st->nworkers = config->threads < B ? config->threads : B;
+    ArchDropout drop = {config->dropout, config->embed_dropout, config->var_dropout};
     for (int i = 0; i < st->nworkers; i++) {
         TrainWorker *w = &st->workers[i];
         w->b0 = B * i / st->nworkers;
@@ -93,9 +105,7 @@ int train_init(TrainState *st, const TrainConfig *config, char *err) {
         w->inputs = malloc((size_t)T * w->nb * sizeof(int));
         w->targets = malloc((size_t)T * w->nb * sizeof(int));
         if (!w->grads || !w->inputs || !w->targets ||
-            lstm_workspace_alloc(&w->ws, &config->model, T, w->nb, config->dropout > 0, err) != 0 ||
-            lstm_workspace_regularise(&w->ws, config->embed_dropout > 0, config->var_dropout > 0,
-                                      err) != 0) {
+            !(w->ws = st->model.arch->workspace_alloc(&st->model, T, w->nb, &drop, err))) {
             train_free(st);
             return err_set(err, "out of memory for training workspaces");
         }
@@ -108,16 +118,14 @@ void train_adam_step(Adam *adam, Model *model, const float *grads, float lr, flo
         adam_step(adam, model->params, grads, lr);
         return;
     }
-    // Decay shrinks weights that multiply activations; a bias or an embedding row has no
-    // such role (a rare char's row would just fade), so those take plain Adam steps.
-    ModelTensor mt[MODEL_MAX_TENSORS];
-    int nt = model_tensors(&model->config, mt);
+    // The architecture's tensor table says which tensors decay; the others take plain
+    // Adam steps.
+    ModelTensor mt[ARCH_MAX_TENSORS];
+    int nt = model->arch->tensors(model, mt);
     adam_begin(adam);
-    for (int i = 0; i < nt; i++) {
-        int decay = mt[i].ndim == 2 && strcmp(mt[i].name, "embedding.weight") != 0;
+    for (int i = 0; i < nt; i++)
         adam_update(adam, model->params, grads, mt[i].offset, mt[i].offset + mt[i].count, lr,
-                    decay ? weight_decay : 0.0f);
-    }
+                    mt[i].decay ? weight_decay : 0.0f);
 }
 
 typedef struct {
@@ -131,18 +139,10 @@ static void *worker_run(void *arg) {
     TrainWorker *w = job->w;
     float norm = (float)st->config.seq * st->config.batch;
     memset(w->grads, 0, st->model.num_params * sizeof(float));
-    lstm_state_reset(&w->ws);
-    float p = st->config.var_dropout;
-    if (p > 0) {
-        const ModelConfig *m = &st->model.config;
-        size_t BH = (size_t)w->nb * m->hidden;
-        lstm_dropout_mask(w->ws.var_in, (size_t)w->nb * m->embed, p, &w->rng);
-        if (w->ws.var_mid) lstm_dropout_mask(w->ws.var_mid, (m->layers - 1) * BH, p, &w->rng);
-        lstm_dropout_mask(w->ws.var_out, BH, p, &w->rng);
-    }
-    w->loss =
-        lstm_forward(&st->model, &w->ws, w->inputs, w->targets, st->config.dropout, &w->rng, norm);
-    lstm_backward(&st->model, &w->ws, w->inputs, w->targets, norm, w->grads);
+    const Arch *a = st->model.arch;
+    a->reset(w->ws);
+    w->loss = a->forward(&st->model, w->ws, st->config.seq, w->inputs, w->targets, &w->rng, norm);
+    a->backward(&st->model, w->ws, w->inputs, w->targets, norm, w->grads);
     return NULL;
 }
 
@@ -159,16 +159,9 @@ float train_step(TrainState *st, const Corpus *corpus, float *lr) {
             }
         rng_seed(&w->rng, rng_next(&st->rng));
     }
-    if (c->embed_dropout > 0) {
-        // One row mask for the whole batch (as in AWD-LSTM), so every worker draws the same.
-        uint64_t seed = rng_next(&st->rng);
-        for (int i = 0; i < st->nworkers; i++) {
-            Rng r;
-            rng_seed(&r, seed);
-            lstm_dropout_mask(st->workers[i].ws.emb_mask, c->model.vocab_size, c->embed_dropout,
-                              &r);
-        }
-    }
+    void *ws[TRAIN_MAX_THREADS];
+    for (int i = 0; i < st->nworkers; i++) ws[i] = st->workers[i].ws;
+    st->model.arch->step_begin(&st->model, ws, st->nworkers, &st->rng);
 
     WorkerJob jobs[TRAIN_MAX_THREADS];
     pthread_t tids[TRAIN_MAX_THREADS];
@@ -205,9 +198,10 @@ float train_step(TrainState *st, const Corpus *corpus, float *lr) {
 
 int train_checkpoint_save(const TrainState *st, const char *path, const char *corpus_sha256,
                           char *err) {
-    ModelTensor mt[MODEL_MAX_TENSORS];
-    int nt = model_tensors(&st->model.config, mt);
-    StTensorOut t[MODEL_MAX_TENSORS + 2];
+    const Model *model = &st->model;
+    ModelTensor mt[ARCH_MAX_TENSORS];
+    int nt = model->arch->tensors(model, mt);
+    StTensorOut t[ARCH_MAX_TENSORS + 2];
     for (int i = 0; i < nt; i++) {
         t[i] = (StTensorOut){mt[i].name,
                              mt[i].ndim,
@@ -218,31 +212,30 @@ int train_checkpoint_save(const TrainState *st, const char *path, const char *co
     t[nt] = (StTensorOut){"optim.m", 1, {n}, st->adam.m};
     t[nt + 1] = (StTensorOut){"optim.v", 1, {n}, st->adam.v};
 
-    char vals[12][40];
-    const ModelConfig *m = &st->model.config;
+    // The run's state, then the model's hyperparameters as its model file lists them (the
+    // default architecture without "arch"), which a resume must match.
+    char vals[9 + ARCH_MAX_FIELDS][40];
     snprintf(vals[0], 40, "%ld", st->step);
     snprintf(vals[1], 40, "%ld", st->adam.t);
     for (int i = 0; i < 4; i++) snprintf(vals[2 + i], 40, "%" PRIu64, st->rng.s[i]);
     snprintf(vals[6], 40, "%.17g", st->best_val_loss);
     snprintf(vals[7], 40, "%ld", st->best_step);
-    snprintf(vals[8], 40, "%d", m->vocab_size);
-    snprintf(vals[9], 40, "%d", m->embed);
-    snprintf(vals[10], 40, "%d", m->hidden);
-    snprintf(vals[11], 40, "%d", m->layers);
-    StMeta meta[] = {{"step", vals[0]},
-                     {"adam_t", vals[1]},
-                     {"rng0", vals[2]},
-                     {"rng1", vals[3]},
-                     {"rng2", vals[4]},
-                     {"rng3", vals[5]},
-                     {"best_val_loss", vals[6]},
-                     {"best_step", vals[7]},
-                     {"vocab_size", vals[8]},
-                     {"embed", vals[9]},
-                     {"hidden", vals[10]},
-                     {"layers", vals[11]},
-                     {"corpus_sha256", corpus_sha256}};
-    return st_write(path, t, nt + 2, meta, (int)(sizeof(meta) / sizeof(meta[0])), err);
+    snprintf(vals[8], 40, "%d", model->config.vocab_size);
+    StMeta meta[11 + ARCH_MAX_FIELDS] = {
+        {"step", vals[0]},          {"adam_t", vals[1]},    {"rng0", vals[2]},
+        {"rng1", vals[3]},          {"rng2", vals[4]},      {"rng3", vals[5]},
+        {"best_val_loss", vals[6]}, {"best_step", vals[7]}, {"vocab_size", vals[8]}};
+    int nm = 9;
+    if (strcmp(model->arch->name, ARCH_DEFAULT) != 0)
+        meta[nm++] = (StMeta){"arch", model->arch->name};
+    ArchField f[ARCH_MAX_FIELDS];
+    int nf = model->arch->fields(model, f);
+    for (int i = 0; i < nf; i++) {
+        snprintf(vals[9 + i], 40, "%ld", f[i].number);
+        meta[nm++] = (StMeta){f[i].name, f[i].text ? f[i].text : vals[9 + i]};
+    }
+    meta[nm++] = (StMeta){"corpus_sha256", corpus_sha256};
+    return st_write(path, t, nt + 2, meta, nm, err);
 }
 
 static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err) {
@@ -257,16 +250,32 @@ static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err) 
 int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_sha256, char *err) {
     StFile f;
     if (st_open(&f, path, err) != 0) return -1;
-    const ModelConfig *m = &st->model.config;
-    const char *keys[] = {"vocab_size", "embed", "hidden", "layers"};
-    int want[] = {m->vocab_size, m->embed, m->hidden, m->layers};
+    const Model *model = &st->model;
     uint64_t v = 0, step = 0, adam_t = 0, rng[4] = {0};
     int rc = -1;
-    for (int i = 0; i < 4; i++) {
-        if (meta_u64(&f, keys[i], &v, err) != 0) goto out;
-        if ((int)v != want[i]) {
-            err_set(err, "%s: checkpoint has %s %d but the flags say %d", path, keys[i], (int)v,
-                    want[i]);
+    const char *arch = st_meta(&f, "arch");
+    if (strcmp(arch ? arch : ARCH_DEFAULT, model->arch->name) != 0) {
+        err_set(err, "%s: checkpoint has arch %.32s but the flags say %s", path,
+                arch ? arch : ARCH_DEFAULT, model->arch->name);
+        goto out;
+    }
+    // vocab_size, then the architecture's hyperparameters.
+    ArchField want[1 + ARCH_MAX_FIELDS] = {{"vocab_size", model->config.vocab_size, NULL}};
+    int nw = 1 + model->arch->fields(model, want + 1);
+    for (int i = 0; i < nw; i++) {
+        if (want[i].text) {
+            const char *s = st_meta(&f, want[i].name);
+            if (!s || strcmp(s, want[i].text) != 0) {
+                err_set(err, "%s: checkpoint has %s %.32s but the flags say %s", path, want[i].name,
+                        s ? s : "(none)", want[i].text);
+                goto out;
+            }
+            continue;
+        }
+        if (meta_u64(&f, want[i].name, &v, err) != 0) goto out;
+        if ((int)v != (int)want[i].number) {
+            err_set(err, "%s: checkpoint has %s %d but the flags say %d", path, want[i].name,
+                    (int)v, (int)want[i].number);
             goto out;
         }
     }
@@ -285,8 +294,8 @@ int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_s
         err_set(err, "%s: checkpoint has no 'best_val_loss'", path);
         goto out;
     }
-    ModelTensor mt[MODEL_MAX_TENSORS];
-    int nt = model_tensors(m, mt);
+    ModelTensor mt[ARCH_MAX_TENSORS];
+    int nt = model->arch->tensors(model, mt);
     for (int i = 0; i < nt; i++)
         if (st_read(&f, mt[i].name, mt[i].ndim, mt[i].shape, st->model.params + mt[i].offset,
                     err) != 0)

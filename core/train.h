@@ -11,8 +11,8 @@
 #ifndef CHARLM_TRAIN_H
 #define CHARLM_TRAIN_H
 
+#include "arch.h"
 #include "corpus.h"
-#include "lstm.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -24,6 +24,7 @@
 #define TRAIN_MAX_LR    10 // exclusive
 
 typedef struct {
+    const Arch *arch; // the architecture trained; NULL: the default (ARCH_DEFAULT)
     ModelConfig model;
     float dropout;       // per unit and step, between LSTM layers
     float embed_dropout; // whole embedding rows, one mask per step
@@ -41,12 +42,12 @@ typedef struct {
 } TrainConfig;
 
 typedef struct {
-    int b0, nb;       // this worker's batch columns
-    LstmWorkspace ws; // [T, nb] activations
-    float *grads;     // [num_params]
-    int *inputs;      // [T, nb]
-    int *targets;     // [T, nb]
-    Rng rng;          // dropout masks
+    int b0, nb;   // this worker's batch columns
+    void *ws;     // [T, nb] activations: the architecture's workspace
+    float *grads; // [num_params]
+    int *inputs;  // [T, nb]
+    int *targets; // [T, nb]
+    Rng rng;      // dropout masks
     float loss;
 } TrainWorker;
 

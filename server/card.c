@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "arch.h"
 #include "card.h"
 #include "error.h"
 #include "fileio.h"
@@ -18,11 +19,14 @@
 #define CURVE_MAX_POINTS 2000
 
 void card_add_config(cJSON *o, const Model *model) {
-    const ModelConfig *c = &model->config;
-    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(o, "embed", c->embed);
-    cJSON_AddNumberToObject(o, "hidden", c->hidden);
-    cJSON_AddNumberToObject(o, "layers", c->layers);
+    cJSON_AddNumberToObject(o, "vocab_size", model->config.vocab_size);
+    ArchField f[ARCH_MAX_FIELDS];
+    int n = model->arch->fields(model, f);
+    for (int i = 0; i < n; i++)
+        if (f[i].text)
+            cJSON_AddStringToObject(o, f[i].name, f[i].text);
+        else
+            cJSON_AddNumberToObject(o, f[i].name, (double)f[i].number);
     cJSON_AddNumberToObject(o, "parameters", (double)model->num_params);
 }
 

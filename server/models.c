@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
 #include "error.h"
 #include "fileio.h"
 #include "card.h"
@@ -74,7 +75,7 @@ static int stamp_same(const FileStamp *a, const FileStamp *b) {
 
 static void served_free(ServedModel *m) {
     metrics_model_put(m->metrics_slot);
-    model_free(&m->model);
+    arch_free(&m->model);
     vocab_free(&m->vocab);
     free(m->card);
     free(m->dir);
@@ -102,7 +103,7 @@ static ServedModel *served_load(const Source *s, char *err) {
         return NULL;
     }
     // The server only infers: the copy infer_prepare made is all a step reads.
-    model_drop_weights(&m->model);
+    m->model.arch->drop_weights(&m->model);
     m->created = m->stamp[0].mtime.tv_sec;
     m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
     if (!m->card) {
@@ -256,10 +257,16 @@ void models_log(void) {
     ServedModel *all[MODELS_MAX];
     int n = models_all(all, MODELS_MAX);
     for (int i = 0; i < n; i++) {
-        const ModelConfig *mc = &all[i]->model.config;
-        log_line("model %s: vocab %d, embed %d, hidden %d, layers %d, %zu parameters, id %s",
-                 all[i]->dir, mc->vocab_size, mc->embed, mc->hidden, mc->layers,
-                 all[i]->model.num_params, all[i]->id);
+        const Model *m = &all[i]->model;
+        ArchField f[ARCH_MAX_FIELDS];
+        int nf = m->arch->fields(m, f);
+        char desc[ARCH_MAX_FIELDS * 48] = "";
+        for (int j = 0, at = 0; j < nf && at < (int)sizeof desc; j++)
+            at += f[j].text
+                      ? snprintf(desc + at, sizeof desc - at, ", %s %s", f[j].name, f[j].text)
+                      : snprintf(desc + at, sizeof desc - at, ", %s %ld", f[j].name, f[j].number);
+        log_line("model %s: vocab %d%s, %zu parameters, id %s", all[i]->dir, m->config.vocab_size,
+                 desc, m->num_params, all[i]->id);
         models_put(all[i]);
     }
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "arch.h"
 #include "error.h"
 #include "models.h"
 #include "scheduler.h"
@@ -30,14 +31,16 @@ typedef struct Worker {
     Task *head, *tail;
     atomic_int ntasks; // written under mu, read without it to pick a worker
     int stop, thread_started;
-    int cap_hidden, cap_vocab; // the largest model the buffers below fit
-    InferScratch scratch;
-    PrefillScratch prefill;
-    float *prefill_logits; // [prefill_chunk, V]
-    float *logits;         // [MAX_BATCH, V]
-    Task **batch;          // [MAX_BATCH]
-    int *ids;              // [MAX_BATCH]
-    StreamState **states;  // [MAX_BATCH]
+    int cap_vocab;            // the largest vocabulary the logits below fit
+    const Arch *step_arch;    // whose scratch `scratch` is, or NULL
+    void *scratch;            // the architecture's, for steps of MAX_BATCH streams
+    const Arch *prefill_arch; // whose scratch `prefill` is, or NULL
+    void *prefill;            // the architecture's, for prefill_chunk chars
+    float *prefill_logits;    // [prefill_chunk, V]
+    float *logits;            // [MAX_BATCH, V]
+    Task **batch;             // [MAX_BATCH]
+    int *ids;                 // [MAX_BATCH]
+    void **states;            // [MAX_BATCH] the generations' states
 } Worker;
 
 static Worker *workers;
@@ -89,25 +92,32 @@ static void advance(Worker *w, Task *t, const float *logits, int last) {
     }
 }
 
-// Sizes the worker's buffers for a model at least as large as c (lock held).
-static int worker_fit(Worker *w, const ModelConfig *c, char *err) {
-    if (c->hidden > w->cap_hidden) {
-        infer_scratch_free(&w->scratch);
-        prefill_scratch_free(&w->prefill);
-        w->cap_hidden = 0;
-        if (infer_scratch_alloc(&w->scratch, c, MAX_BATCH, err) ||
-            prefill_scratch_alloc(&w->prefill, c, srv.cfg.prefill_chunk, err))
-            return -1;
-        w->cap_hidden = c->hidden;
+// Sizes the worker's buffers to serve model too (lock held): its step scratch, or with
+// for_prefill its prefill scratch, and the logits. A scratch that serves it is kept, so
+// the buffers grow to the largest model loaded.
+static int worker_fit(Worker *w, const Model *model, int for_prefill, char *err) {
+    const Arch *a = model->arch;
+    const Arch **have = for_prefill ? &w->prefill_arch : &w->step_arch;
+    void **scratch = for_prefill ? &w->prefill : &w->scratch;
+    int fits = *have == a &&
+               (for_prefill ? a->prefill_fits(model, *scratch) : a->scratch_fits(model, *scratch));
+    if (!fits) {
+        if (*have) (for_prefill ? (*have)->prefill_free : (*have)->scratch_free)(*scratch);
+        *have = NULL;
+        *scratch = for_prefill ? a->prefill_alloc(model, srv.cfg.prefill_chunk, err)
+                               : a->scratch_alloc(model, MAX_BATCH, err);
+        if (!*scratch) return -1;
+        *have = a;
     }
-    if (c->vocab_size > w->cap_vocab) {
+    int V = model->config.vocab_size;
+    if (V > w->cap_vocab) {
         free(w->logits);
         free(w->prefill_logits);
         w->cap_vocab = 0;
-        w->logits = malloc((size_t)MAX_BATCH * c->vocab_size * sizeof(float));
-        w->prefill_logits = malloc((size_t)srv.cfg.prefill_chunk * c->vocab_size * sizeof(float));
+        w->logits = malloc((size_t)MAX_BATCH * V * sizeof(float));
+        w->prefill_logits = malloc((size_t)srv.cfg.prefill_chunk * V * sizeof(float));
         if (!w->logits || !w->prefill_logits) return err_set(err, "out of memory");
-        w->cap_vocab = c->vocab_size;
+        w->cap_vocab = V;
     }
     return 0;
 }
@@ -160,13 +170,13 @@ static void *worker_main(void *arg) {
             }
             w->batch[n] = t;
             w->ids[n] = generation_input(t->gen);
-            w->states[n] = &t->gen->state;
+            w->states[n] = t->gen->state;
             n++;
         }
         if (n == 0 && !pre) continue;
         char err[ERR_LEN];
-        if ((model && worker_fit(w, &model->config, err)) ||
-            (pre && worker_fit(w, &pre->gen->model->config, err))) {
+        if ((model && worker_fit(w, model, 0, err)) ||
+            (pre && worker_fit(w, pre->gen->model, 1, err))) {
             // Out of memory for a larger model's buffers: its requests end, cancelled.
             fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
             for (int i = 0; i < n; i++) atomic_store(&w->batch[i]->cancel, 1);
@@ -186,11 +196,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&w->mu);
         // The states are only ever touched by this worker: no lock while computing. The
         // models stay loaded while their generations hold them (models.h).
-        if (n > 0) infer_step(model, &w->scratch, n, w->ids, w->states, w->logits);
+        if (n > 0) model->arch->step(model, w->scratch, n, w->ids, w->states, w->logits);
         if (pre)
-            infer_prefill(pre->gen->model, &w->prefill, T,
-                          pre->gen->prompt_ids + pre->gen->prompt_pos, &pre->gen->state,
-                          w->prefill_logits, nl);
+            pre->gen->model->arch->prefill(pre->gen->model, w->prefill, T,
+                                           pre->gen->prompt_ids + pre->gen->prompt_pos,
+                                           pre->gen->state, w->prefill_logits, nl);
         pthread_mutex_lock(&w->mu);
         int V = model ? model->config.vocab_size : 0;
         for (int i = 0; i < n; i++) advance(w, w->batch[i], w->logits + (size_t)i * V, 1);
@@ -207,34 +217,33 @@ int sched_start(int n, char *err) {
     workers = calloc((size_t)n, sizeof(*workers));
     if (!workers) return err_set(err, "out of memory for %d workers", n);
     // Buffers for the largest model loaded; a larger one loaded later grows them.
-    ModelConfig big = {0};
     ServedModel *all[MODELS_MAX];
     int nm = models_all(all, MODELS_MAX);
-    for (int i = 0; i < nm; i++) {
-        const ModelConfig *c = &all[i]->model.config;
-        if (c->hidden > big.hidden) big = *c;
-        if (c->vocab_size > big.vocab_size) big.vocab_size = c->vocab_size;
-        models_put(all[i]);
-    }
-    for (int i = 0; i < n; i++) {
+    int failed = 0;
+    for (int i = 0; i < n && !failed; i++) {
         Worker *w = &workers[i];
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->work, NULL);
+        nworkers = i + 1;
         w->batch = malloc(MAX_BATCH * sizeof(*w->batch));
         w->ids = malloc(MAX_BATCH * sizeof(*w->ids));
         w->states = malloc(MAX_BATCH * sizeof(*w->states));
-        if (!w->batch || !w->ids || !w->states || worker_fit(w, &big, err)) {
-            nworkers = i + 1;
-            sched_stop();
-            return err_set(err, "out of memory for the scheduler");
-        }
+        failed = !w->batch || !w->ids || !w->states;
+        for (int j = 0; j < nm && !failed; j++)
+            failed = worker_fit(w, &all[j]->model, 0, err) || worker_fit(w, &all[j]->model, 1, err);
+    }
+    for (int i = 0; i < nm; i++) models_put(all[i]);
+    if (failed) {
+        sched_stop();
+        return err_set(err, "out of memory for the scheduler");
+    }
+    for (int i = 0; i < n; i++) {
+        Worker *w = &workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            nworkers = i + 1;
             sched_stop();
             return err_set(err, "cannot start worker thread %d", i);
         }
         w->thread_started = 1;
-        nworkers = i + 1;
     }
     return 0;
 }
@@ -250,8 +259,8 @@ void sched_stop(void) {
     for (int i = 0; i < nworkers; i++) {
         Worker *w = &workers[i];
         if (w->thread_started) pthread_join(w->thread, NULL);
-        if (w->scratch.h) infer_scratch_free(&w->scratch);
-        if (w->prefill.x) prefill_scratch_free(&w->prefill);
+        if (w->step_arch) w->step_arch->scratch_free(w->scratch);
+        if (w->prefill_arch) w->prefill_arch->prefill_free(w->prefill);
         free(w->prefill_logits);
         free(w->logits);
         free(w->batch);

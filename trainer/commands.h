@@ -1,6 +1,7 @@
 /*
  * commands.h — the commands of charlm-train, one file each (trainer/train.c, eval.c,
- * sample.c); trainer/main.c picks one by the first argument.
+ * sample.c); trainer/main.c picks one by the first argument, trainer/commands.c holds
+ * what they share.
  *
  * Each command takes the arguments after its name, reads them through its own table of
  * flag rows (core/cli.h), which --help prints, and returns the program's exit code, one of

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "arch.h"
 #include "artefacts.h"
 #include "cli.h"
 #include "commands.h"
@@ -83,7 +84,7 @@ int commands_eval(int argc, char **argv) {
 out_corpus:
     corpus_free(&corpus);
 out_model:
-    model_free(&model);
+    arch_free(&model);
     vocab_free(&vocab);
     return rc;
 }

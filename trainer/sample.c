@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "arch.h"
 #include "artefacts.h"
 #include "cli.h"
 #include "commands.h"
@@ -122,27 +123,27 @@ int commands_sample(int argc, char **argv) {
     openblas_set_num_threads(1);
     rc = CLI_EXIT_FAILURE;
     Generation g;
-    InferScratch scratch;
+    void *scratch;
     if (generation_init(&g, &model, &vocab, prompt, strlen(prompt), &p, err) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
         goto out;
     }
-    if (infer_scratch_alloc(&scratch, &model.config, 1, err) != 0) {
+    if (!(scratch = model.arch->scratch_alloc(&model, 1, err))) {
         fprintf(stderr, "charlm-train: %s\n", err);
         generation_free(&g);
         goto out;
     }
     fputs(prompt, stdout);
-    generate_run(&g, &scratch, print_chunk, NULL);
+    generate_run(&g, scratch, print_chunk, NULL);
     putchar('\n');
     fprintf(stderr, "charlm-train: %d chars, finish %s, seed %llu%s%s\n", g.tokens,
             finish_reason_name(g.finish), (unsigned long long)p.seed,
             *g.unknown_chars ? ", skipped prompt chars: " : "", g.unknown_chars);
-    infer_scratch_free(&scratch);
+    model.arch->scratch_free(scratch);
     generation_free(&g);
     rc = CLI_EXIT_OK;
 out:
-    model_free(&model);
+    arch_free(&model);
     vocab_free(&vocab);
     return rc;
 }

@@ -1,0 +1,205 @@
+/*
+ * The model seam: architectures by name, the "arch" metadata key (an LSTM's file is written
+ * without it and a file without it is an LSTM; an unknown one is refused), and the LSTM's
+ * table giving the bits of the LSTM's own functions.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "artefacts.h"
+#include "error.h"
+#include "evaluate.h"
+#include "infer.h"
+#include "lstm.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static const char *TEXT = "the cat sat on the mat.\nthe dog ran to the cat!\n";
+
+START_TEST(test_find) {
+    ck_assert_ptr_eq(arch_find("lstm"), &arch_lstm);
+    ck_assert_ptr_eq(arch_find(ARCH_DEFAULT), &arch_lstm);
+    ck_assert_str_eq(arch_lstm.name, "lstm");
+    ck_assert_ptr_null(arch_find("LSTM"));
+    ck_assert_ptr_null(arch_find(""));
+    ck_assert_ptr_null(arch_find("transformer"));
+}
+END_TEST
+
+// A model folder in tu_dir/m, loaded.
+static void make_model(Model *m, Vocab *v) {
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/m", tu_dir);
+    ck_assert_int_eq(tu_make_model_dir(path, TEXT, 6, 8, 2, 5), 0);
+    ck_assert_int_eq(artefacts_load(path, m, v, NULL, err), 0);
+}
+
+// Writes m's tensors again with the metadata of the file there, plus "arch" = arch.
+static void rewrite_with_arch(const Model *m, const char *arch) {
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/m/model.safetensors", tu_dir);
+    StFile f;
+    ck_assert_int_eq(st_open(&f, path, err), 0);
+    static const char *keys[] = {"embed", "hidden", "layers", "vocab_size", "vocab_sha256"};
+    StMeta meta[6];
+    char *vals[5];
+    for (int i = 0; i < 5; i++) {
+        ck_assert_ptr_nonnull(st_meta(&f, keys[i]));
+        vals[i] = strdup(st_meta(&f, keys[i]));
+        meta[i] = (StMeta){keys[i], vals[i]};
+    }
+    meta[5] = (StMeta){"arch", arch};
+    st_close(&f);
+    ModelTensor t[ARCH_MAX_TENSORS];
+    StTensorOut out[ARCH_MAX_TENSORS];
+    int n = m->arch->tensors(m, t);
+    for (int i = 0; i < n; i++)
+        out[i] = (StTensorOut){
+            t[i].name, t[i].ndim, {t[i].shape[0], t[i].shape[1]}, m->arch->tensor(m, i)};
+    ck_assert_int_eq(st_write(path, out, n, meta, 6, err), 0);
+    for (int i = 0; i < 5; i++) free(vals[i]);
+}
+
+START_TEST(test_arch_key) {
+    Model m;
+    Vocab v;
+    make_model(&m, &v);
+    ck_assert_ptr_eq(m.arch, &arch_lstm);
+    char path[4096], dir[4096], err[ERR_LEN] = "";
+    snprintf(dir, sizeof dir, "%s/m", tu_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    // An LSTM is written without the key: its bytes are those of before the seam.
+    StFile f;
+    ck_assert_int_eq(st_open(&f, path, err), 0);
+    ck_assert_ptr_null(st_meta(&f, "arch"));
+    st_close(&f);
+
+    // Named explicitly, it loads the same.
+    rewrite_with_arch(&m, "lstm");
+    Model m2;
+    Vocab v2;
+    ck_assert_int_eq(artefacts_load(dir, &m2, &v2, NULL, err), 0);
+    ck_assert_ptr_eq(m2.arch, &arch_lstm);
+    ck_assert_uint_eq(m2.num_params, m.num_params);
+    arch_free(&m2);
+    vocab_free(&v2);
+
+    // An architecture charlm does not know is refused, not read as an LSTM.
+    rewrite_with_arch(&m, "transformer");
+    ck_assert_int_eq(artefacts_load(dir, &m2, &v2, NULL, err), -1);
+    ck_assert_msg(strstr(err, "metadata \"arch\" = \"transformer\" is not an architecture "
+                              "charlm knows") != NULL,
+                  "message: %s", err);
+    ck_assert_ptr_null(m2.arch);
+    ck_assert_ptr_null(v2.chars);
+    arch_free(&m);
+    vocab_free(&v);
+}
+END_TEST
+
+START_TEST(test_lstm_fields) {
+    Model m;
+    Vocab v;
+    make_model(&m, &v);
+    ArchField f[ARCH_MAX_FIELDS];
+    int n = m.arch->fields(&m, f);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(f[0].name, "embed");
+    ck_assert_int_eq(f[0].number, 6);
+    ck_assert_str_eq(f[1].name, "hidden");
+    ck_assert_int_eq(f[1].number, 8);
+    ck_assert_str_eq(f[2].name, "layers");
+    ck_assert_int_eq(f[2].number, 2);
+    ck_assert_int_eq(arch_field(&m, "hidden"), 8);
+    ck_assert_int_eq(arch_field(&m, "heads"), 0);
+    ck_assert_int_eq(m.arch->context(&m), 0); // the LSTM has no longest context
+    char err[ERR_LEN];
+    ck_assert_int_eq(m.arch->config_check(&m, err), 0);
+    arch_free(&m);
+    vocab_free(&v);
+}
+END_TEST
+
+// The table's step and prefill are the LSTM's infer_step and infer_prefill, bit for bit.
+START_TEST(test_lstm_inference_same_bits) {
+    Model m;
+    Vocab v;
+    make_model(&m, &v);
+    char err[ERR_LEN];
+    int V = m.config.vocab_size, ids[5] = {1, 4, 2, 0, 3};
+    InferScratch is;
+    StreamState ref;
+    ck_assert_int_eq(infer_scratch_alloc(&is, &m.config, 2, err), 0);
+    ck_assert_int_eq(stream_state_alloc(&ref, &m.config, err), 0);
+    void *sc = m.arch->scratch_alloc(&m, 2, err), *st = m.arch->state_alloc(&m, err);
+    void *pre = m.arch->prefill_alloc(&m, 5, err), *st2 = m.arch->state_alloc(&m, err);
+    ck_assert(sc && st && pre && st2);
+    ck_assert(m.arch->scratch_fits(&m, sc) && m.arch->prefill_fits(&m, pre));
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    float *c = malloc((size_t)V * sizeof(float));
+    StreamState *pr = &ref;
+    for (int i = 0; i < 5; i++) {
+        infer_step(&m, &is, 1, &ids[i], &pr, a);
+        m.arch->step(&m, sc, 1, &ids[i], &st, b);
+        ck_assert_mem_eq(a, b, (size_t)V * sizeof(float));
+    }
+    m.arch->prefill(&m, pre, 5, ids, st2, c, 1);
+    ck_assert_mem_eq(a, c, (size_t)V * sizeof(float));
+    free(a);
+    free(b);
+    free(c);
+    m.arch->state_free(st);
+    m.arch->state_free(st2);
+    m.arch->scratch_free(sc);
+    m.arch->prefill_free(pre);
+    stream_state_free(&ref);
+    infer_scratch_free(&is);
+    arch_free(&m);
+    vocab_free(&v);
+}
+END_TEST
+
+// The table's forward over chunks with carry is lstm_forward's, as evaluate_ids uses it.
+START_TEST(test_lstm_forward_same_bits) {
+    Model m;
+    Vocab v;
+    make_model(&m, &v);
+    char err[ERR_LEN];
+    int in[6] = {1, 4, 2, 0, 3, 5}, tg[6] = {4, 2, 0, 3, 5, 1};
+    LstmWorkspace ws;
+    ck_assert_int_eq(lstm_workspace_alloc(&ws, &m.config, 3, 2, 0, err), 0);
+    void *w = m.arch->workspace_alloc(&m, 3, 2, NULL, err);
+    ck_assert_ptr_nonnull(w);
+    lstm_state_reset(&ws);
+    m.arch->reset(w);
+    for (int k = 0; k < 2; k++) {
+        ws.T = 3 - k; // the second chunk shorter, as a text's last one is
+        float a = lstm_forward(&m, &ws, in, tg, 0.0f, NULL, 1.0f);
+        float b = m.arch->forward(&m, w, 3 - k, in, tg, NULL, 1.0f);
+        ck_assert_mem_eq(&a, &b, sizeof a);
+        lstm_state_carry(&ws);
+        m.arch->carry(w);
+    }
+    lstm_workspace_free(&ws);
+    m.arch->workspace_free(w);
+    arch_free(&m);
+    vocab_free(&v);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("arch");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
+    tcase_add_test(tc, test_find);
+    tcase_add_test(tc, test_arch_key);
+    tcase_add_test(tc, test_lstm_fields);
+    tcase_add_test(tc, test_lstm_inference_same_bits);
+    tcase_add_test(tc, test_lstm_forward_same_bits);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
