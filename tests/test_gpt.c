@@ -20,6 +20,7 @@
 #include "gpt.h"
 #include "optim.h"
 #include "safetensors.h"
+#include "testutil.h"
 
 #define FIXTURE_DIR CHARLM_SOURCE_DIR "/tests/reference/"
 
@@ -34,27 +35,8 @@ typedef struct {
     int nt;
 } Fixture;
 
-static const char *meta(const StFile *f, const char *key) {
-    const char *s = st_meta(f, key);
-    ck_assert_msg(s != NULL, "fixture metadata '%s' missing", key);
-    return s;
-}
-
-static long meta_int(const StFile *f, const char *key) {
-    return strtol(meta(f, key), NULL, 10);
-}
-
 static float meta_float(const StFile *f, const char *key) {
-    return strtof(meta(f, key), NULL);
-}
-
-static float *read_tensor(const StFile *f, const char *name, int ndim, const int64_t *shape) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    float *out = malloc(n * sizeof(float));
-    char err[512];
-    ck_assert_msg(st_read(f, name, ndim, shape, out, err) == 0, "%s", err);
-    return out;
+    return strtof(tu_fixture_meta(f, key), NULL);
 }
 
 static void read_params(Fixture *fx, const char *prefix) {
@@ -72,21 +54,21 @@ static void fixture_load(Fixture *fx, const char *file) {
     snprintf(path, sizeof path, "%s%s", FIXTURE_DIR, file);
     ck_assert_msg(st_open(&fx->file, path, err) == 0, "%s", err);
     const StFile *f = &fx->file;
-    GptConfig c = {(int)meta_int(f, "vocab_size"),
-                   (int)meta_int(f, "layers"),
-                   (int)meta_int(f, "heads"),
-                   (int)meta_int(f, "embed"),
-                   (int)meta_int(f, "block"),
-                   strcmp(meta(f, "norm"), "rmsnorm") == 0 ? GPT_RMSNORM : GPT_LAYERNORM,
-                   (int)meta_int(f, "bias")};
-    fx->T = (int)meta_int(f, "seq");
-    fx->B = (int)meta_int(f, "batch");
+    GptConfig c = {(int)tu_fixture_long(f, "vocab_size"),
+                   (int)tu_fixture_long(f, "layers"),
+                   (int)tu_fixture_long(f, "heads"),
+                   (int)tu_fixture_long(f, "embed"),
+                   (int)tu_fixture_long(f, "block"),
+                   strcmp(tu_fixture_meta(f, "norm"), "rmsnorm") == 0 ? GPT_RMSNORM : GPT_LAYERNORM,
+                   (int)tu_fixture_long(f, "bias")};
+    fx->T = (int)tu_fixture_long(f, "seq");
+    fx->B = (int)tu_fixture_long(f, "batch");
     ck_assert_msg(gpt_alloc(&fx->model, &c, err) == 0, "%s", err);
     fx->t = malloc(GPT_MAX_TENSORS * sizeof *fx->t);
     fx->nt = gpt_tensors(&c, fx->t);
     read_params(fx, "");
     int64_t bt[2] = {fx->B, fx->T};
-    float *in = read_tensor(f, "inputs", 2, bt), *tg = read_tensor(f, "targets", 2, bt);
+    float *in = tu_fixture_tensor(f, "inputs", 2, bt), *tg = tu_fixture_tensor(f, "targets", 2, bt);
     fx->inputs = malloc(fx->B * fx->T * sizeof(int));
     fx->targets = malloc(fx->B * fx->T * sizeof(int));
     for (int i = 0; i < fx->B * fx->T; i++) {
@@ -97,10 +79,10 @@ static void fixture_load(Fixture *fx, const char *file) {
     free(tg);
     int64_t L = c.layers, B = fx->B, T = fx->T, C = c.embed, NH = c.heads;
     int64_t emb[3] = {B, T, C}, att[5] = {L, B, NH, T, T}, res[4] = {L, B, T, C};
-    fx->mask[0] = read_tensor(f, "mask.emb", 3, emb);
-    fx->mask[1] = read_tensor(f, "mask.attn", 5, att);
-    fx->mask[2] = read_tensor(f, "mask.attn_resid", 4, res);
-    fx->mask[3] = read_tensor(f, "mask.mlp_resid", 4, res);
+    fx->mask[0] = tu_fixture_tensor(f, "mask.emb", 3, emb);
+    fx->mask[1] = tu_fixture_tensor(f, "mask.attn", 5, att);
+    fx->mask[2] = tu_fixture_tensor(f, "mask.attn_resid", 4, res);
+    fx->mask[3] = tu_fixture_tensor(f, "mask.mlp_resid", 4, res);
     fx->masks = (GptMasks){fx->mask[0], fx->mask[1], fx->mask[2], fx->mask[3]};
 }
 
@@ -144,10 +126,10 @@ static void check_forward(const char *file) {
     float norm = (float)(fx.B * fx.T);
     gpt_forward(&fx.model, &ws, fx.inputs, NULL, &fx.masks, norm);
     int64_t lshape[3] = {fx.B, fx.T, c->vocab_size}, one = 1;
-    float *want = read_tensor(&fx.file, "logits", 3, lshape);
+    float *want = tu_fixture_tensor(&fx.file, "logits", 3, lshape);
     size_t n = (size_t)fx.B * fx.T * c->vocab_size;
     float worst = compare("logits", ws.logits, want, n, 1e-5f, 1e-6f);
-    float *want_loss = read_tensor(&fx.file, "loss", 1, &one);
+    float *want_loss = tu_fixture_tensor(&fx.file, "loss", 1, &one);
     float loss = gpt_forward(&fx.model, &ws, fx.inputs, fx.targets, &fx.masks, norm);
     ck_assert_msg(fabsf(loss - want_loss[0]) <= 1e-5f * want_loss[0], "loss %.9g vs PyTorch %.9g",
                   loss, want_loss[0]);
@@ -170,7 +152,7 @@ static float compare_grads(Fixture *fx, const float *grads) {
     for (int i = 0; i < fx->nt; i++) {
         const GptTensor *t = &fx->t[i];
         snprintf(name, sizeof name, "grad.%s", t->name);
-        float *want = read_tensor(&fx->file, name, t->ndim, t->shape);
+        float *want = tu_fixture_tensor(&fx->file, name, t->ndim, t->shape);
         float scale = max_abs(want, t->count);
         ck_assert_msg(scale > 0, "%s: PyTorch gradient is all zero", name);
         float d = compare(name, grads + t->offset, want, t->count, 0.0f, 1e-4f * scale);
@@ -194,7 +176,7 @@ static void check_backward(const char *file) {
     gpt_backward(&fx.model, &ws, fx.inputs, fx.targets, norm, grads);
     float worst = compare_grads(&fx, grads);
     int64_t one = 1;
-    float *want_norm = read_tensor(&fx.file, "grad_norm", 1, &one);
+    float *want_norm = tu_fixture_tensor(&fx.file, "grad_norm", 1, &one);
     float got_norm = optim_clip(grads, fx.model.num_params, 0.0f);
     ck_assert_msg(fabsf(got_norm - want_norm[0]) <= 1e-5f * want_norm[0],
                   "gradient norm %.9g vs PyTorch %.9g", got_norm, want_norm[0]);
@@ -229,7 +211,7 @@ static void check_adamw(const char *file) {
         float loss = gpt_forward(&fx.model, &ws, fx.inputs, fx.targets, &fx.masks, norm);
         int64_t one = 1;
         snprintf(name, sizeof name, "step%d.loss", step);
-        float *want_loss = read_tensor(f, name, 1, &one);
+        float *want_loss = tu_fixture_tensor(f, name, 1, &one);
         ck_assert_msg(fabsf(loss - want_loss[0]) <= 1e-5f * want_loss[0],
                       "step %d loss %.9g vs PyTorch %.9g", step, loss, want_loss[0]);
         free(want_loss);
@@ -244,9 +226,9 @@ static void check_adamw(const char *file) {
         for (int i = 0; i < fx.nt; i++) {
             const GptTensor *t = &fx.t[i];
             snprintf(name, sizeof name, "step%d.%s", step, t->name);
-            float *want = read_tensor(f, name, t->ndim, t->shape);
+            float *want = tu_fixture_tensor(f, name, t->ndim, t->shape);
             snprintf(name, sizeof name, "grad.%s", t->name);
-            float *grad1 = read_tensor(f, name, t->ndim, t->shape);
+            float *grad1 = tu_fixture_tensor(f, name, t->ndim, t->shape);
             float scale = max_abs(want, t->count), grad_scale = max_abs(grad1, t->count);
             const float *got = fx.model.params + t->offset;
             for (size_t k = 0; k < t->count; k++) {

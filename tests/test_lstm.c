@@ -15,6 +15,7 @@
 #include "lstm.h"
 #include "model.h"
 #include "safetensors.h"
+#include "testutil.h"
 
 #define FIXTURE     CHARLM_SOURCE_DIR "/tests/reference/fixture.safetensors"
 #define REG_FIXTURE CHARLM_SOURCE_DIR "/tests/reference/reg_fixture.safetensors"
@@ -26,28 +27,14 @@ typedef struct {
     int *inputs, *targets; // [T, B]
 } Fixture;
 
-static long meta_int(const StFile *f, const char *key) {
-    const char *s = st_meta(f, key);
-    ck_assert_msg(s != NULL, "fixture metadata '%s' missing", key);
-    return strtol(s, NULL, 10);
-}
-
-static float *read_tensor(const StFile *f, const char *name, int ndim, const int64_t *shape) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    float *out = malloc(n * sizeof(float));
-    char err[512];
-    ck_assert_msg(st_read(f, name, ndim, shape, out, err) == 0, "%s", err);
-    return out;
-}
-
 static void fixture_load_from(Fixture *fx, const char *path) {
     char err[512];
     ck_assert_msg(st_open(&fx->file, path, err) == 0, "%s", err);
-    ModelConfig c = {(int)meta_int(&fx->file, "vocab_size"), (int)meta_int(&fx->file, "embed"),
-                     (int)meta_int(&fx->file, "hidden"), (int)meta_int(&fx->file, "layers")};
-    fx->T = (int)meta_int(&fx->file, "seq");
-    fx->B = (int)meta_int(&fx->file, "batch");
+    ModelConfig c = {
+        (int)tu_fixture_long(&fx->file, "vocab_size"), (int)tu_fixture_long(&fx->file, "embed"),
+        (int)tu_fixture_long(&fx->file, "hidden"), (int)tu_fixture_long(&fx->file, "layers")};
+    fx->T = (int)tu_fixture_long(&fx->file, "seq");
+    fx->B = (int)tu_fixture_long(&fx->file, "batch");
     ck_assert_int_eq(model_alloc(&fx->model, &c, err), 0);
     ModelTensor mt[MODEL_MAX_TENSORS];
     int nt = model_tensors(&c, mt);
@@ -56,8 +43,8 @@ static void fixture_load_from(Fixture *fx, const char *path) {
                               fx->model.params + mt[i].offset, err) == 0,
                       "%s", err);
     int64_t shape[2] = {fx->T, fx->B};
-    float *in = read_tensor(&fx->file, "inputs", 2, shape);
-    float *tg = read_tensor(&fx->file, "targets", 2, shape);
+    float *in = tu_fixture_tensor(&fx->file, "inputs", 2, shape);
+    float *tg = tu_fixture_tensor(&fx->file, "targets", 2, shape);
     fx->inputs = malloc(fx->T * fx->B * sizeof(int));
     fx->targets = malloc(fx->T * fx->B * sizeof(int));
     for (int i = 0; i < fx->T * fx->B; i++) {
@@ -89,13 +76,13 @@ START_TEST(test_forward_matches_pytorch) {
     lstm_state_reset(&ws);
     lstm_forward(&fx.model, &ws, fx.inputs, NULL, 0.0f, NULL, 1.0f);
     int64_t lshape[3] = {fx.T, fx.B, c->vocab_size};
-    float *want = read_tensor(&fx.file, "logits", 3, lshape);
+    float *want = tu_fixture_tensor(&fx.file, "logits", 3, lshape);
     for (int i = 0; i < fx.T * fx.B * c->vocab_size; i++)
         ck_assert_msg(fabsf(ws.logits[i] - want[i]) <= 1e-5f * fabsf(want[i]) + 1e-6f,
                       "logit %d: got %.9g, PyTorch %.9g", i, ws.logits[i], want[i]);
 
     int64_t one = 1;
-    float *want_loss = read_tensor(&fx.file, "loss", 1, &one);
+    float *want_loss = tu_fixture_tensor(&fx.file, "loss", 1, &one);
     lstm_state_reset(&ws);
     float loss =
         lstm_forward(&fx.model, &ws, fx.inputs, fx.targets, 0.0f, NULL, (float)(fx.T * fx.B));
@@ -126,7 +113,7 @@ START_TEST(test_backward_matches_pytorch) {
     for (int i = 0; i < nt; i++) {
         char name[80];
         snprintf(name, sizeof(name), "grad.%s", mt[i].name);
-        float *want = read_tensor(&fx.file, name, mt[i].ndim, mt[i].shape);
+        float *want = tu_fixture_tensor(&fx.file, name, mt[i].ndim, mt[i].shape);
         float scale = 0;
         for (size_t k = 0; k < mt[i].count; k++) scale = fmaxf(scale, fabsf(want[k]));
         ck_assert_msg(scale > 0, "%s: PyTorch gradient is all zero", name);
@@ -269,7 +256,7 @@ static void check_reg_case(const char *prefix, int var) {
     float loss = lstm_forward(&fx.model, &ws, fx.inputs, NULL, 0.0f, NULL, norm);
     int64_t lshape[3] = {fx.T, B, V}, one = 1;
     snprintf(name, sizeof(name), "%s.logits", prefix);
-    float *want = read_tensor(&fx.file, name, 3, lshape), worst_logit = 0;
+    float *want = tu_fixture_tensor(&fx.file, name, 3, lshape), worst_logit = 0;
     for (int i = 0; i < fx.T * B * V; i++) {
         float d = fabsf(ws.logits[i] - want[i]);
         worst_logit = fmaxf(worst_logit, d);
@@ -278,7 +265,7 @@ static void check_reg_case(const char *prefix, int var) {
     }
     free(want);
     snprintf(name, sizeof(name), "%s.loss", prefix);
-    float *want_loss = read_tensor(&fx.file, name, 1, &one);
+    float *want_loss = tu_fixture_tensor(&fx.file, name, 1, &one);
     lstm_state_reset(&ws);
     loss = lstm_forward(&fx.model, &ws, fx.inputs, fx.targets, 0.0f, NULL, norm);
     ck_assert_msg(fabsf(loss - want_loss[0]) <= 1e-5f * want_loss[0], "%s loss %.9g vs %.9g",
@@ -291,7 +278,7 @@ static void check_reg_case(const char *prefix, int var) {
     float worst_grad = 0; // relative to the tensor's scale
     for (int i = 0; i < nt; i++) {
         snprintf(name, sizeof(name), "%s.grad.%s", prefix, mt[i].name);
-        want = read_tensor(&fx.file, name, mt[i].ndim, mt[i].shape);
+        want = tu_fixture_tensor(&fx.file, name, mt[i].ndim, mt[i].shape);
         float scale = 0;
         for (size_t k = 0; k < mt[i].count; k++) scale = fmaxf(scale, fabsf(want[k]));
         ck_assert_msg(scale > 0, "%s: PyTorch gradient is all zero", name);

@@ -202,3 +202,23 @@ char *tu_sample_text(size_t n) {
     text[len] = '\0';
     return text;
 }
+
+const char *tu_fixture_meta(const StFile *f, const char *key) {
+    const char *s = st_meta(f, key);
+    ck_assert_msg(s != NULL, "fixture metadata '%s' missing", key);
+    return s;
+}
+
+long tu_fixture_long(const StFile *f, const char *key) {
+    return strtol(tu_fixture_meta(f, key), NULL, 10);
+}
+
+float *tu_fixture_tensor(const StFile *f, const char *name, int ndim, const int64_t *shape) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    float *out = malloc(n * sizeof(float));
+    ck_assert_ptr_nonnull(out);
+    char err[ERR_LEN];
+    ck_assert_msg(st_read(f, name, ndim, shape, out, err) == 0, "%s", err);
+    return out;
+}

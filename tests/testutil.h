@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "safetensors.h"
+
 /* A checked fixture (tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown)): each
  * test gets a fresh temp folder, tu_dir, removed with everything in it afterwards. */
 extern char *tu_dir;
@@ -41,5 +43,12 @@ int tu_run(const char *cmd, char **out, char **err);
 const char *tu_bin(const char *name);
 /* A text of n chars in a small alphabet with enough structure to learn, deterministic. */
 char *tu_sample_text(size_t n);
+
+/* A PyTorch fixture's metadata value (the test fails when it is missing), and that value as
+ * an integer. */
+const char *tu_fixture_meta(const StFile *f, const char *key);
+long tu_fixture_long(const StFile *f, const char *key);
+/* A fixture's F32 tensor of exactly this shape, malloc'd (the test fails otherwise). */
+float *tu_fixture_tensor(const StFile *f, const char *name, int ndim, const int64_t *shape);
 
 #endif
