@@ -237,6 +237,25 @@ static int slow_connect(int port, const char *body) {
     return fd;
 }
 
+/* n slow readers of maximal chat replies (seeds seed0 ...), each on its own thread; returns
+ * once every reply has begun. */
+static void slow_readers_start(int port, int top, int seed0, SlowReader *r, pthread_t *t, int n) {
+    for (int i = 0; i < n; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        char body[256];
+        big_chat_body(body, sizeof(body), top, seed0 + i);
+        r[i].fd = slow_connect(port, body);
+        pthread_create(&t[i], NULL, slow_reader, &r[i]);
+    }
+    int waited = 0, started = 0;
+    while (started < n && waited < 60000) {
+        started = 0;
+        for (int i = 0; i < n; i++) started += atomic_load(&r[i].started);
+        if (started < n) sleep_ms(20), waited += 20;
+    }
+    ck_assert_int_eq(started, n);
+}
+
 START_TEST(test_slow_readers_free_their_slots) {
     // The four requests take every slot (4 x 16 = 64).
     const char *args[] = {"--max-concurrent", "64", "--idle-timeout", "120", NULL};
@@ -245,21 +264,9 @@ START_TEST(test_slow_readers_free_their_slots) {
     int top = top_logprobs(s.port);
     SlowReader r[CLIENTS];
     pthread_t t[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        memset(&r[i], 0, sizeof(r[i]));
-        char body[256];
-        big_chat_body(body, sizeof(body), top, 10 + i);
-        r[i].fd = slow_connect(s.port, body);
-        pthread_create(&t[i], NULL, slow_reader, &r[i]);
-    }
-    // Every reply has begun, so every generation is done.
-    int waited = 0, started = 0;
-    while (started < CLIENTS && waited < 60000) {
-        started = 0;
-        for (int i = 0; i < CLIENTS; i++) started += atomic_load(&r[i].started);
-        if (started < CLIENTS) sleep_ms(20), waited += 20;
-    }
-    ck_assert_int_eq(started, CLIENTS);
+    // Once every reply has begun, every generation is done.
+    slow_readers_start(s.port, top, 10, r, t, CLIENTS);
+    int waited;
     for (int i = 0; i < CLIENTS; i++) ck_assert_int_eq(strncmp(r[i].head, "HTTP/1.1 200", 12), 0);
     for (waited = 0; health_in_flight(s.port) > 0 && waited < 5000; waited += 20) sleep_ms(20);
 
@@ -302,20 +309,8 @@ START_TEST(test_waiting_replies_bounded_in_total) {
     enum { SLOW = 2 };
     SlowReader r[SLOW];
     pthread_t t[SLOW];
-    for (int i = 0; i < SLOW; i++) {
-        memset(&r[i], 0, sizeof(r[i]));
-        char body[256];
-        big_chat_body(body, sizeof(body), top, 30 + i);
-        r[i].fd = slow_connect(s.port, body);
-        pthread_create(&t[i], NULL, slow_reader, &r[i]);
-    }
-    int waited = 0, started = 0;
-    while (started < SLOW && waited < 60000) {
-        started = 0;
-        for (int i = 0; i < SLOW; i++) started += atomic_load(&r[i].started);
-        if (started < SLOW) sleep_ms(20), waited += 20;
-    }
-    ck_assert_int_eq(started, SLOW);
+    slow_readers_start(s.port, top, 30, r, t, SLOW);
+    int waited;
     for (waited = 0; health_in_flight(s.port) > 0 && waited < 5000; waited += 20) sleep_ms(20);
     ck_assert_int_gt(metric(s.port, "charlm_reply_bytes_waiting"), 4000000);
 
