@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "buf.h"
+
 /* One HTTP request, from its first header callback to libmicrohttpd's completion notice. */
 typedef struct Request Request;
 struct Request {
@@ -18,8 +20,7 @@ struct Request {
     char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
     char path[256];  // for the access log, control bytes replaced
     struct timespec t0;
-    char *body; // [len + 1] NUL-terminated
-    size_t len, cap;
+    Buf body;         // the body so far, NUL-terminated (body.s NULL while empty)
     size_t discarded; // bytes dropped once the body went over --max-body
     int status;
     size_t bytes;

@@ -139,14 +139,15 @@ static int body_has_nul_escape(const char *p, size_t len) {
  * (NULL-terminated) are refused. */
 static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *const *names,
                           ServedModel **m, enum MHD_Result *r) {
-    const char *body = rq->body ? rq->body : "";
+    const char *body = rq->body.s ? rq->body.s : "";
     const char *msg = NULL;
     cJSON *o = NULL;
-    if (memchr(body, '\0', rq->len) || utf8_find_invalid(body, rq->len) >= 0 ||
-        body_has_nul_escape(body, rq->len))
+    if (memchr(body, '\0', rq->body.len) || utf8_find_invalid(body, rq->body.len) >= 0 ||
+        body_has_nul_escape(body, rq->body.len))
         msg = "request body must be UTF-8 JSON without NUL characters";
     // body[len] is the NUL http.c keeps; counting it refuses anything after the value.
-    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->len + 1, NULL, 1)) || !cJSON_IsObject(o))
+    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->body.len + 1, NULL, 1)) ||
+             !cJSON_IsObject(o))
         msg = "request body must be a JSON object";
     for (const cJSON *it = o && !msg ? o->child : NULL; it; it = it->next) {
         int known = 0;
