@@ -256,18 +256,23 @@ static int add_prompt(const char *text, size_t len, const ServerConfig *cfg, Gen
 
 // OpenAI's token-id form of a prompt: our tokens are the vocabulary's chars.
 static int add_prompt_ids(const cJSON *ids, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(ids);
+    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(ids), k = 0;
     char *text = malloc((size_t)n * 4 + 1);
-    if (!text) return bad(e, NULL, "out of memory");
-    size_t len = 0;
+    int *list = malloc((size_t)(n ? n : 1) * sizeof(int));
+    if (!text || !list) {
+        free(text), free(list);
+        return bad(e, NULL, "out of memory");
+    }
     for (const cJSON *id = ids->child; id; id = id->next) {
         if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) ||
             !(id->valuedouble >= 0 && id->valuedouble < V)) {
-            free(text);
+            free(text), free(list);
             return bad(e, "prompt", "prompt token ids must be integers from 0 to %d", V - 1);
         }
-        len += (size_t)utf8_encode(r->vocab->chars[(int)id->valuedouble], text + len);
+        list[k++] = (int)id->valuedouble;
     }
+    size_t len = vocab_decode(r->vocab, list, (size_t)k, text);
+    free(list);
     int rc = add_prompt(text, len, cfg, r, e);
     free(text);
     return rc;

@@ -192,27 +192,17 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     const char *s = content->valuestring;
     size_t len = strlen(s);
     char *unknown = malloc(len + 1);
-    if (!unknown) {
+    int *ids = malloc((len ? len : 1) * sizeof(int));
+    if (!unknown || !ids) {
+        free(unknown), free(ids);
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
+    size_t n = vocab_encode(&m->vocab, s, len, ids, NULL, unknown); // the body is valid UTF-8
     cJSON *o = cJSON_CreateObject();
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
-    size_t nunknown = 0;
-    for (size_t off = 0; off < len;) {
-        uint32_t cp;
-        int n = utf8_decode_one((const unsigned char *)s + off, len - off, &cp);
-        if (n <= 0) break; // the body was checked to be valid UTF-8
-        int id = vocab_id(&m->vocab, cp);
-        if (id >= 0) {
-            cJSON_AddItemToArray(tokens, cJSON_CreateNumber(id));
-        } else {
-            memcpy(unknown + nunknown, s + off, (size_t)n);
-            nunknown += (size_t)n;
-        }
-        off += (size_t)n;
-    }
-    unknown[nunknown] = '\0';
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(tokens, cJSON_CreateNumber(ids[i]));
+    free(ids);
     cJSON_AddStringToObject(o, "unknown_chars", unknown);
     free(unknown);
     cJSON_Delete(in), models_put(m);
@@ -233,25 +223,29 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",
                              "tokens");
     }
-    char *text = malloc((size_t)cJSON_GetArraySize(tokens) * 4 + 1);
-    if (!text) {
+    size_t n = (size_t)cJSON_GetArraySize(tokens);
+    char *text = malloc(n * 4 + 1);
+    int *ids = malloc((n ? n : 1) * sizeof(int));
+    if (!text || !ids) {
+        free(text), free(ids);
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
-    size_t len = 0;
+    n = 0;
     for (const cJSON *t = tokens->child; t; t = t->next) {
         double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
         if (!(v >= 0 && v < m->vocab.size && v == floor(v))) {
             char msg[96];
             snprintf(msg, sizeof(msg), "tokens must be integers from 0 to %d", m->vocab.size - 1);
-            free(text);
+            free(text), free(ids);
             cJSON_Delete(in);
             models_put(m);
             return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "tokens");
         }
-        len += (size_t)utf8_encode(m->vocab.chars[(int)v], text + len);
+        ids[n++] = (int)v;
     }
-    text[len] = '\0';
+    vocab_decode(&m->vocab, ids, n, text);
+    free(ids);
     cJSON_Delete(in), models_put(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "content", text);

@@ -23,12 +23,6 @@ enum {
     STEP_END
 };
 
-// A char of v as the UTF-8 string (NUL-terminated in buf) the shapes use for a token.
-static const char *reply_char(const Vocab *v, int id, char buf[5]) {
-    buf[utf8_encode(v->chars[id], buf)] = '\0';
-    return buf;
-}
-
 void reply_init(Reply *r, const ReplySpec *spec) {
     memset(r, 0, sizeof(*r));
     r->spec = *spec;
@@ -184,13 +178,13 @@ static void native_entry(Reply *r, const Generation *g, int i) {
     int K = alternatives(g);
     char buf[5];
     put(r, "{\"char\":");
-    put_string(r, reply_char(g->vocab, e->id, buf));
+    put_string(r, vocab_char(g->vocab, e->id, buf));
     put(r, ",\"logprob\":");
     put_logprob(r, e->logprob);
     put(r, ",\"top\":[");
     for (int k = 0; k < K && !isnan(e->logprob); k++) {
         put(r, k ? ",{\"char\":" : "{\"char\":");
-        put_string(r, reply_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
+        put_string(r, vocab_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
         put(r, ",\"logprob\":");
         put_number(r, g->top_lp[(size_t)i * K + k]);
         put(r, "}");
@@ -202,7 +196,7 @@ static void native_entry(Reply *r, const Generation *g, int i) {
 static void chat_token(Reply *r, const Vocab *v, int id, float lp) {
     char buf[5];
     put(r, "{\"token\":");
-    put_string(r, reply_char(v, id, buf));
+    put_string(r, vocab_char(v, id, buf));
     put(r, ",\"logprob\":");
     put_logprob(r, lp);
     put(r, ",\"bytes\":[");
@@ -245,7 +239,7 @@ static void completion_entry(Reply *r, const ReplyChoice *c, int col, int i) {
     int K = alternatives(g);
     char buf[5];
     if (col == 0) {
-        put_string(r, reply_char(g->vocab, e->id, buf));
+        put_string(r, vocab_char(g->vocab, e->id, buf));
     } else if (col == 1) {
         put_logprob(r, e->logprob);
     } else if (col == 2) {
@@ -260,14 +254,14 @@ static void completion_entry(Reply *r, const ReplyChoice *c, int col, int i) {
         put(r, "{");
         for (int k = 0; k < K; k++) {
             if (k) put(r, ",");
-            put_string(r, reply_char(g->vocab, ti[k], buf));
+            put_string(r, vocab_char(g->vocab, ti[k], buf));
             put(r, ":");
             put_number(r, tl[k]);
             chosen_listed |= ti[k] == e->id;
         }
         if (!chosen_listed) {
             if (K) put(r, ",");
-            put_string(r, reply_char(g->vocab, e->id, buf));
+            put_string(r, vocab_char(g->vocab, e->id, buf));
             put(r, ":");
             put_number(r, e->logprob);
         }
