@@ -112,6 +112,12 @@ enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int statu
     return respond(conn, rq, status, "application/json", json, strlen(json));
 }
 
+enum MHD_Result respond_object(struct MHD_Connection *conn, Request *rq, int status, cJSON *o) {
+    char *json = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return respond_json(conn, rq, status, json);
+}
+
 static const char *error_type(int status) {
     switch (status) {
     case 401:

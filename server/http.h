@@ -6,6 +6,7 @@
 #ifndef CHARLM_HTTP_H
 #define CHARLM_HTTP_H
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stddef.h>
 #include <time.h>
@@ -71,6 +72,8 @@ int http_cors_origins(void);
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);
+/* respond_json of o printed; o is freed (a NULL o, or no memory to print it: a 503). */
+enum MHD_Result respond_object(struct MHD_Connection *conn, Request *rq, int status, cJSON *o);
 /* {"error": {"message": ..., "type": ..., "param": ...}}; param may be NULL. Bytes of
  * message or param that are not UTF-8 go out as U+FFFD, so the body is always UTF-8. */
 enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,

@@ -27,9 +27,7 @@ enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, c
     cJSON_AddStringToObject(e, "type", "not_found_error");
     cJSON_AddStringToObject(e, "param", "model");
     cJSON_AddStringToObject(e, "code", "model_not_found");
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_NOT_FOUND, json);
+    return respond_object(conn, rq, MHD_HTTP_NOT_FOUND, o);
 }
 
 enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq) {
@@ -63,10 +61,8 @@ enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
         cJSON_AddStringToObject(e, "message", "the server is shutting down");
         cJSON_AddStringToObject(e, "type", "overloaded_error");
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
     // While draining, load balancers should stop sending traffic here.
-    return respond_json(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, json);
+    return respond_object(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, o);
 }
 
 // OpenAI's model object, with the model's size and training summary beside it.
@@ -92,9 +88,7 @@ enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq) {
         cJSON_AddItemToArray(data, model_object(all[i]));
         models_put(all[i]);
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 // Requests may name any model while one is loaded (it serves them all), but asking about
@@ -111,9 +105,7 @@ enum MHD_Result info_model(struct MHD_Connection *conn, Request *rq) {
     if (!found) return info_model_not_found(conn, rq, rq->tail);
     cJSON *o = model_object(found);
     models_put(found);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 enum MHD_Result info_reload(struct MHD_Connection *conn, Request *rq) {
@@ -206,9 +198,7 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     cJSON_AddStringToObject(o, "unknown_chars", unknown);
     free(unknown);
     cJSON_Delete(in), models_put(m);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
@@ -250,7 +240,5 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "content", text);
     free(text);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
