@@ -21,19 +21,34 @@
 static const GptConfig GPT = {
     .layers = 2, .heads = 2, .embed = 8, .block = 6, .norm = GPT_LAYERNORM, .bias = 1};
 
-// What the hooks saw. The loaded hook attaches a card of its own ("card <id>") that the
-// dropped hook frees, so ASan's leak check sees a model dropped without its hook.
-static atomic_int loads, drops;
+// What the hooks saw. The loaded hook attaches a card of its own that the dropped hook
+// frees, so ASan's leak check sees a model dropped without its hook: its text ("card
+// <id>", first, so m->card reads as it), and the holders that say they are using it, so
+// that a model dropped while one is counts even without ASan.
+typedef struct {
+    char text[MODEL_ID_MAX + 8];
+    atomic_int holders;
+} Card;
+static atomic_int loads, drops, drops_held;
 static atomic_int refuse; // 1: the loaded hook refuses the next model
 static char dropped_id[MODEL_ID_MAX];
 static const char *dropped_arch; // a static name (arch.h), readable after the model is gone
 static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
 
+// The counts as plain ints, for readable assertion messages.
+static int loaded(void) {
+    return atomic_load(&loads);
+}
+static int dropped(void) {
+    return atomic_load(&drops);
+}
+
 static int hook_loaded(ServedModel *m, char *err) {
     if (atomic_exchange(&refuse, 0)) return err_set(err, "refused by the hook");
-    char card[MODEL_ID_MAX + 8];
-    snprintf(card, sizeof card, "card %s", m->id);
-    if (!(m->card = strdup(card))) return err_set(err, "out of memory");
+    Card *card = calloc(1, sizeof(*card));
+    if (!card) return err_set(err, "out of memory");
+    snprintf(card->text, sizeof card->text, "card %s", m->id);
+    m->card = card->text;
     atomic_fetch_add(&loads, 1);
     return 0;
 }
@@ -43,7 +58,9 @@ static void hook_dropped(ServedModel *m) {
     snprintf(dropped_id, sizeof dropped_id, "%s", m->id);
     dropped_arch = m->model.arch->name;
     pthread_mutex_unlock(&seen_mu);
-    free(m->card);
+    Card *card = (Card *)m->card;
+    if (atomic_load(&card->holders)) atomic_fetch_add(&drops_held, 1);
+    free(card);
     atomic_fetch_add(&drops, 1);
 }
 
@@ -61,6 +78,7 @@ static void setup(void) {
     dirs.n = ids.n = 0;
     atomic_store(&loads, 0);
     atomic_store(&drops, 0);
+    atomic_store(&drops_held, 0);
     atomic_store(&refuse, 0);
     dropped_id[0] = '\0';
     dropped_arch = NULL;
@@ -171,7 +189,7 @@ START_TEST(test_get_by_id) {
     ModelsConfig c = config(NULL);
     ck_assert_msg(models_start(&c, err) == 0, "%s", err);
     ck_assert_int_eq(models_count(), 2);
-    ck_assert_int_eq(atomic_load(&loads), 2);
+    ck_assert_int_eq(loaded(), 2);
 
     ServedModel *a = models_get("first"), *b = models_get("second");
     ck_assert_ptr_nonnull(a);
@@ -207,12 +225,12 @@ START_TEST(test_get_by_id) {
     // Stopping lets go of the list's references: each model goes with its holder's last.
     models_stop();
     ck_assert_int_eq(models_count(), 0);
-    ck_assert_int_eq(atomic_load(&drops), 0);
+    ck_assert_int_eq(dropped(), 0);
     models_put(a);
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
     ck_assert_str_eq(dropped_id, "first");
     models_put(b);
-    ck_assert_int_eq(atomic_load(&drops), 2);
+    ck_assert_int_eq(dropped(), 2);
     ck_assert_ptr_null(models_get(NULL));
 }
 END_TEST
@@ -229,7 +247,7 @@ START_TEST(test_one_model_answers_any_name) {
     ck_assert_str_eq(m->id, "solo");
     models_put(m);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
 }
 END_TEST
 
@@ -266,7 +284,7 @@ START_TEST(test_bad_configurations) {
     ck_assert_int_eq(models_start(&c, err), BAD[_i].rc);
     ck_assert_msg(strstr(err, BAD[_i].says), "'%s' does not say '%s'", err, BAD[_i].says);
     ck_assert_int_eq(models_count(), 0);
-    ck_assert_int_eq(atomic_load(&drops), atomic_load(&loads));
+    ck_assert_int_eq(dropped(), loaded());
 }
 END_TEST
 
@@ -281,12 +299,12 @@ START_TEST(test_reload_unchanged) {
     reload_is("", "m", "");
     ServedModel *after = models_get("m");
     ck_assert_ptr_eq(after, before);
-    ck_assert_int_eq(atomic_load(&loads), 1);
+    ck_assert_int_eq(loaded(), 1);
     ck_assert_int_eq(refs(before), 3);
     models_put(before);
     models_put(after);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
 }
 END_TEST
 
@@ -308,8 +326,8 @@ START_TEST(test_reload_swaps_lstm_for_gpt_while_held) {
 
     replace_with(at("m"), "gpt", &GPT, 7);
     reload_is("m", "", "");
-    ck_assert_int_eq(atomic_load(&loads), 2);
-    ck_assert_int_eq(atomic_load(&drops), 0);
+    ck_assert_int_eq(loaded(), 2);
+    ck_assert_int_eq(dropped(), 0);
 
     ServedModel *now = models_get("m");
     ck_assert_ptr_ne(now, old);
@@ -325,10 +343,10 @@ START_TEST(test_reload_swaps_lstm_for_gpt_while_held) {
     step_text(&old->model, after);
     ck_assert_mem_eq(before, after, sizeof(float) * V);
     models_put(old);
-    ck_assert_int_eq(atomic_load(&drops), 0);
+    ck_assert_int_eq(dropped(), 0);
     step_text(&old2->model, after);
     models_put(old2);
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
     ck_assert_str_eq(dropped_arch, "lstm");
 
     // And back: the GPT is held while the LSTM returns.
@@ -340,11 +358,11 @@ START_TEST(test_reload_swaps_lstm_for_gpt_while_held) {
     ck_assert_mem_eq(before, after, sizeof(float) * V); // the same weights as at first
     ck_assert_str_eq(now->model.arch->name, "gpt");
     models_put(now);
-    ck_assert_int_eq(atomic_load(&drops), 2);
+    ck_assert_int_eq(dropped(), 2);
     ck_assert_str_eq(dropped_arch, "gpt");
     models_put(back);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), 3);
+    ck_assert_int_eq(dropped(), 3);
     free(before);
     free(after);
     free(gpt);
@@ -375,16 +393,16 @@ START_TEST(test_failed_reload_keeps_the_old_model) {
     reload_is("", "other", "m");
     ck_assert_ptr_eq(models_get("m"), old);
     models_put(old);
-    ck_assert_int_eq(atomic_load(&drops), 0);
+    ck_assert_int_eq(dropped(), 0);
     ck_assert_int_eq(models_count(), 2);
 
     reload_is("m", "other", "");
     ServedModel *now = models_get("m");
     ck_assert_str_eq(now->model.arch->name, "gpt");
-    ck_assert_int_eq(atomic_load(&drops), 1); // the list's was the last reference to old
+    ck_assert_int_eq(dropped(), 1); // the list's was the last reference to old
     models_put(now);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), 3);
+    ck_assert_int_eq(dropped(), 3);
 }
 END_TEST
 
@@ -413,13 +431,13 @@ START_TEST(test_models_folder_followed) {
     reload_is("", "a,c", "");
     ck_assert_int_eq(models_count(), 2);
     ck_assert_ptr_null(models_get("b"));
-    ck_assert_int_eq(atomic_load(&drops), 0);
+    ck_assert_int_eq(dropped(), 0);
     ck_assert_str_eq(b->id, "b");
     float *out = malloc(sizeof(float) * b->model.vocab_size);
     step_text(&b->model, out);
     free(out);
     models_put(b);
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
     ck_assert_str_eq(dropped_id, "b");
 
     ck_assert_int_eq(tu_make_arch_dir(at("models/d"), TEXT, "gpt", &GPT, 4), 0);
@@ -433,26 +451,40 @@ START_TEST(test_models_folder_followed) {
     tu_rmtree(at("models/d"));
     reload_is("", "", "");
     ck_assert_int_eq(models_count(), 3);
-    ck_assert_int_eq(atomic_load(&drops), 1);
+    ck_assert_int_eq(dropped(), 1);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), 4);
+    ck_assert_int_eq(dropped(), 4);
 }
 END_TEST
 
 // Requests take and drop references on other threads while reloads swap the model: each
-// holder sees one whole model (ASan sees any use after the last put), and every model
-// loaded is dropped exactly once.
+// holder sees one whole model, none is dropped while held (ASan also sees any use after
+// the last put), and every model loaded is dropped exactly once.
 #define HOLDERS 3
 static atomic_int stop_holders;
+typedef struct {
+    long good, bad;
+} Seen;
 static void *hold_loop(void *arg) {
-    long *seen = arg;
+    Seen *seen = arg;
     while (!atomic_load(&stop_holders)) {
         ServedModel *m = models_get(NULL);
-        if (!m) continue;
+        if (!m) {
+            seen->bad++;
+            continue;
+        }
+        Card *card = (Card *)m->card;
+        atomic_fetch_add(&card->holders, 1);
         // Read what a request reads: its id, its architecture's table, its card.
-        if (strcmp(m->id, "m") == 0 && strcmp(m->card, "card m") == 0 &&
-            m->model.arch->context(&m->model) >= 0)
-            (*seen)++;
+        const char *arch = m->model.arch->name;
+        int whole = strcmp(m->id, "m") == 0 && strcmp(card->text, "card m") == 0 &&
+                    (strcmp(arch, "lstm") == 0 || strcmp(arch, "gpt") == 0) &&
+                    atomic_load(&m->refs) >= 1;
+        if (whole)
+            seen->good++;
+        else
+            seen->bad++;
+        atomic_fetch_sub(&card->holders, 1);
         models_put(m);
     }
     return NULL;
@@ -465,7 +497,7 @@ START_TEST(test_references_across_threads) {
     ModelsConfig c = config(NULL);
     ck_assert_msg(models_start(&c, err) == 0, "%s", err);
     pthread_t t[HOLDERS];
-    long seen[HOLDERS] = {0};
+    Seen seen[HOLDERS] = {0};
     atomic_store(&stop_holders, 0);
     for (int i = 0; i < HOLDERS; i++) pthread_create(&t[i], NULL, hold_loop, &seen[i]);
     const int swaps = 12;
@@ -480,15 +512,17 @@ START_TEST(test_references_across_threads) {
     atomic_store(&stop_holders, 1);
     for (int i = 0; i < HOLDERS; i++) {
         pthread_join(t[i], NULL);
-        ck_assert_int_gt(seen[i], 0);
+        ck_assert_int_gt(seen[i].good, 0);
+        ck_assert_int_eq(seen[i].bad, 0);
     }
-    ck_assert_int_eq(atomic_load(&loads), swaps + 1);
-    ck_assert_int_eq(atomic_load(&drops), swaps);
+    ck_assert_int_eq(atomic_load(&drops_held), 0);
+    ck_assert_int_eq(loaded(), swaps + 1);
+    ck_assert_int_eq(dropped(), swaps);
     ServedModel *m = models_get("m");
     ck_assert_int_eq(refs(m), 2);
     models_put(m);
     models_stop();
-    ck_assert_int_eq(atomic_load(&drops), swaps + 1);
+    ck_assert_int_eq(dropped(), swaps + 1);
 }
 END_TEST
 
