@@ -4,8 +4,8 @@
  * server applies), built once when the model is loaded, and the members /health and
  * /v1/models share with it.
  *
- * It takes the loaded pieces, not the registry's ServedModel, so that the registry
- * (models.c) can build it without depending on the routes that serve it.
+ * It takes the loaded pieces, not the registry's ServedModel: info.c's hook builds it when
+ * the registry (models.c, which includes none of this) has loaded a model.
  */
 #ifndef CHARLM_CARD_H
 #define CHARLM_CARD_H

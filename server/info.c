@@ -13,6 +13,16 @@
 #include "server.h"
 #include "utf8.h"
 
+int info_card_attach(ServedModel *m, char *err) {
+    m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
+    return m->card ? 0 : -1;
+}
+
+void info_card_detach(ServedModel *m) {
+    free(m->card);
+    m->card = NULL;
+}
+
 enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id) {
     // The name as asked, which a URL can make any bytes: at most 64 of them, as UTF-8.
     char ids[512], shown[72], msg[800];

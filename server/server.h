@@ -4,7 +4,8 @@
  * main -> routes -> handlers -> http, api, sched, metrics -> core:
  *
  *   main.c       flag rows (core/cli.h), startup, signals, draining
- *   models.h     the models served, by id: reference counts, reload
+ *   models.h     the models served, by id: reference counts, reload (core only; the card
+ *                and metrics attach through its hooks, which main.c wires)
  *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
  *   auth.h       API keys: loading them and checking a request's Authorization
  *   headers.h    the header section's framing rules; fields.h feeds them true values
