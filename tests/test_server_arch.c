@@ -569,7 +569,8 @@ START_TEST(test_card) {
     resp_free(&r);
     // The startup line names the architecture and the memory per stream.
     char *log = tu_read_file(S.log, NULL), want[256];
-    snprintf(want, sizeof want, ": %s, vocab %d, ", CASES[_i].arch, CASES[_i].model.vocab_size);
+    snprintf(want, sizeof want, ": vocab %d, arch %s, ", CASES[_i].model.vocab_size,
+             CASES[_i].arch);
     ck_assert_msg(strstr(log, want), "no '%s' in the log:\n%s", want, log);
     snprintf(want, sizeof want, ", %zu bytes per stream, id %s",
              CASES[_i].model.arch->state_bytes(&CASES[_i].model), CASES[_i].name);
