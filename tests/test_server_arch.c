@@ -1,9 +1,9 @@
 /* charlm-server over real HTTP for every architecture: each test runs once per row of
- * CASES (an LSTM and a GPT whose context of 16 chars is far shorter than the texts), and
- * each route's text must be the one core's own loop (generate_run) gives for the same
- * prompt, parameters and seed; scores must be charlm-train eval's. Then an LSTM and a GPT
- * served side by side, and a folder reloaded from one architecture to the other under
- * load. */
+ * CASES (an LSTM, a GPT with LayerNorm and biases whose context of 16 chars is far shorter
+ * than the texts, and one with RMSNorm and an odd context of 9), and each route's text
+ * must be the one core's own loop (generate_run) gives for the same prompt, parameters and
+ * seed; scores must be charlm-train eval's. Then the three served side by side, and a
+ * folder reloaded from one architecture to another under load. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
