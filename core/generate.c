@@ -117,6 +117,16 @@ static int lp_record(Generation *g, const float *logits, int id, int prompt, siz
     return 0;
 }
 
+/* Where feeding a prompt of n chars may start when nobody reads its scores. The context
+ * rule leaves the state holding only the prompt's last chars, fed again from the reset
+ * state, and a prefill gives the bits of as many steps (arch.h): feeding just those chars
+ * gives the same state and logits, without computing the ones the rule would drop. */
+static int prompt_start(int n, int context) {
+    int fed = 0;
+    for (int i = 0; i < n; i++) fed = (fed == context ? context / 2 : fed) + 1;
+    return n - fed;
+}
+
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err) {
     memset(g, 0, sizeof(*g));
@@ -166,6 +176,7 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
 
     g->context = model->arch->context(model);
     if (g->context > 0 && !(g->fed = malloc((size_t)g->context * sizeof(int)))) goto oom;
+    if (g->context > 0 && !g->prompt_offset) g->prompt_pos = prompt_start(g->n_prompt, g->context);
     if (!(g->state = model->arch->state_alloc(model, err))) {
         generation_free(g);
         return -1;

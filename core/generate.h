@@ -13,6 +13,10 @@
  *         ... new text is g.text[g.emitted_before .. g.emitted) ...
  *     }
  *
+ * With a context (arch.h) and the prompt not scored, only the prompt's chars the context
+ * rule would still hold at its end are fed (prompt_pos starts past the others): the same
+ * state as feeding it all, for less work.
+ *
  * Prompt characters missing from the vocabulary are skipped and collected in
  * unknown_chars. An empty prompt feeds the newline (or id 0 when the vocabulary has no
  * newline). Stop sequences are matched against generated text only; text that could

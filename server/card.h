@@ -18,7 +18,8 @@
  * model's folder, where its train_log.jsonl is read (a missing log is an empty curve). */
 char *card_build(const char *id, const char *dir, const Model *model, const Vocab *vocab,
                  const ModelInfo *info, char *err);
-/* vocab_size, embed, hidden, layers and parameters of model, added to o. */
+/* The architecture's name ("arch"), vocab_size, its hyperparameters (Arch.fields),
+ * parameters and memory_per_stream (Arch.state_bytes) of model, added to o. */
 void card_add_config(cJSON *o, const Model *model);
 /* v, or null when it is not finite (a model never evaluated has no best loss). */
 void card_add_number(cJSON *o, const char *name, double v);

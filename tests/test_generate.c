@@ -6,6 +6,7 @@
 #include "arch.h"
 #include "error.h"
 #include "generate.h"
+#include "gpt.h"
 #include "infer.h"
 #include "utf8.h"
 
@@ -468,6 +469,40 @@ START_TEST(test_prompt_offsets_after_unknown_chars) {
 }
 END_TEST
 
+/* With a context and the prompt unscored, only the chars the context rule keeps at the
+ * prompt's end are fed, and the continuation is the one feeding the whole prompt (as a
+ * scored prompt is fed) gives. */
+START_TEST(test_unscored_prompt_feeds_what_the_context_keeps) {
+    char err[ERR_LEN];
+    Model gpt = {0};
+    GptConfig c = {.layers = 1, .heads = 2, .embed = 8, .block = 7, .norm = GPT_LAYERNORM};
+    ck_assert_int_eq(arch_gpt.config_set(&gpt, &c, vocab.size, err), 0);
+    ck_assert_int_eq(arch_gpt.init(&gpt, 3, err), 0);
+    ck_assert_int_eq(arch_gpt.prepare(&gpt, err), 0);
+    void *sc = arch_gpt.scratch_alloc(&gpt, 1, err);
+    ck_assert_ptr_nonnull(sc);
+    GenerateParams p = params(1.0f, 60, 9);
+    char *text[2];
+    for (int scored = 0; scored < 2; scored++) {
+        p.logprobs = p.score_prompt = scored;
+        Generation g;
+        ck_assert_int_eq(generation_init(&g, &gpt, &vocab, TEXT, strlen(TEXT), &p, err), 0);
+        // 48 chars through a context of 7 that keeps 3: after the first 7, each refill
+        // takes 4 more, and the last of the 41 left starts one: the state ends holding
+        // the 3 kept and that one.
+        ck_assert_int_eq(g.prompt_pos, (scored ? 0 : (int)strlen(TEXT) - 4));
+        ck_assert_int_eq(generate_run(&g, sc, NULL, NULL), 0);
+        text[scored] = strdup(g.text);
+        generation_free(&g);
+    }
+    ck_assert_str_eq(text[0], text[1]);
+    free(text[0]);
+    free(text[1]);
+    arch_gpt.scratch_free(sc);
+    arch_free(&gpt);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
@@ -482,6 +517,7 @@ int main(void) {
     tcase_add_test(tc, test_logprobs);
     tcase_add_test(tc, test_alternatives_at_most_the_vocabulary);
     tcase_add_test(tc, test_prompt_offsets_after_unknown_chars);
+    tcase_add_test(tc, test_unscored_prompt_feeds_what_the_context_keeps);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
