@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "card.h"
 #include "error.h"
 #include "http.h"
 #include "info.h"
+#include "jsonscan.h"
 #include "models.h"
 #include "server.h"
 #include "utf8.h"
@@ -152,7 +152,7 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
         cJSON_Delete(o);
         return NULL;
     }
-    const cJSON *id = o && !msg ? api_member(o, "model") : NULL;
+    const cJSON *id = o && !msg ? jsonscan_member(o, "model") : NULL;
     if (id && !cJSON_IsString(id)) {
         cJSON_Delete(o);
         *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "model must be a string", "model");
@@ -176,7 +176,7 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *content = api_member(in, "content");
+    const cJSON *content = jsonscan_member(in, "content");
     if (!cJSON_IsString(content)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "content must be a string", "content");
@@ -207,7 +207,7 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *tokens = api_member(in, "tokens");
+    const cJSON *tokens = jsonscan_member(in, "tokens");
     if (!cJSON_IsArray(tokens)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",
