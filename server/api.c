@@ -1,5 +1,4 @@
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -531,14 +530,10 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
     long badpos = utf8_find_invalid(body, len);
     if (badpos >= 0) return bad(e, NULL, "request body is not valid UTF-8 (byte %ld)", badpos);
 
-    // body[len] is the NUL the caller keeps after the bytes; counting it makes cJSON
-    // reject anything after the value.
     const char *end = NULL;
-    errno = 0;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, &end, 1);
-    // cJSON says the same for a node it could not allocate as for a syntax error; malloc
-    // sets ENOMEM, and nothing else cJSON calls sets it.
-    if (!root && errno == ENOMEM) return nomem(e);
+    int oom;
+    cJSON *root = jsonscan_parse(body, len, &end, &oom);
+    if (oom) return nomem(e);
     if (!root) {
         char key[64];
         if (jsonscan_nonfinite_key(body, len, end, key, sizeof(key)))

@@ -1,13 +1,24 @@
 #include "jsonscan.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
-// The body is JSON that cJSON accepted, so the walk only has to find the bounds of each
+cJSON *jsonscan_parse(const char *body, size_t len, const char **end, int *nomem) {
+    // Counting the NUL after the bytes makes cJSON refuse anything after the value.
+    errno = 0;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len + 1, end, 1);
+    // cJSON says the same for a node it could not allocate as for a syntax error; malloc
+    // sets ENOMEM, and nothing else cJSON calls does.
+    *nomem = !o && errno == ENOMEM;
+    return o;
+}
+
+// The walk's body is JSON that cJSON accepted, so the walk only has to find the bounds of each
 // key and value; it never reads past end all the same.
 
 // cJSON takes every byte up to ' ' as whitespace.

@@ -6,13 +6,19 @@
  * Infinity stood in (cJSON only says where it stopped). And the rule for a field given
  * twice: its last value counts.
  *
- * Pure: no allocation, and no read past the bytes given (and, for
- * jsonscan_nonfinite_key, the NUL the caller keeps after them).
+ * Pure: no allocation but jsonscan_parse's tree, and no read past the bytes given (and,
+ * for jsonscan_parse and jsonscan_nonfinite_key, the NUL the caller keeps after them).
  */
 #ifndef CHARLM_JSONSCAN_H
 #define CHARLM_JSONSCAN_H
 
 #include <stddef.h>
+
+/* cJSON's tree of body[0, len), where body[len] is a NUL (http.c keeps one), so that
+ * nothing may follow the value; NULL when the body is not JSON or memory ran out, told
+ * apart by *nomem (1: out of memory). *end (when end is not NULL): where cJSON stopped. */
+struct cJSON;
+struct cJSON *jsonscan_parse(const char *body, size_t len, const char **end, int *nomem);
 
 /* One member of an object, as text: [key, key_end) the key with its quotes, [val,
  * val_end) the value. */
@@ -47,7 +53,6 @@ int jsonscan_nonfinite_key(const char *body, size_t len, const char *at, char *k
 /* The member of object o named name: the last one, since a field given twice takes its
  * last value (api_parse reads them in order, so the last one stays). NULL when there is
  * none or o is not an object. */
-struct cJSON;
 const struct cJSON *jsonscan_member(const struct cJSON *o, const char *name);
 
 #endif

@@ -2,13 +2,11 @@
  * GET /model's defaults and limits checked against what the parser does. */
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "arch.h"
 #include "error.h"
@@ -17,6 +15,7 @@
 #include "card.h"
 #include "chat.h"
 #include "server.h"
+#include "testutil.h"
 
 enum { G = 0, O = 1 }; // /generate, /v1/completions
 
@@ -692,18 +691,6 @@ END_TEST
 // spare, cJSON's copy of the string; with one and a half, the parser's own copy after
 // it (of the prompt, or of the prompt the messages make). With the limit lifted the same
 // body parses.
-static size_t vm_bytes(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    ck_assert_ptr_nonnull(f);
-    char line[256];
-    size_t kb = 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
-    fclose(f);
-    ck_assert_uint_gt(kb, 0);
-    return kb * 1024;
-}
-
 static const struct {
     int kind;
     double room; // address space to spare, in prompt sizes
@@ -724,16 +711,11 @@ START_TEST(test_out_of_memory) {
     n += sprintf(body + n, chat ? "\"}]}" : "\"}");
     ServerConfig cfg = config(0);
     cfg.max_prompt = 2 * P;
-    // Every large block then comes from a mapping of its own, which the limit counts.
-    mallopt(M_MMAP_THRESHOLD, 1 << 16);
-    struct rlimit old;
-    ck_assert_int_eq(getrlimit(RLIMIT_AS, &old), 0);
-    struct rlimit lim = {vm_bytes() + (size_t)(oom_cases[_i].room * P), old.rlim_max};
     GenRequest r;
     ApiError e;
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    tu_limit_memory((size_t)(oom_cases[_i].room * P));
     int rc = api_parse(body, (size_t)n, oom_cases[_i].kind, &cfg, test_vocab(), &r, &e);
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
+    tu_unlimit_memory();
     ck_assert_msg(rc == -1, "parsed within the limit");
     ck_assert_int_eq(e.status, 503);
     ck_assert_str_eq(e.message, "out of memory");
@@ -746,13 +728,6 @@ START_TEST(test_out_of_memory) {
     free(body);
 }
 END_TEST
-
-// Under AddressSanitizer a failed allocation returns NULL, as the C library's does,
-// rather than ending the test.
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
 
 int main(void) {
     Suite *s = suite_create("api");

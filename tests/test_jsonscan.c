@@ -5,10 +5,56 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonscan.h"
 #include "testutil.h"
+
+// cJSON's parse with the NUL after the body counted: nothing may follow the value.
+static const struct {
+    const char *body;
+    int ok;
+    long stop; // refused: the byte cJSON stopped at
+} parse_cases[] = {
+    {"{\"a\": 1}", 1, 0},   {" [1, 2] ", 1, 0},  {"\"s\"", 1, 0}, {"{\"a\": 1} x", 0, 9},
+    {"{\"a\": 1}{}", 0, 8}, {"{\"a\": }", 0, 6}, {"", 0, 0},
+};
+
+START_TEST(test_parse_table) {
+    const char *body = parse_cases[_i].body;
+    const char *end = NULL;
+    int nomem = -1;
+    cJSON *o = jsonscan_parse(body, strlen(body), &end, &nomem);
+    ck_assert_int_eq(nomem, 0);
+    ck_assert_msg((o != NULL) == parse_cases[_i].ok, "%s", body);
+    if (!o) ck_assert_int_eq(end - body, parse_cases[_i].stop);
+    cJSON_Delete(o);
+}
+END_TEST
+
+// Out of memory is told apart from text that is not JSON: an 8 MiB string cJSON cannot
+// copy with 4 MiB to spare, which parses once the limit is lifted.
+START_TEST(test_parse_out_of_memory) {
+    enum { P = 8 << 20 };
+    char *body = malloc(P + 3);
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'a', P + 2);
+    body[0] = body[P + 1] = '"';
+    body[P + 2] = '\0';
+    int nomem = 0;
+    tu_limit_memory(P / 2);
+    cJSON *o = jsonscan_parse(body, P + 2, NULL, &nomem);
+    tu_unlimit_memory();
+    ck_assert_ptr_null(o);
+    ck_assert_int_eq(nomem, 1);
+    o = jsonscan_parse(body, P + 2, NULL, &nomem);
+    ck_assert(cJSON_IsString(o) && strlen(o->valuestring) == P);
+    ck_assert_int_eq(nomem, 0);
+    cJSON_Delete(o);
+    free(body);
+}
+END_TEST
 
 static const struct {
     const char *text;
@@ -132,6 +178,8 @@ static const struct {
     {"\"a\\u000\"", 0},
     {"\"\\u00000\"", 1},
     {"\"plain\"", 0},
+    {"x\\u0000", 1}, // the escape ends the text: read to the last byte, not past it
+
     {"\"a\\\\\\u0000\"", 1},
     {"12", 0},
     {"\"\\n\\t\\\"\"", 0},
@@ -212,6 +260,8 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("jsonscan");
     TCase *tc = tcase_create("jsonscan");
+    tcase_add_loop_test(tc, test_parse_table, 0, COUNT(parse_cases));
+    tcase_add_test(tc, test_parse_out_of_memory);
     tcase_add_loop_test(tc, test_integer_table, 0, COUNT(integer_cases));
     tcase_add_loop_test(tc, test_walk_table, 0, COUNT(walk_cases));
     tcase_add_test(tc, test_walk_stops_at_the_end);
