@@ -15,11 +15,7 @@
 
 // Copies at most cap-1 bytes of valid UTF-8 src without splitting a character.
 static void copy_utf8(char *dst, size_t cap, const char *src) {
-    size_t n = strlen(src);
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;
-    }
+    size_t n = utf8_cut(src, strlen(src), cap - 1);
     memcpy(dst, src, n);
     dst[n] = '\0';
 }
