@@ -45,9 +45,9 @@ int jsonscan_has_nul(const char *p, const char *end);
  * 2^53 + 1 stays above 2^53). */
 int jsonscan_integer(const char *p, const char *end, double *out);
 
-/* When cJSON stopped at `at` in body[0, len) (body[len] a NUL) because the value there is NaN or
- * Infinity (not JSON): 1 with the field's name in key, else 0 (also for a name that has escapes or
- * does not fit in cap bytes: it is only for a message). */
+/* When cJSON stopped at `at` in body[0, len) (body[len] a NUL) because the value there
+ * is NaN or Infinity (not JSON): 1 with the field's name in key, else 0 (also for a name
+ * that has escapes or does not fit in cap bytes: it is only for a message). */
 int jsonscan_nonfinite_key(const char *body, size_t len, const char *at, char *key, size_t cap);
 
 /* The member of object o named name: the last one, since a field given twice takes its
