@@ -7,25 +7,14 @@
 
 #include "arch.h"
 #include "error.h"
+#include "genparams.h"
 #include "utf8.h"
 
+// The numbers are genparams' rows, checked there; the rest is generate.h's.
 static int params_check(const GenerateParams *p, char *err) {
-    const SamplerParams *s = &p->sampler;
-    if (p->max_tokens < 0) return err_set(err, "max_tokens must be at least 0");
+    if (genparams_check(p, err)) return -1;
     if (p->top_logprobs < 0 || p->top_logprobs > GEN_MAX_TOP)
         return err_set(err, "top_logprobs must be from 0 to %d", GEN_MAX_TOP);
-    if (!(s->temperature >= 0.0f) || isinf(s->temperature))
-        return err_set(err, "temperature must be a finite number >= 0");
-    if (s->top_k < 0) return err_set(err, "top_k must be >= 0");
-    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) return err_set(err, "top_p must be in (0, 1]");
-    if (!(s->repetition_penalty > 0.0f) || isinf(s->repetition_penalty))
-        return err_set(err, "repetition_penalty must be a finite number > 0");
-    if (s->repetition_window < 0) return err_set(err, "repetition_window must be >= 0");
-    if (!(fabsf(s->presence_penalty) <= 2.0f))
-        return err_set(err, "presence_penalty must be in [-2, 2]");
-    if (!(fabsf(s->frequency_penalty) <= 2.0f))
-        return err_set(err, "frequency_penalty must be in [-2, 2]");
-    if (!(s->min_p >= 0.0f && s->min_p <= 1.0f)) return err_set(err, "min_p must be in [0, 1]");
     if (p->nstop < 0 || p->nstop > GEN_MAX_STOP)
         return err_set(err, "at most %d stop sequences", GEN_MAX_STOP);
     for (int i = 0; i < p->nstop; i++)

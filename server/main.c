@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "auth.h"
+#include "chat.h"
 #include "cli.h"
 #include "error.h"
 #include "fileio.h"
