@@ -81,8 +81,7 @@ static int stream_take(void *ctx) {
     Job *j = ctx;
     int took = 0;
     for (int i = 0; i < j->nchoices && reply_pending(&j->reply) < STREAM_TAKE_BYTES; i++)
-        if (!reply_event_complete(&j->reply, i))
-            took |= reply_event_next(&j->reply, i, j->tasks[i].released);
+        took |= reply_event_next(&j->reply, i, j->tasks[i].released);
     return took;
 }
 

@@ -626,6 +626,7 @@ int reply_event_next(Reply *r, int c, int released) {
     const ReplyChoice *ch = &r->choice[c];
     ReplyEventCursor *cur = &r->ev[c];
     const Generation *g = ch->gen;
+    if (cur->complete) return 0;
     int echo = q->echo && !cur->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
     size_t pl = echo ? q->prompt_lens[ch->prompt] : 0;
     size_t fresh = g->emitted - cur->sent;

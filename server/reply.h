@@ -118,8 +118,8 @@ int reply_event_final(Reply *r, int c);
  * probabilities (an event's text is exactly its entries' chars, which the page relies on)
  * or else REPLY_EVENT_TEXT bytes, never cutting a char. Once `released` (its generation is
  * done) and everything has gone out: OpenAI's closing event (reply_event_final) and the
- * choice is complete. Returns 1 when it queued an event; a failure to (out of memory)
- * shows in the next reply_read. */
+ * choice is complete (and has no more events). Returns 1 when it queued an event; a
+ * failure to (out of memory) shows in the next reply_read. */
 int reply_event_next(Reply *r, int c, int released);
 /* 1 once reply_event_next has completed choice c. */
 int reply_event_complete(const Reply *r, int c);
