@@ -256,7 +256,7 @@ int generation_advance(Generation *g, const float *logits) {
         if (g->prompt_pos < g->n_prompt) { // still reading the prompt
             if (g->prompt_offset && lp_record(g, logits, g->prompt_ids[g->prompt_pos], 1,
                                               g->prompt_offset[g->prompt_pos])) {
-                finish(g, FINISH_CANCELLED);
+                finish(g, FINISH_ERROR); // out of memory for the prompt's entries
                 return 1;
             }
             return 0;
@@ -268,10 +268,15 @@ int generation_advance(Generation *g, const float *logits) {
     }
 
     int id = sampler_draw(&g->sampler, logits, &g->params.sampler, g->recent, g->n_recent, &g->rng);
-    if ((g->params.logprobs && lp_record(g, logits, id, 0, g->len)) ||
-        text_append(g, g->vocab->chars[id])) {
-        // Out of memory mid-generation: end here with what we have rather than crash.
-        finish(g, FINISH_CANCELLED);
+    // Out of memory mid-generation: end here with what we have rather than crash, and
+    // with no entry for a char the text does not have.
+    if (g->params.logprobs && lp_record(g, logits, id, 0, g->len)) {
+        finish(g, FINISH_ERROR);
+        return 1;
+    }
+    if (text_append(g, g->vocab->chars[id])) {
+        if (g->params.logprobs) g->n_lp--;
+        finish(g, FINISH_ERROR);
         return 1;
     }
     g->tokens++;
@@ -325,6 +330,11 @@ void generation_cancel(Generation *g) {
     finish(g, FINISH_CANCELLED); // what was held back for a stop sequence is text after all
 }
 
+void generation_fail(Generation *g) {
+    if (g->done) return;
+    finish(g, FINISH_ERROR);
+}
+
 const char *finish_reason_name(FinishReason r) {
     switch (r) {
     case FINISH_LENGTH:
@@ -333,6 +343,8 @@ const char *finish_reason_name(FinishReason r) {
         return "stop";
     case FINISH_CANCELLED:
         return "cancelled";
+    case FINISH_ERROR:
+        return "error";
     default:
         return "none";
     }

@@ -577,6 +577,75 @@ START_TEST(test_events_follow_a_growing_generation) {
 }
 END_TEST
 
+// The string finish reasons in o and in its choices, checked against want; how many.
+static int finish_reasons(const cJSON *o, const char *want) {
+    int n = 0;
+    const cJSON *f = cJSON_GetObjectItem(o, "finish_reason");
+    if (cJSON_IsString(f)) {
+        ck_assert_str_eq(f->valuestring, want);
+        n++;
+    }
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItem(o, "choices")) n += finish_reasons(ch, want);
+    return n;
+}
+
+/* Every finish reason, the error's included, named in every shape: the reply's choices
+ * (or /generate's one), OpenAI's closing events and /generate's summary event. */
+START_TEST(test_finish_reason_in_every_shape) {
+    static const struct {
+        FinishReason why;
+        const char *name;
+    } reasons[] = {{FINISH_LENGTH, "length"},
+                   {FINISH_STOP, "stop"},
+                   {FINISH_CANCELLED, "cancelled"},
+                   {FINISH_ERROR, "error"}};
+    const Case *c = &cases[_i];
+    for (size_t k = 0; k < sizeof(reasons) / sizeof(*reasons); k++) {
+        Fixture f;
+        fixture_make(&f, c, 4242);
+        int nchoices = f.spec.nchoices;
+        for (int i = 0; i < nchoices; i++) {
+            f.gen[i].finish = reasons[k].why;
+            f.gen[i].emitted = f.gen[i].len;
+        }
+        size_t len;
+        char *s = whole(&f.spec, &len);
+        cJSON *o = cJSON_Parse(s);
+        ck_assert_int_eq(finish_reasons(o, reasons[k].name), nchoices);
+        cJSON_Delete(o);
+        free(s);
+
+        Reply r;
+        reply_init_events(&r, &f.spec);
+        for (int i = 0; i < nchoices; i++) events_take(&r, i, 1);
+        ck_assert_int_eq(reply_event_end(&r, 1.0), 0);
+        size_t n = 0;
+        char *events = malloc(reply_pending(&r) + 1);
+        long got;
+        while ((got = reply_read(&r, events + n, 1000)) > 0) n += (size_t)got;
+        events[n] = '\0';
+        reply_free(&r);
+        int named = 0;
+        for (char *ev = strstr(events, "data: "); ev; ev = strstr(ev, "data: ")) {
+            ev += 6;
+            char *end = strstr(ev, "\n\n");
+            *end = '\0';
+            if (strcmp(ev, "[DONE]") != 0) {
+                cJSON *e = cJSON_Parse(ev);
+                ck_assert_ptr_nonnull(e);
+                named += finish_reasons(e, reasons[k].name);
+                cJSON_Delete(e);
+            }
+            ev = end + 2;
+        }
+        ck_assert_int_eq(named, nchoices);
+        free(events);
+        fixture_free(&f);
+    }
+}
+END_TEST
+
 // 16 chat choices of 2000 chars with alternatives, read as libmicrohttpd reads it.
 START_TEST(test_large_reply_bounded_buffer) {
     Case c = {"chat 16 x 2000", 1, 1, 0, 1, V, 1, 16, 2000};
@@ -610,6 +679,8 @@ int main(void) {
                         (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_loop_test(tc, test_events_follow_a_growing_generation, 0,
                         (int)(sizeof(grow_cases) / sizeof(*grow_cases)));
+    tcase_add_loop_test(tc, test_finish_reason_in_every_shape, 0,
+                        (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_test(tc, test_large_reply_bounded_buffer);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
