@@ -166,13 +166,10 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
 
     g->context = model->arch->context(model);
     if (g->context > 0 && !(g->fed = malloc((size_t)g->context * sizeof(int)))) goto oom;
-    if (!(g->state = model->arch->state_alloc(model, err))) {
+    if (!(g->state = model->arch->state_alloc(model, err)) ||
+        sampler_init(&g->sampler, vocab->size, err)) { // vocab->size > 0: only memory fails
         generation_free(g);
-        return -1;
-    }
-    if (sampler_init(&g->sampler, vocab->size, err)) {
-        generation_free(g);
-        return -1;
+        return GEN_OUT_OF_MEMORY;
     }
     if (bias_check(&params->sampler, &g->sampler, err)) {
         generation_free(g);
@@ -180,15 +177,14 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     }
     rng_seed(&g->rng, params->seed);
     if (g->prompt_offset && g->prompt_tokens > 0 &&
-        lp_record(g, NULL, g->prompt_ids[0], 1, g->prompt_offset[0])) {
-        generation_free(g);
-        return err_set(err, "out of memory for a generation");
-    }
+        lp_record(g, NULL, g->prompt_ids[0], 1, g->prompt_offset[0]))
+        goto oom;
     return 0;
 
 oom:
     generation_free(g);
-    return err_set(err, "out of memory for a generation");
+    err_set(err, "out of memory for a generation");
+    return GEN_OUT_OF_MEMORY;
 }
 
 void generation_free(Generation *g) {

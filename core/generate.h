@@ -114,7 +114,10 @@ typedef struct {
     FinishReason finish;
 } Generation;
 
-/* Prompt must be valid UTF-8. Allocates everything the generation needs. */
+/* Prompt must be valid UTF-8. Allocates everything the generation needs. Returns 0; -1
+ * with err for what was asked (parameters, prompt, logit bias); GEN_OUT_OF_MEMORY with err
+ * when an allocation failed (the stream's state included), which a retry may not meet. */
+#define GEN_OUT_OF_MEMORY (-2)
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err);
 void generation_free(Generation *g);

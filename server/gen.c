@@ -24,11 +24,13 @@ void gen_stop_admitting(void) {
     admit_stop();
 }
 
-// admit_run's start: the job's generations made and submitted, or a 400 saying why not.
+// admit_run's start: the job's generations made and submitted, or why not: a 400 for what
+// the request asked, a 503 when memory ran out.
 static int start(void *ctx, AdmitRefusal *why) {
     char err[ERR_LEN];
-    if (job_start(ctx, err) == 0) return 0;
-    why->status = MHD_HTTP_BAD_REQUEST;
+    int rc = job_start(ctx, err);
+    if (rc == 0) return 0;
+    why->status = rc == GEN_OUT_OF_MEMORY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
     snprintf(why->message, sizeof(why->message), "%s", err);
     why->param = NULL;
     return -1;

@@ -93,7 +93,10 @@ int job_start(Job *j, char *err) {
     j->watch.fd = ci ? ci->connect_fd : -1;
     j->choices = calloc((size_t)j->nchoices, sizeof(*j->choices));
     j->tasks = calloc((size_t)j->nchoices, sizeof(*j->tasks));
-    if (!j->choices || !j->tasks) return err_set(err, "out of memory");
+    if (!j->choices || !j->tasks) {
+        err_set(err, "out of memory");
+        return GEN_OUT_OF_MEMORY;
+    }
     for (int i = 0; i < j->nchoices; i++) {
         Choice *c = &j->choices[i];
         c->index = i;
@@ -101,9 +104,9 @@ int job_start(Job *j, char *err) {
         c->seed = rng_child_seed(j->req.gen.seed, (uint64_t)(i % j->req.n));
         GenerateParams p = j->req.gen;
         p.seed = c->seed;
-        if (generation_init(&c->gen, &j->model->model, &j->model->vocab, j->req.prompts[c->prompt],
-                            j->req.prompt_lens[c->prompt], &p, err))
-            return -1;
+        int rc = generation_init(&c->gen, &j->model->model, &j->model->vocab,
+                                 j->req.prompts[c->prompt], j->req.prompt_lens[c->prompt], &p, err);
+        if (rc) return rc;
     }
     Generation *gens[API_MAX_CHOICES];
     for (int i = 0; i < j->nchoices; i++) gens[i] = &j->choices[i].gen;

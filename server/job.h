@@ -69,8 +69,9 @@ typedef struct Job {
  * (a reference the job holds), req and nchoices. NULL when out of memory. */
 Job *job_new(struct MHD_Connection *conn, Request *rq);
 /* Makes the job's nchoices generations from req and submits them to the scheduler: inside
- * the admission (admit.h), which has counted them. -1 with err when it cannot: nothing was
- * submitted and the job is for job_free. */
+ * the admission (admit.h), which has counted them. When it cannot, nothing was submitted
+ * and the job is for job_free: -1 with err for what the request asked, GEN_OUT_OF_MEMORY
+ * (generate.h) with err when memory ran out. */
 int job_start(Job *j, char *err);
 /* Frees a job that was never submitted, however far it was made. */
 void job_free(Job *j);

@@ -442,7 +442,7 @@ static int fail_reallocs(const char *chunk, size_t len, void *ctx) {
  * first (both start at room for 64), or for the prompt's entries: the generation ends
  * with FINISH_ERROR ("error", not a client that left), keeping the text so far (the start
  * of what it would have generated), every char of it emitted, and an entry exactly for
- * each char it kept. */
+ * each char it kept. And out of memory at the start is GEN_OUT_OF_MEMORY, not -1. */
 START_TEST(test_out_of_memory_ends_in_error) {
     static const struct {
         const char *what;
@@ -486,6 +486,16 @@ START_TEST(test_out_of_memory_ends_in_error) {
         generation_free(&full);
         free(whole);
     }
+    // At the start, out of memory is told apart from a bad request.
+    GenerateParams p = params(0.0f, 10, 1);
+    p.logprobs = p.score_prompt = 1;
+    Generation g;
+    char err[ERR_LEN];
+    realloc_fails = 1; // the prompt's first entry
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "the", 3, &p, err), GEN_OUT_OF_MEMORY);
+    realloc_fails = 0;
+    p.max_tokens = -1;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "the", 3, &p, err), -1);
 }
 END_TEST
 
