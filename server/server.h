@@ -13,7 +13,11 @@
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   conns.h      open connections: the idle timeout, giving way at --max-connections
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
- *   gen.h        admitting generations, JSON replies and SSE streams
+ *   gen.h        the generation routes: parse, admit, start, deliver
+ *   admit.h      admission: --max-concurrent, --max-waiting-bytes, the drain's refusal
+ *   job.h        an admitted request's life: its generations, release, end
+ *   watch.h      the thread that notices clients leaving parked connections
+ *   deliver.h    a job's JSON reply or SSE stream on its connection
  *   reply.h      a done request's JSON reply, encoded a bounded piece at a time
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
  *   info.h       /health, /model, /v1/models, /tokenize, /detokenize

@@ -3,6 +3,7 @@
  * repetition penalty. */
 #include <check.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,118 @@ START_TEST(test_worker_count) {
 }
 END_TEST
 
+typedef struct {
+    int port;
+    Resp r;
+} StreamReq;
+
+static void *stream_req(void *arg) {
+    StreamReq *q = arg;
+    q->r = http_post(q->port, "/generate",
+                     "{\"prompt\": \"the\", \"max_tokens\": 100000, \"stream\": true, "
+                     "\"logprobs\": 20}");
+    return NULL;
+}
+
+// The address space pid has mapped, in kB.
+static long vm_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof(line), f)) sscanf(line, "VmSize: %ld", &kb);
+    fclose(f);
+    ck_assert_int_gt(kb, 0);
+    return kb;
+}
+
+/* Out of memory mid-generation, for real: the server's address space is capped at what it
+ * has mapped and 2 MB, so a stream's log probabilities with 20 alternatives a char soon
+ * cannot grow (small allocations still come from the heaps it has). The stream ends properly, its
+ * summary saying "error" with the chars so far, and /metrics counts it as an error, not as a client
+ * that left. */
+START_TEST(test_out_of_memory_mid_generation) {
+    // Under AddressSanitizer a failed allocation returns NULL as it does without.
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opt[512];
+    snprintf(opt, sizeof(opt), "ASAN_OPTIONS=%s%sallocator_may_return_null=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    const char *env[] = {opt, NULL};
+    const char *args[] = {"--max-tokens", "100000", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start_env(&s, model_dir, args, env), 0);
+    sleep_ms(200); // started and idle: its mappings as they stay
+    struct rlimit cap = {(rlim_t)(vm_kb(s.pid) + 2048) * 1024, RLIM_INFINITY};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    StreamReq q = {.port = s.port};
+    stream_req(&q);
+    cap.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+
+    ck_assert_int_eq(q.r.status, 200);
+    const char *last = NULL;
+    for (const char *p = strstr(q.r.body, "data: "); p; p = strstr(p + 1, "data: ")) last = p;
+    ck_assert_ptr_nonnull(last);
+    cJSON *end = cJSON_Parse(last + 6);
+    ck_assert_ptr_nonnull(end);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(end, "done")));
+    ck_assert_str_eq(cJSON_GetObjectItem(end, "finish_reason")->valuestring, "error");
+    int tokens = cJSON_GetObjectItem(end, "tokens")->valueint;
+    ck_assert_int_gt(tokens, 0);
+    ck_assert_int_lt(tokens, 100000);
+    cJSON_Delete(end);
+    resp_free(&q.r);
+
+    Resp r = http_get(s.port, "/metrics");
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"error\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"cancelled\"} 0\n"));
+    resp_free(&r);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
+/* Out of memory while admitting: with the address space capped at what the server maps
+ * and 8 MB, a request of 16 choices of a 500,000-char prompt, echoed and scored, is
+ * parsed (a few copies of its text) but its generations' prompt ids and offsets (13 bytes
+ * a char each, some 100 MB) cannot all be made: 503, not a bad request; with room again,
+ * the server answers as before. */
+START_TEST(test_out_of_memory_admitting) {
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opt[512];
+    snprintf(opt, sizeof(opt), "ASAN_OPTIONS=%s%sallocator_may_return_null=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    const char *env[] = {opt, NULL};
+    const char *args[] = {"--max-prompt", "600000", "--max-body", "1000000", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start_env(&s, model_dir, args, env), 0);
+    size_t n = 500000;
+    char *json = malloc(n + 100);
+    int at = snprintf(json, n + 100,
+                      "{\"n\": 16, \"max_tokens\": 1, \"echo\": true, \"logprobs\": 1, "
+                      "\"prompt\": \"");
+    for (size_t i = 0; i < n; i++) json[at++] = "the "[i % 4];
+    snprintf(json + at, 100, "\"}");
+    sleep_ms(200); // started and idle: its mappings as they stay
+    struct rlimit cap = {(rlim_t)(vm_kb(s.pid) + 8192) * 1024, RLIM_INFINITY};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    Resp r = http_post(s.port, "/generate", json);
+    cap.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    ck_assert_msg(r.status == 503, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "out of memory for a generation"));
+    resp_free(&r);
+    ck_assert_int_eq(health_in_flight(s.port), 0); // the slots were given back
+    r = http_post(s.port, "/generate", "{\"prompt\": \"the\", \"max_tokens\": 5, \"n\": 16}");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    free(json);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_gen");
     TCase *tc = tcase_create("http");
@@ -395,6 +508,8 @@ int main(void) {
     tcase_add_test(tc, test_unknown_chars_and_empty_prompt);
     tcase_add_test(tc, test_repetition_penalty);
     tcase_add_test(tc, test_worker_count);
+    tcase_add_test(tc, test_out_of_memory_mid_generation);
+    tcase_add_test(tc, test_out_of_memory_admitting);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
