@@ -1,26 +1,39 @@
-/* charlm-server's logprobs against PyTorch's: the committed model in
- * tests/reference/logprobs/ and the numbers tests/reference/make_logprob_fixture.py
- * computed for it (expected.json; see that script for what each field means). Scoring a
- * text by echo, a greedy continuation through /v1/completions (plain and streamed) and
- * /generate, and the mean of the echo's logprobs against `charlm-train eval`'s loss. And
- * on a model of two chars: alternatives are at most the vocabulary, on every route, and
- * offsets count the prompt's unknown chars. */
+/* charlm-server's logprobs against PyTorch's, for every architecture: each test of the
+ * "http" case runs once per row of FIXTURES, a committed model folder and the numbers a
+ * reference script computed for it (expected.json; see the scripts for what each field
+ * means): an LSTM (tests/reference/make_logprob_fixture.py) and a GPT whose context of 16
+ * chars is a twentieth of the scored text and under half the greedy continuation
+ * (make_gpt_logprob_fixture.py, its numbers by charlm's context rule). Scoring a text by
+ * echo, a greedy continuation through /v1/completions (plain and streamed) and /generate,
+ * the mean of the echo's logprobs against `charlm-train eval`'s loss; the same numbers with
+ * prefill chunks of 1, 7 and 64, and batched with 15 other generations. And on a model of
+ * two chars: alternatives are at most the vocabulary, on every route, and offsets count
+ * the prompt's unknown chars. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server_harness.h"
 #include "testutil.h"
 
-#define FIXDIR CHARLM_SOURCE_DIR "/tests/reference/logprobs"
+static struct {
+    const char *dir;
+    cJSON *fx; // its expected.json
+} FIXTURES[] = {{CHARLM_SOURCE_DIR "/tests/reference/logprobs", NULL},
+                {CHARLM_SOURCE_DIR "/tests/reference/gpt_logprobs", NULL}};
+#define NFIXTURES ((int)(sizeof FIXTURES / sizeof FIXTURES[0]))
 
-static cJSON *fx;          // expected.json
+// The fixture the current test runs on (start sets them).
+static const char *fixdir;
+static cJSON *fx;
 static double tol;         // its tolerance, absolute
 static double max_diff;    // the largest difference the current test has seen
 static const char *text;   // the scored text T
 static const char *prompt; // the greedy prompt P
+static int greedy_n;       // how many chars P is continued by
 
 static const cJSON *get(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -30,33 +43,43 @@ static const cJSON *get(const cJSON *o, const char *k) {
 
 static void suite_setup(void) {
     curl_global_init(CURL_GLOBAL_ALL);
-    char *json = tu_read_file(FIXDIR "/expected.json", NULL);
-    ck_assert_ptr_nonnull(json);
-    fx = cJSON_Parse(json);
-    free(json);
-    ck_assert_ptr_nonnull(fx);
-    tol = json_num(fx, "tolerance");
-    text = json_str(get(fx, "score"), "text");
-    prompt = json_str(get(fx, "greedy"), "prompt");
-    // The file charlm-train eval scores is the text the fixture describes.
-    char *file = tu_read_file(FIXDIR "/text.txt", NULL);
-    ck_assert_ptr_nonnull(file);
-    ck_assert_str_eq(file, text);
-    free(file);
+    for (int f = 0; f < NFIXTURES; f++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/expected.json", FIXTURES[f].dir);
+        char *json = tu_read_file(path, NULL);
+        ck_assert_ptr_nonnull(json);
+        FIXTURES[f].fx = cJSON_Parse(json);
+        free(json);
+        ck_assert_ptr_nonnull(FIXTURES[f].fx);
+        // The file charlm-train eval scores is the text the fixture describes.
+        snprintf(path, sizeof path, "%s/text.txt", FIXTURES[f].dir);
+        char *file = tu_read_file(path, NULL);
+        ck_assert_ptr_nonnull(file);
+        ck_assert_str_eq(file, json_str(get(FIXTURES[f].fx, "score"), "text"));
+        free(file);
+    }
 }
 
 static void suite_teardown(void) {
-    cJSON_Delete(fx);
+    for (int f = 0; f < NFIXTURES; f++) cJSON_Delete(FIXTURES[f].fx);
     curl_global_cleanup();
 }
 
-static void start(void) {
+// Each test starts its own server on fixture f's folder, with args (NULL-terminated, or
+// NULL).
+static void start(int f, const char *const *args) {
+    fixdir = FIXTURES[f].dir;
+    fx = FIXTURES[f].fx;
+    tol = json_num(fx, "tolerance");
+    text = json_str(get(fx, "score"), "text");
+    prompt = json_str(get(fx, "greedy"), "prompt");
+    greedy_n = cJSON_GetArraySize(get(get(fx, "greedy"), "ids"));
     max_diff = 0;
-    ck_assert_int_eq(srv_start(&S, FIXDIR, NULL), 0);
+    ck_assert_int_eq(srv_start(&S, fixdir, args), 0);
 }
 
 static void stop(void) {
-    fprintf(stderr, "max |charlm - torch| %.3g (tolerance %g)\n", max_diff, tol);
+    fprintf(stderr, "%s: max |charlm - torch| %.3g (tolerance %g)\n", fixdir, max_diff, tol);
     ck_assert_int_eq(srv_stop(&S), 0);
 }
 
@@ -174,7 +197,8 @@ static cJSON *count_up(int n) {
     return a;
 }
 
-START_TEST(test_echo_scores_the_text) {
+// The echo of T, scored, checked against the fixture; the caller deletes the reply.
+static cJSON *check_echo(void) {
     char *body = request(text, "\"max_tokens\": 0, \"echo\": true, \"logprobs\": 5");
     cJSON *j = post_ok("/v1/completions", body);
     free(body);
@@ -187,9 +211,40 @@ START_TEST(test_echo_scores_the_text) {
     const cJSON *u = get(j, "usage");
     ck_assert_int_eq((int)json_num(u, "prompt_tokens"), cJSON_GetArraySize(x.tokens));
     ck_assert_int_eq((int)json_num(u, "completion_tokens"), 0);
+    return j;
+}
 
+// P continued greedily, with the members of extra ("" or ", ..."); malloc'd.
+static char *greedy_request(const char *extra) {
+    char rest[256];
+    snprintf(rest, sizeof rest, "\"max_tokens\": %d, \"temperature\": 0, \"logprobs\": 5%s",
+             greedy_n, extra);
+    return request(prompt, rest);
+}
+
+// The greedy continuation on /v1/completions, checked against the fixture; the caller
+// deletes the reply.
+static cJSON *check_greedy(void) {
+    char *body = greedy_request("");
+    cJSON *j = post_ok("/v1/completions", body);
+    free(body);
+    const cJSON *c = choice0(j);
+    ck_assert_str_eq(json_str(c, "text"), json_str(get(fx, "greedy"), "text"));
+    ck_assert_str_eq(json_str(c, "finish_reason"), "length");
+    cJSON *chars;
+    Expect x = expect_greedy(&chars);
+    cJSON *offsets = count_up(cJSON_GetArraySize(chars));
+    check_completion_logprobs(get(c, "logprobs"), &x, offsets);
+    cJSON_Delete(offsets);
+    cJSON_Delete(chars);
+    return j;
+}
+
+START_TEST(test_echo_scores_the_text) {
+    start(_i, NULL);
+    cJSON *j = check_echo();
     // The mean surprise is torch's, and charlm-train eval's loss on the same text.
-    const cJSON *tlp = get(get(c, "logprobs"), "token_logprobs");
+    const cJSON *tlp = get(get(choice0(j), "logprobs"), "token_logprobs");
     int n = cJSON_GetArraySize(tlp);
     double sum = 0;
     for (int i = 1; i < n; i++) sum -= cJSON_GetArrayItem(tlp, i)->valuedouble;
@@ -197,7 +252,7 @@ START_TEST(test_echo_scores_the_text) {
     near(mean, json_num(get(fx, "score"), "mean_nll"), "mean", 0);
     char cmd[8192], *out = NULL;
     snprintf(cmd, sizeof(cmd), "%s eval --model '%s' --corpus '%s/text.txt'",
-             tu_bin("charlm-train"), FIXDIR, FIXDIR);
+             tu_bin("charlm-train"), fixdir, fixdir);
     ck_assert_int_eq(tu_run(cmd, &out, NULL), 0);
     const char *line = strrchr(out, '{');
     ck_assert_ptr_nonnull(line);
@@ -211,11 +266,13 @@ START_TEST(test_echo_scores_the_text) {
     cJSON_Delete(ev);
     free(out);
     cJSON_Delete(j);
+    stop();
 }
 END_TEST
 
 START_TEST(test_echo_logprobs_zero) {
     // logprobs 0: each dict holds just the chosen char.
+    start(_i, NULL);
     char *body = request(text, "\"max_tokens\": 0, \"echo\": true, \"logprobs\": 0");
     cJSON *j = post_ok("/v1/completions", body);
     free(body);
@@ -234,34 +291,24 @@ START_TEST(test_echo_logprobs_zero) {
         near(got->valuedouble, cJSON_GetArrayItem(x.logprob, i)->valuedouble, "chosen", i);
     }
     cJSON_Delete(j);
+    stop();
 }
 END_TEST
 
-#define GREEDY "\"max_tokens\": 20, \"temperature\": 0, \"logprobs\": 5"
-
 START_TEST(test_greedy_completion) {
-    char *body = request(prompt, GREEDY);
-    cJSON *j = post_ok("/v1/completions", body);
-    free(body);
-    const cJSON *c = choice0(j);
-    ck_assert_str_eq(json_str(c, "text"), json_str(get(fx, "greedy"), "text"));
-    ck_assert_str_eq(json_str(c, "finish_reason"), "length");
-    cJSON *chars;
-    Expect x = expect_greedy(&chars);
-    cJSON *offsets = count_up(cJSON_GetArraySize(chars));
-    check_completion_logprobs(get(c, "logprobs"), &x, offsets);
-    cJSON_Delete(offsets);
-    cJSON_Delete(chars);
-    cJSON_Delete(j);
+    start(_i, NULL);
+    cJSON_Delete(check_greedy());
+    stop();
 }
 END_TEST
 
 START_TEST(test_greedy_stream) {
-    char *body = request(prompt, GREEDY);
+    start(_i, NULL);
+    char *body = greedy_request("");
     cJSON *plain = post_ok("/v1/completions", body);
     free(body);
     const cJSON *want = get(choice0(plain), "logprobs");
-    body = request(prompt, GREEDY ", \"stream\": true");
+    body = greedy_request(", \"stream\": true");
     Resp r = http_post(S.port, "/v1/completions", body);
     free(body);
     ck_assert_int_eq(r.status, 200);
@@ -320,16 +367,18 @@ START_TEST(test_greedy_stream) {
     for (int i = 0; i < n; i++) free(ev[i]);
     resp_free(&r);
     cJSON_Delete(plain);
+    stop();
 }
 END_TEST
 
 START_TEST(test_greedy_generate) {
-    char *body = request(prompt, GREEDY);
+    start(_i, NULL);
+    char *body = greedy_request("");
     cJSON *j = post_ok("/generate", body);
     free(body);
     ck_assert_str_eq(json_str(j, "text"), json_str(get(fx, "greedy"), "text"));
     ck_assert_str_eq(json_str(j, "finish_reason"), "length");
-    ck_assert_int_eq((int)json_num(j, "tokens"), 20);
+    ck_assert_int_eq((int)json_num(j, "tokens"), greedy_n);
     cJSON *chars;
     Expect x = expect_greedy(&chars);
     const cJSON *lp = get(j, "logprobs");
@@ -363,6 +412,78 @@ START_TEST(test_greedy_generate) {
     }
     cJSON_Delete(chars);
     cJSON_Delete(j);
+    stop();
+}
+END_TEST
+
+// The same numbers for every prefill chunk: T's 312 chars go in chunks of 1, 7 and 64 (64
+// longer than the GPT's context), and P by chunks or, under 64, a char per decode step.
+START_TEST(test_prefill_chunks) {
+    static const char *const chunks[] = {"1", "7", "64"};
+    for (int k = 0; k < 3; k++) {
+        const char *args[] = {"--prefill-chunk", chunks[k], NULL};
+        start(_i, args);
+        cJSON_Delete(check_echo());
+        cJSON_Delete(check_greedy());
+        stop();
+    }
+}
+END_TEST
+
+// A reply's logprobs, printed, to compare two replies to the bit; malloc'd.
+static char *logprobs_printed(const cJSON *reply) {
+    return cJSON_PrintUnformatted(get(choice0(reply), "logprobs"));
+}
+
+// T scored and P continued while 15 other generations run in the same batch (one worker):
+// torch's numbers, and the very ones they had alone.
+START_TEST(test_batched_with_15_others) {
+    const char *args[] = {"--threads", "1", "--max-tokens", "1000000", NULL};
+    start(_i, args);
+    cJSON *echo_alone = check_echo(), *greedy_alone = check_greedy();
+    // Long generations that stay in flight until their clients leave: a third with T as
+    // their prompt (prefilled while the others decode), the rest with a piece of P.
+    enum { OTHERS = 15 };
+    int fd[OTHERS];
+    for (int i = 0; i < OTHERS; i++) {
+        char rest[128], *body;
+        snprintf(rest, sizeof rest, "\"max_tokens\": 1000000, \"seed\": %d", i);
+        if (i % 3) {
+            char piece[8];
+            snprintf(piece, sizeof piece, "%.*s", 1 + i % 5, prompt);
+            body = request(piece, rest);
+        } else {
+            body = request(text, rest);
+        }
+        size_t n = strlen(body) + 256;
+        char *req = malloc(n);
+        snprintf(req, n,
+                 "POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                 strlen(body), body);
+        fd[i] = raw_send(S.port, req);
+        free(req);
+        free(body);
+    }
+    int waited = 0;
+    while (health_in_flight(S.port) < OTHERS && waited < 10000) sleep_ms(5), waited += 5;
+    ck_assert_int_eq(health_in_flight(S.port), OTHERS);
+    cJSON *echo = check_echo(), *greedy = check_greedy();
+    // The others ran all along.
+    ck_assert_int_eq(health_in_flight(S.port), OTHERS);
+    cJSON *pairs[][2] = {{echo, echo_alone}, {greedy, greedy_alone}};
+    for (int k = 0; k < 2; k++) {
+        char *a = logprobs_printed(pairs[k][0]), *b = logprobs_printed(pairs[k][1]);
+        ck_assert_msg(strcmp(a, b) == 0, "%s: the numbers changed in the batch", fixdir);
+        free(a);
+        free(b);
+        cJSON_Delete(pairs[k][0]);
+        cJSON_Delete(pairs[k][1]);
+    }
+    for (int i = 0; i < OTHERS; i++) close(fd[i]);
+    for (waited = 0; health_in_flight(S.port) > 0 && waited < 10000; waited += 5) sleep_ms(5);
+    ck_assert_int_eq(health_in_flight(S.port), 0);
+    stop();
 }
 END_TEST
 
@@ -468,13 +589,14 @@ int main(void) {
     Suite *s = suite_create("server_logprobs");
     TCase *tc = tcase_create("http");
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tc, start, stop);
     tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_echo_scores_the_text);
-    tcase_add_test(tc, test_echo_logprobs_zero);
-    tcase_add_test(tc, test_greedy_completion);
-    tcase_add_test(tc, test_greedy_stream);
-    tcase_add_test(tc, test_greedy_generate);
+    tcase_add_loop_test(tc, test_echo_scores_the_text, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_echo_logprobs_zero, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_greedy_completion, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_greedy_stream, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_greedy_generate, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_prefill_chunks, 0, NFIXTURES);
+    tcase_add_loop_test(tc, test_batched_with_15_others, 0, NFIXTURES);
     suite_add_tcase(s, tc);
     TCase *tiny = tcase_create("two_chars");
     tcase_add_unchecked_fixture(tiny, suite_setup, suite_teardown);
