@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gpt.h"
+#include "model.h"
 #include "server_harness.h"
 #include "testutil.h"
 
@@ -487,14 +489,24 @@ START_TEST(test_batched_with_15_others) {
 }
 END_TEST
 
-// ---- A model of two chars, a and b (untrained): more alternatives are asked for than it
-// has, and prompts hold chars it lacks.
+// ---- A model of two chars, a and b (untrained), of each architecture (the GPT's context
+// of 4 shorter than the replies): more alternatives are asked for than it has, and prompts
+// hold chars it lacks.
+
+static const ModelConfig TINY_LSTM = {.embed = 4, .hidden = 8, .layers = 1};
+static const GptConfig TINY_GPT = {
+    .layers = 1, .heads = 2, .embed = 8, .block = 4, .norm = GPT_LAYERNORM, .bias = 1};
+static const struct {
+    const char *arch;
+    const void *hyper;
+} TINY[] = {{"lstm", &TINY_LSTM}, {"gpt", &TINY_GPT}};
+#define NTINY ((int)(sizeof TINY / sizeof TINY[0]))
 
 static char *tiny_dir;
 
-static void tiny_start(void) {
+static void tiny_start(int t) {
     tiny_dir = tu_tmpdir();
-    ck_assert_int_eq(tu_make_model_dir(tiny_dir, "abba", 4, 8, 1, 7), 0);
+    ck_assert_int_eq(tu_make_arch_dir(tiny_dir, "abba", TINY[t].arch, TINY[t].hyper, 7), 0);
     ck_assert_int_eq(srv_start(&S, tiny_dir, NULL), 0);
 }
 
@@ -515,6 +527,7 @@ static void expect_ab(const char *c, unsigned *seen, const char *where, int i) {
 // 20 alternatives (5 on /v1/completions) of a 2-char vocabulary are the 2 chars, on every
 // route: never an entry for an id past the vocabulary (ASan: a read before its array).
 START_TEST(test_alternatives_at_most_the_vocabulary) {
+    tiny_start(_i);
     cJSON *j = post_ok("/generate", "{\"prompt\": \"ab\", \"max_tokens\": 8, \"logprobs\": 20}");
     const cJSON *e, *t;
     int i = 0;
@@ -562,12 +575,14 @@ START_TEST(test_alternatives_at_most_the_vocabulary) {
     }
     ck_assert_int_eq(i, 8);
     cJSON_Delete(j);
+    tiny_stop();
 }
 END_TEST
 
 // text_offset counts code points of the choice's text, the echoed prompt's unknown chars
 // included: "€€ab" puts a at 2 and b at 3, and the generated chars after them.
 START_TEST(test_text_offset_after_unknown_chars) {
+    tiny_start(_i);
     cJSON *j = post_ok("/v1/completions", "{\"prompt\": \"\u20ac\u20acab\", \"max_tokens\": 2, "
                                           "\"echo\": true, \"logprobs\": 1}");
     const cJSON *c = choice0(j);
@@ -582,6 +597,7 @@ START_TEST(test_text_offset_after_unknown_chars) {
         ck_assert_msg(cJSON_GetArrayItem(off, i)->valueint == 2 + i, "text_offset %d is %d", i,
                       cJSON_GetArrayItem(off, i)->valueint);
     cJSON_Delete(j);
+    tiny_stop();
 }
 END_TEST
 
@@ -600,10 +616,9 @@ int main(void) {
     suite_add_tcase(s, tc);
     TCase *tiny = tcase_create("two_chars");
     tcase_add_unchecked_fixture(tiny, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tiny, tiny_start, tiny_stop);
     tcase_set_timeout(tiny, 180);
-    tcase_add_test(tiny, test_alternatives_at_most_the_vocabulary);
-    tcase_add_test(tiny, test_text_offset_after_unknown_chars);
+    tcase_add_loop_test(tiny, test_alternatives_at_most_the_vocabulary, 0, NTINY);
+    tcase_add_loop_test(tiny, test_text_offset_after_unknown_chars, 0, NTINY);
     suite_add_tcase(s, tiny);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
