@@ -97,13 +97,15 @@ def causal_mask(block):
 
 class _DataOnly(pickle.Unpickler):
     def find_class(self, module, name):
-        raise ConvertError(f"meta.pkl refers to {module}.{name}: only plain data is read")
+        raise ConvertError(f"refers to {module}.{name}: only plain data is read")
 
 
 def load_meta(path):
     with open(path, "rb") as f:
         try:
             meta = _DataOnly(io.BytesIO(f.read())).load()
+        except ConvertError as e:
+            raise ConvertError(f"{path}: {e}")
         except (pickle.UnpicklingError, EOFError, ValueError) as e:
             raise ConvertError(f"{path}: not a pickle: {e}")
     if not isinstance(meta, dict) or "itos" not in meta:
@@ -284,8 +286,10 @@ def to_nanogpt(modeldir, out_path, meta_out=None, dataset=None, mask_buffers="au
     with open(vpath, "rb") as f:
         vbytes = f.read()
     vocab = json.loads(vbytes.decode("utf-8"))
-    if vocab.get("format") != "charlm-vocab" or vocab.get("version") != 1:
-        raise ConvertError(f"{vpath}: not a charlm vocab.json (format charlm-vocab, version 1)")
+    if not isinstance(vocab, dict) or vocab.get("format") != "charlm-vocab" or \
+            vocab.get("version") != 1 or not isinstance(vocab.get("chars"), list):
+        raise ConvertError(f"{vpath}: not a charlm vocab.json (format charlm-vocab, version 1, "
+                           f"chars)")
     chars = vocab["chars"]
     tensors, meta = st_load(mpath)
     if meta.get("arch") != "gpt":
