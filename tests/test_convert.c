@@ -1,9 +1,10 @@
 /*
  * A nanoGPT checkpoint converted to charlm (tests/reference/nanogpt_converted, written by
  * tests/reference/make_nanogpt_ckpt.py with convert_nanogpt.py): the folder holds exactly
- * the GPT's tensor table (no lm_head.weight, no attn.bias buffers), loads with
- * artefacts_load, and scores the fixture text to the loss PyTorch computed by the context
- * rule (expected.json), within 1e-5 relative. A copy whose model.safetensors also has
+ * the GPT's tensor table (no lm_head.weight, no attn.bias buffers), and scores the fixture
+ * text to the loss PyTorch computed by the context rule (expected.json), within 1e-5
+ * relative, both through gpt_forward on windows cut here and through artefacts_load and
+ * evaluate_ids. A copy whose model.safetensors also has
  * lm_head.weight loads when it equals transformer.wte.weight and is refused, naming
  * lm_head.weight, when one element differs.
  */
@@ -123,6 +124,56 @@ START_TEST(test_fixture_is_the_tensor_table) {
 }
 END_TEST
 
+/* The context rule written out as windows, on gpt_forward directly: windows of block
+ * inputs at a stride of block - floor(block/2), the first scoring all its predictions and
+ * each later one its last stride. Independent of evaluate_ids, which must agree. */
+START_TEST(test_gpt_forward_scores_as_pytorch) {
+    char err[ERR_LEN];
+    StFile f;
+    ck_assert_msg(st_open(&f, CONVERTED "/model.safetensors", err) == 0, "%s", err);
+    GptConfig c = fixture_config(&f);
+    Gpt gpt;
+    ck_assert_msg(gpt_alloc(&gpt, &c, err) == 0, "%s", err);
+    GptTensor *t = malloc(GPT_MAX_TENSORS * sizeof *t);
+    int nt = gpt_tensors(&c, t);
+    for (int i = 0; i < nt; i++)
+        ck_assert_msg(
+            st_read(&f, t[i].name, t[i].ndim, t[i].shape, gpt.params + t[i].offset, err) == 0, "%s",
+            err);
+    st_close(&f);
+    Vocab vocab;
+    ck_assert_msg(vocab_load(&vocab, CONVERTED "/vocab.json", NULL, err) == 0, "%s", err);
+    Expected e = expected_load(&vocab);
+    GptWorkspace ws;
+    ck_assert_msg(gpt_workspace_alloc(&ws, &c, c.block, 1, err) == 0, "%s", err);
+
+    int keep = c.block / 2, stride = c.block - keep, V = c.vocab_size;
+    double nll = 0.0;
+    size_t count = 0;
+    for (size_t s = 0;; s += (size_t)stride) {
+        size_t end = s + (size_t)c.block < e.n - 1 ? s + (size_t)c.block : e.n - 1;
+        ws.T = (int)(end - s);
+        gpt_forward(&gpt, &ws, e.ids + s, NULL, NULL, 1.0f);
+        for (int p = s == 0 ? 0 : keep; p < ws.T; p++) {
+            const float *l = ws.logits + (size_t)p * V;
+            double max = l[0], sum = 0.0;
+            for (int v = 1; v < V; v++) max = fmax(max, l[v]);
+            for (int v = 0; v < V; v++) sum += exp(l[v] - max);
+            nll += log(sum) + max - l[e.ids[s + (size_t)p + 1]];
+            count++;
+        }
+        if (end == e.n - 1) break;
+    }
+    ck_assert_uint_eq(count, e.predictions);
+    check_loss(nll / (double)count, e.loss);
+    gpt_workspace_free(&ws);
+    gpt_free(&gpt);
+    vocab_free(&vocab);
+    free(t);
+    free(e.ids);
+}
+END_TEST
+
 START_TEST(test_converted_scores_as_pytorch) {
     Expected e;
     double got = loss_of(CONVERTED, &e);
@@ -205,6 +256,7 @@ int main(void) {
     TCase *tc = tcase_create("nanogpt");
     tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_add_test(tc, test_fixture_is_the_tensor_table);
+    tcase_add_test(tc, test_gpt_forward_scores_as_pytorch);
     tcase_add_test(tc, test_converted_scores_as_pytorch);
     tcase_add_test(tc, test_tied_lm_head_loads);
     tcase_add_test(tc, test_untied_lm_head_refused);
