@@ -3,8 +3,8 @@
  * tests/reference/make_nanogpt_ckpt.py with convert_nanogpt.py): the folder holds exactly
  * the GPT's tensor table (no lm_head.weight, no attn.bias buffers), and scores the fixture
  * text to the loss PyTorch computed by the context rule (expected.json), within 1e-5
- * relative, both through gpt_forward on windows cut here and through artefacts_load and
- * evaluate_ids. A copy whose model.safetensors also has
+ * relative, through gpt_forward on windows cut here, through artefacts_load and
+ * evaluate_ids, and as `charlm-train eval` prints it. A copy whose model.safetensors also has
  * lm_head.weight loads when it equals transformer.wte.weight and is refused, naming
  * lm_head.weight, when one element differs.
  */
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
 #include "artefacts.h"
 #include "error.h"
 #include "evaluate.h"
@@ -31,7 +32,8 @@
 typedef struct {
     double loss;
     size_t predictions;
-    int *ids; // the fixture text as token ids of the converted vocab
+    char text[256]; // the text's file name, in tests/reference/
+    int *ids;       // the text as token ids of the converted vocab
     size_t n;
 } Expected;
 
@@ -47,8 +49,9 @@ static Expected expected_load(const Vocab *vocab) {
     ck_assert(cJSON_IsString(text) && cJSON_IsNumber(loss) && cJSON_IsNumber(pred));
     e.loss = loss->valuedouble;
     e.predictions = (size_t)pred->valuedouble;
+    snprintf(e.text, sizeof e.text, "%s", text->valuestring);
     char path[512];
-    snprintf(path, sizeof path, "%s%s", FIXTURE_DIR, text->valuestring);
+    snprintf(path, sizeof path, "%s%s", FIXTURE_DIR, e.text);
     cJSON_Delete(j);
     free(json);
 
@@ -81,7 +84,7 @@ static double loss_of(const char *dir, Expected *e) {
     ck_assert_msg(evaluate_ids(&model, e->ids, e->n, 1, &res, err) == 0, "%s", err);
     ck_assert_uint_eq(res.count, e->predictions);
     ck_assert_uint_eq(e->n - 1, e->predictions);
-    model_free(&model);
+    arch_free(&model);
     vocab_free(&vocab);
     return res.loss;
 }
@@ -182,6 +185,32 @@ START_TEST(test_converted_scores_as_pytorch) {
 }
 END_TEST
 
+// What a user runs: charlm-train eval prints the loss with 6 decimals.
+START_TEST(test_eval_command_scores_as_pytorch) {
+    char err[ERR_LEN], cmd[2048], *so, *se;
+    Vocab vocab;
+    ck_assert_msg(vocab_load(&vocab, CONVERTED "/vocab.json", NULL, err) == 0, "%s", err);
+    Expected e = expected_load(&vocab);
+    snprintf(cmd, sizeof cmd, "%s eval --model '%s' --corpus '%s%s'", tu_bin("charlm-train"),
+             CONVERTED, FIXTURE_DIR, e.text);
+    ck_assert_msg(tu_run(cmd, &so, &se) == 0, "%s", se);
+    cJSON *j = cJSON_Parse(so);
+    ck_assert_msg(j != NULL, "not JSON: %s", so);
+    cJSON *loss = cJSON_GetObjectItem(j, "loss"), *chars = cJSON_GetObjectItem(j, "chars"),
+          *skipped = cJSON_GetObjectItem(j, "skipped");
+    ck_assert(cJSON_IsNumber(loss) && cJSON_IsNumber(chars) && cJSON_IsNumber(skipped));
+    ck_assert_uint_eq((size_t)chars->valuedouble, e.predictions);
+    ck_assert_int_eq((int)skipped->valuedouble, 0);
+    ck_assert_msg(fabs(loss->valuedouble - e.loss) <= 5e-7 + REL_TOL * e.loss,
+                  "charlm-train eval: %s, PyTorch %.9f", so, e.loss);
+    cJSON_Delete(j);
+    free(so);
+    free(se);
+    free(e.ids);
+    vocab_free(&vocab);
+}
+END_TEST
+
 /* tu_dir/<name>: vocab.json copied, model.safetensors rewritten with the fixture's tensors
  * and metadata plus lm_head.weight = wte, whose element 5 is then moved by delta. */
 static const char *with_lm_head(const char *name, float delta) {
@@ -258,6 +287,7 @@ int main(void) {
     tcase_add_test(tc, test_fixture_is_the_tensor_table);
     tcase_add_test(tc, test_gpt_forward_scores_as_pytorch);
     tcase_add_test(tc, test_converted_scores_as_pytorch);
+    tcase_add_test(tc, test_eval_command_scores_as_pytorch);
     tcase_add_test(tc, test_tied_lm_head_loads);
     tcase_add_test(tc, test_untied_lm_head_refused);
     suite_add_tcase(s, tc);
