@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "artefacts.h"
 #include "error.h"
 #include "fileio.h"
@@ -99,9 +100,17 @@ char *tu_read_file(const char *path, size_t *len) {
 
 int tu_make_model_dir(const char *dir, const char *text, int embed, int hidden, int layers,
                       uint64_t seed) {
+    ModelConfig config = {.embed = embed, .hidden = hidden, .layers = layers};
+    return tu_make_arch_dir(dir, text, "lstm", &config, seed);
+}
+
+int tu_make_arch_dir(const char *dir, const char *text, const char *arch_name, const void *hyper,
+                     uint64_t seed) {
     char err[ERR_LEN];
     Vocab vocab;
-    Model model;
+    Model model = {0};
+    const Arch *arch = arch_find(arch_name);
+    if (!arch) return -1;
     if (dir_ensure(dir, err) != 0) return -1;
     if (vocab_build(&vocab, text, strlen(text), err) != 0) return -1;
     size_t n = strlen(dir) + 32;
@@ -110,14 +119,16 @@ int tu_make_model_dir(const char *dir, const char *text, int embed, int hidden, 
     if (!vpath || !mpath) goto done;
     snprintf(vpath, n, "%s/vocab.json", dir);
     snprintf(mpath, n, "%s/model.safetensors", dir);
-    ModelConfig config = {
-        .vocab_size = vocab.size, .embed = embed, .hidden = hidden, .layers = layers};
     if (vocab_save(&vocab, vpath, err) != 0) goto done;
-    if (model_init(&model, &config, seed, err) != 0) goto done;
+    if (arch->config_set(&model, hyper, vocab.size, err) != 0 ||
+        arch->init(&model, seed, err) != 0) {
+        arch_free(&model);
+        goto done;
+    }
     ModelInfo info = {.steps = 0, .best_val_loss = log((double)vocab.size)};
     sha256_hex(text, strlen(text), info.corpus_sha256);
     rc = artefacts_save_model(mpath, &model, &info, err);
-    model_free(&model);
+    arch_free(&model);
     if (rc == 0) {
         // An untrained model's curve: the loss of a uniform guess, twice.
         char log_text[512];

@@ -33,7 +33,11 @@ char *tu_write_safetensors(const char *dir, const char *name, const char *header
 /* Reads a whole file; malloc'd, NUL-terminated; NULL if missing. */
 char *tu_read_file(const char *path, size_t *len);
 /* Makes a model folder in dir (vocab.json + model.safetensors + a short train_log.jsonl)
- * with a vocabulary built from text and freshly initialised weights. Returns 0 on success. */
+ * with a vocabulary built from text and freshly initialised weights of the architecture
+ * named arch with the hyperparameters hyper (its own struct, arch.h's config_set). */
+int tu_make_arch_dir(const char *dir, const char *text, const char *arch, const void *hyper,
+                     uint64_t seed);
+/* The same for an LSTM of these sizes. Returns 0 on success. */
 int tu_make_model_dir(const char *dir, const char *text, int embed, int hidden, int layers,
                       uint64_t seed);
 /* Runs a shell command; captures stdout and stderr (malloc'd, may pass NULL to discard)
