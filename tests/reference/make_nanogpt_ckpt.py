@@ -25,7 +25,7 @@ Regenerate (needs Debian's python3-torch; CI does not, the folder is committed):
    rule: windows of `block` input chars at a stride of block - floor(block/2); the first
    window scores all its predictions, each later one only its last block - floor(block/2),
    so every char after the first is predicted exactly once (tests/test_convert.c checks
-   charlm's evaluate_ids against it).
+   charlm against it; so does this script with build/charlm-train eval, when built).
 5. Round trip: convert_nanogpt.py --to-nanogpt of the folder, with and without the mask
    buffers, loads with load_state_dict(strict=True) into the module (with and without the
    buffers) and gives bit-identical logits. With --nanogpt PATH (a nanoGPT checkout) it
@@ -215,6 +215,21 @@ def check_charlm_vocab(tmp, text_path):
     print("vocab.json is byte for byte charlm-train's for the same text")
 
 
+def check_charlm_eval(text_path, loss):
+    exe = os.path.join(ROOT, "build", "charlm-train")
+    if not os.path.exists(exe):
+        print(f"{exe} not built: the folder not scored by charlm-train eval")
+        return
+    r = subprocess.run([exe, "eval", "--model", OUT, "--corpus", text_path],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"charlm-train eval on {OUT} failed: {r.stderr}")
+    got = json.loads(r.stdout)["loss"]
+    if abs(got - loss) > 5e-7 + 1e-5 * loss:  # eval prints 6 decimals
+        sys.exit(f"charlm-train eval scores {got}, PyTorch {loss}")
+    print(f"charlm-train eval scores the converted folder {got} (PyTorch {loss:.9f})")
+
+
 def check_round_trip(tmp, model, ids, nanogpt):
     idx = torch.tensor([ids[i:i + BLOCK] for i in range(0, len(ids) - BLOCK, BLOCK)])
     with torch.no_grad():
@@ -311,6 +326,7 @@ def main():
         print(f"expected loss {loss!r} nats/char over {len(ids) - 1} predictions "
               f"(uniform would be {np.log(len(chars)):.4f})")
 
+        check_charlm_eval(text_path, loss)
         check_round_trip(tmp, model, ids, args.nanogpt)
     finally:
         shutil.rmtree(tmp)
