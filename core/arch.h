@@ -115,6 +115,7 @@ typedef struct Arch {
      * writes the logits of the last nlogits positions. scratch_fits and prefill_fits say
      * whether a scratch made for one model serves another of the same architecture too. */
     int (*prepare)(Model *model, char *err);
+    size_t (*state_bytes)(const Model *model); // what one stream's state_alloc holds
     void *(*state_alloc)(const Model *model, char *err);
     void (*state_reset)(void *state); // as state_alloc left it: nothing fed
     void (*state_free)(void *state);

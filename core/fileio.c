@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "error.h"
 
 char *path_join(const char *dir, const char *name) {
@@ -47,47 +48,44 @@ int file_read_all(const char *path, size_t max, char **data, size_t *len, char *
         fclose(f);
         return err_set(err, "%s: not a regular file or a pipe", path);
     }
-    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
-    char *buf = malloc(cap);
-    if (!buf) {
+    Buf b;
+    if (buf_init(&b, st.st_size > 0 ? (size_t)st.st_size + 1 : 4096) != 0) {
         fclose(f);
         return err_set(err, "%s: out of memory", path);
     }
-    size_t n = 0;
-    // Read until EOF rather than trusting st_size: pipes and /proc files report 0.
+    // Read until EOF rather than trusting st_size: pipes and /proc files report 0. The
+    // buffer grows only when a byte beyond it is known to exist.
     for (;;) {
-        if (max && n > max) break;
-        if (n + 1 >= cap) {
+        if (max && b.len > max) break;
+        if (b.len + 1 >= b.cap) {
             int c = fgetc(f);
             if (c == EOF) break;
             ungetc(c, f);
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return err_set(err, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap *= 2;
         }
-        size_t want = cap - 1 - n;
-        size_t got = fread(buf + n, 1, want, f);
-        n += got;
+        size_t want = b.len + 1 >= b.cap ? b.cap : b.cap - 1 - b.len;
+        char *p = buf_room(&b, want);
+        if (!p) {
+            buf_free(&b);
+            fclose(f);
+            return err_set(err, "%s: out of memory", path);
+        }
+        size_t got = fread(p, 1, want, f);
+        b.len += got;
+        b.s[b.len] = '\0';
         if (got < want) break;
     }
     if (ferror(f)) {
-        free(buf);
+        buf_free(&b);
         fclose(f);
         return err_set(err, "%s: read error", path);
     }
     fclose(f);
-    if (max && n > max) {
-        free(buf);
+    if (max && b.len > max) {
+        buf_free(&b);
         return err_set(err, "%s: larger than %zu bytes", path, max);
     }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
+    *data = b.s;
+    *len = b.len;
     return 0;
 }
 

@@ -144,21 +144,8 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     if (!g->prompt_ids || !g->unknown_chars || !g->text) goto oom;
     g->text[0] = '\0';
 
-    size_t nunknown = 0;
-    for (size_t off = 0; off < prompt_len;) {
-        uint32_t cp;
-        int n = utf8_decode_one((const unsigned char *)prompt + off, prompt_len - off, &cp);
-        int id = vocab_id(vocab, cp);
-        if (id >= 0) {
-            if (g->prompt_offset) g->prompt_offset[g->n_prompt] = off;
-            g->prompt_ids[g->n_prompt++] = id;
-        } else {
-            memcpy(g->unknown_chars + nunknown, prompt + off, (size_t)n);
-            nunknown += (size_t)n;
-        }
-        off += (size_t)n;
-    }
-    g->unknown_chars[nunknown] = '\0';
+    g->n_prompt = (int)vocab_encode(vocab, prompt, prompt_len, g->prompt_ids, g->prompt_offset,
+                                    g->unknown_chars);
     g->prompt_tokens = g->n_prompt;
     if (g->n_prompt == 0) {
         // Nothing usable to condition on: start from the zero state on a newline, the

@@ -131,10 +131,40 @@ static void free_model(Model *model) {
     model->params = NULL;
 }
 
+/* A step reads the packed matrices (gpt_infer.h) and, from the parameters themselves, the
+ * embeddings, the norms and the biases: those move to a buffer of their own, and the
+ * parameters (training's layout, which the packing copied) go. */
 static void drop_weights(Model *model) {
-    // A step reads the embeddings, the norms and the biases from the parameters
-    // themselves (only the matrices are packed), so they all stay.
-    (void)model;
+    GptModel *g = own(model);
+    if (!g || !g->gpt.params || !g->infer.buf) return;
+    GptWeights *w = &g->gpt.w;
+    const GptConfig *c = &g->config;
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->embed, L = (size_t)c->layers;
+    // Each kept tensor and its floats, in one table so the copy and the count agree.
+    float **keep[] = {&w->wte,   &w->wpe,   &w->ln1_w, &w->ln1_b,  &w->qkv_b, &w->attn_b,
+                      &w->ln2_w, &w->ln2_b, &w->fc_b,  &w->proj_b, &w->lnf_w, &w->lnf_b};
+    size_t count[] = {V * C,     (size_t)c->block * C,
+                      L * C,     L * C,
+                      L * 3 * C, L * C,
+                      L * C,     L * C,
+                      L * 4 * C, L * C,
+                      C,         C};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof count / sizeof count[0]; i++)
+        if (*keep[i]) n += count[i];
+    float *small = malloc(n * sizeof(float));
+    if (!small) return; // keep everything: more memory, the same results
+    float *p = small;
+    for (size_t i = 0; i < sizeof count / sizeof count[0]; i++) {
+        if (!*keep[i]) continue;
+        memcpy(p, *keep[i], count[i] * sizeof(float));
+        *keep[i] = p;
+        p += count[i];
+    }
+    w->qkv_w = w->attn_w = w->fc_w = w->proj_w = NULL; // packed in infer
+    free(g->gpt.params);
+    g->gpt.params = small; // what gpt_free frees from now on
+    model->params = NULL;
 }
 
 /* The seam's windows are [T, B] time-major; the GPT's rows are [B, T]. */
@@ -229,6 +259,10 @@ static void window_state(void *ws) {
 static int prepare(Model *model, char *err) {
     GptModel *g = own(model);
     return gpt_infer_prepare(&g->infer, &g->gpt, err);
+}
+
+static size_t state_bytes(const Model *model) {
+    return gpt_stream_floats(&own(model)->config) * sizeof(float); // the KV cache
 }
 
 static void *state_alloc(const Model *model, char *err) {
@@ -332,6 +366,7 @@ const Arch arch_gpt = {
     .reset = window_state,
     .carry = window_state,
     .prepare = prepare,
+    .state_bytes = state_bytes,
     .state_alloc = state_alloc,
     .state_reset = state_reset,
     .state_free = state_free,

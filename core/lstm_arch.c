@@ -136,6 +136,10 @@ typedef struct {
     size_t floats; // of h and of c: [L, H]
 } State;
 
+static size_t state_bytes(const Model *model) {
+    return 2 * (size_t)model->config.layers * model->config.hidden * sizeof(float); // h and c
+}
+
 static void *state_alloc(const Model *model, char *err) {
     State *st = malloc(sizeof *st);
     if (!st) {
@@ -261,6 +265,7 @@ const Arch arch_lstm = {
     .reset = reset,
     .carry = carry,
     .prepare = infer_prepare,
+    .state_bytes = state_bytes,
     .state_alloc = state_alloc,
     .state_reset = state_reset,
     .state_free = state_free,

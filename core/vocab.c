@@ -209,3 +209,36 @@ int vocab_load(Vocab *vocab, const char *path, char *sha256, char *err) {
     free(data);
     return rc;
 }
+
+size_t vocab_encode(const Vocab *vocab, const char *text, size_t len, int *ids, size_t *offsets,
+                    char *unknown) {
+    size_t n = 0, nunknown = 0;
+    for (size_t off = 0; off < len;) {
+        uint32_t cp;
+        int k = utf8_decode_one((const unsigned char *)text + off, len - off, &cp);
+        if (k <= 0) break; // only valid UTF-8 is given
+        int id = vocab_id(vocab, cp);
+        if (id >= 0) {
+            if (offsets) offsets[n] = off;
+            ids[n++] = id;
+        } else if (unknown) {
+            memcpy(unknown + nunknown, text + off, (size_t)k);
+            nunknown += (size_t)k;
+        }
+        off += (size_t)k;
+    }
+    if (unknown) unknown[nunknown] = '\0';
+    return n;
+}
+
+size_t vocab_decode(const Vocab *vocab, const int *ids, size_t n, char *out) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) len += (size_t)utf8_encode(vocab->chars[ids[i]], out + len);
+    out[len] = '\0';
+    return len;
+}
+
+const char *vocab_char(const Vocab *vocab, int id, char out[5]) {
+    out[utf8_encode(vocab->chars[id], out)] = '\0';
+    return out;
+}

@@ -24,6 +24,18 @@ void vocab_free(Vocab *vocab);
 /* Id of a code point, or -1 when it is not in the vocabulary (binary search). */
 int vocab_id(const Vocab *vocab, uint32_t cp);
 
+/* Encodes len bytes of valid UTF-8: the ids of the chars the vocabulary has, in order,
+ * into ids (room for utf8_count(text, len)), and each one's byte offset in text into
+ * offsets when it is not NULL; the chars it lacks, as UTF-8 with a NUL after them, into
+ * unknown (room for len + 1 bytes) when it is not NULL. Returns the number of ids. */
+size_t vocab_encode(const Vocab *vocab, const char *text, size_t len, int *ids, size_t *offsets,
+                    char *unknown);
+/* The text of ids[0 .. n), each in [0, size), into out (room for 4 n + 1 bytes) with a NUL
+ * after it. Returns its length in bytes. */
+size_t vocab_decode(const Vocab *vocab, const int *ids, size_t n, char *out);
+/* One id's char as UTF-8 with a NUL, into out; returns out. */
+const char *vocab_char(const Vocab *vocab, int id, char out[5]);
+
 /* The vocab.json text (malloc'd, NUL-terminated). Its bytes are what vocab_sha256 hashes. */
 char *vocab_to_json(const Vocab *vocab);
 /* Parses vocab.json text; rejects wrong format/version, entries that are not exactly one

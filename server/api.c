@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "api.h"
+#include "buf.h"
 #include "error.h"
 #include "fileio.h"
 #include "genparams.h"
@@ -255,18 +256,23 @@ static int add_prompt(const char *text, size_t len, const ServerConfig *cfg, Gen
 
 // OpenAI's token-id form of a prompt: our tokens are the vocabulary's chars.
 static int add_prompt_ids(const cJSON *ids, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(ids);
+    int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(ids), k = 0;
     char *text = malloc((size_t)n * 4 + 1);
-    if (!text) return bad(e, NULL, "out of memory");
-    size_t len = 0;
+    int *list = malloc((size_t)(n ? n : 1) * sizeof(int));
+    if (!text || !list) {
+        free(text), free(list);
+        return bad(e, NULL, "out of memory");
+    }
     for (const cJSON *id = ids->child; id; id = id->next) {
         if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) ||
             !(id->valuedouble >= 0 && id->valuedouble < V)) {
-            free(text);
+            free(text), free(list);
             return bad(e, "prompt", "prompt token ids must be integers from 0 to %d", V - 1);
         }
-        len += (size_t)utf8_encode(r->vocab->chars[(int)id->valuedouble], text + len);
+        list[k++] = (int)id->valuedouble;
     }
+    size_t len = vocab_decode(r->vocab, list, (size_t)k, text);
+    free(list);
     int rc = add_prompt(text, len, cfg, r, e);
     free(text);
     return rc;
@@ -529,33 +535,10 @@ void chat_template_free(ChatTemplate *t) {
     memset(t, 0, sizeof(*t));
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} Buf;
-
-static void buf_add(Buf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->s = p, b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n + 1);
-    b->len += n;
-}
-
 // One message's content: a string, or an array of text parts joined as they are.
 static int chat_content(const cJSON *c, int i, Buf *b, ApiError *e) {
     if (cJSON_IsString(c)) {
-        buf_add(b, c->valuestring);
+        buf_adds(b, c->valuestring);
         return 0;
     }
     if (!cJSON_IsArray(c))
@@ -570,7 +553,7 @@ static int chat_content(const cJSON *c, int i, Buf *b, ApiError *e) {
                        "messages[%d].content: only parts {\"type\": \"text\", \"text\": ...} "
                        "are supported",
                        i);
-        buf_add(b, text->valuestring);
+        buf_adds(b, text->valuestring);
     }
     return 0;
 }
@@ -583,7 +566,7 @@ static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *
     int i = 0;
     for (const cJSON *m = it->child; m; m = m->next, i++) {
         if (!cJSON_IsObject(m)) {
-            free(b.s);
+            buf_free(&b);
             return bad(e, "messages", "messages[%d] must be an object", i);
         }
         const cJSON *role = NULL, *content = NULL;
@@ -593,7 +576,7 @@ static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *
             else if (strcmp(f->string, "content") == 0)
                 content = f;
             else if (!(strcmp(f->string, "name") == 0 && cJSON_IsNull(f))) {
-                free(b.s);
+                buf_free(&b);
                 char key[48];
                 copy_utf8(key, sizeof(key), f->string);
                 return bad(e, "messages", "messages[%d]: the field '%s' is not supported", i, key);
@@ -603,26 +586,26 @@ static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *
         for (int j = 0; j < 3 && cJSON_IsString(role); j++)
             if (strcmp(role->valuestring, chat_roles[j]) == 0) k = j;
         if (k < 0) {
-            free(b.s);
+            buf_free(&b);
             return bad(e, "messages", "messages[%d].role must be system, user or assistant", i);
         }
-        buf_add(&b, t->pre[k]);
+        buf_adds(&b, t->pre[k]);
         if (!content || chat_content(content, i, &b, e)) {
-            free(b.s);
+            buf_free(&b);
             if (!content) return bad(e, "messages", "messages[%d] has no content", i);
             return -1;
         }
-        buf_add(&b, t->post[k]);
-        buf_add(&b, "\n");
+        buf_adds(&b, t->post[k]);
+        buf_adds(&b, "\n");
     }
-    buf_add(&b, t->pre[2]);
-    if (b.oom) {
-        free(b.s);
+    buf_adds(&b, t->pre[2]);
+    if (b.failed) {
+        buf_free(&b);
         return bad(e, NULL, "out of memory");
     }
     size_t chars = utf8_count(b.s, b.len);
     if (chars > (size_t)cfg->max_prompt) {
-        free(b.s);
+        buf_free(&b);
         return bad(e, "messages",
                    "the messages make a prompt of %zu chars, more than the limit of %d", chars,
                    cfg->max_prompt);

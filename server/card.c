@@ -150,8 +150,7 @@ char *card_build(const char *id, const char *dir, const Model *model, const Voca
     cJSON *chars = cJSON_AddArrayToObject(o, "vocab");
     for (int i = 0; i < vocab->size; i++) {
         char ch[5];
-        ch[utf8_encode(vocab->chars[i], ch)] = '\0';
-        cJSON_AddItemToArray(chars, cJSON_CreateString(ch));
+        cJSON_AddItemToArray(chars, cJSON_CreateString(vocab_char(vocab, i, ch)));
     }
     cJSON_AddItemToObject(o, "defaults", gen_defaults(0));
     cJSON_AddItemToObject(o, "openai_defaults", gen_defaults(1));

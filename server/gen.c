@@ -457,14 +457,14 @@ static enum MHD_Result handle(struct MHD_Connection *conn, Request *rq, int kind
     // The model first: its vocabulary is what the request's chars and ids are checked
     // against, and OpenAI answers an unknown model before anything else.
     char id[MODEL_ID_MAX + 1];
-    int named = api_model_field(rq->body ? rq->body : "", rq->len, id, sizeof(id));
+    int named = api_model_field(rq->body.s ? rq->body.s : "", rq->body.len, id, sizeof(id));
     if (!(j->model = models_get(named ? id : NULL))) {
         free(j);
         return info_model_not_found(conn, rq, id);
     }
     ApiError e;
-    if (api_parse(rq->body ? rq->body : "", rq->len, kind, &srv.cfg, &j->model->vocab, &j->req,
-                  &e)) {
+    if (api_parse(rq->body.s ? rq->body.s : "", rq->body.len, kind, &srv.cfg, &j->model->vocab,
+                  &j->req, &e)) {
         models_put(j->model);
         free(j);
         return respond_error(conn, rq, e.status, e.message, e.param);

@@ -112,6 +112,12 @@ enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int statu
     return respond(conn, rq, status, "application/json", json, strlen(json));
 }
 
+enum MHD_Result respond_object(struct MHD_Connection *conn, Request *rq, int status, cJSON *o) {
+    char *json = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return respond_json(conn, rq, status, json);
+}
+
 static const char *error_type(int status) {
     switch (status) {
     case 401:
@@ -209,24 +215,14 @@ enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq) {
 }
 
 static int body_append(Request *rq, const char *data, size_t n) {
-    if (rq->discarded || rq->len + n > (size_t)srv.cfg.max_body) {
+    if (rq->discarded || rq->body.len + n > (size_t)srv.cfg.max_body) {
         // Chunked bodies have no length up front: count them as they come and drop the
         // rest; the 413 goes out once the client has finished sending.
         rq->discarded += n;
         return 0;
     }
-    if (rq->len + n + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap : 1024;
-        while (cap < rq->len + n + 1) cap *= 2;
-        char *b = realloc(rq->body, cap);
-        if (!b) return -1;
-        rq->body = b;
-        rq->cap = cap;
-    }
-    memcpy(rq->body + rq->len, data, n);
-    rq->len += n;
-    rq->body[rq->len] = '\0';
-    return 0;
+    buf_add(&rq->body, data, n);
+    return rq->body.failed ? -1 : 0;
 }
 
 enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq) {
@@ -285,7 +281,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     request_log(rq->method, rq->path, status, rq->bytes, ms);
     router->on_done(rq, status, ms / 1e3);
     if (rq->finish) rq->finish(rq);
-    free(rq->body);
+    buf_free(&rq->body);
     free(rq);
 }
 

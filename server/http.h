@@ -6,9 +6,12 @@
 #ifndef CHARLM_HTTP_H
 #define CHARLM_HTTP_H
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stddef.h>
 #include <time.h>
+
+#include "buf.h"
 
 /* One HTTP request, from its first header callback to libmicrohttpd's completion notice. */
 typedef struct Request Request;
@@ -18,8 +21,7 @@ struct Request {
     char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
     char path[256];  // for the access log, control bytes replaced
     struct timespec t0;
-    char *body; // [len + 1] NUL-terminated
-    size_t len, cap;
+    Buf body;         // the body so far, NUL-terminated (body.s NULL while empty)
     size_t discarded; // bytes dropped once the body went over --max-body
     int status;
     size_t bytes;
@@ -70,6 +72,8 @@ int http_cors_origins(void);
 enum MHD_Result respond(struct MHD_Connection *conn, Request *rq, int status, const char *type,
                         char *body, size_t len);
 enum MHD_Result respond_json(struct MHD_Connection *conn, Request *rq, int status, char *json);
+/* respond_json of o printed; o is freed (a NULL o, or no memory to print it: a 503). */
+enum MHD_Result respond_object(struct MHD_Connection *conn, Request *rq, int status, cJSON *o);
 /* {"error": {"message": ..., "type": ..., "param": ...}}; param may be NULL. Bytes of
  * message or param that are not UTF-8 go out as U+FFFD, so the body is always UTF-8. */
 enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,

@@ -27,9 +27,7 @@ enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, c
     cJSON_AddStringToObject(e, "type", "not_found_error");
     cJSON_AddStringToObject(e, "param", "model");
     cJSON_AddStringToObject(e, "code", "model_not_found");
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_NOT_FOUND, json);
+    return respond_object(conn, rq, MHD_HTTP_NOT_FOUND, o);
 }
 
 enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq) {
@@ -63,10 +61,8 @@ enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
         cJSON_AddStringToObject(e, "message", "the server is shutting down");
         cJSON_AddStringToObject(e, "type", "overloaded_error");
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
     // While draining, load balancers should stop sending traffic here.
-    return respond_json(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, json);
+    return respond_object(conn, rq, atomic_load(&srv.shutting_down) ? 503 : MHD_HTTP_OK, o);
 }
 
 // OpenAI's model object, with the model's size and training summary beside it.
@@ -92,9 +88,7 @@ enum MHD_Result info_models(struct MHD_Connection *conn, Request *rq) {
         cJSON_AddItemToArray(data, model_object(all[i]));
         models_put(all[i]);
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 // Requests may name any model while one is loaded (it serves them all), but asking about
@@ -111,9 +105,7 @@ enum MHD_Result info_model(struct MHD_Connection *conn, Request *rq) {
     if (!found) return info_model_not_found(conn, rq, rq->tail);
     cJSON *o = model_object(found);
     models_put(found);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 enum MHD_Result info_reload(struct MHD_Connection *conn, Request *rq) {
@@ -139,14 +131,15 @@ static int body_has_nul_escape(const char *p, size_t len) {
  * (NULL-terminated) are refused. */
 static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *const *names,
                           ServedModel **m, enum MHD_Result *r) {
-    const char *body = rq->body ? rq->body : "";
+    const char *body = rq->body.s ? rq->body.s : "";
     const char *msg = NULL;
     cJSON *o = NULL;
-    if (memchr(body, '\0', rq->len) || utf8_find_invalid(body, rq->len) >= 0 ||
-        body_has_nul_escape(body, rq->len))
+    if (memchr(body, '\0', rq->body.len) || utf8_find_invalid(body, rq->body.len) >= 0 ||
+        body_has_nul_escape(body, rq->body.len))
         msg = "request body must be UTF-8 JSON without NUL characters";
     // body[len] is the NUL http.c keeps; counting it refuses anything after the value.
-    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->len + 1, NULL, 1)) || !cJSON_IsObject(o))
+    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->body.len + 1, NULL, 1)) ||
+             !cJSON_IsObject(o))
         msg = "request body must be a JSON object";
     for (const cJSON *it = o && !msg ? o->child : NULL; it; it = it->next) {
         int known = 0;
@@ -191,33 +184,21 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     const char *s = content->valuestring;
     size_t len = strlen(s);
     char *unknown = malloc(len + 1);
-    if (!unknown) {
+    int *ids = malloc((len ? len : 1) * sizeof(int));
+    if (!unknown || !ids) {
+        free(unknown), free(ids);
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
+    size_t n = vocab_encode(&m->vocab, s, len, ids, NULL, unknown); // the body is valid UTF-8
     cJSON *o = cJSON_CreateObject();
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
-    size_t nunknown = 0;
-    for (size_t off = 0; off < len;) {
-        uint32_t cp;
-        int n = utf8_decode_one((const unsigned char *)s + off, len - off, &cp);
-        if (n <= 0) break; // the body was checked to be valid UTF-8
-        int id = vocab_id(&m->vocab, cp);
-        if (id >= 0) {
-            cJSON_AddItemToArray(tokens, cJSON_CreateNumber(id));
-        } else {
-            memcpy(unknown + nunknown, s + off, (size_t)n);
-            nunknown += (size_t)n;
-        }
-        off += (size_t)n;
-    }
-    unknown[nunknown] = '\0';
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(tokens, cJSON_CreateNumber(ids[i]));
+    free(ids);
     cJSON_AddStringToObject(o, "unknown_chars", unknown);
     free(unknown);
     cJSON_Delete(in), models_put(m);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }
 
 enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
@@ -232,30 +213,32 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",
                              "tokens");
     }
-    char *text = malloc((size_t)cJSON_GetArraySize(tokens) * 4 + 1);
-    if (!text) {
+    size_t n = (size_t)cJSON_GetArraySize(tokens);
+    char *text = malloc(n * 4 + 1);
+    int *ids = malloc((n ? n : 1) * sizeof(int));
+    if (!text || !ids) {
+        free(text), free(ids);
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
     }
-    size_t len = 0;
+    n = 0;
     for (const cJSON *t = tokens->child; t; t = t->next) {
         double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
         if (!(v >= 0 && v < m->vocab.size && v == floor(v))) {
             char msg[96];
             snprintf(msg, sizeof(msg), "tokens must be integers from 0 to %d", m->vocab.size - 1);
-            free(text);
+            free(text), free(ids);
             cJSON_Delete(in);
             models_put(m);
             return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "tokens");
         }
-        len += (size_t)utf8_encode(m->vocab.chars[(int)v], text + len);
+        ids[n++] = (int)v;
     }
-    text[len] = '\0';
+    vocab_decode(&m->vocab, ids, n, text);
+    free(ids);
     cJSON_Delete(in), models_put(m);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "content", text);
     free(text);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return respond_json(conn, rq, MHD_HTTP_OK, json);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
 }

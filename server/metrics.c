@@ -1,9 +1,9 @@
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "error.h"
 #include "metrics.h"
 #include "server.h"
@@ -114,55 +114,23 @@ void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
     if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&mm->generations[finish], 1);
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} Buf;
-
-static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Buf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
 enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
-    Buf b = {.cap = 8192};
-    b.s = malloc(b.cap);
-    if (!b.s) return respond_error(conn, rq, 503, "out of memory", NULL);
+    Buf b;
+    if (buf_init(&b, 8192) != 0) return respond_error(conn, rq, 503, "out of memory", NULL);
 
-    put(&b, "# HELP charlm_requests_total HTTP requests answered, by route and status.\n"
-            "# TYPE charlm_requests_total counter\n");
+    buf_printf(&b, "# HELP charlm_requests_total HTTP requests answered, by route and status.\n"
+                   "# TYPE charlm_requests_total counter\n");
     for (int r = 0; r < nlabels; r++)
         for (int s = 100; s < NSTATUS; s++) {
             unsigned long v = atomic_load(&m.requests[r][s]);
             if (v)
-                put(&b, "charlm_requests_total{route=\"%s\",status=\"%d\"} %lu\n", labels[r], s, v);
+                buf_printf(&b, "charlm_requests_total{route=\"%s\",status=\"%d\"} %lu\n", labels[r],
+                           s, v);
         }
 
-    put(&b, "# HELP charlm_request_duration_seconds Time from request to last byte, by route.\n"
-            "# TYPE charlm_request_duration_seconds histogram\n");
+    buf_printf(&b,
+               "# HELP charlm_request_duration_seconds Time from request to last byte, by route.\n"
+               "# TYPE charlm_request_duration_seconds histogram\n");
     for (int r = 0; r < nlabels; r++) {
         unsigned long counts[NBUCKETS + 1], total = 0;
         for (int i = 0; i <= NBUCKETS; i++) total += counts[i] = atomic_load(&m.latency[r][i]);
@@ -170,41 +138,47 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         unsigned long cum = 0;
         for (int i = 0; i < NBUCKETS; i++) {
             cum += counts[i];
-            put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
-                labels[r], buckets[i], cum);
+            buf_printf(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
+                       labels[r], buckets[i], cum);
         }
-        put(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n", labels[r],
-            total);
-        put(&b, "charlm_request_duration_seconds_sum{route=\"%s\"} %.6f\n", labels[r],
-            (double)atomic_load(&m.latency_us[r]) / 1e6);
-        put(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r], total);
+        buf_printf(&b, "charlm_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
+                   labels[r], total);
+        buf_printf(&b, "charlm_request_duration_seconds_sum{route=\"%s\"} %.6f\n", labels[r],
+                   (double)atomic_load(&m.latency_us[r]) / 1e6);
+        buf_printf(&b, "charlm_request_duration_seconds_count{route=\"%s\"} %lu\n", labels[r],
+                   total);
     }
 
     // The series come and go with the models loaded: read them under their lock.
     pthread_mutex_lock(&series_mu);
-    put(&b, "# HELP charlm_generated_chars_total Characters generated (stop sequences included), "
+    buf_printf(
+        &b, "# HELP charlm_generated_chars_total Characters generated (stop sequences included), "
             "by model.\n"
             "# TYPE charlm_generated_chars_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        put(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", mm->label,
-            atomic_load(&mm->generated_chars));
-    put(&b, "# HELP charlm_prompt_chars_total Prompt characters fed to the model, by model.\n"
-            "# TYPE charlm_prompt_chars_total counter\n");
+        buf_printf(&b, "charlm_generated_chars_total{model=\"%s\"} %lu\n", mm->label,
+                   atomic_load(&mm->generated_chars));
+    buf_printf(&b,
+               "# HELP charlm_prompt_chars_total Prompt characters fed to the model, by model.\n"
+               "# TYPE charlm_prompt_chars_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        put(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", mm->label,
-            atomic_load(&mm->prompt_chars));
-    put(&b, "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
-            "# TYPE charlm_generations_total counter\n");
+        buf_printf(&b, "charlm_prompt_chars_total{model=\"%s\"} %lu\n", mm->label,
+                   atomic_load(&mm->prompt_chars));
+    buf_printf(&b,
+               "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
+               "# TYPE charlm_generations_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
         for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
-            put(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n", mm->label,
-                finish_reason_name((FinishReason)f), atomic_load(&mm->generations[f]));
-    put(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
-            "# TYPE charlm_model_parameters gauge\n");
+            buf_printf(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
+                       mm->label, finish_reason_name((FinishReason)f),
+                       atomic_load(&mm->generations[f]));
+    buf_printf(&b, "# HELP charlm_model_parameters Parameters of each loaded model.\n"
+                   "# TYPE charlm_model_parameters gauge\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        put(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", mm->label, mm->params);
+        buf_printf(&b, "charlm_model_parameters{model=\"%s\"} %zu\n", mm->label, mm->params);
     pthread_mutex_unlock(&series_mu);
-    put(&b,
+    buf_printf(
+        &b,
         "# HELP charlm_generations_in_flight Generations admitted and not finished.\n"
         "# TYPE charlm_generations_in_flight gauge\n"
         "charlm_generations_in_flight %d\n"
@@ -227,7 +201,8 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         "charlm_start_time_seconds %ld\n",
         atomic_load(&srv.in_flight), srv.cfg.max_concurrent, atomic_load(&srv.replies_waiting),
         atomic_load(&srv.reply_bytes_waiting), srv.cfg.max_waiting_bytes, (long)srv.started);
-    put(&b,
+    buf_printf(
+        &b,
         "# HELP charlm_connections_closed_total Connections the server shut down: no progress "
         "for --idle-timeout, or giving way at --max-connections.\n"
         "# TYPE charlm_connections_closed_total counter\n"
@@ -236,7 +211,7 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
         atomic_load(&srv.conns_timed_out), atomic_load(&srv.conns_evicted));
 
     if (b.failed) {
-        free(b.s);
+        buf_free(&b);
         return respond_error(conn, rq, 503, "out of memory", NULL);
     }
     return respond(conn, rq, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);

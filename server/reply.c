@@ -23,12 +23,6 @@ enum {
     STEP_END
 };
 
-// A char of v as the UTF-8 string (NUL-terminated in buf) the shapes use for a token.
-static const char *reply_char(const Vocab *v, int id, char buf[5]) {
-    buf[utf8_encode(v->chars[id], buf)] = '\0';
-    return buf;
-}
-
 void reply_init(Reply *r, const ReplySpec *spec) {
     memset(r, 0, sizeof(*r));
     r->spec = *spec;
@@ -38,13 +32,12 @@ void reply_init(Reply *r, const ReplySpec *spec) {
 }
 
 void reply_free(Reply *r) {
-    free(r->buf);
-    r->buf = NULL;
-    r->len = r->pos = r->cap = 0;
+    buf_free(&r->out);
+    r->pos = 0;
 }
 
 size_t reply_buffer_bytes(const Reply *r) {
-    return r->cap;
+    return r->out.cap;
 }
 
 int reply_complete(const Reply *r) {
@@ -53,24 +46,10 @@ int reply_complete(const Reply *r) {
 
 // Room for n more bytes and a NUL; what was read is dropped first.
 static char *room(Reply *r, size_t n) {
-    if (r->failed) return NULL;
-    if (r->pos) {
-        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-        r->len -= r->pos;
-        r->pos = 0;
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n + 1) cap *= 2;
-        char *b = realloc(r->buf, cap);
-        if (!b) {
-            r->failed = 1;
-            return NULL;
-        }
-        r->buf = b;
-        r->cap = cap;
-    }
-    return r->buf + r->len;
+    if (r->out.failed) return NULL;
+    buf_drop(&r->out, r->pos);
+    r->pos = 0;
+    return buf_room(&r->out, n);
 }
 
 static void put(Reply *r, const char *s) {
@@ -78,7 +57,7 @@ static void put(Reply *r, const char *s) {
     char *p = room(r, n);
     if (!p) return;
     memcpy(p, s, n + 1);
-    r->len += n;
+    r->out.len += n;
 }
 
 // One leaf as cJSON prints it, into room for `need` bytes.
@@ -86,10 +65,10 @@ static void put_leaf(Reply *r, cJSON *leaf, size_t need) {
     char *p = room(r, need);
     if (!p) return;
     if (!cJSON_PrintPreallocated(leaf, p, (int)need, 0)) {
-        r->failed = 1;
+        r->out.failed = 1;
         return;
     }
-    r->len += strlen(p);
+    r->out.len += strlen(p);
 }
 
 static void put_number(Reply *r, double d) {
@@ -155,14 +134,14 @@ static int string_piece(Reply *r) {
     seg[n] = '\0';
     // cJSON's escaping is byte by byte, so pieces escape as the whole does: print the
     // piece as a string and drop its quotes.
-    size_t at = r->len - r->pos;
+    size_t at = r->out.len - r->pos;
     put_string(r, seg);
-    if (r->failed) return 1;
-    char *q = r->buf + at;
-    size_t w = r->len - at;
+    if (r->out.failed) return 1;
+    char *q = r->out.s + at;
+    size_t w = r->out.len - at;
     memmove(q, q + 1, w - 2);
-    r->len -= 2;
-    r->buf[r->len] = '\0';
+    r->out.len -= 2;
+    r->out.s[r->out.len] = '\0';
     if (!end && r->str_part < 2) return 0;
     put(r, "\"");
     return 1;
@@ -199,13 +178,13 @@ static void native_entry(Reply *r, const Generation *g, int i) {
     int K = alternatives(g);
     char buf[5];
     put(r, "{\"char\":");
-    put_string(r, reply_char(g->vocab, e->id, buf));
+    put_string(r, vocab_char(g->vocab, e->id, buf));
     put(r, ",\"logprob\":");
     put_logprob(r, e->logprob);
     put(r, ",\"top\":[");
     for (int k = 0; k < K && !isnan(e->logprob); k++) {
         put(r, k ? ",{\"char\":" : "{\"char\":");
-        put_string(r, reply_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
+        put_string(r, vocab_char(g->vocab, g->top_id[(size_t)i * K + k], buf));
         put(r, ",\"logprob\":");
         put_number(r, g->top_lp[(size_t)i * K + k]);
         put(r, "}");
@@ -217,7 +196,7 @@ static void native_entry(Reply *r, const Generation *g, int i) {
 static void chat_token(Reply *r, const Vocab *v, int id, float lp) {
     char buf[5];
     put(r, "{\"token\":");
-    put_string(r, reply_char(v, id, buf));
+    put_string(r, vocab_char(v, id, buf));
     put(r, ",\"logprob\":");
     put_logprob(r, lp);
     put(r, ",\"bytes\":[");
@@ -260,7 +239,7 @@ static void completion_entry(Reply *r, const ReplyChoice *c, int col, int i) {
     int K = alternatives(g);
     char buf[5];
     if (col == 0) {
-        put_string(r, reply_char(g->vocab, e->id, buf));
+        put_string(r, vocab_char(g->vocab, e->id, buf));
     } else if (col == 1) {
         put_logprob(r, e->logprob);
     } else if (col == 2) {
@@ -275,14 +254,14 @@ static void completion_entry(Reply *r, const ReplyChoice *c, int col, int i) {
         put(r, "{");
         for (int k = 0; k < K; k++) {
             if (k) put(r, ",");
-            put_string(r, reply_char(g->vocab, ti[k], buf));
+            put_string(r, vocab_char(g->vocab, ti[k], buf));
             put(r, ":");
             put_number(r, tl[k]);
             chosen_listed |= ti[k] == e->id;
         }
         if (!chosen_listed) {
             if (K) put(r, ",");
-            put_string(r, reply_char(g->vocab, e->id, buf));
+            put_string(r, vocab_char(g->vocab, e->id, buf));
             put(r, ":");
             put_number(r, e->logprob);
         }
@@ -550,25 +529,25 @@ static void unit(Reply *r) {
 }
 
 int reply_fill(Reply *r, size_t want) {
-    while (!r->failed && r->step != STEP_END && r->len - r->pos < want) unit(r);
-    return r->failed ? -1 : 0;
+    while (!r->out.failed && r->step != STEP_END && r->out.len - r->pos < want) unit(r);
+    return r->out.failed ? -1 : 0;
 }
 
 long reply_read(Reply *r, char *out, size_t max) {
     if (reply_fill(r, max)) return -1;
-    size_t n = r->len - r->pos;
+    size_t n = r->out.len - r->pos;
     if (n > max) n = max;
-    if (n) memcpy(out, r->buf + r->pos, n); // a stream's buffer may not be there yet
+    if (n) memcpy(out, r->out.s + r->pos, n); // a stream's buffer may not be there yet
     r->pos += n;
     return (long)n;
 }
 
 char *reply_take(Reply *r, size_t *len) {
-    if (r->failed || !room(r, 0)) return NULL;
-    char *b = r->buf;
-    *len = r->len;
-    r->buf = NULL;
-    r->len = r->pos = r->cap = 0;
+    if (r->out.failed || !room(r, 0)) return NULL;
+    char *b = r->out.s;
+    *len = r->out.len;
+    r->out = (Buf){0};
+    r->pos = 0;
     return b;
 }
 
@@ -580,12 +559,12 @@ void reply_init_events(Reply *r, const ReplySpec *spec) {
 }
 
 size_t reply_pending(const Reply *r) {
-    return r->len - r->pos;
+    return r->out.len - r->pos;
 }
 
 static int event_end(Reply *r) {
     put(r, "\n\n");
-    return r->failed ? -1 : 0;
+    return r->out.failed ? -1 : 0;
 }
 
 int reply_event_role(Reply *r, int c) {

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "buf.h"
 #include "generate.h"
 
 typedef struct {
@@ -48,9 +49,8 @@ typedef struct {
 typedef struct {
     ReplySpec spec;
     ReplyChoice choice[API_MAX_CHOICES];
-    char *buf; // buf[pos .. len) encoded and not yet read
-    size_t len, pos, cap;
-    int failed; // out of memory
+    Buf out; // out.s[pos .. out.len) encoded and not yet read; out.failed: out of memory
+    size_t pos;
     int step, c, col, i;
     // A string written a piece a unit: parts str[0], then str[1], up to its first NUL.
     const char *str[2];

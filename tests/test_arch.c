@@ -259,8 +259,9 @@ START_TEST(test_save_load_round_trip) {
 }
 END_TEST
 
-/* A stream's logits are the same bits stepped alone, batched with other streams, and fed
- * in prefill chunks of any size; state_reset makes it a fresh stream again. */
+/* A stream's logits are the same bits stepped alone, batched with other streams, fed in
+ * prefill chunks of any size, and after drop_weights; state_reset makes it a fresh stream
+ * again. */
 START_TEST(test_inference_same_bits_however_fed) {
     Model m;
     Vocab v;
@@ -292,6 +293,14 @@ START_TEST(test_inference_same_bits_however_fed) {
             free(logits);
         }
     }
+    // A server's model keeps only what inference reads: the same bits.
+    a->drop_weights(&m);
+    a->state_reset(st[0]);
+    for (int t = 0; t < n; t++) {
+        a->step(&m, sc, 1, &ids[0][t], st, out);
+        ck_assert_mem_eq(out, alone + (size_t)t * V, (size_t)V * sizeof(float));
+    }
+    ck_assert_uint_ge(a->state_bytes(&m), (size_t)1);
     for (int s = 0; s < 3; s++) a->state_free(st[s]);
     a->scratch_free(sc);
     a->prefill_free(pre);

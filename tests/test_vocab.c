@@ -150,10 +150,56 @@ START_TEST(test_load_missing_names_path) {
 }
 END_TEST
 
+/* Text to ids and back, table-driven: the chars the vocabulary lacks are skipped and
+ * collected, each id keeps its byte offset, and decoding the ids gives the text without
+ * the skipped chars. The vocabulary: "\n", " ", "a", "z", é, €, 😀. */
+START_TEST(test_encode_decode) {
+    const char *built = "z\xF0\x9F\x98\x80 a\xE2\x82\xAC\xC3\xA9\n";
+    static const struct {
+        const char *text;
+        int n;
+        int ids[8];
+        size_t offsets[8];
+        const char *unknown, *decoded;
+    } rows[] = {
+        {"", 0, {0}, {0}, "", ""},
+        {"az", 2, {2, 3}, {0, 1}, "", "az"},
+        {"a b", 2, {2, 1}, {0, 1}, "b", "a "},
+        {"\xC3\xA9x\xE2\x82\xAC", 2, {4, 5}, {0, 3}, "x", "\xC3\xA9\xE2\x82\xAC"},
+        {"\xF0\x9F\x98\x80\xC3\xB6\n", 2, {6, 0}, {0, 6}, "\xC3\xB6", "\xF0\x9F\x98\x80\n"},
+        {"qq", 0, {0}, {0}, "qq", ""},
+    };
+    Vocab v;
+    char err[ERR_LEN];
+    ck_assert_int_eq(vocab_build(&v, built, strlen(built), err), 0);
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        const char *t = rows[r].text;
+        int ids[16];
+        size_t off[16];
+        char unknown[64], text[64], ch[5];
+        size_t n = vocab_encode(&v, t, strlen(t), ids, off, unknown);
+        ck_assert_uint_eq(n, (size_t)rows[r].n);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(ids[i], rows[r].ids[i]);
+            ck_assert_uint_eq(off[i], rows[r].offsets[i]);
+            // the char at each offset is the id's
+            const char *c = vocab_char(&v, ids[i], ch);
+            ck_assert(strncmp(t + off[i], c, strlen(c)) == 0);
+        }
+        ck_assert_str_eq(unknown, rows[r].unknown);
+        ck_assert_uint_eq(vocab_decode(&v, ids, n, text), strlen(rows[r].decoded));
+        ck_assert_str_eq(text, rows[r].decoded);
+        ck_assert_uint_eq(vocab_encode(&v, t, strlen(t), ids, NULL, NULL), n); // both optional
+    }
+    vocab_free(&v);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("vocab");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_build_sorted);
+    tcase_add_test(tc, test_encode_decode);
     tcase_add_test(tc, test_build_rejects);
     tcase_add_test(tc, test_json_round_trip);
     tcase_add_test(tc, test_json_other_formatting);
