@@ -60,7 +60,8 @@ typedef struct {
 } ArchDropout;
 
 typedef struct Arch {
-    const char *name; // the metadata value "arch", and --arch
+    const char *name;   // the metadata value "arch", and --arch
+    const char *layout; // the network in one line, for the model card
 
     /* Hyperparameters. config_set gives a new model the hyperparameters in hyper, the
      * architecture's own struct (the LSTM's ModelConfig, the GPT's GptConfig) as

@@ -7,25 +7,14 @@
 
 #include "arch.h"
 #include "error.h"
+#include "genparams.h"
 #include "utf8.h"
 
+// The numbers are genparams' rows, checked there; the rest is generate.h's.
 static int params_check(const GenerateParams *p, char *err) {
-    const SamplerParams *s = &p->sampler;
-    if (p->max_tokens < 0) return err_set(err, "max_tokens must be at least 0");
+    if (genparams_check(p, err)) return -1;
     if (p->top_logprobs < 0 || p->top_logprobs > GEN_MAX_TOP)
         return err_set(err, "top_logprobs must be from 0 to %d", GEN_MAX_TOP);
-    if (!(s->temperature >= 0.0f) || isinf(s->temperature))
-        return err_set(err, "temperature must be a finite number >= 0");
-    if (s->top_k < 0) return err_set(err, "top_k must be >= 0");
-    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) return err_set(err, "top_p must be in (0, 1]");
-    if (!(s->repetition_penalty > 0.0f) || isinf(s->repetition_penalty))
-        return err_set(err, "repetition_penalty must be a finite number > 0");
-    if (s->repetition_window < 0) return err_set(err, "repetition_window must be >= 0");
-    if (!(fabsf(s->presence_penalty) <= 2.0f))
-        return err_set(err, "presence_penalty must be in [-2, 2]");
-    if (!(fabsf(s->frequency_penalty) <= 2.0f))
-        return err_set(err, "frequency_penalty must be in [-2, 2]");
-    if (!(s->min_p >= 0.0f && s->min_p <= 1.0f)) return err_set(err, "min_p must be in [0, 1]");
     if (p->nstop < 0 || p->nstop > GEN_MAX_STOP)
         return err_set(err, "at most %d stop sequences", GEN_MAX_STOP);
     for (int i = 0; i < p->nstop; i++)
@@ -117,6 +106,16 @@ static int lp_record(Generation *g, const float *logits, int id, int prompt, siz
     return 0;
 }
 
+/* Where feeding a prompt of n chars may start when nobody reads its scores. The context
+ * rule leaves the state holding only the prompt's last chars, fed again from the reset
+ * state, and a prefill gives the bits of as many steps (arch.h): feeding just those chars
+ * gives the same state and logits, without computing the ones the rule would drop. */
+static int prompt_start(int n, int context) {
+    int fed = 0;
+    for (int i = 0; i < n; i++) fed = (fed == context ? context / 2 : fed) + 1;
+    return n - fed;
+}
+
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err) {
     memset(g, 0, sizeof(*g));
@@ -166,13 +165,11 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
 
     g->context = model->arch->context(model);
     if (g->context > 0 && !(g->fed = malloc((size_t)g->context * sizeof(int)))) goto oom;
-    if (!(g->state = model->arch->state_alloc(model, err))) {
+    if (g->context > 0 && !g->prompt_offset) g->prompt_pos = prompt_start(g->n_prompt, g->context);
+    if (!(g->state = model->arch->state_alloc(model, err)) ||
+        sampler_init(&g->sampler, vocab->size, err)) { // vocab->size > 0: only memory fails
         generation_free(g);
-        return -1;
-    }
-    if (sampler_init(&g->sampler, vocab->size, err)) {
-        generation_free(g);
-        return -1;
+        return GEN_OUT_OF_MEMORY;
     }
     if (bias_check(&params->sampler, &g->sampler, err)) {
         generation_free(g);
@@ -180,15 +177,14 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     }
     rng_seed(&g->rng, params->seed);
     if (g->prompt_offset && g->prompt_tokens > 0 &&
-        lp_record(g, NULL, g->prompt_ids[0], 1, g->prompt_offset[0])) {
-        generation_free(g);
-        return err_set(err, "out of memory for a generation");
-    }
+        lp_record(g, NULL, g->prompt_ids[0], 1, g->prompt_offset[0]))
+        goto oom;
     return 0;
 
 oom:
     generation_free(g);
-    return err_set(err, "out of memory for a generation");
+    err_set(err, "out of memory for a generation");
+    return GEN_OUT_OF_MEMORY;
 }
 
 void generation_free(Generation *g) {
@@ -256,7 +252,7 @@ int generation_advance(Generation *g, const float *logits) {
         if (g->prompt_pos < g->n_prompt) { // still reading the prompt
             if (g->prompt_offset && lp_record(g, logits, g->prompt_ids[g->prompt_pos], 1,
                                               g->prompt_offset[g->prompt_pos])) {
-                finish(g, FINISH_CANCELLED);
+                finish(g, FINISH_ERROR); // out of memory for the prompt's entries
                 return 1;
             }
             return 0;
@@ -268,10 +264,15 @@ int generation_advance(Generation *g, const float *logits) {
     }
 
     int id = sampler_draw(&g->sampler, logits, &g->params.sampler, g->recent, g->n_recent, &g->rng);
-    if ((g->params.logprobs && lp_record(g, logits, id, 0, g->len)) ||
-        text_append(g, g->vocab->chars[id])) {
-        // Out of memory mid-generation: end here with what we have rather than crash.
-        finish(g, FINISH_CANCELLED);
+    // Out of memory mid-generation: end here with what we have rather than crash, and
+    // with no entry for a char the text does not have.
+    if (g->params.logprobs && lp_record(g, logits, id, 0, g->len)) {
+        finish(g, FINISH_ERROR);
+        return 1;
+    }
+    if (text_append(g, g->vocab->chars[id])) {
+        if (g->params.logprobs) g->n_lp--;
+        finish(g, FINISH_ERROR);
         return 1;
     }
     g->tokens++;
@@ -325,6 +326,11 @@ void generation_cancel(Generation *g) {
     finish(g, FINISH_CANCELLED); // what was held back for a stop sequence is text after all
 }
 
+void generation_fail(Generation *g) {
+    if (g->done) return;
+    finish(g, FINISH_ERROR);
+}
+
 const char *finish_reason_name(FinishReason r) {
     switch (r) {
     case FINISH_LENGTH:
@@ -333,6 +339,8 @@ const char *finish_reason_name(FinishReason r) {
         return "stop";
     case FINISH_CANCELLED:
         return "cancelled";
+    case FINISH_ERROR:
+        return "error";
     default:
         return "none";
     }

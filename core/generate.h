@@ -13,6 +13,10 @@
  *         ... new text is g.text[g.emitted_before .. g.emitted) ...
  *     }
  *
+ * With a context (arch.h) and the prompt not scored, only the prompt's chars the context
+ * rule would still hold at its end are fed (prompt_pos starts past the others): the same
+ * state as feeding it all, for less work.
+ *
  * Prompt characters missing from the vocabulary are skipped and collected in
  * unknown_chars. An empty prompt feeds the newline (or id 0 when the vocabulary has no
  * newline). Stop sequences are matched against generated text only; text that could
@@ -67,7 +71,17 @@ typedef struct {
     size_t offset; // byte offset of the char in the prompt, or in text when generated
 } TokenLogprob;
 
-typedef enum { FINISH_NONE = 0, FINISH_LENGTH, FINISH_STOP, FINISH_CANCELLED } FinishReason;
+/* Why a generation ended. FINISH_CANCELLED: asked to stop (its client left, the drain);
+ * FINISH_ERROR: it could not go on (out of memory for its text, its log probabilities or
+ * its step). FINISH_REASONS counts them, for tables indexed by reason. */
+typedef enum {
+    FINISH_NONE = 0,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    FINISH_CANCELLED,
+    FINISH_ERROR,
+    FINISH_REASONS
+} FinishReason;
 
 typedef struct {
     const Model *model;
@@ -104,7 +118,10 @@ typedef struct {
     FinishReason finish;
 } Generation;
 
-/* Prompt must be valid UTF-8. Allocates everything the generation needs. */
+/* Prompt must be valid UTF-8. Allocates everything the generation needs. Returns 0; -1
+ * with err for what was asked (parameters, prompt, logit bias); GEN_OUT_OF_MEMORY with err
+ * when an allocation failed (the stream's state included), which a retry may not meet. */
+#define GEN_OUT_OF_MEMORY (-2)
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err);
 void generation_free(Generation *g);
@@ -125,8 +142,11 @@ int generation_advance(Generation *g, const float *logits);
 /* Entries of lp[] that are final: the prompt's once it is consumed, and those of the
  * generated chars in text[0 .. emitted). */
 int generation_logprobs_ready(const Generation *g);
-/* Marks a generation finished early (client gone). */
+/* Marks a generation finished early (client gone): FINISH_CANCELLED. */
 void generation_cancel(Generation *g);
+/* Ends a generation that cannot go on (its step could not be run): FINISH_ERROR. Both keep
+ * the text so far, and do nothing to a generation already done. */
+void generation_fail(Generation *g);
 const char *finish_reason_name(FinishReason r);
 
 /* Runs a whole generation on its own (n = 1 steps, scratch from the architecture's

@@ -95,7 +95,8 @@ void genparams_range_text(const GenParam *gp, double cap, char *buf, size_t len)
         snprintf(buf, len, "%.0f to %.0f", gp->min, hi);
 }
 
-int genparams_set(GenerateParams *p, const GenParam *gp, double v, double cap, char *err) {
+// The one range check of every parameter, for genparams_set and genparams_check.
+static int check(const GenParam *gp, double v, double cap, char *err) {
     double hi = upper(gp, cap);
     int whole = gp->type != GENPARAM_FLOAT;
     if (!isfinite(v)) return err_set(err, "%s must be a finite number", gp->name);
@@ -107,6 +108,35 @@ int genparams_set(GenerateParams *p, const GenParam *gp, double v, double cap, c
         if (whole) return err_set(err, "%s must be an integer from %s", gp->name, range);
         return err_set(err, "%s must be in %s", gp->name, range);
     }
+    return 0;
+}
+
+int genparams_set(GenerateParams *p, const GenParam *gp, double v, double cap, char *err) {
+    if (check(gp, v, cap, err)) return -1;
     store(p, gp, v);
+    return 0;
+}
+
+static double load(const GenerateParams *p, const GenParam *gp) {
+    const char *field = (const char *)p + gp->offset;
+    switch (gp->type) {
+    case GENPARAM_INT:
+        return *(const int *)field;
+    case GENPARAM_FLOAT:
+        return *(const float *)field;
+    case GENPARAM_SEED:
+        return (double)*(const uint64_t *)field;
+    }
+    return NAN;
+}
+
+int genparams_check(const GenerateParams *p, char *err) {
+    for (int i = 0; i < genparams_count; i++) {
+        const GenParam *gp = &genparams[i];
+        if (gp->type == GENPARAM_SEED) continue;
+        double v = load(p, gp);
+        if (gp->offset == FIELD(max_tokens) && v == 0) continue;
+        if (check(gp, v, 0, err)) return -1;
+    }
     return 0;
 }

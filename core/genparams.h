@@ -53,6 +53,13 @@ void genparams_defaults(GenerateParams *p, int openai, int max_tokens_cap);
 /* Checks v against the row's range (the upper bound lowered to cap when cap > 0 and
  * smaller) and stores it. On failure writes "<name> must be ..." into err. */
 int genparams_set(GenerateParams *p, const GenParam *gp, double v, double cap, char *err);
+/* Checks every parameter in p against its row, as genparams_set would take it, for
+ * parameters set in code rather than one at a time: 0, or -1 with genparams_set's message
+ * for the first one out of range. Two values pass beyond the rows: max_tokens 0, which
+ * scores the prompt without generating (GenerateParams.score_prompt), and any seed, since
+ * every 64-bit seed draws (a request's choices draw with rng_child_seed's); the seed's row
+ * is what JSON carries exactly. */
+int genparams_check(const GenerateParams *p, char *err);
 /* The range as text, e.g. "1 to 2000", "> 0", "(0, 1]"; cap as for genparams_set. */
 void genparams_range_text(const GenParam *gp, double cap, char *buf, size_t len);
 

@@ -142,7 +142,7 @@ typedef struct {
     float *dln;       // [B, T, C] backward: gradient of a norm's output
     float *dqkv;      // [B, T, 3C]
     float *dwide;     // [B, T, 4C]
-    float *drow;      // [T] one attention row's probability gradient
+    float *att_tmp;   // [2, T, T] attention's scratch: masked probabilities, their gradient
 } GptWorkspace;
 
 int gpt_workspace_alloc(GptWorkspace *ws, const GptConfig *config, int max_T, int B, char *err);

@@ -345,6 +345,8 @@ static const char *const tied[][2] = {{"lm_head.weight", "transformer.wte.weight
 
 const Arch arch_gpt = {
     .name = "gpt",
+    .layout = "Embedding(V, C) + Position(block, C) -> L x [Norm -> CausalSelfAttention(heads) "
+              "-> Norm -> MLP(C -> 4C -> C)] -> Norm -> Linear(C, V), tied to the embedding",
     .config_set = config_set,
     .config_read = config_read,
     .config_check = config_check,

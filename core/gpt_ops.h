@@ -28,12 +28,13 @@ void gpt_norm_backward(float *din, float *dw, float *db, const float *dout, cons
 
 /* Causal attention of B sequences of T: qkv [B, T, 3C] (q, k, v side by side) -> out
  * [B, T, C], heads NH of C/NH. att [B, NH, T, T] receives the softmax probabilities (0 above
- * the diagonal); mask [B, NH, T, T] (or NULL) multiplies them before they weight v. */
-void gpt_attention_forward(float *out, float *att, const float *qkv, const float *mask, int B,
-                           int T, int C, int NH);
-/* dqkv [B, T, 3C] = the gradient of qkv (overwritten), from dout [B, T, C]; row is [T]
- * scratch. */
-void gpt_attention_backward(float *dqkv, float *row, const float *dout, const float *att,
+ * the diagonal); mask [B, NH, T, T] (or NULL) multiplies them before they weight v, in
+ * scratch [T, T]. */
+void gpt_attention_forward(float *out, float *att, float *scratch, const float *qkv,
+                           const float *mask, int B, int T, int C, int NH);
+/* dqkv [B, T, 3C] = the gradient of qkv (overwritten), from dout [B, T, C]; scratch is
+ * [2, T, T]. */
+void gpt_attention_backward(float *dqkv, float *scratch, const float *dout, const float *att,
                             const float *qkv, const float *mask, int B, int T, int C, int NH);
 
 /* out[n] = x * Phi(x), the exact (erf) GELU. */

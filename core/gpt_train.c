@@ -23,11 +23,30 @@ int gpt_workspace_alloc(GptWorkspace *ws, const GptConfig *c, int max_T, int B, 
                        &ws->qkv,      &ws->att,       &ws->atty,    &ws->ln2,      &ws->ln2_mean,
                        &ws->ln2_rstd, &ws->fc,        &ws->fc_gelu, &ws->lnf,      &ws->lnf_mean,
                        &ws->lnf_rstd, &ws->logits,    &ws->tmp,     &ws->dres,     &ws->dln,
-                       &ws->dqkv,     &ws->dwide,     &ws->drow};
-    size_t count[] = {(L + 1) * N * C, L * N * C, L * N * C, L * N,     L * N,        L * N * 3 * C,
-                      L * att,         L * N * C, L * N * C, L * N,     L * N,        L * N * 4 * C,
-                      L * N * 4 * C,   N * C,     N,         N,         N * V,        N * C,
-                      N * C,           N * C,     N * 3 * C, N * 4 * C, (size_t)max_T};
+                       &ws->dqkv,     &ws->dwide,     &ws->att_tmp};
+    size_t count[] = {(L + 1) * N * C,
+                      L * N * C,
+                      L * N * C,
+                      L * N,
+                      L * N,
+                      L * N * 3 * C,
+                      L * att,
+                      L * N * C,
+                      L * N * C,
+                      L * N,
+                      L * N,
+                      L * N * 4 * C,
+                      L * N * 4 * C,
+                      N * C,
+                      N,
+                      N,
+                      N * V,
+                      N * C,
+                      N * C,
+                      N * C,
+                      N * 3 * C,
+                      N * 4 * C,
+                      2 * (size_t)max_T * max_T};
     for (size_t i = 0; i < sizeof count / sizeof count[0]; i++) {
         *field[i] = calloc(count[i], sizeof(float));
         if (!*field[i]) {
@@ -42,7 +61,7 @@ void gpt_workspace_free(GptWorkspace *ws) {
     float *buf[] = {ws->resid,   ws->resid_mid, ws->ln1,      ws->ln1_mean, ws->ln1_rstd, ws->qkv,
                     ws->att,     ws->atty,      ws->ln2,      ws->ln2_mean, ws->ln2_rstd, ws->fc,
                     ws->fc_gelu, ws->lnf,       ws->lnf_mean, ws->lnf_rstd, ws->logits,   ws->tmp,
-                    ws->dres,    ws->dln,       ws->dqkv,     ws->dwide,    ws->drow};
+                    ws->dres,    ws->dln,       ws->dqkv,     ws->dwide,    ws->att_tmp};
     for (size_t i = 0; i < sizeof buf / sizeof buf[0]; i++) free(buf[i]);
     memset(ws, 0, sizeof *ws);
 }
@@ -83,7 +102,7 @@ float gpt_forward(const Gpt *m, GptWorkspace *ws, const int *inputs, const int *
                          rms);
         gpt_linear_forward(qkv, ln1, w->qkv_w + l * C3 * C, w->qkv_b ? w->qkv_b + l * C3 : NULL, N,
                            C, 3 * C);
-        gpt_attention_forward(atty, ws->att + l * att_n, qkv,
+        gpt_attention_forward(atty, ws->att + l * att_n, ws->att_tmp, qkv,
                               mk->attn ? mk->attn + l * att_n : NULL, B, T, C, NH);
         gpt_linear_forward(ws->tmp, atty, w->attn_w + (size_t)l * C * C,
                            w->attn_b ? w->attn_b + (size_t)l * C : NULL, N, C, C);
@@ -169,7 +188,7 @@ void gpt_backward(const Gpt *m, GptWorkspace *ws, const int *inputs, const int *
         gpt_linear_backward(ws->dln, g.attn_w + (size_t)l * C * C,
                             g.attn_b ? g.attn_b + (size_t)l * C : NULL, ws->tmp, ws->atty + l * NC,
                             w->attn_w + (size_t)l * C * C, N, C, C);
-        gpt_attention_backward(ws->dqkv, ws->drow, ws->dln, ws->att + l * att_n,
+        gpt_attention_backward(ws->dqkv, ws->att_tmp, ws->dln, ws->att + l * att_n,
                                ws->qkv + l * NC * 3, mk->attn ? mk->attn + l * att_n : NULL, B, T,
                                C, NH);
         gpt_linear_backward(ws->dln, g.qkv_w + l * C3 * C, g.qkv_b ? g.qkv_b + l * C3 : NULL,

@@ -246,6 +246,7 @@ static int context(const Model *model) {
 
 const Arch arch_lstm = {
     .name = "lstm",
+    .layout = "Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)",
     .config_set = config_set,
     .config_read = config_read,
     .config_check = config_check,

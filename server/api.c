@@ -4,23 +4,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 
 #include "api.h"
-#include "buf.h"
+#include "chat.h"
 #include "error.h"
-#include "fileio.h"
 #include "genparams.h"
+#include "jsonscan.h"
 #include "utf8.h"
 
 // Copies at most cap-1 bytes of valid UTF-8 src without splitting a character.
 static void copy_utf8(char *dst, size_t cap, const char *src) {
-    size_t n = strlen(src);
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;
-    }
+    size_t n = utf8_cut(src, strlen(src), cap - 1);
     memcpy(dst, src, n);
     dst[n] = '\0';
 }
@@ -44,124 +39,11 @@ static int bad(ApiError *e, const char *param, const char *fmt, ...) {
     return -1;
 }
 
-// cJSON keeps neither the text of a number nor where a string held a \u0000, so the
-// members of the top-level object are also walked in the raw body, in the same order as
-// cJSON's children. The body is JSON that cJSON accepted, so the walk only has to find
-// the bounds of each key and value; it never reads past end all the same.
-typedef struct {
-    const char *key, *key_end; // the key with its quotes
-    const char *val, *val_end; // the value's text
-} RawMember;
-
-// cJSON takes every byte up to ' ' as whitespace.
-static const char *skip_ws(const char *p, const char *end) {
-    while (p < end && (unsigned char)*p <= ' ') p++;
-    return p;
-}
-
-static const char *skip_string(const char *p, const char *end) {
-    for (p++; p < end && *p != '"'; p++)
-        if (*p == '\\') p++;
-    return p < end ? p + 1 : end;
-}
-
-static const char *skip_value(const char *p, const char *end) {
-    if (p < end && *p == '"') return skip_string(p, end);
-    if (p < end && (*p == '{' || *p == '[')) {
-        int depth = 0;
-        while (p < end) {
-            if (*p == '"') {
-                p = skip_string(p, end);
-                continue;
-            }
-            if (*p == '{' || *p == '[') depth++;
-            if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
-            p++;
-        }
-        return end;
-    }
-    while (p < end && (unsigned char)*p > ' ' && *p != ',' && *p != '}' && *p != ']') p++;
-    return p;
-}
-
-// The next member after *cursor (which starts just inside the object); 0 at its end.
-static int raw_next(const char **cursor, const char *end, RawMember *m) {
-    const char *p = skip_ws(*cursor, end);
-    if (p < end && *p == ',') p = skip_ws(p + 1, end);
-    if (p >= end || *p != '"') return 0;
-    m->key = p;
-    p = m->key_end = skip_string(p, end);
-    p = skip_ws(p, end);
-    if (p >= end || *p != ':') return 0;
-    m->val = p = skip_ws(p + 1, end);
-    *cursor = m->val_end = skip_value(p, end);
-    return 1;
-}
-
-// Whether JSON text (a string, or a container of them) decodes to something holding a
-// NUL. Outside strings there are no backslashes.
-static int raw_has_nul(const char *p, const char *end) {
-    for (; p < end; p++) {
-        if (*p != '\\') continue;
-        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) return 1;
-        p++;
-    }
-    return 0;
-}
-
-// The exact value of a JSON number's text when it is an integer from 0 to max (-0 is
-// 0): 0, or -1 when it is not an integer, -2 when it is one outside the range. 7.0, 7e0
-// and 70e-1 are 7; 9007199254740993 is itself, not the double next to it.
-static int raw_uint(const char *p, const char *end, uint64_t max, uint64_t *out) {
-    int neg = p < end && *p == '-';
-    p += neg;
-    char digits[24]; // the significant digits, leading zeros dropped
-    int nd = 0, dropped = 0, seen = 0;
-    long scale = 0; // value = digits * 10^scale
-    for (int frac = 0; p < end; p++) {
-        if (*p == '.' && !frac) {
-            frac = 1;
-            continue;
-        }
-        if (*p < '0' || *p > '9') break;
-        seen = 1;
-        if (frac) scale--;
-        if (nd == 0 && *p == '0') continue;
-        if (nd < (int)sizeof(digits))
-            digits[nd++] = *p;
-        else if (*p != '0')
-            dropped = 1; // too many digits for any integer in range, unless they are zeros
-        else
-            scale++;
-    }
-    if (!seen) return -1;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        int eneg = p < end && *p == '-';
-        p += p < end && (*p == '-' || *p == '+');
-        long e = 0;
-        if (p >= end || *p < '0' || *p > '9') return -1;
-        for (; p < end && *p >= '0' && *p <= '9'; p++)
-            if (e < 100000) e = e * 10 + (*p - '0');
-        scale += eneg ? -e : e;
-    }
-    if (p != end) return -1;
-    while (nd > 0 && digits[nd - 1] == '0') nd--, scale++;
-    if (nd == 0) {
-        *out = 0;
-        return 0;
-    }
-    if (scale < 0 || dropped) return scale < 0 ? -1 : -2;
-    if (neg || nd + scale > 20) return -2;
-    uint64_t v = 0;
-    for (int i = 0; i < nd + scale; i++) {
-        int d = i < nd ? digits[i] - '0' : 0;
-        if (v > (UINT64_MAX - (uint64_t)d) / 10) return -2;
-        v = v * 10 + (uint64_t)d;
-    }
-    if (v > max) return -2;
-    *out = v;
-    return 0;
+// Not the request's fault: the handler answers 503 with Retry-After.
+static int nomem(ApiError *e) {
+    bad(e, NULL, "out of memory");
+    e->status = 503;
+    return -1;
 }
 
 // For the OpenAI fields that are not generation parameters. Integers may be written as
@@ -177,31 +59,23 @@ static int check_int(const cJSON *it, double lo, double hi, ApiError *e) {
 }
 
 // A row of core/genparams: its type here, its range there. The seed is read from the
-// number's text (raw), since a double would round 2^53 + 1 to 2^53.
-static int parse_param(const cJSON *it, const RawMember *raw, const GenParam *gp,
+// number's text (raw), since a double would round 2^53 + 1 to 2^53, inside the range.
+static int parse_param(const cJSON *it, const JsonMember *raw, const GenParam *gp,
                        const ServerConfig *cfg, GenRequest *r, ApiError *e) {
     if (!cJSON_IsNumber(it))
         return bad(e, gp->name, "%s must be %s", gp->name,
                    gp->type == GENPARAM_FLOAT ? "a number" : "an integer");
-    double hi = genparams_max(gp, cfg->max_tokens), v = it->valuedouble;
-    if (gp->type == GENPARAM_SEED) {
-        uint64_t u;
-        int rc = raw_uint(raw->val, raw->val_end, (uint64_t)hi, &u);
-        if (rc == -1) return bad(e, gp->name, "%s must be an integer", gp->name);
-        if (rc == -2) {
-            char range[64];
-            genparams_range_text(gp, hi, range, sizeof(range));
-            return bad(e, gp->name, "%s must be an integer from %s", gp->name, range);
-        }
-        v = (double)u; // exact: hi is at most 2^53
-    }
+    double v = it->valuedouble;
+    if (gp->type == GENPARAM_SEED && jsonscan_integer(raw->val, raw->val_end, &v))
+        return bad(e, gp->name, "%s must be an integer", gp->name);
     // 0 scores the prompt without generating; api_parse checks that echo asks for that.
     if (gp->offset == offsetof(GenerateParams, max_tokens) && v == 0 && !r->chat) {
         r->gen.max_tokens = 0;
         return 0;
     }
     char err[ERR_LEN];
-    if (genparams_set(&r->gen, gp, v, hi, err)) return bad(e, gp->name, "%s", err);
+    if (genparams_set(&r->gen, gp, v, genparams_max(gp, cfg->max_tokens), err))
+        return bad(e, gp->name, "%s", err);
     return 0;
 }
 
@@ -223,7 +97,7 @@ static int parse_stop(const cJSON *it, const ServerConfig *cfg, GenRequest *r, A
         if (strlen(el->valuestring) > GEN_MAX_STOP_BYTES)
             return bad(e, "stop", "stop sequences must be at most %d bytes", GEN_MAX_STOP_BYTES);
         char *s = strdup(el->valuestring);
-        if (!s) return bad(e, NULL, "out of memory");
+        if (!s) return nomem(e);
         free(r->stop[i]);
         r->stop[i] = s;
         r->gen.stop[i] = s;
@@ -246,7 +120,7 @@ static int add_prompt(const char *text, size_t len, const ServerConfig *cfg, Gen
     if (r->nprompts == API_MAX_CHOICES)
         return bad(e, "prompt", "at most %d prompts in one request", API_MAX_CHOICES);
     char *p = malloc(len + 1);
-    if (!p) return bad(e, NULL, "out of memory");
+    if (!p) return nomem(e);
     memcpy(p, text, len);
     p[len] = '\0';
     r->prompts[r->nprompts] = p;
@@ -261,7 +135,7 @@ static int add_prompt_ids(const cJSON *ids, const ServerConfig *cfg, GenRequest 
     int *list = malloc((size_t)(n ? n : 1) * sizeof(int));
     if (!text || !list) {
         free(text), free(list);
-        return bad(e, NULL, "out of memory");
+        return nomem(e);
     }
     for (const cJSON *id = ids->child; id; id = id->next) {
         if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) ||
@@ -393,7 +267,7 @@ static int parse_logit_bias(const cJSON *it, const ServerConfig *cfg, GenRequest
     int V = r->vocab ? r->vocab->size : 0, n = cJSON_GetArraySize(it);
     if (n > V) return bad(e, k, "logit_bias takes at most %d entries (one per char)", V);
     SamplerBias *bias = malloc((size_t)(n ? n : 1) * sizeof(*bias));
-    if (!bias) return bad(e, NULL, "out of memory");
+    if (!bias) return nomem(e);
     int nbias = 0, banned = 0, rc = 0;
     for (const cJSON *b = it->child; b && !rc; b = b->next) {
         char key[24];
@@ -457,178 +331,32 @@ static int parse_stream_options(const cJSON *it, const ServerConfig *cfg, GenReq
 
 // ---- /v1/chat/completions: messages, the template, and the fields only OpenAI's chat has.
 
-static const char *const chat_roles[3] = {"system", "user", "assistant"};
-static const char *const chat_placeholders[3] = {"{system}", "{user}", "{assistant}"};
-
-// The built-in template: plain prose turns a char-level model can continue.
-static const ChatTemplate chat_builtin = {NULL, {"", "User: ", "Assistant: "}, {"", "", ""}};
-
-#define CHAT_TEMPLATE_MAX_BYTES 65536
-
-static int template_fail(ChatTemplate *t, char *copy) {
-    free(copy);
-    memset(t, 0, sizeof(*t));
-    return -1;
-}
-
-int chat_template_parse(const char *text, size_t len, ChatTemplate *t, char *err) {
-    memset(t, 0, sizeof(*t));
-    if (memchr(text, '\0', len)) return err_set(err, "the template contains a NUL byte");
-    if (utf8_find_invalid(text, len) >= 0) return err_set(err, "the template is not valid UTF-8");
-    if (len > 0 && text[len - 1] == '\n') len--; // the last line's newline is optional
-    char *copy = malloc(len + 1);
-    if (!copy) return err_set(err, "out of memory");
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    char *line = copy;
-    for (int n = 0; line; n++) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        if (n == 3) {
-            err_set(err, "the template must be exactly three lines, one per role");
-            return template_fail(t, copy);
-        }
-        int role = -1;
-        char *at = NULL;
-        for (int k = 0; k < 3; k++) {
-            char *p = strstr(line, chat_placeholders[k]);
-            if (!p) continue;
-            if (role >= 0 || strstr(p + 1, chat_placeholders[k])) {
-                err_set(err, "line %d holds more than one placeholder", n + 1);
-                return template_fail(t, copy);
-            }
-            role = k, at = p;
-        }
-        if (role < 0) {
-            err_set(err, "line %d holds none of {system}, {user}, {assistant}", n + 1);
-            return template_fail(t, copy);
-        }
-        if (t->pre[role]) {
-            err_set(err, "line %d repeats a role's placeholder", n + 1);
-            return template_fail(t, copy);
-        }
-        *at = '\0';
-        t->pre[role] = line;
-        t->post[role] = at + strlen(chat_placeholders[role]);
-        line = nl ? nl + 1 : NULL;
-    }
-    for (int k = 0; k < 3; k++)
-        if (!t->pre[k]) {
-            err_set(err, "the template has no line with %s", chat_placeholders[k]);
-            return template_fail(t, copy);
-        }
-    t->text = copy;
-    return 0;
-}
-
-int chat_template_load(const char *path, ChatTemplate *t, char *err) {
-    char *data = NULL;
-    size_t len = 0;
-    if (file_read_all(path, CHAT_TEMPLATE_MAX_BYTES, &data, &len, err)) return -1;
-    int rc = chat_template_parse(data, len, t, err);
-    free(data);
-    return rc;
-}
-
-void chat_template_free(ChatTemplate *t) {
-    free(t->text);
-    memset(t, 0, sizeof(*t));
-}
-
-// One message's content: a string, or an array of text parts joined as they are.
-static int chat_content(const cJSON *c, int i, Buf *b, ApiError *e) {
-    if (cJSON_IsString(c)) {
-        buf_adds(b, c->valuestring);
-        return 0;
-    }
-    if (!cJSON_IsArray(c))
-        return bad(e, "messages", "messages[%d].content must be a string or an array of text parts",
-                   i);
-    for (const cJSON *part = c->child; part; part = part->next) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsObject(part) || !cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
-            !cJSON_IsString(text) || cJSON_GetArraySize(part) != 2)
-            return bad(e, "messages",
-                       "messages[%d].content: only parts {\"type\": \"text\", \"text\": ...} "
-                       "are supported",
-                       i);
-        buf_adds(b, text->valuestring);
-    }
-    return 0;
-}
-
 static int parse_messages(const cJSON *it, const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    const ChatTemplate *t = cfg->chat_template ? cfg->chat_template : &chat_builtin;
-    if (!cJSON_IsArray(it) || !it->child)
-        return bad(e, "messages", "messages must be a non-empty array of messages");
-    Buf b = {0};
-    int i = 0;
-    for (const cJSON *m = it->child; m; m = m->next, i++) {
-        if (!cJSON_IsObject(m)) {
-            buf_free(&b);
-            return bad(e, "messages", "messages[%d] must be an object", i);
-        }
-        const cJSON *role = NULL, *content = NULL;
-        for (const cJSON *f = m->child; f; f = f->next) {
-            if (strcmp(f->string, "role") == 0)
-                role = f;
-            else if (strcmp(f->string, "content") == 0)
-                content = f;
-            else if (!(strcmp(f->string, "name") == 0 && cJSON_IsNull(f))) {
-                buf_free(&b);
-                char key[48];
-                copy_utf8(key, sizeof(key), f->string);
-                return bad(e, "messages", "messages[%d]: the field '%s' is not supported", i, key);
-            }
-        }
-        int k = -1;
-        for (int j = 0; j < 3 && cJSON_IsString(role); j++)
-            if (strcmp(role->valuestring, chat_roles[j]) == 0) k = j;
-        if (k < 0) {
-            buf_free(&b);
-            return bad(e, "messages", "messages[%d].role must be system, user or assistant", i);
-        }
-        buf_adds(&b, t->pre[k]);
-        if (!content || chat_content(content, i, &b, e)) {
-            buf_free(&b);
-            if (!content) return bad(e, "messages", "messages[%d] has no content", i);
-            return -1;
-        }
-        buf_adds(&b, t->post[k]);
-        buf_adds(&b, "\n");
-    }
-    buf_adds(&b, t->pre[2]);
-    if (b.failed) {
-        buf_free(&b);
-        return bad(e, NULL, "out of memory");
-    }
-    size_t chars = utf8_count(b.s, b.len);
+    char err[ERR_LEN], *prompt;
+    size_t len;
+    int rc = chat_prompt(it, cfg->chat_template, &prompt, &len, err);
+    if (rc == CHAT_NOMEM) return nomem(e);
+    if (rc) return bad(e, "messages", "%s", err);
+    size_t chars = utf8_count(prompt, len);
     if (chars > (size_t)cfg->max_prompt) {
-        buf_free(&b);
+        free(prompt);
         return bad(e, "messages",
                    "the messages make a prompt of %zu chars, more than the limit of %d", chars,
                    cfg->max_prompt);
     }
     for (int i = 0; i < r->nprompts; i++) free(r->prompts[i]);
-    r->prompts[0] = b.s;
-    r->prompt_lens[0] = b.len;
+    r->prompts[0] = prompt;
+    r->prompt_lens[0] = len;
     r->nprompts = 1;
     return 0;
 }
 
-// Unless the request names its own stops, a reply ends where the model starts the user's
-// next turn: "\n" and the user line's text before {user}, trailing spaces dropped.
-static int chat_default_stop(const ServerConfig *cfg, GenRequest *r, ApiError *e) {
-    const ChatTemplate *t = cfg->chat_template ? cfg->chat_template : &chat_builtin;
-    size_t n = strlen(t->pre[1]);
-    while (n > 0 && t->pre[1][n - 1] == ' ') n--;
-    if (r->gen.nstop > 0 || n == 0 || n + 1 > GEN_MAX_STOP_BYTES) return 0;
-    char *s = malloc(n + 2);
-    if (!s) return bad(e, NULL, "out of memory");
-    s[0] = '\n';
-    memcpy(s + 1, t->pre[1], n);
-    s[n + 1] = '\0';
+// Unless the request names its own stops, a reply ends where the user's next turn starts.
+static int default_stop(const ServerConfig *cfg, GenRequest *r, ApiError *e) {
+    char stop[GEN_MAX_STOP_BYTES + 1];
+    if (r->gen.nstop > 0 || !chat_default_stop(cfg->chat_template, stop, sizeof(stop))) return 0;
+    char *s = strdup(stop);
+    if (!s) return nomem(e);
     r->stop[0] = s;
     r->gen.stop[0] = s;
     r->gen.nstop = 1;
@@ -757,32 +485,6 @@ static const GenParam *param_find(const char *name) {
     return gp && strcmp(gp->name, name) == 0 ? gp : NULL;
 }
 
-// cJSON rejects NaN and Infinity as malformed JSON. When that is what it stopped at, name
-// the field: walk back from the bad value over ':' to the key's closing quote.
-static int nonfinite_field(const char *body, size_t len, const char *at, char *key, size_t cap) {
-    if (at < body || at >= body + len) return 0;
-    const char *p = at;
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-    if (*p == '-' || *p == '+') p++;
-    if (strncasecmp(p, "nan", 3) != 0 && strncasecmp(p, "inf", 3) != 0) return 0;
-    const char *q = at - 1;
-    while (q > body && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q--;
-    if (q <= body || *q != ':') return 0;
-    q--;
-    while (q > body && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q--;
-    if (q <= body || *q != '"') return 0;
-    const char *end = q;
-    q--;
-    while (q >= body && *q != '"') {
-        if (*q == '\\') return 0; // escaped keys are not worth decoding for a message
-        q--;
-    }
-    if (q < body || (size_t)(end - q - 1) >= cap) return 0;
-    memcpy(key, q + 1, (size_t)(end - q - 1));
-    key[end - q - 1] = '\0';
-    return 1;
-}
-
 // What no single field decides.
 static int check_combination(GenRequest *r, ApiError *e) {
     if (r->best_of && r->best_of != r->n)
@@ -824,13 +526,13 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
     long badpos = utf8_find_invalid(body, len);
     if (badpos >= 0) return bad(e, NULL, "request body is not valid UTF-8 (byte %ld)", badpos);
 
-    // body[len] is the NUL the caller keeps after the bytes; counting it makes cJSON
-    // reject anything after the value.
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len + 1, &end, 1);
+    int oom;
+    cJSON *root = jsonscan_parse(body, len, &end, &oom);
+    if (oom) return nomem(e);
     if (!root) {
         char key[64];
-        if (nonfinite_field(body, len, end, key, sizeof(key)))
+        if (jsonscan_nonfinite_key(body, len, end, key, sizeof(key)))
             return bad(e, key, "%s must be a finite number (NaN and Infinity are not JSON)", key);
         long at = end && end >= body && end <= body + len ? (long)(end - body) : -1;
         if (at >= 0) return bad(e, NULL, "malformed JSON near byte %ld", at);
@@ -841,15 +543,15 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
         rc = bad(e, NULL, "request body must be a JSON object");
         goto done;
     }
-    const char *cursor = skip_ws(body, body + len) + 1; // just inside the '{'
+    const char *cursor = jsonscan_begin(body, len);
     for (const cJSON *it = root->child; it && !rc; it = it->next) {
-        RawMember raw;
-        if (!raw_next(&cursor, body + len, &raw)) {
+        JsonMember raw;
+        if (!jsonscan_next(&cursor, body + len, &raw)) {
             rc = bad(e, NULL, "malformed JSON"); // cJSON accepted what the walk cannot read
             break;
         }
         // cJSON would cut the name or the string at the NUL and carry on.
-        if (raw_has_nul(raw.key, raw.key_end)) {
+        if (jsonscan_has_nul(raw.key, raw.key_end)) {
             rc = bad(e, NULL, "a field name contains \\u0000");
             break;
         }
@@ -863,7 +565,7 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
             rc = bad(e, it->string, "unknown field '%s'", key);
             break;
         }
-        if (raw_has_nul(raw.val, raw.val_end)) {
+        if (jsonscan_has_nul(raw.val, raw.val_end)) {
             rc = bad(e, it->string, "%s must not contain \\u0000 (NUL)", it->string);
             break;
         }
@@ -883,7 +585,7 @@ int api_parse(const char *body, size_t len, int openai, const ServerConfig *cfg,
     if (!rc && r->nprompts == 0)
         rc = r->chat ? bad(e, "messages", "messages is required")
                      : bad(e, "prompt", "prompt is required");
-    if (!rc && r->chat) rc = chat_default_stop(cfg, r, e);
+    if (!rc && r->chat) rc = default_stop(cfg, r, e);
     if (!rc && !have_seed) r->gen.seed = random_seed();
     if (!rc && r->include_usage && !r->stream)
         rc = bad(e, "stream_options", "stream_options is only allowed with stream: true");
@@ -901,17 +603,10 @@ void gen_request_free(GenRequest *r) {
     memset(r, 0, sizeof(*r));
 }
 
-const cJSON *api_member(const cJSON *o, const char *name) {
-    const cJSON *last = NULL;
-    for (const cJSON *it = cJSON_IsObject(o) ? o->child : NULL; it; it = it->next)
-        if (strcmp(it->string, name) == 0) last = it;
-    return last;
-}
-
 int api_model_field(const char *body, size_t len, char *out, size_t cap) {
     if (utf8_find_invalid(body, len) >= 0) return 0;
     cJSON *o = cJSON_ParseWithLength(body, len);
-    const cJSON *m = api_member(o, "model");
+    const cJSON *m = jsonscan_member(o, "model");
     int named = cJSON_IsString(m);
     if (named) copy_utf8(out, cap, m->valuestring);
     cJSON_Delete(o);

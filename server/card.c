@@ -19,6 +19,7 @@
 #define CURVE_MAX_POINTS 2000
 
 void card_add_config(cJSON *o, const Model *model) {
+    cJSON_AddStringToObject(o, "arch", model->arch->name);
     cJSON_AddNumberToObject(o, "vocab_size", model->vocab_size);
     ArchField f[ARCH_MAX_FIELDS];
     int n = model->arch->fields(model, f);
@@ -28,6 +29,7 @@ void card_add_config(cJSON *o, const Model *model) {
         else
             cJSON_AddNumberToObject(o, f[i].name, (double)f[i].number);
     cJSON_AddNumberToObject(o, "parameters", (double)model->num_params);
+    cJSON_AddNumberToObject(o, "memory_per_stream", (double)model->arch->state_bytes(model));
 }
 
 void card_add_number(cJSON *o, const char *name, double v) {
@@ -139,8 +141,7 @@ char *card_build(const char *id, const char *dir, const Model *model, const Voca
                  const ModelInfo *info, char *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "architecture",
-                            "Embedding(V, E) -> LSTM(E -> H, L layers) -> Linear(H, V)");
+    cJSON_AddStringToObject(o, "architecture", model->arch->layout);
     card_add_config(o, model);
     cJSON_AddNumberToObject(o, "steps", (double)info->steps);
     card_add_number(o, "best_val_loss", info->best_val_loss);

@@ -4,8 +4,8 @@
  * server applies), built once when the model is loaded, and the members /health and
  * /v1/models share with it.
  *
- * It takes the loaded pieces, not the registry's ServedModel, so that the registry
- * (models.c) can build it without depending on the routes that serve it.
+ * It takes the loaded pieces, not the registry's ServedModel: info.c's hook builds it when
+ * the registry (models.c, which includes none of this) has loaded a model.
  */
 #ifndef CHARLM_CARD_H
 #define CHARLM_CARD_H
@@ -18,7 +18,8 @@
  * model's folder, where its train_log.jsonl is read (a missing log is an empty curve). */
 char *card_build(const char *id, const char *dir, const Model *model, const Vocab *vocab,
                  const ModelInfo *info, char *err);
-/* vocab_size, embed, hidden, layers and parameters of model, added to o. */
+/* The architecture's name ("arch"), vocab_size, its hyperparameters (Arch.fields),
+ * parameters and memory_per_stream (Arch.state_bytes) of model, added to o. */
 void card_add_config(cJSON *o, const Model *model);
 /* v, or null when it is not finite (a model never evaluated has no best loss). */
 void card_add_number(cJSON *o, const char *name, double v);

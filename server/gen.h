@@ -1,14 +1,16 @@
 /*
  * gen.h — the generation routes: parse the request (api.h), admit it within
- * --max-concurrent, hand it to the scheduler (sched.h), and answer with one JSON reply
- * or an SSE stream of events.
+ * --max-concurrent and --max-waiting-bytes (admit.h), make its generations and hand them to
+ * the scheduler (job.h), and answer with one JSON reply or an SSE stream of events
+ * (deliver.h, encoded by reply.h).
  */
 #ifndef CHARLM_GEN_H
 #define CHARLM_GEN_H
 
 #include "http.h"
 
-/* Starts and stops the thread that watches parked connections for clients that left. */
+/* Starts and stops the thread that watches parked connections for clients that left
+ * (watch.h). */
 int gen_start(char *err);
 void gen_stop(void);
 /* The drain begins: from now on new generations get 503 and none is submitted. */

@@ -4,14 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "card.h"
 #include "error.h"
 #include "http.h"
 #include "info.h"
+#include "jsonscan.h"
 #include "models.h"
 #include "server.h"
 #include "utf8.h"
+
+int info_card_attach(ServedModel *m, char *err) {
+    m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
+    return m->card ? 0 : -1;
+}
+
+void info_card_detach(ServedModel *m) {
+    free(m->card);
+    m->card = NULL;
+}
 
 enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id) {
     // The name as asked, which a URL can make any bytes: at most 64 of them, as UTF-8.
@@ -117,30 +127,20 @@ enum MHD_Result info_reload(struct MHD_Connection *conn, Request *rq) {
 // ---- POST /tokenize and /detokenize (llama.cpp's shapes): ids are vocabulary indices.
 
 // cJSON ends a string at a \u0000, so a body holding one would be read short.
-static int body_has_nul_escape(const char *p, size_t len) {
-    for (const char *end = p + len; p < end; p++) {
-        if (*p != '\\') continue;
-        if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) return 1;
-        p++;
-    }
-    return 0;
-}
-
 /* The request's JSON object and a reference to the model its `model` member names (*m),
- * or NULL once *r holds the 400 or 404 answered. Members other than names
+ * or NULL once *r holds the 400, 404 or 503 answered. Members other than names
  * (NULL-terminated) are refused. */
 static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *const *names,
                           ServedModel **m, enum MHD_Result *r) {
     const char *body = rq->body.s ? rq->body.s : "";
     const char *msg = NULL;
     cJSON *o = NULL;
+    int nomem = 0;
     if (memchr(body, '\0', rq->body.len) || utf8_find_invalid(body, rq->body.len) >= 0 ||
-        body_has_nul_escape(body, rq->body.len))
+        jsonscan_has_nul(body, body + rq->body.len))
         msg = "request body must be UTF-8 JSON without NUL characters";
-    // body[len] is the NUL http.c keeps; counting it refuses anything after the value.
-    else if (!(o = cJSON_ParseWithLengthOpts(body, rq->body.len + 1, NULL, 1)) ||
-             !cJSON_IsObject(o))
-        msg = "request body must be a JSON object";
+    else if (!(o = jsonscan_parse(body, rq->body.len, NULL, &nomem)) || !cJSON_IsObject(o))
+        msg = nomem ? "out of memory" : "request body must be a JSON object";
     for (const cJSON *it = o && !msg ? o->child : NULL; it; it = it->next) {
         int known = 0;
         for (const char *const *n = names; *n; n++) known |= strcmp(*n, it->string) == 0;
@@ -152,7 +152,7 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
         cJSON_Delete(o);
         return NULL;
     }
-    const cJSON *id = o && !msg ? api_member(o, "model") : NULL;
+    const cJSON *id = o && !msg ? jsonscan_member(o, "model") : NULL;
     if (id && !cJSON_IsString(id)) {
         cJSON_Delete(o);
         *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "model must be a string", "model");
@@ -165,7 +165,8 @@ static cJSON *body_object(struct MHD_Connection *conn, Request *rq, const char *
     }
     if (!msg) return o;
     cJSON_Delete(o);
-    *r = respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, NULL);
+    *r = respond_error(conn, rq, nomem ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST, msg,
+                       NULL);
     return NULL;
 }
 
@@ -176,7 +177,7 @@ enum MHD_Result info_tokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *content = api_member(in, "content");
+    const cJSON *content = jsonscan_member(in, "content");
     if (!cJSON_IsString(content)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "content must be a string", "content");
@@ -207,7 +208,7 @@ enum MHD_Result info_detokenize(struct MHD_Connection *conn, Request *rq) {
     ServedModel *m = NULL;
     cJSON *in = body_object(conn, rq, names, &m, &r);
     if (!in) return r;
-    const cJSON *tokens = api_member(in, "tokens");
+    const cJSON *tokens = jsonscan_member(in, "tokens");
     if (!cJSON_IsArray(tokens)) {
         cJSON_Delete(in), models_put(m);
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "tokens must be an array of token ids",

@@ -9,6 +9,11 @@
 #include "http.h"
 #include "models.h"
 
+/* The registry's hooks for the card (models.h, wired by main.c): built from the pieces of
+ * a model just loaded (card.h), and freed with the model. attach fails, err set, only when
+ * out of memory. */
+int info_card_attach(ServedModel *m, char *err);
+void info_card_detach(ServedModel *m);
 /* OpenAI's 404 for a model id this server does not have, listing the ones it has. */
 enum MHD_Result info_model_not_found(struct MHD_Connection *conn, Request *rq, const char *id);
 enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq);

@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "auth.h"
+#include "chat.h"
 #include "cli.h"
 #include "error.h"
 #include "fileio.h"
@@ -24,6 +24,7 @@
 #include "hostcheck.h"
 #include "http.h"
 #include "info.h"
+#include "metrics.h"
 #include "models.h"
 #include "routes.h"
 #include "scheduler.h"
@@ -326,6 +327,20 @@ static int listen_on(const char *host, int port, char *shown, size_t shown_cap, 
     return fd;
 }
 
+// A model the registry loads gets its card, then its id's metrics series (last: nothing
+// after it can fail, so a refused model leaves no series behind); both go with the
+// model's last reference.
+static int model_loaded(ServedModel *m, char *err) {
+    if (info_card_attach(m, err) != 0) return -1;
+    m->metrics_slot = metrics_model_get(m->id, m->model.num_params);
+    return 0;
+}
+
+static void model_dropped(ServedModel *m) {
+    metrics_model_put(m->metrics_slot);
+    info_card_detach(m);
+}
+
 static void free_all(void) {
     gen_stop();
     sched_stop();
@@ -423,7 +438,14 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int loaded = models_start(err);
+    const ModelsConfig models = {
+        .dirs = &srv.cfg.model_dirs,
+        .ids = &srv.cfg.model_ids,
+        .models_dir = srv.cfg.models_dir,
+        .log_name = SERVER_NAME,
+        .hooks = {model_loaded, model_dropped},
+    };
+    int loaded = models_start(&models, err);
     if (loaded) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         return loaded == -2 ? CLI_EXIT_BAD_INPUT : CLI_EXIT_FAILURE;

@@ -27,7 +27,7 @@ struct MetricsModel {
     int refs;      // the loaded models with this id; under series_mu
     size_t params; // the latest loaded's parameter count; under series_mu
     atomic_ulong generated_chars, prompt_chars;
-    atomic_ulong generations[FINISH_CANCELLED + 1];
+    atomic_ulong generations[FINISH_REASONS];
     MetricsModel *next;
     const char *id;    // in the same allocation
     const char *label; // id as a label value, escaped once when the series is made
@@ -111,7 +111,7 @@ void metrics_generation(MetricsModel *mm, int prompt_chars, int generated_chars,
     if (!mm) return;
     atomic_fetch_add(&mm->prompt_chars, (unsigned long)prompt_chars);
     atomic_fetch_add(&mm->generated_chars, (unsigned long)generated_chars);
-    if ((unsigned)finish <= FINISH_CANCELLED) atomic_fetch_add(&mm->generations[finish], 1);
+    if ((unsigned)finish < FINISH_REASONS) atomic_fetch_add(&mm->generations[finish], 1);
 }
 
 enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
@@ -168,7 +168,7 @@ enum MHD_Result metrics_handle(struct MHD_Connection *conn, Request *rq) {
                "# HELP charlm_generations_total Generations finished, by model and finish reason.\n"
                "# TYPE charlm_generations_total counter\n");
     for (const MetricsModel *mm = series; mm; mm = mm->next)
-        for (int f = FINISH_LENGTH; f <= FINISH_CANCELLED; f++)
+        for (int f = FINISH_LENGTH; f < FINISH_REASONS; f++)
             buf_printf(&b, "charlm_generations_total{model=\"%s\",finish_reason=\"%s\"} %lu\n",
                        mm->label, finish_reason_name((FinishReason)f),
                        atomic_load(&mm->generations[f]));

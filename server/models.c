@@ -7,14 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "arch.h"
 #include "error.h"
 #include "fileio.h"
-#include "card.h"
-#include "metrics.h"
 #include "models.h"
-#include "server.h"
 #include "utf8.h"
 
 // A folder to serve and the id it is served under, as named: err says why that name is
@@ -29,6 +27,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;        // guards the list
 static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER; // one reload at a time
 static ServedModel *list[MODELS_MAX];
 static int nlist;
+static ModelsConfig cfg; // models_start's, for every reload
 
 static const char *const files[2] = {"model.safetensors", "vocab.json"};
 
@@ -43,7 +42,7 @@ static void log_line(const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return;
     utf8_escape(raw, strlen(raw), line, sizeof(line));
-    fprintf(stderr, SERVER_NAME ": %s\n", line);
+    fprintf(stderr, "%s: %s\n", cfg.log_name, line);
 }
 
 // The reload report is JSON: text in it must be UTF-8, whatever a folder's name holds.
@@ -73,11 +72,11 @@ static int stamp_same(const FileStamp *a, const FileStamp *b) {
     return 1;
 }
 
-static void served_free(ServedModel *m) {
-    metrics_model_put(m->metrics_slot);
+// hooked: the loaded hook accepted m, so the dropped one releases what it attached.
+static void served_free(ServedModel *m, int hooked) {
+    if (hooked && cfg.hooks.dropped) cfg.hooks.dropped(m);
     arch_free(&m->model);
     vocab_free(&m->vocab);
-    free(m->card);
     free(m->dir);
     free(m);
 }
@@ -95,23 +94,21 @@ static ServedModel *served_load(const Source *s, char *err) {
     // next reload, never the other way round.
     if (stamp_read(m->dir, m->stamp) != 0) {
         err_set(err, "%s: no model.safetensors and vocab.json", m->dir);
-        served_free(m);
+        served_free(m, 0);
         return NULL;
     }
     if (artefacts_load(m->dir, &m->model, &m->vocab, &m->info, err) != 0) {
-        served_free(m);
+        served_free(m, 0);
         return NULL;
     }
     // The server only infers: the copy infer_prepare made is all a step reads.
     m->model.arch->drop_weights(&m->model);
     m->created = m->stamp[0].mtime.tv_sec;
-    m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
-    if (!m->card) {
-        served_free(m);
+    // Last: a model the hook accepts is then a model served.
+    if (cfg.hooks.loaded && cfg.hooks.loaded(m, err) != 0) {
+        served_free(m, 0);
         return NULL;
     }
-    // Last: a model loaded is then a model served, whose size the metrics show for its id.
-    m->metrics_slot = metrics_model_get(m->id, m->model.num_params);
     atomic_init(&m->refs, 1);
     return m;
 }
@@ -154,11 +151,11 @@ static void sources_free(Source *s, int n) {
 // What the configuration names now: each --model folder, then --models' subfolders that
 // hold a model, by name. Ids must be unique; a name that is no id has its err set.
 static int sources_list(Source *out, int *nout, char *err) {
-    const ServerConfig *c = &srv.cfg;
+    const ModelsConfig *c = &cfg;
     int n = 0;
-    for (int i = 0; i < c->model_dirs.n; i++) {
-        out[n].dir = strdup(c->model_dirs.value[i]);
-        out[n].id = i < c->model_ids.n ? strdup(c->model_ids.value[i]) : folder_name(out[n].dir);
+    for (int i = 0; i < c->dirs->n; i++) {
+        out[n].dir = strdup(c->dirs->value[i]);
+        out[n].id = i < c->ids->n ? strdup(c->ids->value[i]) : folder_name(out[n].dir);
         if (!out[n++].dir || !out[n - 1].id) goto oom;
     }
     if (c->models_dir) {
@@ -214,16 +211,15 @@ oom:
 }
 
 static int start_all(char *err) {
-    if (srv.cfg.model_ids.n > srv.cfg.model_dirs.n)
-        return err_set(err, "%d --model-id for %d --model", srv.cfg.model_ids.n,
-                       srv.cfg.model_dirs.n);
+    if (cfg.ids->n > cfg.dirs->n)
+        return err_set(err, "%d --model-id for %d --model", cfg.ids->n, cfg.dirs->n);
     Source src[MODELS_MAX + 1];
     int n;
     if (sources_list(src, &n, err) != 0) return -1;
     if (n == 0) {
         sources_free(src, n);
         return err_set(err, "--models %s: no subfolder holds a model.safetensors",
-                       srv.cfg.models_dir ? srv.cfg.models_dir : "");
+                       cfg.models_dir ? cfg.models_dir : "");
     }
     for (int i = 0; i < n; i++)
         if (src[i].err[0]) {
@@ -246,7 +242,8 @@ static int start_all(char *err) {
     return 0;
 }
 
-int models_start(char *err) {
+int models_start(const ModelsConfig *config, char *err) {
+    cfg = *config;
     char raw[ERR_LEN];
     int rc = start_all(raw);
     if (rc) utf8_escape(raw, strlen(raw), err, ERR_LEN);
@@ -265,8 +262,9 @@ void models_log(void) {
             at += f[j].text
                       ? snprintf(desc + at, sizeof desc - at, ", %s %s", f[j].name, f[j].text)
                       : snprintf(desc + at, sizeof desc - at, ", %s %ld", f[j].name, f[j].number);
-        log_line("model %s: vocab %d%s, %zu parameters, id %s", all[i]->dir, m->vocab_size,
-                 desc, m->num_params, all[i]->id);
+        log_line("model %s: vocab %d, arch %s%s, %zu parameters, %zu bytes per stream, id %s",
+                 all[i]->dir, m->vocab_size, m->arch->name, desc, m->num_params,
+                 m->arch->state_bytes(m), all[i]->id);
         models_put(all[i]);
     }
 }
@@ -299,7 +297,7 @@ ServedModel *models_get(const char *id) {
 }
 
 void models_put(ServedModel *m) {
-    if (m && atomic_fetch_sub(&m->refs, 1) == 1) served_free(m);
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1) served_free(m, 1);
 }
 
 int models_all(ServedModel **out, int cap) {

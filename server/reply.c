@@ -621,6 +621,56 @@ int reply_event_final(Reply *r, int c) {
     return event_end(r);
 }
 
+int reply_event_next(Reply *r, int c, int released) {
+    const GenRequest *q = r->spec.req;
+    const ReplyChoice *ch = &r->choice[c];
+    ReplyEventCursor *cur = &r->ev[c];
+    const Generation *g = ch->gen;
+    if (cur->complete) return 0;
+    int echo = q->echo && !cur->echo_sent && (g->prompt_pos >= g->n_prompt || g->done);
+    size_t pl = echo ? q->prompt_lens[ch->prompt] : 0;
+    size_t fresh = g->emitted - cur->sent;
+    int lp_ready = q->gen.logprobs ? generation_logprobs_ready(g) : 0;
+    if (lp_ready < cur->lp_sent) lp_ready = cur->lp_sent;
+    int lp_to = lp_ready;
+    if (q->gen.logprobs) {
+        // The prompt's entries go with the echoed prompt, then at most REPLY_EVENT_ENTRIES
+        // generated chars with theirs.
+        int from = cur->lp_sent;
+        while (from < lp_ready && g->lp[from].prompt) from++;
+        if (lp_ready - from > REPLY_EVENT_ENTRIES) {
+            lp_to = from + REPLY_EVENT_ENTRIES;
+            fresh = g->lp[lp_to].offset > cur->sent ? g->lp[lp_to].offset - cur->sent : 0;
+        }
+    } else if (fresh > REPLY_EVENT_TEXT) {
+        fresh = REPLY_EVENT_TEXT;
+        while ((g->text[cur->sent + fresh] & 0xC0) == 0x80) fresh--; // not inside a char
+    }
+    int queued = 0;
+    if (pl + fresh > 0 || lp_to > cur->lp_sent) {
+        if (reply_event_delta(r, c, echo, cur->sent, cur->sent + fresh, cur->lp_sent, lp_to))
+            return 0; // the stream is lost; its reader sees that
+        cur->echo_sent |= echo;
+        cur->sent += fresh;
+        cur->lp_sent = lp_to;
+        queued = 1;
+    }
+    if (!released || cur->sent < g->emitted || cur->lp_sent < lp_ready ||
+        (q->echo && !cur->echo_sent))
+        return queued;
+    if (q->openai && !cur->final_sent) {
+        reply_event_final(r, c);
+        cur->final_sent = 1;
+        queued = 1;
+    }
+    cur->complete = 1;
+    return queued;
+}
+
+int reply_event_complete(const Reply *r, int c) {
+    return r->ev[c].complete;
+}
+
 int reply_event_end(Reply *r, double elapsed_ms) {
     const ReplySpec *s = &r->spec;
     if (s->req->openai) {

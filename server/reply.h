@@ -45,10 +45,20 @@ typedef struct {
     double elapsed_ms; // /generate's reply's (a stream's end is given its own)
 } ReplySpec;
 
+/* What a stream's events have carried of one choice (reply_event_next). */
+typedef struct {
+    size_t sent;    // gen->text[0 .. sent)
+    int lp_sent;    // gen->lp[0 .. lp_sent)
+    int echo_sent;  // the echoed prompt
+    int final_sent; // its closing event (OpenAI)
+    int complete;   // released and every event of it queued
+} ReplyEventCursor;
+
 /* The encoder's state; its fields are reply.c's. Everything spec points to must outlive it. */
 typedef struct {
     ReplySpec spec;
     ReplyChoice choice[API_MAX_CHOICES];
+    ReplyEventCursor ev[API_MAX_CHOICES];
     Buf out; // out.s[pos .. out.len) encoded and not yet read; out.failed: out of memory
     size_t pos;
     int step, c, col, i;
@@ -97,6 +107,22 @@ int reply_event_role(Reply *r, int c);
 int reply_event_delta(Reply *r, int c, int echo, size_t from, size_t to, int lp_from, int lp_to);
 /* OpenAI: choice c's last chunk, with its finish_reason and seed. */
 int reply_event_final(Reply *r, int c);
+/* An event carries at most this many generated chars with log probabilities, or bytes of
+ * generated text without: a stream whose reader fell behind its generation catches up in
+ * bounded events, none of which its writer (holding the worker's lock) spends long on. */
+#define REPLY_EVENT_ENTRIES 64
+#define REPLY_EVENT_TEXT    4096
+/* What is new in choice c since its last event, as one reply_event_delta: the echoed
+ * prompt first (once the prompt has been read; with its entries), then the text and its
+ * entries emitted since, at most REPLY_EVENT_ENTRIES generated chars with log
+ * probabilities (an event's text is exactly its entries' chars, which the page relies on)
+ * or else REPLY_EVENT_TEXT bytes, never cutting a char. Once `released` (its generation is
+ * done) and everything has gone out: OpenAI's closing event (reply_event_final) and the
+ * choice is complete (and has no more events). Returns 1 when it queued an event; a
+ * failure to (out of memory) shows in the next reply_read. */
+int reply_event_next(Reply *r, int c, int released);
+/* 1 once reply_event_next has completed choice c. */
+int reply_event_complete(const Reply *r, int c);
 /* The stream's end, once every generation is done: OpenAI's usage chunk (include_usage)
  * and [DONE]; /generate's summary of the request, with elapsed_ms. */
 int reply_event_end(Reply *r, double elapsed_ms);

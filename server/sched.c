@@ -92,6 +92,20 @@ static void advance(Worker *w, Task *t, const float *logits, int last) {
     }
 }
 
+// Ends the tasks of a step that could not run (lock held): out of memory for a model's
+// buffers. Their generations end with the finish reason of an error, not as cancelled.
+static void fail_step(Worker *w, int n, Task *pre, const char *err) {
+    fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
+    for (int i = 0; i < n; i++) {
+        generation_fail(w->batch[i]->gen);
+        release(w, w->batch[i]);
+    }
+    if (pre) {
+        generation_fail(pre->gen);
+        release(w, pre);
+    }
+}
+
 // Sizes the worker's buffers to serve model too (lock held): its step scratch, or with
 // for_prefill its prefill scratch, and the logits. A scratch that serves it is kept, so
 // the buffers grow to the largest model loaded.
@@ -190,10 +204,8 @@ static void *worker_main(void *arg) {
         char err[ERR_LEN];
         if ((model && worker_fit(w, model, 0, err)) ||
             (pre && worker_fit(w, pre->gen->model, 1, err))) {
-            // Out of memory for a larger model's buffers: its requests end, cancelled.
-            fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
-            for (int i = 0; i < n; i++) atomic_store(&w->batch[i]->cancel, 1);
-            if (pre) atomic_store(&pre->cancel, 1);
+            // Out of memory for a larger model's buffers: its requests end.
+            fail_step(w, n, pre, err);
             continue;
         }
         if (skipped) rotate(w, n);
@@ -225,9 +237,7 @@ static void *worker_main(void *arg) {
             failed = 1;
         pthread_mutex_lock(&w->mu);
         if (failed) {
-            fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
-            for (int i = 0; i < n; i++) atomic_store(&w->batch[i]->cancel, 1);
-            if (pre) atomic_store(&pre->cancel, 1);
+            fail_step(w, n, pre, err);
             continue;
         }
         int V = model ? model->vocab_size : 0;

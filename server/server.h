@@ -4,7 +4,8 @@
  * main -> routes -> handlers -> http, api, sched, metrics -> core:
  *
  *   main.c       flag rows (core/cli.h), startup, signals, draining
- *   models.h     the models served, by id: reference counts, reload
+ *   models.h     the models served, by id: reference counts, reload (core only; the card
+ *                and metrics attach through its hooks, which main.c wires)
  *   routes.h     the route table: paths, methods, handlers, metric labels, keys needed
  *   auth.h       API keys: loading them and checking a request's Authorization
  *   headers.h    the header section's framing rules; fields.h feeds them true values
@@ -12,7 +13,11 @@
  *   http.h       the libmicrohttpd daemon, request bodies, responses, access log
  *   conns.h      open connections: the idle timeout, giving way at --max-connections
  *   api.h        JSON request parsing and validation (/generate, /v1/completions, chat)
- *   gen.h        admitting generations, JSON replies and SSE streams
+ *   gen.h        the generation routes: parse, admit, start, deliver
+ *   admit.h      admission: --max-concurrent, --max-waiting-bytes, the drain's refusal
+ *   job.h        an admitted request's life: its generations, release, end
+ *   watch.h      the thread that notices clients leaving parked connections
+ *   deliver.h    a job's JSON reply or SSE stream on its connection
  *   reply.h      a done request's JSON reply, encoded a bounded piece at a time
  *   scheduler.h  the worker threads that step generations in batches (sched.c)
  *   info.h       /health, /model, /v1/models, /tokenize, /detokenize
@@ -55,7 +60,7 @@ typedef struct {
     const char *api_key_file; // one key a line
     CliList model_ids;        // --model-id: the k-th names the k-th --model
     const char *chat_template_file;
-    // Set by main from chat_template_file; NULL: the built-in template (api.h).
+    // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;
 } ServerConfig;
 

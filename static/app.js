@@ -1063,11 +1063,13 @@
     renderCard(card);
   }
 
-  // The card is server/info.c's: the model's sizes, its training, the generation
-  // defaults and limits, and the training curve. best_val_loss and best_val_bpc are null
-  // when the model was saved without a validation loss.
+  // The card is server/card.c's: the model's architecture and sizes, its training, the
+  // generation defaults and limits, and the training curve. best_val_loss and best_val_bpc
+  // are null when the model was saved without a validation loss. A card without arch
+  // (a server older than the GPT) is an LSTM's.
   function renderCard(card) {
     const { embed, hidden, layers, parameters, steps } = card;
+    const gpt = card.arch === 'gpt';
     const vocab = card.vocab_size;
     const val = card.best_val_loss;
     const log = extractLog(card);
@@ -1076,15 +1078,25 @@
     const dl = $('card-facts');
     dl.textContent = '';
     if (typeof card.id === 'string') fact(dl, 'Model id', card.id);
-    fact(dl, 'Architecture', `LSTM × ${layers}`);
-    fact(dl, 'Embedding', fmtInt(embed));
-    fact(dl, 'Hidden', fmtInt(hidden));
+    const nLayers = `${layers} layer${layers === 1 ? '' : 's'}`;
+    if (gpt) {
+      fact(dl, 'Architecture', `GPT, ${nLayers} × ${card.heads} heads`);
+      fact(dl, 'Embedding', fmtInt(embed));
+      fact(dl, 'Context', `${fmtInt(card.block)} chars`);
+      fact(dl, 'Norm', `${card.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm'}${card.bias ? ', with biases' : ', no biases'}`);
+    } else {
+      fact(dl, 'Architecture', `LSTM, ${nLayers} × ${fmtInt(hidden)}`);
+      fact(dl, 'Embedding', fmtInt(embed));
+      fact(dl, 'Hidden', fmtInt(hidden));
+    }
     fact(dl, 'Vocabulary', `${fmtInt(vocab)} chars`);
     fact(dl, 'Parameters', fmtInt(parameters), ` ≈ ${compact(parameters)}`);
+    if (typeof card.memory_per_stream === 'number') fact(dl, 'Memory per stream', fmtBytes(card.memory_per_stream));
     fact(dl, 'Training steps', fmtInt(steps));
     if (val !== null) fact(dl, 'Validation loss', `${fmtLoss(val)} nats/char`, ` = ${card.best_val_bpc.toFixed(3)} bits/char`);
 
-    const bits = [`${layers > 1 ? layers + '×' : ''}LSTM-${hidden}`, `${compact(parameters)} params`, `${vocab} chars`];
+    const net = gpt ? `${layers}×GPT-${embed}` : `${layers > 1 ? layers + '×' : ''}LSTM-${hidden}`;
+    const bits = [net, `${compact(parameters)} params`, `${vocab} chars`];
     if (val !== null) bits.push(`val ${val.toFixed(3)} nats/char`);
     el.summary.textContent = bits.join(' · ');
 
@@ -1094,6 +1106,14 @@
     $('chart-caption').textContent = log.length
       ? `Cross-entropy (nats/char) at each of the ${fmtInt(log.length)} evaluations in train_log.jsonl.`
       : 'No training log shipped with this model.';
+  }
+
+  // Bytes in binary units: 6144 -> "6 KiB", 1048576 -> "1 MiB".
+  function fmtBytes(n) {
+    const units = ['bytes', 'KiB', 'MiB', 'GiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) n /= 1024, i++;
+    return `${i ? (Number.isInteger(n) ? n : n.toFixed(1)) : n} ${units[i]}`;
   }
 
   function compact(n) {

@@ -317,6 +317,85 @@ int health_in_flight(int port) {
     return n;
 }
 
+/* POSTs and returns the parsed 200 reply. */
+cJSON *http_post_ok(int port, const char *path, const char *body) {
+    Resp r = http_post(port, path, body);
+    ck_assert_msg(r.status == 200, "%s -> %ld %s", body, r.status, r.body);
+    cJSON *j = resp_json(&r);
+    resp_free(&r);
+    return j;
+}
+
+// The text of a /generate SSE body (checked event by event) and its final event.
+char *sse_generate_text(const char *body, cJSON **final) {
+    char *ev[4096];
+    int n = sse_events(body, ev, 4096);
+    ck_assert_int_ge(n, 1);
+    size_t cap = 1, len = 0;
+    for (int i = 0; i < n; i++) cap += strlen(ev[i]);
+    char *text = malloc(cap);
+    text[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_Parse(ev[i]);
+        ck_assert_msg(e != NULL, "event is not JSON: %s", ev[i]);
+        if (i < n - 1) {
+            const char *t = json_str(e, "text");
+            ck_assert_msg(t[0] != '\0', "empty chunk");
+            ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "done"));
+            memcpy(text + len, t, strlen(t) + 1);
+            len += strlen(t);
+            cJSON_Delete(e);
+        } else {
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "done")));
+            ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "text"));
+            *final = e;
+        }
+        free(ev[i]);
+    }
+    return text;
+}
+
+// The concatenated choices[0].text of an OpenAI stream; checks the chunk shapes, the
+// finish_reason on the last chunk and the closing [DONE].
+char *sse_completion_text(const char *body, const char **finish, cJSON **usage) {
+    char *ev[4096];
+    int n = sse_events(body, ev, 4096);
+    ck_assert_int_ge(n, 2);
+    ck_assert_str_eq(ev[n - 1], "[DONE]");
+    size_t cap = 1, len = 0;
+    for (int i = 0; i < n; i++) cap += strlen(ev[i]);
+    char *text = malloc(cap);
+    text[0] = '\0';
+    *finish = NULL;
+    *usage = NULL;
+    for (int i = 0; i < n - 1; i++) {
+        cJSON *e = cJSON_Parse(ev[i]);
+        ck_assert_msg(e != NULL, "%s", ev[i]);
+        ck_assert_str_eq(json_str(e, "object"), "text_completion");
+        ck_assert(strncmp(json_str(e, "id"), "cmpl-", 5) == 0);
+        const cJSON *choices = cJSON_GetObjectItemCaseSensitive(e, "choices");
+        if (cJSON_GetArraySize(choices) == 0) { // the usage chunk
+            ck_assert_ptr_null(*usage);
+            *usage = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "usage"), 1);
+        } else {
+            const cJSON *c = cJSON_GetArrayItem(choices, 0);
+            ck_assert_ptr_null(*finish); // nothing after the finishing chunk but usage
+            const char *t = json_str(c, "text");
+            memcpy(text + len, t, strlen(t) + 1);
+            len += strlen(t);
+            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+            if (cJSON_IsString(fr))
+                *finish = strcmp(fr->valuestring, "stop") == 0 ? "stop" : "length";
+            else
+                ck_assert(cJSON_IsNull(fr));
+        }
+        cJSON_Delete(e);
+    }
+    for (int i = 0; i < n; i++) free(ev[i]);
+    ck_assert_ptr_nonnull(*finish);
+    return text;
+}
+
 char *root, *model_dir;
 Srv S;
 

@@ -75,6 +75,9 @@ Resp http_get(int port, const char *path);
 /* POST of a JSON text as application/json. */
 Resp http_post(int port, const char *path, const char *json);
 
+/* POSTs json and returns the parsed reply, failing the test unless it is a 200. */
+cJSON *http_post_ok(int port, const char *path, const char *json);
+
 /* Value of a response header (first match, case-insensitive), malloc'd, or NULL. */
 char *resp_header(const Resp *r, const char *name);
 /* The body parsed; fails the test when it is not JSON. Free with cJSON_Delete. */
@@ -89,6 +92,14 @@ double json_num(const cJSON *o, const char *k);
 /* The "data: ..." payloads of an SSE body, in order, each malloc'd; returns the count.
  * Fails the test on anything else in the body. */
 int sse_events(const char *body, char **events, int max);
+
+/* The text of a /generate SSE body, its events checked (non-empty text chunks, then one
+ * "done" event, returned in *final); malloc'd. */
+char *sse_generate_text(const char *body, cJSON **final);
+/* The concatenated choices[0].text of a /v1/completions SSE body, its chunk shapes
+ * checked up to the closing [DONE]; *finish is "stop" or "length", *usage the usage chunk
+ * (NULL without one). malloc'd. */
+char *sse_completion_text(const char *body, const char **finish, cJSON **usage);
 
 /* A raw connection that sends a request and then does not read: keeps a generation in
  * flight until the returned socket is closed. */

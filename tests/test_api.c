@@ -13,7 +13,9 @@
 #include "genparams.h"
 #include "api.h"
 #include "card.h"
+#include "chat.h"
 #include "server.h"
+#include "testutil.h"
 
 enum { G = 0, O = 1 }; // /generate, /v1/completions
 
@@ -655,31 +657,6 @@ START_TEST(test_chat_table) {
 }
 END_TEST
 
-START_TEST(test_chat_template_errors) {
-    static const char *bad[] = {"",
-                                "{system}\n{user}",
-                                "{system}\n{user}\n{assistant}\n\n",
-                                "{system}{user}\n{user}\n{assistant}",
-                                "{system}\n{user}{user}\n{assistant}",
-                                "{system}\n{user}\n{system}",
-                                "{system}\n\n{user}\n{assistant}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-        ChatTemplate t;
-        char err[ERR_LEN] = "";
-        ck_assert_msg(chat_template_parse(bad[i], strlen(bad[i]), &t, err) == -1, "%s", bad[i]);
-        ck_assert_msg(err[0], "%s: no message", bad[i]);
-        ck_assert_ptr_null(t.text);
-    }
-    ChatTemplate t;
-    char err[ERR_LEN];
-    ck_assert_int_eq(chat_template_parse("a{assistant}b\n{user}\n{system}\n", 30, &t, err), 0);
-    ck_assert_str_eq(t.pre[2], "a");
-    ck_assert_str_eq(t.post[2], "b");
-    ck_assert_str_eq(t.pre[1], "");
-    chat_template_free(&t);
-}
-END_TEST
-
 // What model selection reads from a body (api_model_field): the last `model`, as api_parse
 // keeps the last value of any field; nothing from a body that is not UTF-8; a long name
 // cut between characters.
@@ -708,15 +685,59 @@ START_TEST(test_model_field) {
 }
 END_TEST
 
+// Running out of memory while parsing is the server's trouble, not the request's: 503
+// (the handler adds Retry-After), never 400. An address-space limit just above what the
+// process holds makes a large prompt's allocations fail: with half the prompt's size to
+// spare, cJSON's copy of the string; with one and a half, the parser's own copy after
+// it (of the prompt, or of the prompt the messages make). With the limit lifted the same
+// body parses.
+static const struct {
+    int kind;
+    double room; // address space to spare, in prompt sizes
+} oom_cases[] = {
+    {API_COMPLETIONS, 0.5}, {API_COMPLETIONS, 1.5}, {API_NATIVE, 1.5},
+    {API_CHAT, 0.5},        {API_CHAT, 1.5},
+};
+
+START_TEST(test_out_of_memory) {
+    enum { P = 8 << 20 };
+    int chat = oom_cases[_i].kind == API_CHAT;
+    char *body = malloc(P + 128);
+    ck_assert_ptr_nonnull(body);
+    int n = sprintf(body, chat ? "{\"messages\": [{\"role\": \"user\", \"content\": \""
+                               : "{\"prompt\": \"");
+    memset(body + n, 'a', P);
+    n += P;
+    n += sprintf(body + n, chat ? "\"}]}" : "\"}");
+    ServerConfig cfg = config(0);
+    cfg.max_prompt = 2 * P;
+    GenRequest r;
+    ApiError e;
+    tu_limit_memory((size_t)(oom_cases[_i].room * P));
+    int rc = api_parse(body, (size_t)n, oom_cases[_i].kind, &cfg, test_vocab(), &r, &e);
+    tu_unlimit_memory();
+    ck_assert_msg(rc == -1, "parsed within the limit");
+    ck_assert_int_eq(e.status, 503);
+    ck_assert_str_eq(e.message, "out of memory");
+    ck_assert_str_eq(e.param, "");
+    ck_assert_ptr_null(r.prompts[0]);
+
+    ck_assert_int_eq(api_parse(body, (size_t)n, oom_cases[_i].kind, &cfg, test_vocab(), &r, &e), 0);
+    ck_assert_uint_ge(r.prompt_lens[0], P);
+    gen_request_free(&r);
+    free(body);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("parse");
     tcase_add_loop_test(tc, test_parse_table, 0, (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_test(tc, test_random_seed);
     tcase_add_test(tc, test_no_vocab);
+    tcase_add_loop_test(tc, test_out_of_memory, 0, (int)(sizeof(oom_cases) / sizeof(*oom_cases)));
     tcase_add_loop_test(tc, test_card_matches_parser, 0, 2);
     tcase_add_loop_test(tc, test_chat_table, 0, (int)(sizeof(chat_cases) / sizeof(*chat_cases)));
-    tcase_add_test(tc, test_chat_template_errors);
     tcase_add_loop_test(tc, test_model_field, 0, (int)(sizeof(model_cases) / sizeof(*model_cases)));
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

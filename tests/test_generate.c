@@ -1,15 +1,26 @@
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arch.h"
 #include "error.h"
 #include "generate.h"
+#include "gpt.h"
 #include "infer.h"
 #include "utf8.h"
 
 static const char *TEXT = "the cat sat on the mat.\nthe dog ran to the cat!\n";
+
+/* The allocation seam: this suite is linked with --wrap=realloc (CMakeLists.txt), so the
+ * reallocs of the code under test come here, and fail while realloc_fails is set. */
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static int realloc_fails;
+void *__wrap_realloc(void *p, size_t n) {
+    return realloc_fails ? NULL : __real_realloc(p, n);
+}
 
 static Vocab vocab;
 static Model model;
@@ -421,6 +432,100 @@ START_TEST(test_logprobs) {
 }
 END_TEST
 
+// generate_run's on_text: from the first chunk on, every realloc fails.
+static int fail_reallocs(const char *chunk, size_t len, void *ctx) {
+    (void)chunk, (void)len, (void)ctx;
+    realloc_fails = 1;
+    return 0;
+}
+
+/* Out of memory mid-generation, for the text or the log probabilities, whichever grows
+ * first (both start at room for 64), or for the prompt's entries: the generation ends
+ * with FINISH_ERROR ("error", not a client that left), keeping the text so far (the start
+ * of what it would have generated), every char of it emitted, and an entry exactly for
+ * each char it kept. And out of memory at the start is GEN_OUT_OF_MEMORY, not -1. */
+START_TEST(test_out_of_memory_ends_in_error) {
+    static const struct {
+        const char *what;
+        int logprobs, score_prompt, long_prompt;
+    } rows[] = {
+        {"text", 0, 0, 0},
+        {"text before entries", 1, 0, 0},
+        {"entries before text", 1, 1, 0},
+        {"prompt entries", 1, 1, 1},
+    };
+    char prompt[256];
+    for (size_t r = 0; r < sizeof(rows) / sizeof(*rows); r++) {
+        snprintf(prompt, sizeof(prompt), "%s", rows[r].long_prompt ? TEXT : "the cat");
+        if (rows[r].long_prompt) strcat(prompt, TEXT); // more than 64 entries to score
+        GenerateParams p = params(0.0f, 200, 1);
+        p.logprobs = rows[r].logprobs;
+        p.top_logprobs = 3;
+        p.score_prompt = rows[r].score_prompt;
+        Generation full, g;
+        char *whole = run(prompt, &p, &full, NULL);
+        ck_assert_int_eq(full.finish, FINISH_LENGTH);
+        char err[ERR_LEN];
+        ck_assert_int_eq(generation_init(&g, &model, &vocab, prompt, strlen(prompt), &p, err), 0);
+        if (rows[r].long_prompt) realloc_fails = 1;
+        int rc = generate_run(&g, arch_scratch, fail_reallocs, NULL);
+        realloc_fails = 0;
+        ck_assert_int_eq(rc, 0);
+        ck_assert_msg(g.finish == FINISH_ERROR, "%s: finish %d", rows[r].what, g.finish);
+        ck_assert_str_eq(finish_reason_name(g.finish), "error");
+        ck_assert_int_lt(g.tokens, 200);
+        if (!rows[r].long_prompt) ck_assert_int_gt(g.tokens, 0);
+        ck_assert_uint_eq(g.len, (size_t)g.tokens); // one byte per char in this vocabulary
+        ck_assert_uint_eq(g.emitted, g.len);
+        ck_assert_int_eq(strncmp(g.text, whole, g.len), 0);
+        int prompt_entries = rows[r].score_prompt ? g.prompt_pos : 0;
+        ck_assert_int_eq(g.n_lp, rows[r].logprobs ? prompt_entries + g.tokens : 0);
+        ck_assert_int_eq(generation_logprobs_ready(&g), g.n_lp);
+        for (int i = prompt_entries; i < g.n_lp; i++) ck_assert_uint_lt(g.lp[i].offset, g.len);
+        if (rows[r].long_prompt) ck_assert_int_lt(g.prompt_pos, g.n_prompt);
+        generation_free(&g);
+        generation_free(&full);
+        free(whole);
+    }
+    // At the start, out of memory is told apart from a bad request.
+    GenerateParams p = params(0.0f, 10, 1);
+    p.logprobs = p.score_prompt = 1;
+    Generation g;
+    char err[ERR_LEN];
+    realloc_fails = 1; // the prompt's first entry
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "the", 3, &p, err), GEN_OUT_OF_MEMORY);
+    realloc_fails = 0;
+    p.max_tokens = -1;
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "the", 3, &p, err), -1);
+}
+END_TEST
+
+// generate_run's on_text: the scheduler's failure, after the first chunk.
+static int fail_generation(const char *chunk, size_t len, void *ctx) {
+    (void)chunk, (void)len;
+    generation_fail(ctx);
+    return 0;
+}
+
+// generation_fail ends a running generation with FINISH_ERROR; a done one keeps its reason.
+START_TEST(test_fail) {
+    GenerateParams p = params(1.0f, 50, 7);
+    Generation g;
+    char err[ERR_LEN];
+    ck_assert_int_eq(generation_init(&g, &model, &vocab, "the", 3, &p, err), 0);
+    ck_assert_int_eq(generate_run(&g, arch_scratch, fail_generation, &g), 0);
+    ck_assert_int_eq(g.finish, FINISH_ERROR);
+    ck_assert_int_eq(g.tokens, 1);
+    generation_cancel(&g);
+    ck_assert_int_eq(g.finish, FINISH_ERROR);
+    generation_free(&g);
+    free(run("the", &p, &g, NULL));
+    generation_fail(&g);
+    ck_assert_int_eq(g.finish, FINISH_LENGTH);
+    generation_free(&g);
+}
+END_TEST
+
 // More alternatives asked for than the vocabulary holds (20 of its 16 chars): each entry
 // lists every char once, most likely first, and the generation says how many it lists.
 START_TEST(test_alternatives_at_most_the_vocabulary) {
@@ -468,6 +573,40 @@ START_TEST(test_prompt_offsets_after_unknown_chars) {
 }
 END_TEST
 
+/* With a context and the prompt unscored, only the chars the context rule keeps at the
+ * prompt's end are fed, and the continuation is the one feeding the whole prompt (as a
+ * scored prompt is fed) gives. */
+START_TEST(test_unscored_prompt_feeds_what_the_context_keeps) {
+    char err[ERR_LEN];
+    Model gpt = {0};
+    GptConfig c = {.layers = 1, .heads = 2, .embed = 8, .block = 7, .norm = GPT_LAYERNORM};
+    ck_assert_int_eq(arch_gpt.config_set(&gpt, &c, vocab.size, err), 0);
+    ck_assert_int_eq(arch_gpt.init(&gpt, 3, err), 0);
+    ck_assert_int_eq(arch_gpt.prepare(&gpt, err), 0);
+    void *sc = arch_gpt.scratch_alloc(&gpt, 1, err);
+    ck_assert_ptr_nonnull(sc);
+    GenerateParams p = params(1.0f, 60, 9);
+    char *text[2];
+    for (int scored = 0; scored < 2; scored++) {
+        p.logprobs = p.score_prompt = scored;
+        Generation g;
+        ck_assert_int_eq(generation_init(&g, &gpt, &vocab, TEXT, strlen(TEXT), &p, err), 0);
+        // 48 chars through a context of 7 that keeps 3: after the first 7, each refill
+        // takes 4 more, and the last of the 41 left starts one: the state ends holding
+        // the 3 kept and that one.
+        ck_assert_int_eq(g.prompt_pos, (scored ? 0 : (int)strlen(TEXT) - 4));
+        ck_assert_int_eq(generate_run(&g, sc, NULL, NULL), 0);
+        text[scored] = strdup(g.text);
+        generation_free(&g);
+    }
+    ck_assert_str_eq(text[0], text[1]);
+    free(text[0]);
+    free(text[1]);
+    arch_gpt.scratch_free(sc);
+    arch_free(&gpt);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
@@ -482,6 +621,9 @@ int main(void) {
     tcase_add_test(tc, test_logprobs);
     tcase_add_test(tc, test_alternatives_at_most_the_vocabulary);
     tcase_add_test(tc, test_prompt_offsets_after_unknown_chars);
+    tcase_add_test(tc, test_unscored_prompt_feeds_what_the_context_keeps);
+    tcase_add_test(tc, test_out_of_memory_ends_in_error);
+    tcase_add_test(tc, test_fail);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

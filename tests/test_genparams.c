@@ -255,6 +255,81 @@ START_TEST(test_defaults) {
 }
 END_TEST
 
+// Writes v into the field a row describes, unchecked, as code that fills GenerateParams
+// by hand would.
+static void put(GenerateParams *p, const GenParam *gp, double v) {
+    char *f = (char *)p + gp->offset;
+    switch (gp->type) {
+    case GENPARAM_INT:
+        *(int *)f = (int)v;
+        break;
+    case GENPARAM_FLOAT:
+        *(float *)f = (float)v;
+        break;
+    case GENPARAM_SEED:
+        *(uint64_t *)f = (uint64_t)v;
+        break;
+    }
+}
+
+// genparams_check on a whole GenerateParams: the same verdict and message as
+// genparams_set on the one value, but for max_tokens 0 and any seed.
+START_TEST(test_check) {
+    static const struct {
+        const char *name;
+        double v;
+        const char *msg; // NULL: passes
+    } cases[] = {
+        {"max_tokens", 0, NULL}, // scores the prompt
+        {"max_tokens", 1, NULL},
+        {"max_tokens", -1, "max_tokens must be an integer from 1 to 1000000"},
+        {"max_tokens", GEN_MAX_TOKENS_LIMIT + 1, "max_tokens must be an integer from 1 to 1000000"},
+        {"temperature", 0, NULL},
+        {"temperature", -0.5, "temperature must be >= 0"},
+        {"temperature", INFINITY, "temperature must be a finite number"},
+        {"temperature", NAN, "temperature must be a finite number"},
+        {"top_k", -1, "top_k must be an integer from 0 to 2147483647"},
+        {"top_p", 0, "top_p must be in (0, 1]"},
+        {"top_p", 1, NULL},
+        {"top_p", 1.5, "top_p must be in (0, 1]"},
+        {"repetition_penalty", 0, "repetition_penalty must be > 0"},
+        {"repetition_penalty", 1e30, NULL},
+        {"repetition_window", -1, "repetition_window must be an integer from 0 to 2147483647"},
+        {"presence_penalty", 2.5, "presence_penalty must be in [-2, 2]"},
+        {"frequency_penalty", -2.5, "frequency_penalty must be in [-2, 2]"},
+        {"frequency_penalty", -2, NULL},
+        {"min_p", 1.5, "min_p must be in [0, 1]"},
+        {"min_p", -0.1, "min_p must be in [0, 1]"},
+        {"seed", 0, NULL},
+        {"seed", 18446744073709551615.0 / 2, NULL}, // a child seed: past the row, still a seed
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        const GenParam *gp = row(cases[i].name);
+        GenerateParams p;
+        genparams_defaults(&p, 0, 0);
+        put(&p, gp, cases[i].v);
+        char err[ERR_LEN] = "";
+        int rc = genparams_check(&p, err);
+        if (cases[i].msg) {
+            ck_assert_msg(rc == -1, "%s = %g passed", cases[i].name, cases[i].v);
+            ck_assert_str_eq(err, cases[i].msg);
+            GenerateParams q;
+            char set_err[ERR_LEN];
+            ck_assert_int_eq(genparams_set(&q, gp, cases[i].v, 0, set_err), -1);
+            ck_assert_str_eq(set_err, err);
+        } else {
+            ck_assert_msg(rc == 0, "%s = %g: %s", cases[i].name, cases[i].v, err);
+        }
+    }
+    // Every endpoint's defaults pass.
+    for (int openai = 0; openai <= 1; openai++) {
+        GenerateParams p;
+        genparams_defaults(&p, openai, 0);
+        ck_assert_int_eq(genparams_check(&p, NULL), 0);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("genparams");
     TCase *tc = tcase_create("table");
@@ -263,6 +338,7 @@ int main(void) {
     tcase_add_test(tc, test_range_text);
     tcase_add_test(tc, test_max_and_default);
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_check);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,7 +3,8 @@
  * (so, what the whole tree printed at once gave), read whole or in pieces of any size,
  * with the members each shape has; and a reply of tens of MB is read through a bounded
  * buffer. A stream's events, written in slices by the same code, put together give the
- * reply's text, entries and summary. */
+ * reply's text, entries and summary; and reply_event_next, following generations as they
+ * grow, writes bounded events that are the reply. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -280,58 +281,16 @@ static void entries_add(cJSON *into, const cJSON *lp, const Case *c, int col) {
     cJSON_ArrayForEach(e, arr) cJSON_AddItemToArray(into, cJSON_Duplicate(e, 1));
 }
 
-/* A stream's events, each what cJSON prints for its own parse; their text and entries,
- * put together, are the reply's, and the last ones carry its finish_reason, seeds and
- * summary. Every choice is sent in slices: entries 5 at a time with log probabilities,
- * text 7 bytes (whole chars) at a time without. */
-START_TEST(test_events_are_the_reply_in_slices) {
-    const Case *c = &cases[_i];
-    Fixture f;
-    fixture_make(&f, c, 4242);
-    size_t len;
-    char *s = whole(&f.spec, &len);
-    cJSON *reply = cJSON_Parse(s);
-    int nchoices = f.spec.nchoices;
-    f.req.include_usage = _i % 2;
-
-    Reply r;
-    reply_init_events(&r, &f.spec);
-    char none[8];
-    ck_assert_int_eq(reply_read(&r, none, sizeof(none)), 0); // nothing yet, no buffer yet
-    for (int i = 0; c->chat && i < nchoices; i++) ck_assert_int_eq(reply_event_role(&r, i), 0);
-    for (int i = 0; i < nchoices; i++) {
-        const Generation *g = &f.gen[i];
-        size_t sent = 0;
-        int lp = 0, first = 1;
-        while (first || sent < g->len || lp < g->n_lp) {
-            size_t to = sent + 7 < g->len ? sent + 7 : g->len;
-            int lp_to = lp;
-            if (c->logprobs) {
-                while (lp_to < g->n_lp && g->lp[lp_to].prompt) lp_to++; // the prompt's go first
-                lp_to = lp_to + 5 < g->n_lp ? lp_to + 5 : g->n_lp;
-                to = lp_to < g->n_lp ? g->lp[lp_to].offset : g->len;
-            } else {
-                while (to < g->len && (g->text[to] & 0xC0) == 0x80) to++;
-            }
-            ck_assert_int_eq(reply_event_delta(&r, i, first && c->echo, sent, to, lp, lp_to), 0);
-            sent = to;
-            lp = lp_to;
-            first = 0;
-        }
-        if (c->openai) ck_assert_int_eq(reply_event_final(&r, i), 0);
-    }
-    ck_assert_int_eq(reply_event_end(&r, 12.345), 0);
-    ck_assert(reply_complete(&r)); // no reply of its own
-    size_t cap = reply_pending(&r) + 1, n = 0;
-    char *events = malloc(cap);
-    long k;
-    while ((k = reply_read(&r, events + n, 1000)) > 0) n += (size_t)k;
-    ck_assert_int_eq(k, 0);
-    events[n] = '\0';
-    reply_free(&r);
-
+/* A stream's events checked against the reply: each what cJSON prints for its own parse;
+ * their text and entries, put together, are the reply's, and the last ones carry its
+ * finish_reason, seeds and summary. bounded: each event also holds whole chars, at most
+ * REPLY_EVENT_ENTRIES generated ones with log probabilities (and exactly one entry per
+ * char) or REPLY_EVENT_TEXT bytes without. Consumes events. */
+static void events_check(const Case *c, const Fixture *f, const cJSON *reply, char *events,
+                         int bounded) {
+    int nchoices = f->spec.nchoices;
     cJSON *text[API_MAX_CHOICES], *entries[API_MAX_CHOICES][4];
-    int finals = 0, roles = 0, ends = 0;
+    int finals = 0, roles = 0, ends = 0, deltas[API_MAX_CHOICES] = {0};
     for (int i = 0; i < nchoices; i++) {
         text[i] = cJSON_CreateString("");
         for (int col = 0; col < 4; col++) entries[i][col] = cJSON_CreateArray();
@@ -399,12 +358,30 @@ START_TEST(test_events_are_the_reply_in_slices) {
             } else if (c->openai && !cJSON_IsNull(finish)) {
                 const cJSON *want = cJSON_GetArrayItem(reply_choices, i);
                 ck_assert(cJSON_Compare(finish, cJSON_GetObjectItem(want, "finish_reason"), 1));
-                ck_assert(cJSON_GetObjectItem(o, "seed")->valuedouble == (double)f.choice[i].seed);
+                ck_assert(cJSON_GetObjectItem(o, "seed")->valuedouble == (double)f->choice[i].seed);
                 ck_assert(cJSON_IsNull(lp));
                 finals++;
             } else {
                 ck_assert(cJSON_IsString(t));
                 size_t a = strlen(text[i]->valuestring), b = strlen(t->valuestring);
+                if (bounded) {
+                    size_t pl = c->echo && !deltas[i] ? f->req.prompt_lens[f->choice[i].prompt] : 0;
+                    ck_assert_int_lt(utf8_find_invalid(t->valuestring, b), 0);
+                    ck_assert_uint_ge(b, pl);
+                    if (c->logprobs) {
+                        cJSON *mine = cJSON_CreateArray();
+                        entries_add(mine, lp, c, 0);
+                        ck_assert_uint_le(utf8_count(t->valuestring + pl, b - pl),
+                                          REPLY_EVENT_ENTRIES);
+                        // One entry per char, but for the prompt's unknown 'z'.
+                        ck_assert_int_eq(cJSON_GetArraySize(mine),
+                                         (int)utf8_count(t->valuestring, b) - (pl ? 1 : 0));
+                        cJSON_Delete(mine);
+                    } else {
+                        ck_assert_uint_le(b - pl, REPLY_EVENT_TEXT);
+                    }
+                }
+                deltas[i]++;
                 char *joined = malloc(a + b + 1);
                 memcpy(joined, text[i]->valuestring, a);
                 memcpy(joined + a, t->valuestring, b + 1);
@@ -421,7 +398,7 @@ START_TEST(test_events_are_the_reply_in_slices) {
     }
     ck_assert_int_eq(roles, c->chat ? nchoices : 0);
     ck_assert_int_eq(finals, c->openai ? nchoices : 0);
-    ck_assert_int_eq(ends, c->openai ? 1 + f.req.include_usage : 1);
+    ck_assert_int_eq(ends, c->openai ? 1 + f->req.include_usage : 1);
     for (int i = 0; i < nchoices; i++) {
         const cJSON *ch = reply_choices ? cJSON_GetArrayItem(reply_choices, i) : reply;
         const cJSON *t = c->chat
@@ -441,10 +418,231 @@ START_TEST(test_events_are_the_reply_in_slices) {
         cJSON_Delete(text[i]);
         for (int col = 0; col < 4; col++) cJSON_Delete(entries[i][col]);
     }
+}
+
+/* A stream's events, each what cJSON prints for its own parse; their text and entries,
+ * put together, are the reply's, and the last ones carry its finish_reason, seeds and
+ * summary. Every choice is sent in slices: entries 5 at a time with log probabilities,
+ * text 7 bytes (whole chars) at a time without. */
+START_TEST(test_events_are_the_reply_in_slices) {
+    const Case *c = &cases[_i];
+    Fixture f;
+    fixture_make(&f, c, 4242);
+    size_t len;
+    char *s = whole(&f.spec, &len);
+    cJSON *reply = cJSON_Parse(s);
+    int nchoices = f.spec.nchoices;
+    f.req.include_usage = _i % 2;
+
+    Reply r;
+    reply_init_events(&r, &f.spec);
+    char none[8];
+    ck_assert_int_eq(reply_read(&r, none, sizeof(none)), 0); // nothing yet, no buffer yet
+    for (int i = 0; c->chat && i < nchoices; i++) ck_assert_int_eq(reply_event_role(&r, i), 0);
+    for (int i = 0; i < nchoices; i++) {
+        const Generation *g = &f.gen[i];
+        size_t sent = 0;
+        int lp = 0, first = 1;
+        while (first || sent < g->len || lp < g->n_lp) {
+            size_t to = sent + 7 < g->len ? sent + 7 : g->len;
+            int lp_to = lp;
+            if (c->logprobs) {
+                while (lp_to < g->n_lp && g->lp[lp_to].prompt) lp_to++; // the prompt's go first
+                lp_to = lp_to + 5 < g->n_lp ? lp_to + 5 : g->n_lp;
+                to = lp_to < g->n_lp ? g->lp[lp_to].offset : g->len;
+            } else {
+                while (to < g->len && (g->text[to] & 0xC0) == 0x80) to++;
+            }
+            ck_assert_int_eq(reply_event_delta(&r, i, first && c->echo, sent, to, lp, lp_to), 0);
+            sent = to;
+            lp = lp_to;
+            first = 0;
+        }
+        if (c->openai) ck_assert_int_eq(reply_event_final(&r, i), 0);
+    }
+    ck_assert_int_eq(reply_event_end(&r, 12.345), 0);
+    ck_assert(reply_complete(&r)); // no reply of its own
+    size_t cap = reply_pending(&r) + 1, n = 0;
+    char *events = malloc(cap);
+    long k;
+    while ((k = reply_read(&r, events + n, 1000)) > 0) n += (size_t)k;
+    ck_assert_int_eq(k, 0);
+    events[n] = '\0';
+    reply_free(&r);
+
+    events_check(c, &f, reply, events, 0);
     free(events);
     cJSON_Delete(reply);
     free(s);
     fixture_free(&f);
+}
+END_TEST
+
+// Longer generations, so that the events' bounds cut them.
+static const Case grow_cases[] = {
+    {"generate logprobs 300", 0, 0, 0, 1, 3, 1, 1, 300},
+    {"generate n 2 plain 3000", 0, 0, 1, 0, 0, 1, 2, 3000},
+    {"generate echo scored 150", 0, 0, 1, 1, 2, 1, 1, 150},
+    {"completions echo scored 200, 2 prompts", 1, 0, 1, 1, 2, 2, 1, 200},
+    {"completions plain 2500", 1, 0, 1, 0, 0, 1, 1, 2500},
+    {"chat logprobs 150", 1, 1, 0, 1, 4, 1, 2, 150},
+    {"chat plain 5000", 1, 1, 0, 0, 0, 1, 1, 5000},
+};
+
+// The byte after `chars` more chars of g's text from `at`.
+static size_t chars_on(const Generation *g, size_t at, int chars) {
+    while (chars-- > 0 && at < g->len) do
+            at++;
+        while (at < g->len && (g->text[at] & 0xC0) == 0x80);
+    return at;
+}
+
+// Queues every event reply_event_next has for choice c now; returns how many.
+static int events_take(Reply *r, int c, int released) {
+    int n = 0;
+    while (reply_event_next(r, c, released)) ck_assert_int_lt(++n, 100000);
+    return n;
+}
+
+/* reply_event_next on generations as they grow: nothing before the prompt is read, then
+ * what is emitted, in small steps and in one large one (a reader that fell behind), an
+ * entry whose char is held back (a partial stop sequence) kept until its char is emitted;
+ * released (for every other one, right after the large step, so with events to go), the
+ * rest and then the closing event. The events, bounded, are the reply. */
+START_TEST(test_events_follow_a_growing_generation) {
+    const Case *c = &grow_cases[_i];
+    Fixture f;
+    fixture_make(&f, c, 4242);
+    size_t len;
+    char *s = whole(&f.spec, &len);
+    cJSON *reply = cJSON_Parse(s);
+    int nchoices = f.spec.nchoices;
+
+    Reply r;
+    reply_init_events(&r, &f.spec);
+    for (int i = 0; c->chat && i < nchoices; i++) ck_assert_int_eq(reply_event_role(&r, i), 0);
+    for (int i = 0; i < nchoices; i++) {
+        Generation *g = &f.gen[i];
+        int n_lp = g->n_lp, n_prompt_lp = 0;
+        while (n_prompt_lp < n_lp && g->lp[n_prompt_lp].prompt) n_prompt_lp++;
+        g->done = 0;
+        g->n_prompt = 2; // one prompt id still to feed
+        g->prompt_pos = 1;
+        g->n_lp = n_prompt_lp;
+        g->emitted = 0;
+        ck_assert_int_eq(events_take(&r, i, 0), 0);
+        ck_assert(!reply_event_complete(&r, i));
+        g->prompt_pos = 2;
+        for (int step = 0; g->emitted < g->len; step++) {
+            size_t was = g->emitted;
+            int lp_was = g->n_lp;
+            // Every other generation ends in its large step: released with events to go.
+            int ends = step == 3 && (i + _i) % 2;
+            g->emitted = chars_on(g, was,
+                                  ends        ? c->tokens
+                                  : step == 3 ? c->tokens / 2
+                                              : 1 + draw(9));
+            if (ends) break;
+            // Entries of the chars emitted, and maybe one of a char held back.
+            int k = n_prompt_lp;
+            while (k < n_lp && g->lp[k].offset < g->emitted) k++;
+            g->n_lp = k + (k < n_lp && draw(2));
+            int events = events_take(&r, i, 0);
+            ck_assert(!reply_event_complete(&r, i));
+            // The large step is cut into as many events as the bounds need.
+            int need = c->logprobs
+                           ? (k - lp_was + REPLY_EVENT_ENTRIES - 1) / REPLY_EVENT_ENTRIES
+                           : (int)((g->emitted - was + REPLY_EVENT_TEXT - 1) / REPLY_EVENT_TEXT);
+            if (step == 3) ck_assert_int_ge(events, need);
+        }
+        g->n_lp = n_lp;
+        g->done = 1;
+        events_take(&r, i, 1);
+        ck_assert(reply_event_complete(&r, i));
+        ck_assert_int_eq(events_take(&r, i, 1), 0); // complete: nothing more
+    }
+    ck_assert_int_eq(reply_event_end(&r, 12.345), 0);
+    size_t cap = reply_pending(&r) + 1, n = 0;
+    char *events = malloc(cap);
+    long k;
+    while ((k = reply_read(&r, events + n, 1000)) > 0) n += (size_t)k;
+    ck_assert_int_eq(k, 0);
+    events[n] = '\0';
+    reply_free(&r);
+    events_check(c, &f, reply, events, 1);
+    free(events);
+    cJSON_Delete(reply);
+    free(s);
+    fixture_free(&f);
+}
+END_TEST
+
+// The string finish reasons in o and in its choices, checked against want; how many.
+static int finish_reasons(const cJSON *o, const char *want) {
+    int n = 0;
+    const cJSON *f = cJSON_GetObjectItem(o, "finish_reason");
+    if (cJSON_IsString(f)) {
+        ck_assert_str_eq(f->valuestring, want);
+        n++;
+    }
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItem(o, "choices")) n += finish_reasons(ch, want);
+    return n;
+}
+
+/* Every finish reason, the error's included, named in every shape: the reply's choices
+ * (or /generate's one), OpenAI's closing events and /generate's summary event. */
+START_TEST(test_finish_reason_in_every_shape) {
+    static const struct {
+        FinishReason why;
+        const char *name;
+    } reasons[] = {{FINISH_LENGTH, "length"},
+                   {FINISH_STOP, "stop"},
+                   {FINISH_CANCELLED, "cancelled"},
+                   {FINISH_ERROR, "error"}};
+    const Case *c = &cases[_i];
+    for (size_t k = 0; k < sizeof(reasons) / sizeof(*reasons); k++) {
+        Fixture f;
+        fixture_make(&f, c, 4242);
+        int nchoices = f.spec.nchoices;
+        for (int i = 0; i < nchoices; i++) {
+            f.gen[i].finish = reasons[k].why;
+            f.gen[i].emitted = f.gen[i].len;
+        }
+        size_t len;
+        char *s = whole(&f.spec, &len);
+        cJSON *o = cJSON_Parse(s);
+        ck_assert_int_eq(finish_reasons(o, reasons[k].name), nchoices);
+        cJSON_Delete(o);
+        free(s);
+
+        Reply r;
+        reply_init_events(&r, &f.spec);
+        for (int i = 0; i < nchoices; i++) events_take(&r, i, 1);
+        ck_assert_int_eq(reply_event_end(&r, 1.0), 0);
+        size_t n = 0;
+        char *events = malloc(reply_pending(&r) + 1);
+        long got;
+        while ((got = reply_read(&r, events + n, 1000)) > 0) n += (size_t)got;
+        events[n] = '\0';
+        reply_free(&r);
+        int named = 0;
+        for (char *ev = strstr(events, "data: "); ev; ev = strstr(ev, "data: ")) {
+            ev += 6;
+            char *end = strstr(ev, "\n\n");
+            *end = '\0';
+            if (strcmp(ev, "[DONE]") != 0) {
+                cJSON *e = cJSON_Parse(ev);
+                ck_assert_ptr_nonnull(e);
+                named += finish_reasons(e, reasons[k].name);
+                cJSON_Delete(e);
+            }
+            ev = end + 2;
+        }
+        ck_assert_int_eq(named, nchoices);
+        free(events);
+        fixture_free(&f);
+    }
 }
 END_TEST
 
@@ -478,6 +676,10 @@ int main(void) {
     tcase_add_loop_test(tc, test_reply_is_what_cjson_prints, 0,
                         (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_loop_test(tc, test_events_are_the_reply_in_slices, 0,
+                        (int)(sizeof(cases) / sizeof(*cases)));
+    tcase_add_loop_test(tc, test_events_follow_a_growing_generation, 0,
+                        (int)(sizeof(grow_cases) / sizeof(*grow_cases)));
+    tcase_add_loop_test(tc, test_finish_reason_in_every_shape, 0,
                         (int)(sizeof(cases) / sizeof(*cases)));
     tcase_add_test(tc, test_large_reply_bounded_buffer);
     suite_add_tcase(s, tc);

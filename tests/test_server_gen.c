@@ -3,6 +3,7 @@
  * repetition penalty. */
 #include <check.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,17 +60,8 @@ static char *greedy_reference(const char *prompt, int max_tokens) {
     return out;
 }
 
-/* POSTs and returns the parsed 200 reply. */
-static cJSON *post_ok(int port, const char *path, const char *body) {
-    Resp r = http_post(port, path, body);
-    ck_assert_msg(r.status == 200, "%s -> %ld %s", body, r.status, r.body);
-    cJSON *j = resp_json(&r);
-    resp_free(&r);
-    return j;
-}
-
 static char *generate_text(int port, const char *body) {
-    cJSON *j = post_ok(port, "/generate", body);
+    cJSON *j = http_post_ok(port, "/generate", body);
     char *t = strdup(json_str(j, "text"));
     cJSON_Delete(j);
     return t;
@@ -85,9 +77,9 @@ START_TEST(test_greedy_is_argmax) {
                                      "\"temperature\": 1.7, \"top_k\": 1, \"seed\": 99}");
     ck_assert_str_eq(k1, ref);
     // And the OpenAI endpoint gives the same.
-    cJSON *j = post_ok(S.port, "/v1/completions",
-                       "{\"model\": \"charlm\", \"prompt\": \"the cat\", \"max_tokens\": 80, "
-                       "\"temperature\": 0}");
+    cJSON *j = http_post_ok(S.port, "/v1/completions",
+                            "{\"model\": \"charlm\", \"prompt\": \"the cat\", \"max_tokens\": 80, "
+                            "\"temperature\": 0}");
     const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
     ck_assert_str_eq(json_str(c0, "text"), ref);
     ck_assert_str_eq(json_str(c0, "finish_reason"), "length");
@@ -100,8 +92,8 @@ END_TEST
 
 START_TEST(test_seeds) {
     const char *body = "{\"prompt\": \"the dog \", \"max_tokens\": 120, \"seed\": 1234}";
-    cJSON *a = post_ok(S.port, "/generate", body);
-    cJSON *b = post_ok(S.port, "/generate", body);
+    cJSON *a = http_post_ok(S.port, "/generate", body);
+    cJSON *b = http_post_ok(S.port, "/generate", body);
     ck_assert_str_eq(json_str(a, "text"), json_str(b, "text"));
     ck_assert_int_eq((long)json_num(a, "seed"), 1234);
     ck_assert_str_eq(json_str(a, "finish_reason"), "length");
@@ -109,20 +101,20 @@ START_TEST(test_seeds) {
     ck_assert_int_eq((int)json_num(a, "prompt_tokens"), 8);
     ck_assert_str_eq(json_str(a, "unknown_chars"), "");
     ck_assert_double_ge(json_num(a, "elapsed_ms"), 0);
-    cJSON *c = post_ok(S.port, "/generate",
-                       "{\"prompt\": \"the dog \", \"max_tokens\": 120, \"seed\": 1235}");
+    cJSON *c = http_post_ok(S.port, "/generate",
+                            "{\"prompt\": \"the dog \", \"max_tokens\": 120, \"seed\": 1235}");
     ck_assert_str_ne(json_str(a, "text"), json_str(c, "text"));
 
     // Without a seed one is drawn, echoed, and reproduces the text.
-    cJSON *d = post_ok(S.port, "/generate", "{\"prompt\": \"the dog \", \"max_tokens\": 120}");
+    cJSON *d = http_post_ok(S.port, "/generate", "{\"prompt\": \"the dog \", \"max_tokens\": 120}");
     double seed = json_num(d, "seed");
     ck_assert(seed >= 0 && seed <= 9007199254740992.0 && seed == floor(seed));
     char again[256];
     snprintf(again, sizeof(again),
              "{\"prompt\": \"the dog \", \"max_tokens\": 120, \"seed\": %.0f}", seed);
-    cJSON *e = post_ok(S.port, "/generate", again);
+    cJSON *e = http_post_ok(S.port, "/generate", again);
     ck_assert_str_eq(json_str(d, "text"), json_str(e, "text"));
-    cJSON *f = post_ok(S.port, "/generate", "{\"prompt\": \"the dog \", \"max_tokens\": 120}");
+    cJSON *f = http_post_ok(S.port, "/generate", "{\"prompt\": \"the dog \", \"max_tokens\": 120}");
     ck_assert(json_num(f, "seed") != seed);
     cJSON_Delete(a);
     cJSON_Delete(b);
@@ -193,48 +185,19 @@ START_TEST(test_same_seed_alone_and_concurrent) {
 }
 END_TEST
 
-// The text of a /generate SSE body (checked event by event) and its final event.
-static char *sse_text(const char *body, cJSON **final) {
-    char *ev[4096];
-    int n = sse_events(body, ev, 4096);
-    ck_assert_int_ge(n, 1);
-    size_t cap = 1, len = 0;
-    for (int i = 0; i < n; i++) cap += strlen(ev[i]);
-    char *text = malloc(cap);
-    text[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        cJSON *e = cJSON_Parse(ev[i]);
-        ck_assert_msg(e != NULL, "event is not JSON: %s", ev[i]);
-        if (i < n - 1) {
-            const char *t = json_str(e, "text");
-            ck_assert_msg(t[0] != '\0', "empty chunk");
-            ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "done"));
-            memcpy(text + len, t, strlen(t) + 1);
-            len += strlen(t);
-            cJSON_Delete(e);
-        } else {
-            ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "done")));
-            ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "text"));
-            *final = e;
-        }
-        free(ev[i]);
-    }
-    return text;
-}
-
 START_TEST(test_streaming_matches) {
     const char *plain = "{\"prompt\": \"the hat\", \"max_tokens\": 150, \"seed\": 5, "
                         "\"stop\": [\"xyz\", \"ran \"]}";
     const char *streamed = "{\"prompt\": \"the hat\", \"max_tokens\": 150, \"seed\": 5, "
                            "\"stop\": [\"xyz\", \"ran \"], \"stream\": true}";
-    cJSON *j = post_ok(S.port, "/generate", plain);
+    cJSON *j = http_post_ok(S.port, "/generate", plain);
     Resp r = http_post(S.port, "/generate", streamed);
     ck_assert_int_eq(r.status, 200);
     char *ct = resp_header(&r, "Content-Type");
     ck_assert_ptr_nonnull(strstr(ct, "text/event-stream"));
     free(ct);
     cJSON *final;
-    char *text = sse_text(r.body, &final);
+    char *text = sse_generate_text(r.body, &final);
     ck_assert_str_eq(text, json_str(j, "text"));
     const char *fields[] = {"finish_reason", "tokens", "prompt_tokens", "seed", "unknown_chars"};
     for (int i = 0; i < 5; i++) {
@@ -250,51 +213,10 @@ START_TEST(test_streaming_matches) {
 }
 END_TEST
 
-// The concatenated choices[0].text of an OpenAI stream; checks the chunk shapes, the
-// finish_reason on the last chunk and the closing [DONE].
-static char *openai_stream_text(const char *body, const char **finish, cJSON **usage) {
-    char *ev[4096];
-    int n = sse_events(body, ev, 4096);
-    ck_assert_int_ge(n, 2);
-    ck_assert_str_eq(ev[n - 1], "[DONE]");
-    size_t cap = 1, len = 0;
-    for (int i = 0; i < n; i++) cap += strlen(ev[i]);
-    char *text = malloc(cap);
-    text[0] = '\0';
-    *finish = NULL;
-    *usage = NULL;
-    for (int i = 0; i < n - 1; i++) {
-        cJSON *e = cJSON_Parse(ev[i]);
-        ck_assert_msg(e != NULL, "%s", ev[i]);
-        ck_assert_str_eq(json_str(e, "object"), "text_completion");
-        ck_assert(strncmp(json_str(e, "id"), "cmpl-", 5) == 0);
-        const cJSON *choices = cJSON_GetObjectItemCaseSensitive(e, "choices");
-        if (cJSON_GetArraySize(choices) == 0) { // the usage chunk
-            ck_assert_ptr_null(*usage);
-            *usage = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "usage"), 1);
-        } else {
-            const cJSON *c = cJSON_GetArrayItem(choices, 0);
-            ck_assert_ptr_null(*finish); // nothing after the finishing chunk but usage
-            const char *t = json_str(c, "text");
-            memcpy(text + len, t, strlen(t) + 1);
-            len += strlen(t);
-            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
-            if (cJSON_IsString(fr))
-                *finish = strcmp(fr->valuestring, "stop") == 0 ? "stop" : "length";
-            else
-                ck_assert(cJSON_IsNull(fr));
-        }
-        cJSON_Delete(e);
-    }
-    for (int i = 0; i < n; i++) free(ev[i]);
-    ck_assert_ptr_nonnull(*finish);
-    return text;
-}
-
 START_TEST(test_openai_completions) {
-    cJSON *j = post_ok(S.port, "/v1/completions",
-                       "{\"model\": \"charlm\", \"prompt\": \"the cat\", \"max_tokens\": 60, "
-                       "\"seed\": 9}");
+    cJSON *j = http_post_ok(S.port, "/v1/completions",
+                            "{\"model\": \"charlm\", \"prompt\": \"the cat\", \"max_tokens\": 60, "
+                            "\"seed\": 9}");
     ck_assert_str_eq(json_str(j, "object"), "text_completion");
     ck_assert(strncmp(json_str(j, "id"), "cmpl-", 5) == 0);
     ck_assert_str_eq(json_str(j, "model"), "charlm");
@@ -310,9 +232,9 @@ START_TEST(test_openai_completions) {
 
     // OpenAI's defaults are temperature 1, top_p 1 and no top-k: /generate with those
     // gives the same text.
-    cJSON *g = post_ok(S.port, "/generate",
-                       "{\"prompt\": \"the cat\", \"max_tokens\": 60, \"seed\": 9, "
-                       "\"temperature\": 1, \"top_k\": 0}");
+    cJSON *g = http_post_ok(S.port, "/generate",
+                            "{\"prompt\": \"the cat\", \"max_tokens\": 60, \"seed\": 9, "
+                            "\"temperature\": 1, \"top_k\": 0}");
     ck_assert_str_eq(json_str(g, "text"), text);
     cJSON_Delete(g);
 
@@ -323,7 +245,7 @@ START_TEST(test_openai_completions) {
     ck_assert_int_eq(r.status, 200);
     const char *finish;
     cJSON *usage;
-    char *streamed = openai_stream_text(r.body, &finish, &usage);
+    char *streamed = sse_completion_text(r.body, &finish, &usage);
     ck_assert_str_eq(streamed, text);
     ck_assert_str_eq(finish, "length");
     ck_assert_ptr_nonnull(usage);
@@ -340,7 +262,7 @@ START_TEST(test_openai_completions) {
              "\"stop\": \"%s\"}",
              stop[0] == '\n' || stop[1] == '\n' ? "zz" : stop);
     r = http_post(S.port, "/v1/completions", body);
-    streamed = openai_stream_text(r.body, &finish, &usage);
+    streamed = sse_completion_text(r.body, &finish, &usage);
     if (stop[0] != '\n' && stop[1] != '\n') {
         ck_assert_str_eq(finish, "stop");
         ck_assert_uint_eq(strlen(streamed), (size_t)(strstr(text, stop) - text));
@@ -364,7 +286,7 @@ START_TEST(test_stop_sequences) {
              "{\"prompt\": \"the \", \"max_tokens\": 100, \"temperature\": 0, "
              "\"stop\": [\"\\u2603\", \"%s\", \"qq\", \"zzz\"]}",
              stop);
-    cJSON *j = post_ok(S.port, "/generate", body);
+    cJSON *j = http_post_ok(S.port, "/generate", body);
     ck_assert_str_eq(json_str(j, "finish_reason"), "stop");
     const char *text = json_str(j, "text");
     ck_assert_uint_eq(strlen(text), cut);
@@ -376,7 +298,7 @@ START_TEST(test_stop_sequences) {
     snprintf(body, sizeof(body),
              "{\"prompt\": \"the \", \"max_tokens\": 100, \"temperature\": 0, \"stop\": \"%s\"}",
              stop);
-    j = post_ok(S.port, "/generate", body);
+    j = http_post_ok(S.port, "/generate", body);
     ck_assert_uint_eq(strlen(json_str(j, "text")), cut);
     cJSON_Delete(j);
     free(ref);
@@ -385,10 +307,10 @@ END_TEST
 
 START_TEST(test_unknown_chars_and_empty_prompt) {
     // "Zthe\u2603 €cat" — Z, the snowman and the euro sign are not in the vocabulary.
-    cJSON *j = post_ok(S.port, "/generate",
-                       "{\"prompt\": \"Zthe\\u2603 \xe2\x82\xac"
-                       "cat\", \"max_tokens\": 40, "
-                       "\"temperature\": 0}");
+    cJSON *j = http_post_ok(S.port, "/generate",
+                            "{\"prompt\": \"Zthe\\u2603 \xe2\x82\xac"
+                            "cat\", \"max_tokens\": 40, "
+                            "\"temperature\": 0}");
     ck_assert_str_eq(json_str(j, "unknown_chars"), "Z\xe2\x98\x83\xe2\x82\xac");
     ck_assert_int_eq((int)json_num(j, "prompt_tokens"), 7);
     char *ref = greedy_reference("the cat", 40);
@@ -396,7 +318,8 @@ START_TEST(test_unknown_chars_and_empty_prompt) {
     free(ref);
     cJSON_Delete(j);
 
-    j = post_ok(S.port, "/generate", "{\"prompt\": \"\", \"max_tokens\": 40, \"temperature\": 0}");
+    j = http_post_ok(S.port, "/generate",
+                     "{\"prompt\": \"\", \"max_tokens\": 40, \"temperature\": 0}");
     ck_assert_int_eq((int)json_num(j, "prompt_tokens"), 0);
     ref = greedy_reference("\n", 40);
     ck_assert_str_eq(json_str(j, "text"), ref);
@@ -458,6 +381,118 @@ START_TEST(test_worker_count) {
 }
 END_TEST
 
+typedef struct {
+    int port;
+    Resp r;
+} StreamReq;
+
+static void *stream_req(void *arg) {
+    StreamReq *q = arg;
+    q->r = http_post(q->port, "/generate",
+                     "{\"prompt\": \"the\", \"max_tokens\": 100000, \"stream\": true, "
+                     "\"logprobs\": 20}");
+    return NULL;
+}
+
+// The address space pid has mapped, in kB.
+static long vm_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof(line), f)) sscanf(line, "VmSize: %ld", &kb);
+    fclose(f);
+    ck_assert_int_gt(kb, 0);
+    return kb;
+}
+
+/* Out of memory mid-generation, for real: the server's address space is capped at what it
+ * has mapped and 2 MB, so a stream's log probabilities with 20 alternatives a char soon
+ * cannot grow (small allocations still come from the heaps it has). The stream ends properly, its
+ * summary saying "error" with the chars so far, and /metrics counts it as an error, not as a client
+ * that left. */
+START_TEST(test_out_of_memory_mid_generation) {
+    // Under AddressSanitizer a failed allocation returns NULL as it does without.
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opt[512];
+    snprintf(opt, sizeof(opt), "ASAN_OPTIONS=%s%sallocator_may_return_null=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    const char *env[] = {opt, NULL};
+    const char *args[] = {"--max-tokens", "100000", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start_env(&s, model_dir, args, env), 0);
+    sleep_ms(200); // started and idle: its mappings as they stay
+    struct rlimit cap = {(rlim_t)(vm_kb(s.pid) + 2048) * 1024, RLIM_INFINITY};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    StreamReq q = {.port = s.port};
+    stream_req(&q);
+    cap.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+
+    ck_assert_int_eq(q.r.status, 200);
+    const char *last = NULL;
+    for (const char *p = strstr(q.r.body, "data: "); p; p = strstr(p + 1, "data: ")) last = p;
+    ck_assert_ptr_nonnull(last);
+    cJSON *end = cJSON_Parse(last + 6);
+    ck_assert_ptr_nonnull(end);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(end, "done")));
+    ck_assert_str_eq(cJSON_GetObjectItem(end, "finish_reason")->valuestring, "error");
+    int tokens = cJSON_GetObjectItem(end, "tokens")->valueint;
+    ck_assert_int_gt(tokens, 0);
+    ck_assert_int_lt(tokens, 100000);
+    cJSON_Delete(end);
+    resp_free(&q.r);
+
+    Resp r = http_get(s.port, "/metrics");
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"error\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(
+        r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"cancelled\"} 0\n"));
+    resp_free(&r);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
+/* Out of memory while admitting: with the address space capped at what the server maps
+ * and 8 MB, a request of 16 choices of a 500,000-char prompt, echoed and scored, is
+ * parsed (a few copies of its text) but its generations' prompt ids and offsets (13 bytes
+ * a char each, some 100 MB) cannot all be made: 503, not a bad request; with room again,
+ * the server answers as before. */
+START_TEST(test_out_of_memory_admitting) {
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opt[512];
+    snprintf(opt, sizeof(opt), "ASAN_OPTIONS=%s%sallocator_may_return_null=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    const char *env[] = {opt, NULL};
+    const char *args[] = {"--max-prompt", "600000", "--max-body", "1000000", NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start_env(&s, model_dir, args, env), 0);
+    size_t n = 500000;
+    char *json = malloc(n + 100);
+    int at = snprintf(json, n + 100,
+                      "{\"n\": 16, \"max_tokens\": 1, \"echo\": true, \"logprobs\": 1, "
+                      "\"prompt\": \"");
+    for (size_t i = 0; i < n; i++) json[at++] = "the "[i % 4];
+    snprintf(json + at, 100, "\"}");
+    sleep_ms(200); // started and idle: its mappings as they stay
+    struct rlimit cap = {(rlim_t)(vm_kb(s.pid) + 8192) * 1024, RLIM_INFINITY};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    Resp r = http_post(s.port, "/generate", json);
+    cap.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_AS, &cap, NULL), 0);
+    ck_assert_msg(r.status == 503, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "out of memory for a generation"));
+    resp_free(&r);
+    ck_assert_int_eq(health_in_flight(s.port), 0); // the slots were given back
+    r = http_post(s.port, "/generate", "{\"prompt\": \"the\", \"max_tokens\": 5, \"n\": 16}");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    free(json);
+    ck_assert_int_eq(srv_stop(&s), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_gen");
     TCase *tc = tcase_create("http");
@@ -473,6 +508,8 @@ int main(void) {
     tcase_add_test(tc, test_unknown_chars_and_empty_prompt);
     tcase_add_test(tc, test_repetition_penalty);
     tcase_add_test(tc, test_worker_count);
+    tcase_add_test(tc, test_out_of_memory_mid_generation);
+    tcase_add_test(tc, test_out_of_memory_admitting);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -198,6 +198,9 @@ START_TEST(test_json_client_leaves) {
         strstr(r.body, "charlm_requests_total{route=\"/generate\",status=\"499\"} 1"));
     ck_assert_ptr_nonnull(
         strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"cancelled\"} 1"));
+    // A client that left is not an error of the server's: that series stays apart, at 0.
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "charlm_generations_total{model=\"charlm\",finish_reason=\"error\"} 0"));
     resp_free(&r);
     ck_assert_int_eq(srv_stop(&s), 0);
 }

@@ -55,4 +55,12 @@ long tu_fixture_long(const StFile *f, const char *key);
 /* A fixture's F32 tensor of exactly this shape, malloc'd (the test fails otherwise). */
 float *tu_fixture_tensor(const StFile *f, const char *name, int ndim, const int64_t *shape);
 
+/* Out-of-memory tests (tests/memlimit.c): limits the address space to what the process
+ * maps now plus spare bytes, with every block over 64 KiB a mapping of its own that the
+ * limit counts, so that allocating more than spare bytes fails (under AddressSanitizer
+ * too: a suite that calls this gets malloc's NULL there rather than a report).
+ * tu_unlimit_memory lifts the limit. */
+void tu_limit_memory(size_t spare);
+void tu_unlimit_memory(void);
+
 #endif

@@ -701,8 +701,8 @@ describe('charlm web page with --api-key', { timeout: 90000 }, () => {
 });
 
 // A server with two models (--models over a folder of two): the first is the suite's
-// model, the second a smaller one trained here on another text, so their cards and texts
-// differ. The page offers both, its card follows the choice, and /generate names it.
+// model (an LSTM), the second a small GPT trained here on another text, so their cards
+// and texts differ. The page offers both, its card follows the choice, and /generate names it.
 describe('charlm web page with two models', { timeout: 120000 }, () => {
   // Capitals, digits and brackets the first model's corpus lacks, so the vocabularies differ.
   const TEXT = 'LOG 01: [OK] Pump 3 at 75% -- valve B2 open.\n' +
@@ -727,9 +727,9 @@ describe('charlm web page with two models', { timeout: 120000 }, () => {
     }
     const corpus = path.join(tmp, 'corpus.txt');
     fs.writeFileSync(corpus, TEXT.repeat(30));
-    const t = spawnSync(TRAIN, ['train', '--corpus', corpus, '--out', path.join(dir, 'second'), '--hidden', '24',
-      '--embed', '8', '--steps', '30', '--eval-every', '10', '--seq', '32', '--batch', '8', '--threads', '1',
-      '--seed', '3'], { encoding: 'utf8' });
+    const t = spawnSync(TRAIN, ['train', '--corpus', corpus, '--out', path.join(dir, 'second'), '--arch', 'gpt',
+      '--layers', '2', '--heads', '2', '--embed', '16', '--block', '32', '--norm', 'rmsnorm', '--steps', '30',
+      '--eval-every', '10', '--batch', '8', '--threads', '1', '--seed', '3'], { encoding: 'utf8' });
     assert.equal(t.status, 0, `${TRAIN} failed:\n${t.stderr}${t.error ? t.error.message : ''}`);
     ({ child, base: url } = await spawnServer([], ['--models', dir]));
     ids = (await (await fetch(url + '/v1/models')).json()).data.map((m) => m.id);
@@ -770,8 +770,28 @@ describe('charlm web page with two models', { timeout: 120000 }, () => {
     { timeout: 10000 });
     const f = await facts();
     const card = cards[id];
+    const layers = `${card.layers} layer${card.layers === 1 ? '' : 's'}`;
     assert.equal(f['Training steps'], card.steps.toLocaleString('en-US'), `${id}: steps`);
-    assert.equal(f.Hidden, card.hidden.toLocaleString('en-US'), `${id}: hidden`);
+    if (card.arch === 'gpt') {
+      assert.equal(f.Architecture, `GPT, ${layers} × ${card.heads} heads`, `${id}: architecture`);
+      assert.equal(f.Embedding, card.embed.toLocaleString('en-US'), `${id}: embedding`);
+      assert.equal(f.Context, `${card.block} chars`, `${id}: context`);
+      assert.equal(card.norm, 'rmsnorm', `${id}: trained with --norm rmsnorm`);
+      assert.equal(f.Norm, 'RMSNorm, no biases', `${id}: norm`);
+      assert.equal(f.Hidden, undefined, `${id}: a GPT has no hidden size`);
+      assert.match(await p.textContent('#model-summary'), new RegExp(`^${card.layers}×GPT-${card.embed} · `));
+    } else {
+      assert.equal(f.Architecture, `LSTM, ${layers} × ${card.hidden.toLocaleString('en-US')}`, `${id}: architecture`);
+      assert.equal(f.Hidden, card.hidden.toLocaleString('en-US'), `${id}: hidden`);
+      assert.equal(f.Context, undefined, `${id}: an LSTM has no context`);
+      assert.match(await p.textContent('#model-summary'), new RegExp(`^(${card.layers}×)?LSTM-${card.hidden} · `));
+    }
+    // The state of one stream: the LSTM's h and c, the GPT's KV cache, 4-byte floats.
+    const floats = card.arch === 'gpt' ? 2 * card.layers * card.block * card.embed : 2 * card.layers * card.hidden;
+    assert.equal(card.memory_per_stream, 4 * floats, `${id}: memory_per_stream`);
+    const bytes = 4 * floats; // whole KiB, or under one, for these small models
+    assert.equal(f['Memory per stream'], bytes < 1024 ? `${bytes} bytes` : `${bytes / 1024} KiB`, `${id}: memory shown`);
+    assert.equal(f.Parameters, card.parameters.toLocaleString('en-US'), `${id}: parameters`);
     assert.equal(f.Vocabulary, `${card.vocab_size} chars`, `${id}: vocabulary`);
     const rows = card.training_curve.length;
     assert.equal(await p.locator('#chart svg circle.point[data-series="train"]').count(), rows, `${id}: one chart point per log row`);
@@ -795,7 +815,7 @@ describe('charlm web page with two models', { timeout: 120000 }, () => {
   it('lists both models in a labelled picker, the default first and chosen', async () => {
     assert.deepEqual(ids, ['first', 'second'], '--models loads the subfolders sorted by name');
     assert.notEqual(cards.first.steps, cards.second.steps, 'the two test models differ in steps');
-    assert.notEqual(cards.first.hidden, cards.second.hidden, 'and in size');
+    assert.deepEqual([cards.first.arch, cards.second.arch], ['lstm', 'gpt'], 'and in architecture');
     await p.goto(url + '/');
     const picker = p.getByRole('combobox', { name: 'Model' });
     await picker.waitFor({ state: 'visible' });

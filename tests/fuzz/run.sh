@@ -2,8 +2,8 @@
 # Fuzzes the parsers that read untrusted bytes, with libFuzzer (Debian's clang) under
 # AddressSanitizer + UBSan:
 #
-#   fuzz_api           POST /generate, /v1/completions, chat bodies server/api.c
-#                      and their error replies (UTF-8 JSON)        server/http.c
+#   fuzz_api           POST /generate, /v1/completions, chat bodies server/api.c, jsonscan.c,
+#                      and their error replies (UTF-8 JSON)        chat.c, http.c
 #   fuzz_static_path   URL unescape + the static file name check,  server/http.c, static.c
 #                      an error reply quoting the path (UTF-8 JSON)
 #   fuzz_safetensors   model.safetensors, then the whole model load core/safetensors.c, artefacts.c
