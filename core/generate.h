@@ -42,27 +42,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "genparams.h"
 #include "model.h"
 #include "rng.h"
 #include "sampler.h"
 #include "vocab.h"
-
-#define GEN_MAX_STOP 4
-#define GEN_MAX_TOP  20 // alternatives a logprob entry can list
-#define GEN_MAX_STOP_BYTES                                                                         \
-    64 // each; holding back a partial match costs its length squared per char
-
-typedef struct {
-    SamplerParams sampler;
-    int max_tokens; // >= 0; 0 only makes sense with score_prompt
-    uint64_t seed;
-    int nstop;
-    const char *stop[GEN_MAX_STOP]; // UTF-8, non-empty; borrowed for the generation's life
-    int logprobs;                   // record each char's log probability (0 = off)
-    int top_logprobs;               // 0 .. GEN_MAX_TOP alternatives recorded with each entry; a
-                                    // Generation's own copy is at most the vocabulary's size
-    int score_prompt;               // with logprobs: entries for the prompt's chars too
-} GenerateParams;
 
 typedef struct {
     int id;        // the char

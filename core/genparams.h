@@ -5,19 +5,39 @@
  * Everything that takes or shows these parameters reads this table: the server's request
  * parser, charlm-train sample's flags and --help, GET /model (which hands the defaults
  * and ranges to the page), and a test keeps docs/API.md in step with it. Stop sequences
- * and the prompt are not numbers and live in generate.h and the server.
+ * and the prompt are not numbers: GenerateParams holds the stops, generate.h the prompt.
  */
 #ifndef CHARLM_GENPARAMS_H
 #define CHARLM_GENPARAMS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include "generate.h"
+#include "sampler.h"
 
 // Bounds no configuration can widen: the server's --max-tokens and sample's --max-tokens
 // stay within them.
 #define GEN_MAX_TOKENS_LIMIT 1000000
 #define GEN_SEED_MAX         9007199254740992.0 // 2^53: every integer up to it is exact in JSON
+
+/* What one generation is asked for: these numbers, the stop sequences and the log
+ * probabilities (generate.h runs it). */
+#define GEN_MAX_STOP 4
+#define GEN_MAX_TOP  20 // alternatives a logprob entry can list
+#define GEN_MAX_STOP_BYTES                                                                         \
+    64 // each; holding back a partial match costs its length squared per char
+
+typedef struct {
+    SamplerParams sampler;
+    int max_tokens; // >= 0; 0 only makes sense with score_prompt
+    uint64_t seed;
+    int nstop;
+    const char *stop[GEN_MAX_STOP]; // UTF-8, non-empty; borrowed for the generation's life
+    int logprobs;                   // record each char's log probability (0 = off)
+    int top_logprobs;               // 0 .. GEN_MAX_TOP alternatives recorded with each entry; a
+                                    // Generation's own copy is at most the vocabulary's size
+    int score_prompt;               // with logprobs: entries for the prompt's chars too
+} GenerateParams;
 
 typedef enum {
     GENPARAM_INT,   // int field; JSON numbers like 2.0 are accepted, 1.5 is not

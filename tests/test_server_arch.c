@@ -19,6 +19,7 @@
 #include "arch.h"
 #include "artefacts.h"
 #include "error.h"
+#include "generate.h"
 #include "genparams.h"
 #include "gpt.h"
 #include "server_harness.h"
