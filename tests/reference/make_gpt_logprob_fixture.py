@@ -9,8 +9,8 @@ The GPT counterpart of make_logprob_fixture.py, whose passage, scored text T and
 layout (expected.json's fields, the margin checks, float64 from the float32 weights) it
 shares; tests/test_server_logprobs.c runs the same checks over both folders. The model is
 make_gpt_fixture.py's module (nanoGPT's GPT): layers 2, heads 2, embed 24, block 16,
-LayerNorm, bias 1, trained with AdamW for STEPS steps on windows of the passage repeated,
-without dropout, so that its distributions are far from uniform.
+LayerNorm, bias 1, trained from nanoGPT's init with AdamW for STEPS steps on windows of
+the passage repeated, without dropout, so that its distributions are far from uniform.
 
 What is new is the context: a stream holds at most `block` chars. Every number here
 follows charlm's context rule (docs/CLI.md, charlm-train eval): when the context is full
@@ -22,22 +22,23 @@ afresh from the whole context the rule leaves (a causal model gives the same num
 cache of it would).
 
 Files written, and expected.json's fields, as make_logprob_fixture.py's, plus "block" in
-expected.json. model.safetensors is in charlm's GPT format (docs/FORMATS.md): nanoGPT's
-state_dict names without lm_head.weight (tied to wte), metadata arch=gpt, layers, heads,
-embed, block, norm, bias, vocab_size, vocab_sha256, corpus_sha256, steps, best_val_loss.
+expected.json. The model folder is what convert_nanogpt.py makes of the trained model
+saved as nanoGPT's ckpt.pt and meta.pkl: charlm's GPT format (docs/FORMATS.md).
 """
 
-import hashlib
 import json
 import math
 import os
+import pickle
 import sys
+import tempfile
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from charlm_ref import st_save, vocab_build, vocab_json_bytes  # noqa: E402
+import convert_nanogpt as conv  # noqa: E402
+from charlm_ref import vocab_build  # noqa: E402
 from make_gpt_fixture import Gpt  # noqa: E402
 from make_logprob_fixture import PASSAGE, TEXT, TOL, TOPK, dump, top  # noqa: E402
 
@@ -88,16 +89,18 @@ def train(chars):
 
 
 def save(model, chars, last_loss):
-    os.makedirs(OUT, exist_ok=True)
-    vbytes = vocab_json_bytes(chars)
-    with open(os.path.join(OUT, "vocab.json"), "wb") as f:
-        f.write(vbytes)
-    meta = {"arch": "gpt", "layers": LAYERS, "heads": HEADS, "embed": EMBED, "block": BLOCK,
-            "norm": "layernorm", "bias": 1, "vocab_size": len(chars),
-            "vocab_sha256": hashlib.sha256(vbytes).hexdigest(),
-            "corpus_sha256": hashlib.sha256(PASSAGE.encode("utf-8")).hexdigest(),
-            "steps": STEPS, "best_val_loss": repr(float(last_loss))}
-    st_save(os.path.join(OUT, "model.safetensors"), model.state_dict(), meta)
+    """Writes the model folder the way a nanoGPT user gets one: ckpt.pt and meta.pkl as
+    nanoGPT's train.py and prepare.py write them, converted by convert_nanogpt.py."""
+    model_args = {"n_layer": LAYERS, "n_head": HEADS, "n_embd": EMBED, "block_size": BLOCK,
+                  "bias": True, "vocab_size": len(chars), "dropout": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, meta = os.path.join(tmp, "ckpt.pt"), os.path.join(tmp, "meta.pkl")
+        torch.save({"model": model.state_dict(), "model_args": model_args, "iter_num": STEPS,
+                    "best_val_loss": last_loss}, ckpt)
+        with open(meta, "wb") as f:
+            pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
+                         "stoi": {c: i for i, c in enumerate(chars)}}, f)
+        conv.to_charlm(ckpt, meta, OUT)
 
 
 class Context:
