@@ -7,7 +7,7 @@
 
 #include "error.h"
 
-static const Arch *const all[] = {&arch_lstm};
+static const Arch *const all[] = {&arch_lstm, &arch_gpt};
 
 const Arch *arch_find(const char *name) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -2,7 +2,7 @@
  * arch.h — the model seam: one table of operations per architecture.
  *
  * Code that trains, scores, loads or serves a model calls the architecture through
- * model->arch and never names one; an architecture (core/lstm*.c; core/gpt*.c next) fills
+ * model->arch and never names one; an architecture (core/lstm*.c, core/gpt*.c) fills
  * one Arch with its functions, the way a ggml backend fills ggml_backend_i. The table says
  * what an architecture must provide:
  *
@@ -17,7 +17,10 @@
  *                    scratch for a batched step of n streams, and a prefill of one stream's
  *                    chunk; a step's row is the same whatever n is, and a prefill gives the
  *                    bits of as many steps
- *   context          the longest context a stream can hold, or 0 when unbounded
+ *   context          the longest context a stream can hold, or 0 when unbounded; a
+ *                    stream that is full when one more char must be fed keeps its last
+ *                    floor(context / 2) chars, fed again from the reset state, and goes on
+ *                    (the context rule, which generation and scoring both follow)
  *
  * Handles (workspace, state, scratch) are the architecture's own objects behind void *:
  * only its functions look inside. The model file names its architecture in the metadata
@@ -59,20 +62,29 @@ typedef struct {
 typedef struct Arch {
     const char *name; // the metadata value "arch", and --arch
 
-    /* Hyperparameters. config_read fills model->config from a file's metadata (vocab_size
-     * already checked and given); the message names the file and the key. fields lists
-     * them in the order they are written. */
+    /* Hyperparameters. config_set gives a new model the hyperparameters in hyper, the
+     * architecture's own struct (the LSTM's ModelConfig, the GPT's GptConfig) as
+     * charlm-train's flags fill it, and checks them; config_read fills them from a file's
+     * metadata (vocab_size already checked and given), the message naming the file and
+     * the key. Either may allocate what arch_free releases. fields lists them in the
+     * order they are written. */
+    int (*config_set)(Model *model, const void *hyper, int vocab_size, char *err);
     int (*config_read)(Model *model, const StFile *f, int vocab_size, char *err);
     int (*config_check)(const Model *model, char *err);
     int (*fields)(const Model *model, ArchField *out);
 
-    /* Parameters: the table of model->config's tensors (at most ARCH_MAX_TENSORS), tensor i
-     * wherever it lives, pointing the weights at tensors stored one by one, a zeroed
-     * allocation of model->config's parameters, and the seeded initialisation (which
+    /* Parameters: the table of the hyperparameters' tensors (at most ARCH_MAX_TENSORS),
+     * tensor i wherever it lives, pointing the weights at tensors stored one by one (NULL
+     * when the weights must be one buffer: a loader then copies them into alloc's), a
+     * zeroed allocation of the parameters, and the seeded initialisation (which
      * allocates). free releases all of it, inference layout included. */
     int (*tensors)(const Model *model, ModelTensor *out);
     const float *(*tensor)(const Model *model, int i);
     void (*point_each)(Model *model, float *const *data);
+    // Pairs {second name, tensor}: a tied tensor that a file may also hold under a second
+    // name (nanoGPT's lm_head.weight, which is wte), accepted when equal to it.
+    const char *const (*tied)[2];
+    int ntied;
     int (*alloc)(Model *model, char *err);
     int (*init)(Model *model, uint64_t seed, char *err);
     void (*free)(Model *model);
@@ -80,12 +92,13 @@ typedef struct Arch {
 
     /* Training. A workspace holds the activations of up to max_T steps of B windows, and
      * with drop (NULL: none) what its dropout needs. forward runs T of them (inputs and
-     * targets [T, B]; targets NULL: logits only) and returns the summed cross-entropy
-     * divided by norm; with rng it trains, drawing the window's masks from rng, and
-     * without (NULL) it scores. step_begin draws, once per optimisation step and from the
+     * targets [T, B]; targets NULL: logits only; a target < 0 is not scored) and returns
+     * the summed cross-entropy divided by norm; with rng it trains, drawing the window's masks from
+     * rng, and without (NULL) it scores. step_begin draws, once per optimisation step and from the
      * step's own generator, what the workspaces of all n workers share. reset zeroes the
      * state a forward starts from; carry makes the last forward's final state the next
-     * one's start. */
+     * one's start. An architecture with a context (below) scores windows of at most that
+     * many steps, each from the reset state (evaluate.h). */
     void *(*workspace_alloc)(const Model *model, int max_T, int B, const ArchDropout *drop,
                              char *err);
     void (*workspace_free)(void *ws);
@@ -103,6 +116,7 @@ typedef struct Arch {
      * whether a scratch made for one model serves another of the same architecture too. */
     int (*prepare)(Model *model, char *err);
     void *(*state_alloc)(const Model *model, char *err);
+    void (*state_reset)(void *state); // as state_alloc left it: nothing fed
     void (*state_free)(void *state);
     void *(*scratch_alloc)(const Model *model, int max_n, char *err);
     void (*scratch_free)(void *scratch);
@@ -118,6 +132,7 @@ typedef struct Arch {
 } Arch;
 
 extern const Arch arch_lstm;
+extern const Arch arch_gpt;
 
 /* The architecture of that name, or NULL. */
 const Arch *arch_find(const char *name);

@@ -76,7 +76,7 @@ int artefacts_save_model(const char *path, const Model *model, const ModelInfo *
         snprintf(num[i], sizeof num[i], "%ld", fl[i].number);
         meta[nm++] = (StMeta){fl[i].name, fl[i].text ? fl[i].text : num[i]};
     }
-    snprintf(vsize, sizeof vsize, "%d", model->config.vocab_size);
+    snprintf(vsize, sizeof vsize, "%d", model->vocab_size);
     snprintf(steps, sizeof steps, "%ld", info->steps);
     snprintf(loss, sizeof loss, "%.9g", info->best_val_loss);
     meta[nm++] = (StMeta){"vocab_size", vsize};
@@ -105,6 +105,39 @@ static int check_finite(const char *path, const ModelTensor *t, const float *dat
         if (!isfinite(data[i]))
             return err_set(err, "%s: tensor %s: element %zu is %s", path, t->name, i,
                            isnan(data[i]) ? "NaN" : "infinite");
+    return 0;
+}
+
+// The tensor a second name in arch's tied pairs stands for, or NULL.
+static const char *tied_to(const Arch *arch, const char *name) {
+    for (int k = 0; k < arch->ntied; k++)
+        if (strcmp(name, arch->tied[k][0]) == 0) return arch->tied[k][1];
+    return NULL;
+}
+
+/* A file may hold a tied tensor twice (nanoGPT's state_dict has lm_head.weight beside
+ * wte); the copy must be the same tensor, or the file holds a model charlm cannot be. */
+static int check_tied(const StFile *f, const char *const pair[2], const ModelTensor *t, int n,
+                      float *const *data, char *err) {
+    if (!cJSON_GetObjectItemCaseSensitive((const cJSON *)f->header, pair[0])) return 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(t[i].name, pair[1]) != 0) continue;
+        float *copy = malloc(t[i].count * sizeof(float));
+        if (!copy) return err_set(err, "%s: out of memory", f->path);
+        int rc = st_read(f, pair[0], t[i].ndim, t[i].shape, copy, err);
+        if (rc == 0 && memcmp(copy, data[i], t[i].count * sizeof(float)) != 0)
+            rc = err_set(err, "%s: tensor %s differs from %s, which it is tied to", f->path,
+                         pair[0], pair[1]);
+        free(copy);
+        return rc;
+    }
+    return 0;
+}
+
+static int tied_check(const StFile *f, const Arch *arch, const ModelTensor *t, int n,
+                      float *const *data, char *err) {
+    for (int k = 0; k < arch->ntied; k++)
+        if (check_tied(f, arch->tied[k], t, n, data, err) != 0) return -1;
     return 0;
 }
 
@@ -137,6 +170,7 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     if (arch_meta_long(&f, "vocab_size", 1, 65536, &V, err) ||
         arch->config_read(model, &f, (int)V, err))
         goto done;
+    model->vocab_size = (int)V;
     if (V != vocab->size) {
         err_set(err, "vocab mismatch: %s has vocab_size %ld but %s has %d characters", path, V,
                 vpath, vocab->size);
@@ -188,7 +222,7 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     const cJSON *e;
     cJSON_ArrayForEach(e, (const cJSON *)f.header) {
         if (strcmp(e->string, "__metadata__") == 0) continue;
-        int known = 0;
+        int known = tied_to(arch, e->string) != NULL;
         for (int i = 0; i < n && !known; i++) known = strcmp(e->string, t[i].name) == 0;
         if (!known) {
             err_set(err, "%s: unexpected tensor %.64s for a %ld-layer model", path, e->string,
@@ -202,11 +236,12 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
     // not padded to a multiple of 4 bytes has its tensors copied into a buffer of their own.
     for (int i = 0; i < n; i++)
         if (st_read(&f, t[i].name, t[i].ndim, t[i].shape, NULL, err) != 0) goto done;
-    int aligned = 1;
+    int aligned = arch->point_each != NULL;
     for (int i = 0; i < n && aligned; i++)
         aligned = (data[i] = (float *)st_data(&f, t[i].name, t[i].ndim, t[i].shape, err)) != NULL;
     if (aligned) {
-        if (arch->config_check(model, err) != 0) goto done;
+        if (arch->config_check(model, err) != 0 || tied_check(&f, arch, t, n, data, err) != 0)
+            goto done;
         arch->point_each(model, data);
         st_take_bytes(&f, &model->map, &model->map_len);
     } else {
@@ -215,6 +250,7 @@ int artefacts_load_model(const char *path, const Vocab *vocab, const char *vocab
             data[i] = model->params + t[i].offset;
             st_read(&f, t[i].name, t[i].ndim, t[i].shape, data[i], err);
         }
+        if (tied_check(&f, arch, t, n, data, err) != 0) goto done;
     }
     for (int i = 0; i < n; i++)
         if (check_finite(path, &t[i], data[i], err) != 0) goto done;

@@ -2,7 +2,10 @@
  * evaluate.h — scoring a text: mean cross-entropy in nats per character.
  *
  * The ids are cut into `streams` contiguous pieces run side by side, each from the zero
- * state with its state carried from chunk to chunk, never reset. With streams = 1 this is
+ * state with its state carried from chunk to chunk, never reset; an architecture with a
+ * context (the GPT's block) scores each piece by the context rule (arch.h) instead:
+ * windows of `context` chars with a stride of context - floor(context / 2), every char
+ * predicted once, as a generation fed the text would predict it. With streams = 1 this is
  * the standard continuous bits-per-char measure (`charlm-train eval`); training's
  * validation uses B streams for speed and drops the last < B predictions that do not
  * divide evenly.

@@ -1,5 +1,6 @@
 #include "generate.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,9 +121,9 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
                     size_t prompt_len, const GenerateParams *params, char *err) {
     memset(g, 0, sizeof(*g));
     if (params_check(params, err)) return -1;
-    if (model->config.vocab_size != vocab->size)
-        return err_set(err, "model has %d outputs but the vocabulary %d chars",
-                       model->config.vocab_size, vocab->size);
+    if (model->vocab_size != vocab->size)
+        return err_set(err, "model has %d outputs but the vocabulary %d chars", model->vocab_size,
+                       vocab->size);
     long bad = utf8_find_invalid(prompt, prompt_len);
     if (bad >= 0) return err_set(err, "prompt is not valid UTF-8 (byte %ld)", bad);
 
@@ -176,6 +177,8 @@ int generation_init(Generation *g, const Model *model, const Vocab *vocab, const
     }
     for (int i = 0; i < g->prompt_tokens; i++) recent_push(g, g->prompt_ids[i]);
 
+    g->context = model->arch->context(model);
+    if (g->context > 0 && !(g->fed = malloc((size_t)g->context * sizeof(int)))) goto oom;
     if (!(g->state = model->arch->state_alloc(model, err))) {
         generation_free(g);
         return -1;
@@ -204,6 +207,7 @@ oom:
 void generation_free(Generation *g) {
     free(g->prompt_ids);
     free(g->recent);
+    free(g->fed);
     free(g->text);
     free(g->unknown_chars);
     free(g->lp);
@@ -243,8 +247,22 @@ static void finish(Generation *g, FinishReason why) {
     g->emitted = g->len;
 }
 
+int generation_room(const Generation *g) {
+    return g->context > 0 ? g->context - g->n_fed : INT_MAX;
+}
+
+const int *generation_shift(Generation *g, int *n) {
+    int keep = g->context / 2;
+    memmove(g->fed, g->fed + g->n_fed - keep, (size_t)keep * sizeof(int));
+    g->n_fed = keep;
+    g->model->arch->state_reset(g->state);
+    *n = keep;
+    return g->fed;
+}
+
 int generation_advance(Generation *g, const float *logits) {
     if (g->done) return 1;
+    if (g->context > 0) g->fed[g->n_fed++] = generation_input(g); // what the step was fed
     g->emitted_before = g->emitted;
     if (g->prompt_pos < g->n_prompt) {
         g->prompt_pos++;
@@ -335,9 +353,21 @@ const char *finish_reason_name(FinishReason r) {
 
 int generate_run(Generation *g, void *scratch,
                  int (*on_text)(const char *chunk, size_t len, void *ctx), void *ctx) {
-    float *logits = malloc((size_t)g->model->config.vocab_size * sizeof(float)); // [V]
-    if (!logits) return -1;
-    while (!g->done) {
+    const Arch *arch = g->model->arch;
+    float *logits = malloc((size_t)g->model->vocab_size * sizeof(float)); // [V]
+    void *prefill = NULL; // for the context rule's re-feed, made when first needed
+    char err[ERR_LEN];
+    int rc = logits ? 0 : -1;
+    while (rc == 0 && !g->done) {
+        if (generation_room(g) == 0) {
+            int n;
+            const int *ids = generation_shift(g, &n);
+            if (!prefill && !(prefill = arch->prefill_alloc(g->model, n, err))) {
+                rc = -1;
+                break;
+            }
+            arch->prefill(g->model, prefill, n, ids, g->state, NULL, 0);
+        }
         int id = generation_input(g);
         g->model->arch->step(g->model, scratch, 1, &id, &g->state, logits);
         generation_advance(g, logits);
@@ -345,6 +375,7 @@ int generate_run(Generation *g, void *scratch,
             on_text(g->text + g->emitted_before, g->emitted - g->emitted_before, ctx))
             generation_cancel(g);
     }
+    if (prefill) arch->prefill_free(prefill);
     free(logits);
-    return 0;
+    return rc;
 }

@@ -6,6 +6,7 @@
  * (arch.h), which holds the stream's state in g.state:
  *
  *     while (!g.done) {
+ *         if (generation_room(&g) == 0) ... feed generation_shift's ids (a prefill) ...
  *         int id = generation_input(&g);          // next char to feed
  *         model->arch->step(model, scratch, 1, &id, &g.state, logits);
  *         generation_advance(&g, logits);          // consume the prompt or sample
@@ -81,6 +82,9 @@ typedef struct {
     int next_id; // the last sampled id, fed once the prompt is consumed
     int *recent; // [2 * window] latest ids (prompt included), oldest first, for the penalty
     int n_recent, window;
+    int context; // the architecture's longest context, 0 = unbounded
+    int *fed;    // [context] the ids the state holds, oldest first (with a context)
+    int n_fed;
 
     char *text; // generated UTF-8 (NUL-terminated), stop sequence removed at the end
     size_t len, cap;
@@ -108,6 +112,12 @@ void generation_free(Generation *g);
 int generation_input(const Generation *g);
 /* Prompt ids not yet fed (a prefill chunk may take up to this many). */
 int generation_prompt_left(const Generation *g);
+/* Chars the state takes before the context rule (arch.h) applies: INT_MAX without a
+ * context. A prefill chunk must be at most this long; at 0, generation_shift comes first. */
+int generation_room(const Generation *g);
+/* The context rule, when generation_room is 0: resets the state and returns the ids to
+ * feed it again, *n of them (a prefill whose logits nobody reads), before going on. */
+const int *generation_shift(Generation *g, int *n);
 /* Consumes the logits the last step produced for this stream. Returns 1 when done.
  * logits may be NULL for a prompt position whose logits nobody reads: not the prompt's
  * last, and the prompt not scored (params.score_prompt with logprobs). */

@@ -150,7 +150,9 @@ void gpt_workspace_free(GptWorkspace *ws);
 
 /* inputs, targets: [B, T] token ids, T = ws->T <= block. Computes ws->logits; returns the
  * summed cross-entropy over the B*T positions divided by norm (normally B*T), or 0 when
- * targets is NULL. masks (see GptMasks) must stay valid until gpt_backward. */
+ * targets is NULL; a position whose target is < 0 is not scored (nanoGPT's ignore_index
+ * -1), as the windows of a long text that only score their new positions need. masks (see GptMasks)
+ * must stay valid until gpt_backward. */
 float gpt_forward(const Gpt *model, GptWorkspace *ws, const int *inputs, const int *targets,
                   const GptMasks *masks, float norm);
 /* Adds d(loss)/d(params) into grads (laid out like model->params). Must follow a forward

@@ -107,6 +107,10 @@ float gpt_forward(const Gpt *m, GptWorkspace *ws, const int *inputs, const int *
     double loss = 0.0;
     for (int i = 0; i < N; i++) {
         float *z = ws->logits + (size_t)i * V;
+        if (targets[i] < 0) { // not scored: no loss, and no gradient from this position
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
         float max = z[0];
         for (int v = 1; v < V; v++) max = fmaxf(max, z[v]);
         float target = z[targets[i]] - max;
@@ -136,7 +140,7 @@ void gpt_backward(const Gpt *m, GptWorkspace *ws, const int *inputs, const int *
     // Softmax cross-entropy: d(logits) = (p - onehot) / norm, in place.
     for (int i = 0; i < N; i++) {
         float *z = ws->logits + (size_t)i * V;
-        z[targets[i]] -= 1.0f;
+        if (targets[i] >= 0) z[targets[i]] -= 1.0f;
         for (int v = 0; v < V; v++) z[v] /= norm;
     }
     gpt_linear_backward(ws->dln, g.wte, NULL, ws->logits, ws->lnf, w->wte, N, C, V);

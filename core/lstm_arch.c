@@ -8,6 +8,13 @@
 #include "infer.h"
 #include "lstm.h"
 
+static int config_set(Model *model, const void *hyper, int vocab_size, char *err) {
+    model->arch = &arch_lstm;
+    model->config = *(const ModelConfig *)hyper;
+    model->config.vocab_size = model->vocab_size = vocab_size;
+    return model_config_check(&model->config, err);
+}
+
 static int config_read(Model *model, const StFile *f, int vocab_size, char *err) {
     long E, H, L;
     if (arch_meta_long(f, "embed", 1, MODEL_MAX_WIDTH, &E, err) ||
@@ -123,21 +130,34 @@ static void carry(void *ws) {
     lstm_state_carry(&((Workspace *)ws)->ws);
 }
 
+// A stream's state and its size, which a reset needs.
+typedef struct {
+    StreamState s;
+    size_t floats; // of h and of c: [L, H]
+} State;
+
 static void *state_alloc(const Model *model, char *err) {
-    StreamState *st = malloc(sizeof *st);
+    State *st = malloc(sizeof *st);
     if (!st) {
         err_set(err, "out of memory for a stream");
         return NULL;
     }
-    if (stream_state_alloc(st, &model->config, err) != 0) {
+    if (stream_state_alloc(&st->s, &model->config, err) != 0) {
         free(st);
         return NULL;
     }
+    st->floats = (size_t)model->config.layers * model->config.hidden;
     return st;
 }
 
+static void state_reset(void *state) {
+    State *st = state;
+    memset(st->s.h, 0, st->floats * sizeof(float));
+    memset(st->s.c, 0, st->floats * sizeof(float));
+}
+
 static void state_free(void *state) {
-    stream_state_free(state);
+    stream_state_free(&((State *)state)->s);
     free(state);
 }
 
@@ -178,7 +198,7 @@ static int scratch_fits(const Model *model, const void *scratch) {
 static void step(const Model *model, void *scratch, int n, const int *ids, void *const *states,
                  float *logits) {
     Scratch *s = scratch;
-    for (int i = 0; i < n; i++) s->rows[i] = states[i];
+    for (int i = 0; i < n; i++) s->rows[i] = &((State *)states[i])->s;
     infer_step(model, &s->s, n, ids, s->rows, logits);
 }
 
@@ -212,7 +232,7 @@ static int prefill_fits(const Model *model, const void *scratch) {
 
 static void prefill(const Model *model, void *scratch, int T, const int *ids, void *state,
                     float *logits, int nlogits) {
-    infer_prefill(model, &((Prefill *)scratch)->s, T, ids, state, logits, nlogits);
+    infer_prefill(model, &((Prefill *)scratch)->s, T, ids, &((State *)state)->s, logits, nlogits);
 }
 
 static int context(const Model *model) {
@@ -222,6 +242,7 @@ static int context(const Model *model) {
 
 const Arch arch_lstm = {
     .name = "lstm",
+    .config_set = config_set,
     .config_read = config_read,
     .config_check = config_check,
     .fields = fields,
@@ -241,6 +262,7 @@ const Arch arch_lstm = {
     .carry = carry,
     .prepare = infer_prepare,
     .state_alloc = state_alloc,
+    .state_reset = state_reset,
     .state_free = state_free,
     .scratch_alloc = scratch_alloc,
     .scratch_free = scratch_free,

@@ -95,6 +95,7 @@ int model_alloc(Model *model, const ModelConfig *config, char *err) {
     float *p = calloc(n, sizeof(float));
     if (!p) return err_set(err, "out of memory for %zu parameters", n);
     model->arch = &arch_lstm;
+    model->vocab_size = config->vocab_size;
     model->config = *config;
     model->num_params = n;
     model->params = p;

@@ -56,9 +56,12 @@ struct Arch;
 
 typedef struct {
     const struct Arch *arch; // its operations (arch.h): &arch_lstm once allocated or loaded
-    ModelConfig config;
+    int vocab_size;          // V, every architecture's
+    ModelConfig config;      // the LSTM's hyperparameters
+    void *own; // another architecture's model (its own struct, e.g. core/gpt_arch.c's),
+               // which its table's functions alone look into; NULL for the LSTM
     size_t num_params;
-    float *params;   // [num_params] the one buffer LstmWeights points into, or NULL
+    float *params;   // [num_params] the one buffer the weights point into, or NULL
     const void *map; // or a loaded model's file, read into a mapping of its own, which
                      // LstmWeights points into tensor by tensor (artefacts.h)
     size_t map_len;

@@ -11,15 +11,23 @@
 #include "error.h"
 #include "safetensors.h"
 
-// The model a config describes, not yet allocated: what the table's functions take.
-static Model model_of(const TrainConfig *c) {
-    return (Model){.arch = c->arch ? c->arch : arch_find(ARCH_DEFAULT), .config = c->model};
+// The model a config describes, its parameters not yet allocated (arch_free releases it).
+static int model_of(Model *m, const TrainConfig *c, char *err) {
+    memset(m, 0, sizeof *m);
+    const Arch *arch = c->arch ? c->arch : arch_find(ARCH_DEFAULT);
+    m->arch = arch;
+    return arch->config_set(m, c->hyper, c->vocab_size, err);
 }
 
 int train_config_check(const TrainConfig *c, char *err) {
-    Model m = model_of(c);
-    if (m.arch->config_check(&m, err) != 0) return -1;
-    if (c->model.layers < 1) return err_set(err, "--layers must be at least 1");
+    Model m;
+    int bad = model_of(&m, c, err);
+    int context = bad ? 0 : m.arch->context(&m);
+    arch_free(&m);
+    if (bad) return -1;
+    if (context > 0 && c->seq > context)
+        return err_set(err, "the training windows (%d) are longer than the context (%d)", c->seq,
+                       context);
     if (!(c->dropout >= 0 && c->dropout < 1)) return err_set(err, "--dropout must be in [0, 1)");
     if (!(c->embed_dropout >= 0 && c->embed_dropout < 1))
         return err_set(err, "--embed-dropout must be in [0, 1)");
@@ -27,6 +35,7 @@ int train_config_check(const TrainConfig *c, char *err) {
         return err_set(err, "--var-dropout must be in [0, 1)");
     if (!(c->weight_decay >= 0 && c->weight_decay * c->lr < 1))
         return err_set(err, "--weight-decay must be >= 0 and below 1 / --lr");
+    if (!(c->beta2 >= 0 && c->beta2 < 1)) return err_set(err, "--beta2 must be in [0, 1)");
     if (c->patience < 0) return err_set(err, "--patience must be >= 0 (0 = off)");
     if (c->seq < 1 || c->seq > TRAIN_MAX_SEQ)
         return err_set(err, "--seq must be in 1..%d", TRAIN_MAX_SEQ);
@@ -78,9 +87,10 @@ void train_free(TrainState *st) {
 int train_init(TrainState *st, const TrainConfig *config, char *err) {
     memset(st, 0, sizeof(*st));
     st->config = *config;
-    st->model = model_of(config);
-    if (st->model.arch->init(&st->model, config->seed, err) != 0) {
-        memset(&st->model, 0, sizeof st->model);
+    st->config.hyper = NULL; // the caller's; the model keeps its own copy
+    if (model_of(&st->model, config, err) != 0 ||
+        st->model.arch->init(&st->model, config->seed, err) != 0) {
+        arch_free(&st->model);
         return -1;
     }
     // The generator for batches is seeded apart from the one model_init used.
@@ -95,6 +105,7 @@ int train_init(TrainState *st, const TrainConfig *config, char *err) {
         train_free(st);
         return err_set(err, "out of memory for training state");
     }
+    st->adam.beta2 = config->beta2;
     st->nworkers = config->threads < B ? config->threads : B;
     ArchDropout drop = {config->dropout, config->embed_dropout, config->var_dropout};
     for (int i = 0; i < st->nworkers; i++) {
@@ -220,7 +231,7 @@ int train_checkpoint_save(const TrainState *st, const char *path, const char *co
     for (int i = 0; i < 4; i++) snprintf(vals[2 + i], 40, "%" PRIu64, st->rng.s[i]);
     snprintf(vals[6], 40, "%.17g", st->best_val_loss);
     snprintf(vals[7], 40, "%ld", st->best_step);
-    snprintf(vals[8], 40, "%d", model->config.vocab_size);
+    snprintf(vals[8], 40, "%d", model->vocab_size);
     StMeta meta[11 + ARCH_MAX_FIELDS] = {
         {"step", vals[0]},          {"adam_t", vals[1]},    {"rng0", vals[2]},
         {"rng1", vals[3]},          {"rng2", vals[4]},      {"rng3", vals[5]},
@@ -260,7 +271,7 @@ int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_s
         goto out;
     }
     // vocab_size, then the architecture's hyperparameters.
-    ArchField want[1 + ARCH_MAX_FIELDS] = {{"vocab_size", model->config.vocab_size, NULL}};
+    ArchField want[1 + ARCH_MAX_FIELDS] = {{"vocab_size", model->vocab_size, NULL}};
     int nw = 1 + model->arch->fields(model, want + 1);
     for (int i = 0; i < nw; i++) {
         if (want[i].text) {

@@ -24,14 +24,16 @@
 #define TRAIN_MAX_LR    10 // exclusive
 
 typedef struct {
-    const Arch *arch; // the architecture trained; NULL: the default (ARCH_DEFAULT)
-    ModelConfig model;
-    float dropout;       // per unit and step, between LSTM layers
+    const Arch *arch;  // the architecture trained; NULL: the default (ARCH_DEFAULT)
+    const void *hyper; // its hyperparameters, its own struct (Arch.config_set)
+    int vocab_size;
+    float dropout;       // between LSTM layers, or the GPT's everywhere (ArchDropout)
     float embed_dropout; // whole embedding rows, one mask per step
     float var_dropout;   // variational: one mask per sequence on every layer's input and output
-    float weight_decay;  // AdamW's, on the weight matrices but the embedding
+    float weight_decay;  // AdamW's, on the tensors the architecture's table decays
+    float beta2;         // Adam's second-moment decay
     long patience;       // evaluations without a better validation loss before stopping; 0 = off
-    int seq;             // T
+    int seq;             // T, at most the architecture's context
     int batch;           // B
     long steps;
     float lr, clip;
@@ -74,8 +76,10 @@ void train_free(TrainState *st);
 float train_step(TrainState *st, const Corpus *corpus, float *lr);
 /* Warmup length of the schedule for a run of `steps`. */
 long train_warmup(long steps);
-/* One optimiser step: torch.optim.AdamW with weight_decay on the LSTM and output weight
- * matrices and 0 on the biases and the embedding; with weight_decay 0, plain Adam. */
+/* One optimiser step: torch.optim.AdamW with weight_decay on the tensors the
+ * architecture's table marks (the LSTM: its weight matrices and the output layer's; the
+ * GPT: every tensor of two or more dimensions, as nanoGPT's groups) and 0 on the others;
+ * with weight_decay 0, plain Adam. */
 void train_adam_step(Adam *adam, Model *model, const float *grads, float lr, float weight_decay);
 /* Whether --patience says to stop now: the last evaluation was at st->step and the
  * best one is `patience` or more evaluations back. */

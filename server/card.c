@@ -19,7 +19,7 @@
 #define CURVE_MAX_POINTS 2000
 
 void card_add_config(cJSON *o, const Model *model) {
-    cJSON_AddNumberToObject(o, "vocab_size", model->config.vocab_size);
+    cJSON_AddNumberToObject(o, "vocab_size", model->vocab_size);
     ArchField f[ARCH_MAX_FIELDS];
     int n = model->arch->fields(model, f);
     for (int i = 0; i < n; i++)

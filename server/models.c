@@ -265,7 +265,7 @@ void models_log(void) {
             at += f[j].text
                       ? snprintf(desc + at, sizeof desc - at, ", %s %s", f[j].name, f[j].text)
                       : snprintf(desc + at, sizeof desc - at, ", %s %ld", f[j].name, f[j].number);
-        log_line("model %s: vocab %d%s, %zu parameters, id %s", all[i]->dir, m->config.vocab_size,
+        log_line("model %s: vocab %d%s, %zu parameters, id %s", all[i]->dir, m->vocab_size,
                  desc, m->num_params, all[i]->id);
         models_put(all[i]);
     }

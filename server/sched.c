@@ -109,7 +109,7 @@ static int worker_fit(Worker *w, const Model *model, int for_prefill, char *err)
         if (!*scratch) return -1;
         *have = a;
     }
-    int V = model->config.vocab_size;
+    int V = model->vocab_size;
     if (V > w->cap_vocab) {
         free(w->logits);
         free(w->prefill_logits);
@@ -134,6 +134,19 @@ static void rotate(Worker *w, int n) {
         w->tail->next = t;
         w->tail = t;
     }
+}
+
+/* The context rule for a full stream: its kept chars fed again, a prefill in chunks,
+ * before the step that feeds it one more. Worker's own data only: no lock needed. */
+static int refeed(Worker *w, Generation *g, char *err) {
+    if (worker_fit(w, g->model, 1, err) != 0) return -1;
+    int n, chunk = srv.cfg.prefill_chunk;
+    const int *ids = generation_shift(g, &n);
+    for (int done = 0; done < n; done += chunk) {
+        int c = n - done < chunk ? n - done : chunk;
+        g->model->arch->prefill(g->model, w->prefill, c, ids + done, g->state, NULL, 0);
+    }
+    return 0;
 }
 
 static void *worker_main(void *arg) {
@@ -186,25 +199,40 @@ static void *worker_main(void *arg) {
         if (skipped) rotate(w, n);
         // A prefill chunk: the prompt's logits are read only where the prompt is scored,
         // and at its last char, whose logits draw the first generated one.
+        // A chunk goes no further than the context rule allows (generation.h).
         int T = 0, nl = 0;
         if (pre) {
             const Generation *g = pre->gen;
-            int left = generation_prompt_left(g);
+            int left = generation_prompt_left(g), room = generation_room(g);
+            if (room == 0) room = g->context - g->context / 2; // after the shift below
             T = left < chunk ? left : chunk;
+            if (T > room) T = room;
             nl = g->params.logprobs && g->params.score_prompt ? T : T == left ? 1 : 0;
         }
         pthread_mutex_unlock(&w->mu);
         // The states are only ever touched by this worker: no lock while computing. The
         // models stay loaded while their generations hold them (models.h).
-        if (n > 0) model->arch->step(model, w->scratch, n, w->ids, w->states, w->logits);
-        if (pre)
+        int failed = 0;
+        for (int i = 0; i < n && !failed; i++)
+            if (generation_room(w->batch[i]->gen) == 0) failed = refeed(w, w->batch[i]->gen, err);
+        if (!failed && n > 0) model->arch->step(model, w->scratch, n, w->ids, w->states, w->logits);
+        if (!failed && pre && generation_room(pre->gen) == 0) failed = refeed(w, pre->gen, err);
+        if (!failed && pre && worker_fit(w, pre->gen->model, 1, err) == 0)
             pre->gen->model->arch->prefill(pre->gen->model, w->prefill, T,
                                            pre->gen->prompt_ids + pre->gen->prompt_pos,
                                            pre->gen->state, w->prefill_logits, nl);
+        else if (pre)
+            failed = 1;
         pthread_mutex_lock(&w->mu);
-        int V = model ? model->config.vocab_size : 0;
+        if (failed) {
+            fprintf(stderr, SERVER_NAME ": worker: %s\n", err);
+            for (int i = 0; i < n; i++) atomic_store(&w->batch[i]->cancel, 1);
+            if (pre) atomic_store(&pre->cancel, 1);
+            continue;
+        }
+        int V = model ? model->vocab_size : 0;
         for (int i = 0; i < n; i++) advance(w, w->batch[i], w->logits + (size_t)i * V, 1);
-        int Vp = pre ? pre->gen->model->config.vocab_size : 0;
+        int Vp = pre ? pre->gen->model->vocab_size : 0;
         for (int i = 0; i < T; i++)
             advance(w, pre, i >= T - nl ? w->prefill_logits + (size_t)(i - (T - nl)) * Vp : NULL,
                     i == T - 1);

@@ -15,12 +15,29 @@
 
 #include "testutil.h"
 
-#define SMALL "--embed 16 --hidden 48 --seq 32 --batch 16 --eval-every 25 --seed 7"
+/* The suite runs the tests that hold for every architecture once for each (loop tests,
+ * _i the index), with a small model of it. */
+typedef struct {
+    const char *name;
+    const char *small;    // a small model: tests add "--batch 16 --eval-every 25 --seed 7"
+    const char *memorise; // a model that memorises a 2,000-char text within a few hundred steps
+} ArchCase;
+
+static const ArchCase ARCHS[] = {
+    {"lstm", "--embed 16 --hidden 48 --seq 32", "--embed 16 --hidden 64 --seq 32"},
+    {"gpt", "--arch gpt --layers 2 --heads 2 --embed 16 --block 32 --lr 1e-2",
+     "--arch gpt --layers 2 --heads 2 --embed 32 --block 32 --weight-decay 0"},
+};
+#define NARCHS    ((int)(sizeof ARCHS / sizeof ARCHS[0]))
+#define RUN_FLAGS "--batch 16 --eval-every 25 --seed 7"
+
+static const ArchCase *arch = &ARCHS[0];
 
 static char *corpus_dir;
 static char *corpus_path;
 
 static void setup(void) {
+    arch = &ARCHS[0];
     corpus_dir = tu_tmpdir();
     char *text = tu_sample_text(30000);
     corpus_path = tu_write_file(corpus_dir, "corpus.txt", text, strlen(text));
@@ -52,12 +69,13 @@ static int files_equal(const char *a, const char *b) {
 
 static int train(const char *out, const char *extra, char **stdout_text, char **stderr_text) {
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' " SMALL " %s",
-             tu_bin("charlm-train"), corpus_path, out, extra);
+    snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' %s " RUN_FLAGS " %s",
+             tu_bin("charlm-train"), corpus_path, out, arch->small, extra);
     return tu_run(cmd, stdout_text, stderr_text);
 }
 
 START_TEST(test_validation_loss_falls_well_below_uniform) {
+    arch = &ARCHS[_i];
     char *dir = tu_tmpdir(), out[4096], *so, *se;
     snprintf(out, sizeof(out), "%s/m", dir);
     ck_assert_msg(train(out, "--steps 150 --threads 1", &so, &se) == 0, "%s", se);
@@ -93,6 +111,7 @@ START_TEST(test_validation_loss_falls_well_below_uniform) {
 END_TEST
 
 START_TEST(test_same_seed_and_threads_give_identical_weights) {
+    arch = &ARCHS[_i];
     char *dir = tu_tmpdir(), a[4096], b[4096], ma[4200], mb[4200], *se;
     snprintf(a, sizeof(a), "%s/a", dir);
     snprintf(b, sizeof(b), "%s/b", dir);
@@ -134,6 +153,7 @@ START_TEST(test_regularised_runs_are_reproducible_and_change_the_model) {
 END_TEST
 
 START_TEST(test_patience_stops_at_the_right_step_and_keeps_the_best_model) {
+    arch = &ARCHS[_i];
     // A 2,000-char text and a model that memorises it quickly: validation stops improving
     // within a few hundred steps. Batch 1 makes training's validation measure one stream,
     // the same as eval's, so eval of the saved model must give the best logged loss.
@@ -143,9 +163,9 @@ START_TEST(test_patience_stops_at_the_right_step_and_keeps_the_best_model) {
     snprintf(out, sizeof(out), "%s/m", dir);
     const long every = 10, patience = 3, steps = 600;
     snprintf(cmd, sizeof(cmd),
-             "%s train --corpus '%s' --out '%s' --embed 16 --hidden 64 --seq 32 --batch 1 "
+             "%s train --corpus '%s' --out '%s' %s --batch 1 "
              "--lr 1e-2 --seed 7 --threads 1 --steps %ld --eval-every %ld --patience %ld",
-             tu_bin("charlm-train"), tiny, out, steps, every, patience);
+             tu_bin("charlm-train"), tiny, out, arch->memorise, steps, every, patience);
     ck_assert_msg(tu_run(cmd, &so, &se) == 0, "%s", se);
     ck_assert_msg(strstr(so, "\"stopped_early\": true") != NULL, "did not stop early: %s", so);
     ck_assert_ptr_nonnull(strstr(se, "stopped early at step"));
@@ -197,8 +217,8 @@ END_TEST
 static pid_t spawn_train(const char *out, const char *extra) {
     char cmd[4096];
     snprintf(cmd, sizeof(cmd),
-             "exec %s train --corpus '%s' --out '%s' " SMALL " %s >/dev/null 2>&1",
-             tu_bin("charlm-train"), corpus_path, out, extra);
+             "exec %s train --corpus '%s' --out '%s' %s " RUN_FLAGS " %s >/dev/null 2>&1",
+             tu_bin("charlm-train"), corpus_path, out, arch->small, extra);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -212,7 +232,8 @@ static void wait_for_file(const char *path) {
     for (int i = 0; i < 60000 && stat(path, &st) != 0; i++) usleep(1000);
 }
 
-static void check_resume_matches(int sig) {
+static void check_resume_matches(int sig, int which) {
+    arch = &ARCHS[which];
     char *dir = tu_tmpdir(), full[4096], cut[4096], ckpt[4200], ma[4200], mb[4200], la[4200],
          lb[4200], *se;
     const char *flags = "--steps 1000 --threads 2 --checkpoint-every 10";
@@ -255,12 +276,12 @@ static void check_resume_matches(int sig) {
 }
 
 START_TEST(test_sigint_then_resume_gives_the_same_bytes) {
-    check_resume_matches(SIGINT);
+    check_resume_matches(SIGINT, _i);
 }
 END_TEST
 
 START_TEST(test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes) {
-    check_resume_matches(SIGKILL);
+    check_resume_matches(SIGKILL, _i);
 }
 END_TEST
 
@@ -439,12 +460,14 @@ int main(void) {
     TCase *tc = tcase_create("train");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_validation_loss_falls_well_below_uniform);
-    tcase_add_test(tc, test_same_seed_and_threads_give_identical_weights);
+    tcase_add_loop_test(tc, test_validation_loss_falls_well_below_uniform, 0, NARCHS);
+    tcase_add_loop_test(tc, test_same_seed_and_threads_give_identical_weights, 0, NARCHS);
     tcase_add_test(tc, test_regularised_runs_are_reproducible_and_change_the_model);
-    tcase_add_test(tc, test_patience_stops_at_the_right_step_and_keeps_the_best_model);
-    tcase_add_test(tc, test_sigint_then_resume_gives_the_same_bytes);
-    tcase_add_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes);
+    tcase_add_loop_test(tc, test_patience_stops_at_the_right_step_and_keeps_the_best_model, 0,
+                        NARCHS);
+    tcase_add_loop_test(tc, test_sigint_then_resume_gives_the_same_bytes, 0, NARCHS);
+    tcase_add_loop_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes, 0,
+                        NARCHS);
     tcase_add_test(tc, test_previous_log_kept_until_the_first_model);
     tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);
     tcase_add_test(tc, test_eval_skips_and_counts_unknown_chars);

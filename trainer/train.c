@@ -19,6 +19,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "fileio.h"
+#include "gpt.h"
 #include "progress.h"
 #include "train.h"
 
@@ -92,8 +93,10 @@ static int save_best(const TrainState *st, const char *out, const Corpus *corpus
 }
 
 typedef struct {
-    const char *corpus, *out;
+    const char *corpus, *out, *arch, *norm;
     int resume;
+    ModelConfig lstm; // the LSTM's hyperparameters, from its rows
+    GptConfig gpt;    // the GPT's, from its rows
     TrainConfig c;
 } TrainArgs;
 
@@ -111,7 +114,14 @@ static void checkpoint_every_default(void *config) {
 // The ranges are train_config_check's, from the same constants: the rows give them to
 // --help and to the parser's messages, the check keeps library callers in them too.
 #define TA(f) offsetof(TrainArgs, f)
-static const CliOpt train_opts[] = {
+#define ROW_FLOAT01(flag, field, text)                                                             \
+    {                                                                                              \
+        .name = flag, .type = CLI_FLOAT, .placeholder = "X", .offset = TA(field), .def = "0",      \
+        .min = 0, .max = 1, .max_open = 1, .help = text                                            \
+    }
+
+// Every architecture's rows: what to train on, then (run_opts) how to run.
+static const CliOpt common_opts[] = {
     {.name = "corpus",
      .type = CLI_STRING,
      .placeholder = "FILE",
@@ -124,107 +134,15 @@ static const CliOpt train_opts[] = {
      .offset = TA(out),
      .required = 1,
      .help = "folder for vocab.json, model.safetensors, train_log.jsonl, checkpoint"},
-    {.name = "embed",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.model.embed),
-     .def = "64",
-     .min = 1,
-     .max = MODEL_MAX_WIDTH,
-     .help = "embedding size E"},
-    {.name = "hidden",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.model.hidden),
-     .def = "256",
-     .min = 1,
-     .max = MODEL_MAX_WIDTH,
-     .help = "LSTM hidden size H"},
-    {.name = "layers",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.model.layers),
-     .def = "1",
-     .min = 1,
-     .max = MODEL_MAX_LAYERS,
-     .help = "LSTM layers L"},
-    {.name = "dropout",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.dropout),
-     .def = "0",
-     .min = 0,
-     .max = 1,
-     .max_open = 1,
-     .help = "dropout between LSTM layers"},
-    {.name = "embed-dropout",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.embed_dropout),
-     .def = "0",
-     .min = 0,
-     .max = 1,
-     .max_open = 1,
-     .help = "drop whole embedding rows (one mask per step)"},
-    {.name = "var-dropout",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.var_dropout),
-     .def = "0",
-     .min = 0,
-     .max = 1,
-     .max_open = 1,
-     .help = "variational dropout on every layer's input and output"},
-    {.name = "weight-decay",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.weight_decay),
-     .def = "0",
-     .min = 0,
-     .max = INFINITY,
-     .help = "AdamW decoupled weight decay on the weight matrices, below 1 / --lr; 0 = Adam"},
-    {.name = "seq",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.seq),
-     .def = "128",
-     .min = 1,
-     .max = TRAIN_MAX_SEQ,
-     .help = "sequence length T"},
-    {.name = "batch",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.batch),
-     .def = "64",
-     .min = 1,
-     .max = TRAIN_MAX_BATCH,
-     .help = "batch size B"},
-    {.name = "steps",
-     .type = CLI_LONG,
-     .placeholder = "N",
-     .offset = TA(c.steps),
-     .def = "1500",
-     .min = 1,
-     .max = INFINITY,
-     .help = "optimisation steps"},
-    {.name = "lr",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.lr),
-     .def = "2e-3",
-     .min = 0,
-     .max = TRAIN_MAX_LR,
-     .min_open = 1,
-     .max_open = 1,
-     .help = "peak Adam learning rate; warmup, then cosine decay to lr/10"},
-    {.name = "clip",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.clip),
-     .def = "5",
-     .min = 0,
-     .max = INFINITY,
-     .help = "clip gradients to this global norm, 0 = off"},
+    {.name = "arch",
+     .type = CLI_STRING,
+     .placeholder = "NAME",
+     .offset = TA(arch),
+     .def = ARCH_DEFAULT,
+     .help = "lstm or gpt; the flags up to --clip are its own (--arch gpt --help lists the GPT's)"},
+};
+
+static const CliOpt run_opts[] = {
     {.name = "val-frac",
      .type = CLI_DOUBLE,
      .placeholder = "X",
@@ -281,23 +199,260 @@ static const CliOpt train_opts[] = {
      .help = "continue from DIR/checkpoint.safetensors"},
 };
 
-// train is the default command, so its --help is the program's.
-static const CliCommand train_cmd = {
-    .usage = commands_usage,
-    .about = commands_about,
-    CLI_ROWS(train_opts),
-    .after = commands_exit_codes,
+static const CliOpt lstm_opts[] = {
+    {.name = "embed",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(lstm.embed),
+     .def = "64",
+     .min = 1,
+     .max = MODEL_MAX_WIDTH,
+     .help = "embedding size E"},
+    {.name = "hidden",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(lstm.hidden),
+     .def = "256",
+     .min = 1,
+     .max = MODEL_MAX_WIDTH,
+     .help = "LSTM hidden size H"},
+    {.name = "layers",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(lstm.layers),
+     .def = "1",
+     .min = 1,
+     .max = MODEL_MAX_LAYERS,
+     .help = "LSTM layers L"},
+    ROW_FLOAT01("dropout", c.dropout, "dropout between LSTM layers"),
+    ROW_FLOAT01("embed-dropout", c.embed_dropout, "drop whole embedding rows (one mask per step)"),
+    ROW_FLOAT01("var-dropout", c.var_dropout,
+                "variational dropout on every layer's input and output"),
+    {.name = "weight-decay",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.weight_decay),
+     .def = "0",
+     .min = 0,
+     .max = INFINITY,
+     .help = "AdamW decoupled weight decay on the weight matrices, below 1 / --lr; 0 = Adam"},
+    {.name = "seq",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.seq),
+     .def = "128",
+     .min = 1,
+     .max = TRAIN_MAX_SEQ,
+     .help = "sequence length T"},
+    {.name = "batch",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.batch),
+     .def = "64",
+     .min = 1,
+     .max = TRAIN_MAX_BATCH,
+     .help = "batch size B"},
+    {.name = "steps",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.steps),
+     .def = "1500",
+     .min = 1,
+     .max = INFINITY,
+     .help = "optimisation steps"},
+    {.name = "lr",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.lr),
+     .def = "2e-3",
+     .min = 0,
+     .max = TRAIN_MAX_LR,
+     .min_open = 1,
+     .max_open = 1,
+     .help = "peak Adam learning rate; warmup, then cosine decay to lr/10"},
+    {.name = "beta2",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.beta2),
+     .def = "0.999",
+     .min = 0,
+     .max = 1,
+     .max_open = 1,
+     .help = "Adam's second-moment decay"},
+    {.name = "clip",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.clip),
+     .def = "5",
+     .min = 0,
+     .max = INFINITY,
+     .help = "clip gradients to this global norm, 0 = off"},
 };
 
+// nanoGPT's shakespeare_char recipe, made smaller so that a default run on 2 cores gives a
+// useful model in about 10 minutes (docs/CLI.md).
+static const CliOpt gpt_opts[] = {
+    {.name = "layers",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(gpt.layers),
+     .def = "4",
+     .min = 1,
+     .max = GPT_MAX_LAYERS,
+     .help = "transformer blocks L"},
+    {.name = "heads",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(gpt.heads),
+     .def = "4",
+     .min = 1,
+     .max = GPT_MAX_EMBED,
+     .help = "attention heads; must divide --embed"},
+    {.name = "embed",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(gpt.embed),
+     .def = "128",
+     .min = 1,
+     .max = GPT_MAX_EMBED,
+     .help = "embedding size C"},
+    {.name = "block",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(gpt.block),
+     .def = "128",
+     .min = 1,
+     .max = GPT_MAX_BLOCK,
+     .help = "context in chars, and the length of the training windows"},
+    ROW_FLOAT01("dropout", c.dropout,
+                "dropout on the embeddings, the attention and every residual branch"),
+    {.name = "bias",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(gpt.bias),
+     .def = "0",
+     .min = 0,
+     .max = 1,
+     .help = "1: biases in every Linear and LayerNorm"},
+    {.name = "norm",
+     .type = CLI_STRING,
+     .placeholder = "NAME",
+     .offset = TA(norm),
+     .def = "layernorm",
+     .help = "layernorm or rmsnorm"},
+    {.name = "weight-decay",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.weight_decay),
+     .def = "0.1",
+     .min = 0,
+     .max = INFINITY,
+     .help =
+         "AdamW decoupled weight decay on every tensor of 2 or more dimensions, below 1 / --lr"},
+    {.name = "batch",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(c.batch),
+     .def = "32",
+     .min = 1,
+     .max = TRAIN_MAX_BATCH,
+     .help = "batch size B"},
+    {.name = "steps",
+     .type = CLI_LONG,
+     .placeholder = "N",
+     .offset = TA(c.steps),
+     .def = "2000",
+     .min = 1,
+     .max = INFINITY,
+     .help = "optimisation steps"},
+    {.name = "lr",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.lr),
+     .def = "1e-3",
+     .min = 0,
+     .max = TRAIN_MAX_LR,
+     .min_open = 1,
+     .max_open = 1,
+     .help = "peak AdamW learning rate; warmup, then cosine decay to lr/10"},
+    {.name = "beta2",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.beta2),
+     .def = "0.99",
+     .min = 0,
+     .max = 1,
+     .max_open = 1,
+     .help = "AdamW's second-moment decay"},
+    {.name = "clip",
+     .type = CLI_FLOAT,
+     .placeholder = "X",
+     .offset = TA(c.clip),
+     .def = "1",
+     .min = 0,
+     .max = INFINITY,
+     .help = "clip gradients to this global norm, 0 = off"},
+};
+
+#define NROWS(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_ROWS                                                                                   \
+    (NROWS(common_opts) + NROWS(run_opts) +                                                        \
+     (NROWS(lstm_opts) > NROWS(gpt_opts) ? NROWS(lstm_opts) : NROWS(gpt_opts)))
+
+/* --arch chooses the rows, so it is read first: the last --arch of argv, as cli_parse
+ * would take it; the row's default without one. */
+static const char *arch_flag(int argc, char **argv) {
+    const char *name = ARCH_DEFAULT;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--arch") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else if (strncmp(argv[i], "--arch=", 7) == 0)
+            name = argv[i] + 7;
+    }
+    return name;
+}
+
 int commands_train(int argc, char **argv) {
+    char err[ERR_LEN];
+    const char *arch_name = arch_flag(argc, argv);
+    const Arch *arch = arch_find(arch_name);
+    if (!arch) {
+        err_set(err, "--arch: \"%.32s\" is not an architecture (lstm, gpt)", arch_name);
+        return commands_bad_input(err);
+    }
+    // train is the default command, so its --help is the program's.
+    CliOpt rows[MAX_ROWS];
+    size_t n = NROWS(common_opts), own = arch == &arch_gpt ? NROWS(gpt_opts) : NROWS(lstm_opts);
+    memcpy(rows, common_opts, sizeof common_opts);
+    memcpy(rows + n, arch == &arch_gpt ? gpt_opts : lstm_opts, own * sizeof(CliOpt));
+    memcpy(rows + n + own, run_opts, sizeof run_opts);
+    CliCommand cmd = {.usage = commands_usage,
+                      .about = commands_about,
+                      .opts = rows,
+                      .nopts = (int)(n + own + NROWS(run_opts)),
+                      .after = commands_exit_codes};
     TrainArgs a = {0};
-    int rc = commands_parse_flags(&train_cmd, &a, argc, argv);
+    int rc = commands_parse_flags(&cmd, &a, argc, argv);
     if (rc >= 0) return rc;
     const char *corpus_path = a.corpus, *out = a.out;
     int resume = a.resume;
     TrainConfig c = a.c;
-    char err[ERR_LEN];
-    c.model.vocab_size = 1; // checked for real once the corpus is read
+    c.arch = arch;
+    if (arch == &arch_gpt) {
+        if (strcmp(a.norm, "layernorm") == 0)
+            a.gpt.norm = GPT_LAYERNORM;
+        else if (strcmp(a.norm, "rmsnorm") == 0)
+            a.gpt.norm = GPT_RMSNORM;
+        else {
+            err_set(err, "--norm: \"%.32s\" is neither layernorm nor rmsnorm", a.norm);
+            return commands_bad_input(err);
+        }
+        c.seq = a.gpt.block; // the windows are the context
+        c.hyper = &a.gpt;
+    } else {
+        c.hyper = &a.lstm;
+    }
+    c.vocab_size = 1; // checked for real once the corpus is read
     if (train_config_check(&c, err) != 0) return commands_bad_input(err);
 
     Vocab vocab = {0};
@@ -308,13 +463,14 @@ int commands_train(int argc, char **argv) {
     if (corpus.n_train < (size_t)c.seq + 1 || n_val < 2) {
         err_set(err,
                 "%s: too short: %zu chars give %zu for training and %zu for validation; "
-                "need at least --seq + 1 = %d for training and 2 for validation",
-                corpus_path, corpus.n, corpus.n_train, n_val, c.seq + 1);
+                "need at least --%s + 1 = %d for training and 2 for validation",
+                corpus_path, corpus.n, corpus.n_train, n_val, arch == &arch_gpt ? "block" : "seq",
+                c.seq + 1);
         corpus_free(&corpus);
         vocab_free(&vocab);
         return commands_bad_input(err);
     }
-    c.model.vocab_size = vocab.size;
+    c.vocab_size = vocab.size;
 
     char ckpt_path[4096], log_path[4096], next_log[4096], vocab_sha[65];
     join_path(ckpt_path, sizeof(ckpt_path), out, "checkpoint.safetensors");
