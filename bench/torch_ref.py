@@ -75,12 +75,10 @@ from charlm_ref import (CharLSTM, artefacts_save, lr_at, st_save, vocab_build,  
                         vocab_json_bytes)
 from make_gpt_fixture import Norm  # noqa: E402
 
-# Defaults per architecture for the flags whose meaning both share (the LSTM's are
-# charlm-train's; the GPT's are issue 19's bench shapes and nanoGPT's char config's
-# optimiser settings).
+# Defaults per architecture for the flags both share, charlm-train's for each.
 DEFAULTS = {
     "lstm": {"embed": 64, "layers": 1, "batch": 64, "lr": 2e-3, "clip": 5.0},
-    "gpt": {"embed": 256, "layers": 4, "batch": 32, "lr": 1e-3, "clip": 1.0},
+    "gpt": {"embed": 128, "layers": 4, "batch": 32, "lr": 1e-3, "clip": 1.0},
 }
 
 
