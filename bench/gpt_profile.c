@@ -18,8 +18,10 @@
  * (the machine is shared). OpenBLAS runs on one thread.
  *
  * The attention loops' FLOPs count the causal products only (q k^T and att v for u <= t,
- * twice that backward), so their GFLOP/s compares with the sgemm rate beside it. The last
- * stdout line is JSON: {"step_ms", "parts": {name: {"fwd_ms", "bwd_ms"}}, ...}.
+ * twice that backward), so their GFLOP/s compares with the sgemm rate beside it. Apart
+ * from the step, the same products are timed as OpenBLAS sgemm over the full squares (what
+ * attention's products would cost as sgemm, softmax aside). The last stdout line is JSON:
+ * {"step_ms", "parts": {name: {"fwd_ms", "bwd_ms"}}, "attention_as_sgemm_ms", ...}.
  */
 #include <cblas.h>
 #include <math.h>
@@ -209,6 +211,39 @@ static void optim_run(Gpt *m, Adam *adam, float *grads, const GptTensor *tensors
                     1e-3f, tensors[i].decay ? 0.1f : 0.0f);
 }
 
+/* Not part of the step: what attention's products would cost as sgemm, for comparison
+ * with the loops. Per layer and (sequence, head), the full T x T squares (sgemm cannot
+ * skip the masked half): forward S = Q K^T and Y = P V, backward dP = dY V^T, dV = P^T dY,
+ * dQ = dS K and dK = dS^T Q, read in place from the [B, T, 3C] qkv rows (leading
+ * dimension 3C). Returns seconds per step. */
+static double attention_sgemm(const GptWorkspace *ws, float *tt, float *th) {
+    int B = ws->B, T = ws->T, C = ws->config.embed, NH = ws->config.heads, hs = C / NH;
+    int C3 = 3 * C;
+    size_t att_n = (size_t)B * NH * T * T, NC = (size_t)B * T * C;
+    double t0 = now();
+    for (int l = 0; l < ws->config.layers; l++)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                const float *q = ws->qkv + l * NC * 3 + (size_t)b * T * C3 + (size_t)h * hs;
+                const float *k = q + C, *v = q + 2 * C;
+                const float *p = ws->att + l * att_n + ((size_t)b * NH + h) * T * T;
+                const float *dy = ws->dln + (size_t)b * T * C + (size_t)h * hs;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, q, C3, k, C3,
+                            0.0f, tt, T);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3,
+                            0.0f, th, hs);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
+                            0.0f, tt, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dy, C,
+                            0.0f, th, hs);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, k, C3,
+                            0.0f, th, hs);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, q, C3,
+                            0.0f, th, hs);
+            }
+    return now() - t0;
+}
+
 static int parse_int(const char *flag, const char *v, int lo, int hi) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -275,7 +310,9 @@ int main(int argc, char **argv) {
     int *inputs = malloc(sizeof(int) * (size_t)N), *targets = malloc(sizeof(int) * (size_t)N);
     float *grads = calloc(model.num_params, sizeof(float));
     float *grads2 = calloc(model.num_params, sizeof(float));
-    if (!tensors || !inputs || !targets || !grads || !grads2) {
+    float *tt = malloc(sizeof(float) * (size_t)T * T);
+    float *th = malloc(sizeof(float) * (size_t)T * (cfg.embed / cfg.heads));
+    if (!tensors || !inputs || !targets || !grads || !grads2 || !tt || !th) {
         fprintf(stderr, "gpt_profile: out of memory\n");
         return 1;
     }
@@ -302,7 +339,7 @@ int main(int argc, char **argv) {
     }
 
     double best_fwd = 1e30, best_fwd_noloss = 1e30, best_bwd = 1e30, best_opt = 1e30;
-    double best_part_f[P_COUNT], best_part_b[P_COUNT], best_mirror = 1e30;
+    double best_part_f[P_COUNT], best_part_b[P_COUNT], best_mirror = 1e30, best_att_sgemm = 1e30;
     for (int p = 0; p < P_COUNT; p++) best_part_f[p] = best_part_b[p] = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
@@ -330,6 +367,7 @@ int main(int argc, char **argv) {
             best_part_f[p] = min_d(best_part_f[p], f[p]);
             best_part_b[p] = min_d(best_part_b[p], b[p]);
         }
+        best_att_sgemm = min_d(best_att_sgemm, attention_sgemm(&ws, tt, th));
     }
 
     double step = best_fwd + best_bwd + best_opt, parts = best_opt;
@@ -363,19 +401,25 @@ int main(int argc, char **argv) {
     }
     printf("%-22s %9s %9.1f %9.1f %6.1f%%\n", "clip + AdamW", "", best_opt * 1e3, best_opt * 1e3,
            100.0 * best_opt / parts);
+    double att_sq_flops = 6.0 * 2.0 * cfg.layers * B * C * (double)T * T;
+    printf("\nnot in the step: attention's 6 products per (sequence, head) as sgemm over the "
+           "full T x T: %.1f ms per step, %.2f GFLOP, %.1f GFLOP/s\n",
+           best_att_sgemm * 1e3, att_sq_flops * 1e-9, att_sq_flops / best_att_sgemm * 1e-9);
     printf("{\"step_ms\": %.3f, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"optim_ms\": %.3f, "
            "\"tokens_per_step\": %d, \"parts\": {",
            step * 1e3, best_fwd * 1e3, best_bwd * 1e3, best_opt * 1e3, N);
     for (int p = 0; p < P_COUNT; p++)
         printf("%s\"%s\": {\"fwd_ms\": %.3f, \"bwd_ms\": %.3f}", p ? ", " : "", PART_KEYS[p],
                best_part_f[p] * 1e3, best_part_b[p] * 1e3);
-    printf("}}\n");
+    printf("}, \"attention_as_sgemm_ms\": %.3f}\n", best_att_sgemm * 1e3);
 
     free(tensors);
     free(inputs);
     free(targets);
     free(grads);
     free(grads2);
+    free(tt);
+    free(th);
     adam_free(&adam);
     gpt_workspace_free(&ws);
     gpt_free(&model);
