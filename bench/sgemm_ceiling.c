@@ -7,6 +7,15 @@
  *
  *   sgemm_ceiling [--embed 64] [--hidden 256] [--vocab 83] [--layers 1] [--seq 128]
  *                 [--batch 64] [--reps 5]
+ *   sgemm_ceiling --arch gpt [--layers 4] [--embed 256] [--block 128] [--batch 32]
+ *                 [--vocab 65] [--reps 5]
+ *
+ * With --arch gpt the products are those of core/gpt_train.c's step over a [batch, block]
+ * window: per layer the four Linear layers (c_attn C -> 3C, attn.c_proj C -> C, c_fc
+ * C -> 4C, mlp.c_proj 4C -> C) and the tied head C -> V, forward, then backward's two
+ * products per Linear (the input's gradient and the weight's). Attention's own products
+ * (q k^T, att v) are loops in core/gpt_ops.c, not sgemm, and are not counted: the ceiling
+ * is what the step would cost if its Linear layers were all it did.
  *
  * Three configurations: 1 thread over the whole batch; OpenBLAS's own 2 threads over the
  * whole batch; and 2 pthreads each doing half the batch with 1-thread OpenBLAS, which
@@ -21,6 +30,7 @@
 #include <time.h>
 
 typedef struct {
+    int gpt; // 0: the LSTM (E, H used), 1: the GPT (E = C, H unused, T = block)
     int E, H, V, L, T, B;
 } Shape;
 
@@ -31,10 +41,45 @@ typedef struct {
     int repeat; // how many times per step (T for per-time-step products)
 } Gemm;
 
-#define MAX_GEMMS 64
+#define MAX_GEMMS (16 + 12 * 16) // the GPT at 16 layers is the most
+
+// One Linear IC -> OC over N rows as core/gpt_ops.c issues it: forward out = in w^T,
+// backward din = dout w and dw += dout^T in.
+static int linear_gemms(Gemm *g, const char *fwd, const char *bwd_in, const char *bwd_w, int N,
+                        int IC, int OC, int backward) {
+    if (!backward) {
+        g[0] = (Gemm){fwd, CblasNoTrans, CblasTrans, N, OC, IC, 1};
+        return 1;
+    }
+    g[0] = (Gemm){bwd_in, CblasNoTrans, CblasNoTrans, N, IC, OC, 1};
+    g[1] = (Gemm){bwd_w, CblasTrans, CblasNoTrans, OC, IC, N, 1};
+    return 2;
+}
+
+// The products of one GPT forward + backward over a [B, T] batch, as core/gpt_train.c
+// issues them.
+static int gpt_step_gemms(const Shape *s, int B, Gemm *g) {
+    int n = 0, N = B * s->T, C = s->E;
+    for (int l = 0; l < s->L; l++) {
+        n += linear_gemms(g + n, "fwd c_attn", "", "", N, C, 3 * C, 0);
+        n += linear_gemms(g + n, "fwd attn.c_proj", "", "", N, C, C, 0);
+        n += linear_gemms(g + n, "fwd c_fc", "", "", N, C, 4 * C, 0);
+        n += linear_gemms(g + n, "fwd mlp.c_proj", "", "", N, 4 * C, C, 0);
+    }
+    n += linear_gemms(g + n, "fwd head (wte)", "", "", N, C, s->V, 0);
+    n += linear_gemms(g + n, "", "bwd head din", "bwd head dwte", N, C, s->V, 1);
+    for (int l = s->L - 1; l >= 0; l--) {
+        n += linear_gemms(g + n, "", "bwd mlp.c_proj din", "bwd mlp.c_proj dw", N, 4 * C, C, 1);
+        n += linear_gemms(g + n, "", "bwd c_fc din", "bwd c_fc dw", N, C, 4 * C, 1);
+        n += linear_gemms(g + n, "", "bwd attn.c_proj din", "bwd attn.c_proj dw", N, C, C, 1);
+        n += linear_gemms(g + n, "", "bwd c_attn din", "bwd c_attn dw", N, C, 3 * C, 1);
+    }
+    return n;
+}
 
 // The products of one forward + backward over a [T, B] batch, as core/lstm.c issues them.
 static int step_gemms(const Shape *s, int B, Gemm *g) {
+    if (s->gpt) return gpt_step_gemms(s, B, g);
     int n = 0, TB = s->T * B, G = 4 * s->H;
     for (int l = 0; l < s->L; l++) {
         int in = l == 0 ? s->E : s->H;
@@ -161,23 +206,38 @@ static int parse_int(const char *flag, const char *v, int lo, int hi) {
 int main(int argc, char **argv) {
     Shape s = {.E = 64, .H = 256, .V = 83, .L = 1, .T = 128, .B = 64};
     int reps = 5;
+    // --arch first, as it changes the other flags' defaults.
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--arch")) {
+            if (!strcmp(argv[i + 1], "gpt"))
+                s = (Shape){.gpt = 1, .E = 256, .V = 65, .L = 4, .T = 128, .B = 32};
+            else if (strcmp(argv[i + 1], "lstm")) {
+                fprintf(stderr, "sgemm_ceiling: --arch must be lstm or gpt\n");
+                return 2;
+            }
+        }
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (i + 1 >= argc) {
-            fprintf(stderr, "usage: sgemm_ceiling [--embed E] [--hidden H] [--vocab V] "
-                            "[--layers L] [--seq T] [--batch B] [--reps N]\n");
+            fprintf(stderr, "usage: sgemm_ceiling [--arch lstm|gpt] [--embed E] [--hidden H] "
+                            "[--vocab V] [--layers L] [--seq T | --block T] [--batch B] "
+                            "[--reps N]\n");
             return 2;
         }
         const char *v = argv[++i];
-        if (!strcmp(f, "--embed"))
+        if (!strcmp(f, "--arch"))
+            continue; // read above
+        else if (!strcmp(f, "--embed"))
             s.E = parse_int(f, v, 1, 4096);
         else if (!strcmp(f, "--hidden"))
             s.H = parse_int(f, v, 1, 4096);
         else if (!strcmp(f, "--vocab"))
             s.V = parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--layers"))
-            s.L = parse_int(f, v, 1, 8);
-        else if (!strcmp(f, "--seq"))
+            s.L = parse_int(f, v, 1, s.gpt ? 16 : 8);
+        else if (!strcmp(f, "--seq") && !s.gpt)
+            s.T = parse_int(f, v, 2, 4096);
+        else if (!strcmp(f, "--block") && s.gpt)
             s.T = parse_int(f, v, 2, 4096);
         else if (!strcmp(f, "--batch"))
             s.B = parse_int(f, v, 2, 4096);
@@ -203,13 +263,25 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) flops += gemm_flops(&full[i]);
     double tokens = (double)s.T * s.B;
 
-    printf("one training step: E=%d H=%d V=%d L=%d T=%d B=%d, %.3f GFLOP in sgemm\n", s.E, s.H, s.V,
-           s.L, s.T, s.B, flops * 1e-9);
-    printf("%-26s %6s %6s %6s %5s %8s %8s\n", "product (1 thread)", "M", "N", "K", "xT", "GFLOP",
+    if (s.gpt)
+        printf("one GPT training step: C=%d V=%d L=%d block=%d B=%d, %.3f GFLOP in sgemm\n", s.E,
+               s.V, s.L, s.T, s.B, flops * 1e-9);
+    else
+        printf("one training step: E=%d H=%d V=%d L=%d T=%d B=%d, %.3f GFLOP in sgemm\n", s.E, s.H,
+               s.V, s.L, s.T, s.B, flops * 1e-9);
+    printf("%-32s %6s %6s %6s %5s %8s %8s\n", "product (1 thread)", "M", "N", "K", "xT", "GFLOP",
            "GFLOP/s");
     openblas_set_num_threads(1);
     run_step(full, n, &bf); // warm caches and OpenBLAS's buffers
     for (int i = 0; i < n; i++) {
+        // The GPT repeats each product once per layer: one row each, timed once.
+        int first = 1, times = 0;
+        for (int j = 0; j < n; j++)
+            if (!strcmp(full[j].what, full[i].what)) {
+                if (j < i) first = 0;
+                times++;
+            }
+        if (!first) continue;
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             double t0 = now();
@@ -217,7 +289,9 @@ int main(int argc, char **argv) {
             double dt = now() - t0;
             if (dt < best) best = dt;
         }
-        printf("%-26s %6d %6d %6d %5d %8.3f %8.2f\n", full[i].what, full[i].m, full[i].n, full[i].k,
+        char what[40];
+        snprintf(what, sizeof what, times > 1 ? "%s (x%d layers)" : "%s", full[i].what, times);
+        printf("%-32s %6d %6d %6d %5d %8.3f %8.2f\n", what, full[i].m, full[i].n, full[i].k,
                full[i].repeat, gemm_flops(&full[i]) * 1e-9, gemm_flops(&full[i]) / best * 1e-9);
     }
 

@@ -1,12 +1,21 @@
 #!/bin/sh
 # Training throughput: charlm-train vs the PyTorch reference, against OpenBLAS's ceiling.
 #
-#   bench/train_bench.sh CORPUS [STEPS]      (STEPS default 200)
+#   bench/train_bench.sh CORPUS [STEPS]      (STEPS default 200, 20 with ARCH=gpt)
+#   ARCH=gpt bench/train_bench.sh CORPUS [STEPS]
 #
-# Environment: BIN (charlm-train, default build/charlm-train, built into build-bench/ if
-# missing), CEILING (sgemm_ceiling, default next to BIN), PYTHON (default /usr/bin/python3),
-# REPS (runs per configuration, default 3), THREADS (default "1 2"), EXTRA (more flags for
-# both trainers, e.g. "--hidden 128").
+# Environment: ARCH (lstm, the default, or gpt), BIN (charlm-train, default
+# build/charlm-train, built into build-bench/ if missing), CEILING (sgemm_ceiling,
+# default next to BIN), PROFILE (gpt_profile, default next to BIN), PYTHON (default
+# /usr/bin/python3), REPS (runs per configuration, default 3), THREADS (default "1 2"),
+# GPT_FLAGS (the GPT's shapes, default issue 19's "--layers 4 --heads 4 --embed 256
+# --block 128 --batch 32 --dropout 0"), EXTRA (more flags for both trainers, e.g.
+# "--hidden 128").
+#
+# With ARCH=gpt both trainers get --arch gpt $GPT_FLAGS $EXTRA, the ceiling is the GPT
+# step's Linear products (sgemm_ceiling --arch gpt), the table ends with issue 19's
+# targets (>= PyTorch at 1 thread, >= 1.8x PyTorch at 2, >= 85% of the ceiling) met or
+# missed, and bench/gpt_profile then shows where one step's time goes on one thread.
 #
 # Each configuration is run REPS times, charlm and torch interleaved so background load
 # hits both alike, and the median tokens/s is reported. Both use the default model and
@@ -22,12 +31,20 @@
 set -eu
 
 CORPUS=${1:?usage: bench/train_bench.sh CORPUS [STEPS]}
-STEPS=${2:-200}
+ARCH=${ARCH:-lstm}
+case $ARCH in
+lstm) STEPS=${2:-200} ARCHFLAGS= ;;
+gpt)
+    STEPS=${2:-20}
+    ARCHFLAGS="--arch gpt ${GPT_FLAGS:---layers 4 --heads 4 --embed 256 --block 128 --batch 32 --dropout 0}"
+    ;;
+*) echo "train_bench: ARCH must be lstm or gpt" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
 REPS=${REPS:-3}
 THREADS=${THREADS:-1 2}
-EXTRA=${EXTRA:-}
+EXTRA="$ARCHFLAGS ${EXTRA:-}"
 TORCH_WAIT=${TORCH_WAIT:-active passive}
 "$PYTHON" -c 'import torch' 2>/dev/null ||
     { echo "train_bench: $PYTHON cannot import torch (scripts/install-deps.sh bench)" >&2; exit 1; }
@@ -37,27 +54,38 @@ if [ ! -x "$BIN" ]; then
     cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$ROOT/build-bench" -j2 --target charlm-train >/dev/null
 fi
-CEILING=${CEILING:-$(dirname "$BIN")/sgemm_ceiling}
-if [ ! -x "$CEILING" ]; then
-    CEILING=$ROOT/build-bench/sgemm_ceiling
+bench_tool() { # NAME: the bench program next to BIN, else built into build-bench/
+    if [ -x "$(dirname "$BIN")/$1" ]; then
+        echo "$(dirname "$BIN")/$1"
+        return
+    fi
     cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$ROOT/build-bench" -j2 --target sgemm_ceiling >/dev/null
-fi
+    cmake --build "$ROOT/build-bench" -j2 --target "$1" >/dev/null
+    echo "$ROOT/build-bench/$1"
+}
+CEILING=${CEILING:-$(bench_tool sgemm_ceiling)}
+[ "$ARCH" != gpt ] || PROFILE=${PROFILE:-$(bench_tool gpt_profile)}
 
 WORK=$(mktemp -d /tmp/train_bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT INT TERM
 
 # The ceiling at this corpus's vocabulary size and the flags' shapes.
 V=$("$PYTHON" -c 'import sys; print(len(set(open(sys.argv[1], "rb").read().decode("utf-8"))))' "$CORPUS")
-# shellcheck disable=SC2086 # EXTRA is a list of flags
-CFLAGS=$("$PYTHON" - $EXTRA <<'EOF'
+shape_flags() { # NAMES...: those of EXTRA's flags, with their values (the last of each)
+    # shellcheck disable=SC2086 # EXTRA is a list of flags
+    "$PYTHON" - "$@" -- $EXTRA <<'EOF'
 import sys
-names = {"--embed": "--embed", "--hidden": "--hidden", "--layers": "--layers",
-         "--seq": "--seq", "--batch": "--batch"}
-a = sys.argv[1:]
-print(" ".join(f"{a[i]} {a[i + 1]}" for i in range(0, len(a) - 1) if a[i] in names))
+sep = sys.argv.index("--")
+names, a = sys.argv[1:sep], sys.argv[sep + 1:]
+got = {a[i]: a[i + 1] for i in range(len(a) - 1) if a[i] in names}
+print(" ".join(f"{k} {v}" for k, v in got.items()))
 EOF
-)
+}
+if [ "$ARCH" = gpt ]; then
+    CFLAGS="--arch gpt $(shape_flags --layers --embed --block --batch)"
+else
+    CFLAGS=$(shape_flags --embed --hidden --layers --seq --batch)
+fi
 echo "sgemm ceiling (vocab $V) ..." >&2
 # shellcheck disable=SC2086
 "$CEILING" --vocab "$V" $CFLAGS --reps 5 | tail -n 1 >"$WORK/ceiling.json"
@@ -113,7 +141,8 @@ done
 
 LOAD1=$(cut -d' ' -f1 /proc/loadavg)
 echo
-"$PYTHON" - "$WORK/results" "$WORK/ceiling.json" "$STEPS" "$LOAD0" "$LOAD1" "$(nproc)" <<'EOF'
+"$PYTHON" - "$WORK/results" "$WORK/ceiling.json" "$STEPS" "$LOAD0" "$LOAD1" "$(nproc)" "$ARCH" \
+    <<'EOF'
 import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -140,4 +169,27 @@ for t in sorted({t for _, t in rows}):
               f"{ratio:>14}   {runs}")
     if t <= 2:
         print(f"{'sgemm':<8}{t:>8}{c['tokens_per_s']:>11.0f}{c['gflops']:>9.1f}{'100%':>12}")
+if sys.argv[7] == "gpt":
+    # Issue 19's targets; GFLOP/s above counts the Linear products only (attention's
+    # q k^T and att v are not sgemm in charlm and not in the ceiling).
+    print("\ntargets (issue 19):")
+    def verdict(name, got, want, unit):
+        miss = "met" if got >= want else f"MISSED by {(want - got) / want:.0%}"
+        print(f"  {name:<34} {got:6.2f}{unit} (want >= {want:.2f}{unit}): {miss}")
+    for t, want in ((1, 1.0), (2, 1.8)):
+        if ("charlm", t) in rows and ("torch", t) in rows:
+            verdict(f"charlm / torch at {t} thread{'s' if t > 1 else ''}",
+                    statistics.median(rows[("charlm", t)]) / statistics.median(rows[("torch", t)]),
+                    want, "x")
+    for t in (1, 2):
+        if ("charlm", t) in rows:
+            c = ceil["threads1" if t == 1 else "threads2"]
+            verdict(f"charlm of the sgemm ceiling, {t} thr.",
+                    statistics.median(rows[("charlm", t)]) / c["tokens_per_s"], 0.85, "")
 EOF
+if [ "$ARCH" = gpt ]; then
+    echo
+    # shellcheck disable=SC2046 # the flags are words
+    "$PROFILE" --vocab "$V" $(shape_flags --layers --heads --embed --block --batch --norm --bias) \
+        --reps 3 | sed '$d'
+fi
