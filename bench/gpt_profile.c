@@ -85,8 +85,8 @@ static float mirror_forward(const Gpt *m, GptWorkspace *ws, const int *inputs, c
                                           w->ln1_b ? w->ln1_b + (size_t)l * C : NULL, N, C, rms));
         TIMED(t[P_LINEAR], gpt_linear_forward(qkv, ln1, w->qkv_w + l * C3 * C,
                                               w->qkv_b ? w->qkv_b + l * C3 : NULL, N, C, 3 * C));
-        TIMED(t[P_ATTENTION],
-              gpt_attention_forward(atty, ws->att + l * att_n, qkv, NULL, B, T, C, NH));
+        TIMED(t[P_ATTENTION], gpt_attention_forward(atty, ws->att + l * att_n, ws->att_tmp, qkv,
+                                                    NULL, B, T, C, NH));
         TIMED(t[P_LINEAR],
               gpt_linear_forward(ws->tmp, atty, w->attn_w + (size_t)l * C * C,
                                  w->attn_b ? w->attn_b + (size_t)l * C : NULL, N, C, C));
@@ -177,7 +177,7 @@ static void mirror_backward(const Gpt *m, GptWorkspace *ws, const int *inputs, c
                                   g.attn_b ? g.attn_b + (size_t)l * C : NULL, ws->tmp,
                                   ws->atty + l * NC, w->attn_w + (size_t)l * C * C, N, C, C));
         TIMED(t[P_ATTENTION],
-              gpt_attention_backward(ws->dqkv, ws->drow, ws->dln, ws->att + l * att_n,
+              gpt_attention_backward(ws->dqkv, ws->att_tmp, ws->dln, ws->att + l * att_n,
                                      ws->qkv + l * NC * 3, NULL, B, T, C, NH));
         TIMED(t[P_LINEAR],
               gpt_linear_backward(ws->dln, g.qkv_w + l * C3 * C, g.qkv_b ? g.qkv_b + l * C3 : NULL,
