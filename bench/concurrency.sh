@@ -304,7 +304,8 @@ if ceil["context"] > 0 and prompt_chars is not None:
     per_char = (fed + shifts * keep) / m
     print(f"(context {B}: a request of {prompt_chars} + {m} chars makes {shifts} context "
           f"shifts of {keep} chars re-fed, so the server runs about {per_char:.2f} rows through "
-          f"the model per generated char; chars/s counts generated chars only"
+          f"the model per generated char, the re-fed ones as one prefill of {keep} rows each "
+          f"(cheaper per row than a decode step's); chars/s counts generated chars only"
           + "".join(f"; at {c} streams about {rows[c]['cps'] * per_char:.0f} rows/s, "
                     f"{rows[c]['cps'] * per_char / rows[c]['ceiling']:.0%} of the ceiling"
                     for c in conc if c in rows) + ")")
