@@ -18,22 +18,29 @@
 #    computed per run; the table shows the medians and every run's pair. A long
 #    MAX_TOKENS makes it a decode benchmark: generated chars are most of the rows the
 #    server steps (the ceiling counts rows, chars/s counts only generated chars).
-#    Then time to first char (max_tokens 1) for
-#    100-, 1000- and 4000-char prompts, alone, and for the 4000-char one while 32 streams
-#    run, with the largest gap those streams saw between chunks while it waited.
+#    Then time to first char (max_tokens 1) for each of TTFC_PROMPTS' prompt lengths
+#    alone, and for each of LOADED_PROMPTS' while 32 streams run, with the largest gap
+#    those streams saw between chunks while it waited.
 # 3. The same time to first char with char-by-char prefill ("$PREFILL_FLAG 1"), on a
 #    second server started after the first has stopped; skipped when the server refuses
 #    the flag.
+# A GPT (a model with a context) also gets, before the server starts:
+# 0. PyTorch decoding the same weights with a KV cache (bench/torch_gpt_decode.py, one
+#    thread, MAX_TOKENS chars after the default prompt, temperature 0.8, REPS runs):
+#    the single-stream reference; skipped when $TORCH_PYTHON has no torch.
 # Prompts: slices of $CORPUS (any UTF-8 text) when given, else text the model writes
-# itself (charlm-train sample, seed 1). Every figure is the median of REPS runs.
+# itself (charlm-train sample, seed 1). Every figure is the median of REPS runs. The end
+# says which targets are met: a GPT's (issue 20) and the LSTM's (issue 17) where measured.
 #
 # Environment: REPS (3), DURATION (10, seconds per run), CONCURRENCY ("1 8 32 64"),
 # MAX_TOKENS (1000, max_tokens of the concurrency runs' requests), SERVER_ARGS (extra charlm-server flags), WORKERS (the server's generation workers, for
 # the ceiling's split: taken from --threads/--workers in SERVER_ARGS, else nproc, the
 # server's default), PREFILL_FLAG (the server's prefill chunk flag, default
 # --prefill-chunk; empty skips step 3), PREFILL_CHUNK (its value for the default server;
-# unset: the server's default), CORPUS, BUILD (build dir, default build/, configured as
-# Release if it is not yet), PYTHON (python3).
+# unset: the server's default), TTFC_PROMPTS (prompt lengths timed alone; default "100 1000
+# 4000", a GPT's "100 1000"), LOADED_PROMPTS (those timed while 32 streams run; "4000", a
+# GPT's "100 1000"), CORPUS, BUILD (build dir, default build/, configured as Release if it
+# is not yet), PYTHON (python3), TORCH_PYTHON (a python with torch, /usr/bin/python3).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +54,7 @@ PREFILL_FLAG=${PREFILL_FLAG---prefill-chunk}
 PREFILL_CHUNK=${PREFILL_CHUNK:-}
 CORPUS=${CORPUS:-}
 PYTHON=${PYTHON:-python3}
+TORCH_PYTHON=${TORCH_PYTHON:-/usr/bin/python3}
 BUILD=${BUILD:-$ROOT/build}
 LOADED=32 # streams running while the long prompt arrives
 WORKERS=${WORKERS:-$(printf '%s\n' "$SERVER_ARGS" |
@@ -123,16 +131,18 @@ client() { # results-file args...
     tail -1 "$WORK/client.out" >>"$out"
 }
 
-# Time to first char for each prompt, alone, then the longest while LOADED streams run
-# (probe-reps times: char by char, that one takes seconds, so once is enough there).
+# Time to first char for each prompt alone, then for LOADED_PROMPTS' while LOADED streams
+# run (probe-reps times: char by char, a long one takes seconds, so once is enough there).
 ttfc_runs() { # tag probe-reps
-    for n in 100 1000 4000; do
+    for n in $TTFC_PROMPTS; do
         echo "  $1: time to first char, $n-char prompt ..." >&2
         client "$WORK/ttfc_$1_$n" --once --prompt-file "$WORK/p$n.txt" --reps "$REPS"
     done
-    echo "  $1: 4000-char prompt while $LOADED streams run ..." >&2
-    client "$WORK/loaded_$1" --streams $LOADED --seconds 3 --probe-file "$WORK/p4000.txt" \
-        --probe-reps "$2" --probe-delay 1 --seed-base 5000000
+    for n in $LOADED_PROMPTS; do
+        echo "  $1: $n-char prompt while $LOADED streams run ..." >&2
+        client "$WORK/loaded_$1_$n" --streams $LOADED --seconds 3 --probe-file "$WORK/p$n.txt" \
+            --probe-reps "$2" --probe-delay 1 --seed-base 5000000
+    done
 }
 
 echo "decode_ceiling ..." >&2
@@ -140,25 +150,46 @@ batches=$(echo "$CONCURRENCY" | awk -v OFS=, '{ $1 = $1; print }')
 "$BUILD/decode_ceiling" --model "$MODEL" --workers "$WORKERS" --batches "$batches" \
     >"$WORK/ceiling.out"
 tail -1 "$WORK/ceiling.out" >"$WORK/ceiling.json"
+CONTEXT=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["context"])' \
+    "$WORK/ceiling.json")
+if [ "$CONTEXT" -gt 0 ]; then
+    TTFC_PROMPTS=${TTFC_PROMPTS:-100 1000}
+    LOADED_PROMPTS=${LOADED_PROMPTS:-100 1000}
+    echo "torch_gpt_decode ..." >&2
+    if "$TORCH_PYTHON" -c 'import torch' 2>/dev/null; then
+        "$TORCH_PYTHON" "$ROOT/bench/torch_gpt_decode.py" --model "$MODEL" --chars "$MAX_TOKENS" \
+            --reps "$REPS" --threads 1 >"$WORK/torch.out"
+        tail -1 "$WORK/torch.out" >"$WORK/torch.json"
+    else
+        echo "$TORCH_PYTHON has no torch" >"$WORK/torch_skipped"
+    fi
+fi
+TTFC_PROMPTS=${TTFC_PROMPTS:-100 1000 4000}
+LOADED_PROMPTS=${LOADED_PROMPTS:-4000}
 
-# The prompts: the first 100, 1000 and 4000 chars of one passage.
+# The prompts: the first n chars of one passage, for each n timed.
 if [ -n "$CORPUS" ]; then
     src=$CORPUS
     from="$CORPUS"
 else
-    "$BUILD/charlm-train" sample --model "$MODEL" --prompt "" --max-tokens 4200 --seed 1 \
-        >"$WORK/sample.txt" 2>/dev/null
+    # shellcheck disable=SC2086
+    longest=$(printf '%s\n' $TTFC_PROMPTS $LOADED_PROMPTS | sort -n | tail -1)
+    "$BUILD/charlm-train" sample --model "$MODEL" --prompt "" --max-tokens $((longest + 200)) \
+        --seed 1 >"$WORK/sample.txt" 2>/dev/null
     src=$WORK/sample.txt
     from="text the model wrote (charlm-train sample --seed 1)"
 fi
-"$PYTHON" - "$src" "$WORK" <<'EOF'
+# shellcheck disable=SC2086
+"$PYTHON" - "$src" "$WORK" $TTFC_PROMPTS $LOADED_PROMPTS <<'EOF'
 import sys
 text = open(sys.argv[1], encoding="utf-8").read()
-start = len(text) // 3 if len(text) >= 3 * 4000 else 0  # mid-book, past any front matter
-passage = text[start:start + 4000]
-if len(passage) < 4000:
-    sys.exit(f"concurrency: {sys.argv[1]} holds fewer than 4000 chars")
-for n in (100, 1000, 4000):
+sizes = sorted({int(n) for n in sys.argv[3:]})
+longest = sizes[-1]
+start = len(text) // 3 if len(text) >= 3 * longest else 0  # mid-book, past any front matter
+passage = text[start:start + longest]
+if len(passage) < longest:
+    sys.exit(f"concurrency: {sys.argv[1]} holds fewer than {longest} chars")
+for n in sizes:
     open(f"{sys.argv[2]}/p{n}.txt", "w", encoding="utf-8").write(passage[:n])
 EOF
 
@@ -203,11 +234,13 @@ echo
 sed '$d' "$WORK/ceiling.out"
 echo
 "$PYTHON" - "$WORK" "$REPS" "$DURATION" "$LOADED" "$PREFILL_FLAG" "$from" "$CONCURRENCY" \
-    "$MAX_TOKENS" <<'EOF'
+    "$MAX_TOKENS" "$TTFC_PROMPTS" "$LOADED_PROMPTS" <<'EOF'
 import json, os, statistics, sys
 work, reps, duration, loaded, flag, source = sys.argv[1:7]
 conc = [int(c) for c in sys.argv[7].split()]
 max_tokens = sys.argv[8]
+ttfc_sizes = [int(n) for n in sys.argv[9].split()]
+loaded_sizes = [int(n) for n in sys.argv[10].split()]
 
 def lines(name):
     path = os.path.join(work, name)
@@ -263,6 +296,21 @@ print(f"(rows/s: generated chars plus the {prompt_chars}-char prompts of the req
       f"finished within a run, reqs per run; ttfc p50: time to first char of these prompts; "
       f"max gap: the largest gap between two chunks of one stream, over all runs)")
 
+if ceil["context"] > 0 and prompt_chars is not None:
+    # The context rule: a full stream re-feeds its last context / 2 chars as a prefill.
+    B, keep, m = ceil["context"], ceil["context"] // 2, int(max_tokens)
+    fed = prompt_chars + m - 1
+    shifts = 0 if fed <= B else -(-(fed - B) // (B - keep))
+    per_char = (fed + shifts * keep) / m
+    print(f"(context {B}: a request of {prompt_chars} + {m} chars makes {shifts} context "
+          f"shifts of {keep} chars re-fed, so the server runs about {per_char:.2f} rows through "
+          f"the model per generated char, the re-fed ones as one prefill of {keep} rows each "
+          f"(cheaper per row than a decode step's); chars/s counts generated chars only"
+          + "".join(f"; at {c} streams about {rows[c]['cps'] * per_char:.0f} rows/s, "
+                    f"{rows[c]['cps'] * per_char / rows[c]['ceiling']:.0%} of the ceiling"
+                    for c in conc if c in rows) + ")")
+
+torch_ref = lines("torch.json")
 if 1 in rows:
     s = rows[1]["cps"]
     print(f"\nsingle stream: {s:.0f} chars/s = {s / ceil['single_stream_bound']:.0%} of its "
@@ -271,56 +319,79 @@ if 1 in rows:
           f"{ceil['weight_bytes'] / 1e6:.2f} MB of weights per step); with the weights cached "
           f"({ceil['bandwidth_cached_gbs']:.2f} GB/s) the bound is "
           f"{ceil['single_stream_bound_cached']:.0f} chars/s ({s / ceil['single_stream_bound_cached']:.0%})")
+    if torch_ref:
+        t = torch_ref[0]
+        print(f"PyTorch with a KV cache, {t['threads']} thread, the same weights and "
+              f"{t['chars']} chars: {t['chars_per_s']:.0f} chars/s (runs "
+              + ", ".join(f"{x:.0f}" for x in t["runs"]) + f"); charlm {s / t['chars_per_s']:.1f}x")
+if os.path.exists(os.path.join(work, "torch_skipped")):
+    print("PyTorch reference skipped: " + open(os.path.join(work, "torch_skipped")).read().strip())
 
 print(f"\ntime to first char, max_tokens 1, median of {reps} requests; prompts from {source}")
 skipped = os.path.join(work, "charbychar_skipped")
 cbc = not os.path.exists(skipped)
 head = f"{flag} 1" if flag else "char by char"
 print(f"{'prompt':<34} {'default ms':>11} {head + ' ms':>20} {'speed-up':>9}")
-ratio4000 = None
-for n in (100, 1000, 4000):
+alone_ratio = {}
+for n in ttfc_sizes:
     a = lines(f"ttfc_default_{n}")
     b = lines(f"ttfc_charbychar_{n}")
     ta = a[0]["ttfc_median_ms"] if a else float("nan")
     tb = b[0]["ttfc_median_ms"] if b else float("nan")
-    if n == 4000 and a and b:
-        ratio4000 = tb / ta
+    if a and b:
+        alone_ratio[n] = tb / ta
     print(f"{str(n) + ' chars, alone':<34} {ta:>11.1f} {f'{tb:.1f}' if b else '-':>20} "
           f"{(f'{tb / ta:.1f}x') if a and b else '-':>9}")
-print(f"\n{f'4000 chars while {loaded} streams run':<34} {'ttfc ms':>11} {'max gap ms':>11} "
-      f"{'requests':>9}")
-gap = None
+print(f"\n{f'while {loaded} streams run':<34} {'ttfc ms':>11} {'max gap ms':>11} {'requests':>9}")
+gap = {}
 loaded_ttfc = {}
-for tag, label in (("default", "default"), ("charbychar", head)):
-    x = lines(f"loaded_{tag}")
-    if not x or "probe" not in x[0]:
-        continue
-    p = x[0]["probe"]
-    loaded_ttfc[tag] = p["ttfc_median_ms"]
-    if tag == "default":
-        gap = p["max_gap_during_ms"]
-    print(f"{label:<34} {p['ttfc_median_ms']:>11.1f} {p['max_gap_during_ms']:>11.1f} "
-          f"{p['reps']:>9}")
+for n in loaded_sizes:
+    for tag, label in (("default", "default"), ("charbychar", head)):
+        x = lines(f"loaded_{tag}_{n}")
+        if not x or "probe" not in x[0]:
+            continue
+        p = x[0]["probe"]
+        loaded_ttfc[(n, tag)] = p["ttfc_median_ms"]
+        if tag == "default":
+            gap[n] = p["max_gap_during_ms"]
+        print(f"{f'{n} chars, {label}':<34} {p['ttfc_median_ms']:>11.1f} "
+              f"{p['max_gap_during_ms']:>11.1f} {p['reps']:>9}")
 print("(max gap: the largest gap between two chunks of a running stream while a long prompt "
       "waited for its first char; the long-prompt requests go one after the other)")
 if not cbc:
     print("char-by-char comparison skipped: " + open(skipped).read().strip())
 
-print("\nconcurrency targets, as measured here:")
+def verdict(ok):
+    return "yes" if ok else "NO"
+
+print("\ntargets, as measured here (a single stream and 32 streams: medians of the runs):")
+if 1 in rows:
+    s = rows[1]["cps"]
+    if torch_ref:
+        r = s / torch_ref[0]["chars_per_s"]
+        print(f"  single stream {r:.1f}x PyTorch with a KV cache, one thread each (>= 8x): "
+              f"{verdict(r >= 8)}")
+    f = s / ceil["single_stream_bound_cached"]
+    print(f"  single stream at {f:.0%} of the memory-bandwidth bound, weights cached (>= 70%): "
+          f"{verdict(f >= 0.7)}; from DRAM {s / ceil['single_stream_bound']:.0%}")
+if 1 in rows and 32 in rows:
+    r = rows[32]["cps"] / rows[1]["cps"]
+    print(f"  32 streams {r:.1f}x one stream's chars/s with {ceil['workers']} workers (>= 4x): "
+          f"{verdict(r >= 4)}")
 if 32 in rows:
     f = rows[32]["frac"]
     print(f"  32 streams at {f:.0%} of the ceiling (>= 75%; median of the runs' fractions): "
-          f"{'yes' if f >= 0.75 else 'NO'}")
+          f"{verdict(f >= 0.75)}")
 if 64 in rows and rows[64]["p50"] > 0:
     q = rows[64]["p99"] / rows[64]["p50"]
-    print(f"  64 streams p99/p50 = {q:.2f} (<= 2): {'yes' if q <= 2 else 'NO'}")
-if len(loaded_ttfc) == 2:
-    r = loaded_ttfc["charbychar"] / loaded_ttfc["default"]
-    print(f"  4000-char time to first char while {loaded} streams run {r:.1f}x lower than char "
-          f"by char (>= 5x): {'yes' if r >= 5 else 'NO'}")
-if ratio4000 is not None:
-    print(f"  (alone, {ratio4000:.1f}x: one stream's recurrence reads each layer's recurrent "
-          f"weights once per char either way)")
-if gap is not None:
-    print(f"  running streams' gap during it {gap:.1f} ms (< 50 ms): {'yes' if gap < 50 else 'NO'}")
+    print(f"  64 streams p99/p50 = {q:.2f} (<= 2): {verdict(q <= 2)}")
+for n in loaded_sizes:
+    if (n, "charbychar") in loaded_ttfc and (n, "default") in loaded_ttfc and n >= 1000:
+        r = loaded_ttfc[(n, "charbychar")] / loaded_ttfc[(n, "default")]
+        print(f"  {n}-char time to first char while {loaded} streams run {r:.1f}x lower than "
+              f"char by char (>= 5x): {verdict(r >= 5)}"
+              + (f" (alone, {alone_ratio[n]:.1f}x)" if n in alone_ratio else ""))
+    if n in gap:
+        print(f"  running streams' gap during the {n}-char prompt {gap[n]:.1f} ms (< 50 ms): "
+              f"{verdict(gap[n] < 50)}")
 EOF
