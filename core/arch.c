@@ -9,6 +9,10 @@
 
 static const Arch *const all[] = {&arch_lstm, &arch_gpt};
 
+int arch_context_keep(int context) {
+    return context / 2;
+}
+
 const Arch *arch_find(const char *name) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i]->name, name) == 0) return all[i];

@@ -136,6 +136,9 @@ typedef struct Arch {
 extern const Arch arch_lstm;
 extern const Arch arch_gpt;
 
+/* The context rule's one number: how many of its last chars a full context of that many
+ * keeps, floor(context / 2). */
+int arch_context_keep(int context);
 /* The architecture of that name, or NULL. */
 const Arch *arch_find(const char *name);
 /* Frees a model through its table; a model never allocated (all zero) is left alone. */

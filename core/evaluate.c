@@ -16,7 +16,7 @@
 static double score_windows(const Model *model, void *ws, const int *ids, size_t per, int streams,
                             int context, int *inputs, int *targets) {
     const Arch *arch = model->arch;
-    size_t stride = (size_t)(context - context / 2);
+    size_t stride = (size_t)(context - arch_context_keep(context));
     double total = 0.0;
     for (size_t start = 0, scored = 0; scored < per; start += stride) {
         size_t T = per - start < (size_t)context ? per - start : (size_t)context;

@@ -112,7 +112,7 @@ static int lp_record(Generation *g, const float *logits, int id, int prompt, siz
  * gives the same state and logits, without computing the ones the rule would drop. */
 static int prompt_start(int n, int context) {
     int fed = 0;
-    for (int i = 0; i < n; i++) fed = (fed == context ? context / 2 : fed) + 1;
+    for (int i = 0; i < n; i++) fed = (fed == context ? arch_context_keep(context) : fed) + 1;
     return n - fed;
 }
 
@@ -235,7 +235,7 @@ int generation_room(const Generation *g) {
 }
 
 const int *generation_shift(Generation *g, int *n) {
-    int keep = g->context / 2;
+    int keep = arch_context_keep(g->context);
     memmove(g->fed, g->fed + g->n_fed - keep, (size_t)keep * sizeof(int));
     g->n_fed = keep;
     g->model->arch->state_reset(g->state);

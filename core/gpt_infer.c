@@ -206,14 +206,3 @@ void gpt_infer_prefill(const GptInfer *gi, GptScratch *s, int T, const int *ids,
     if (nlogits > 0)
         head_logits(gi, s, nlogits, s->x + (size_t)(T - nlogits) * gi->model->config.embed, logits);
 }
-
-void gpt_infer_shift(const GptInfer *gi, GptScratch *s, GptStream *st, const int *recent, int n) {
-    int keep = gi->model->config.block / 2;
-    const int *ids = recent + (n - keep);
-    st->pos = 0; // the old keys and values are overwritten as the kept tokens go in again
-    for (int done = 0; done < keep;) {
-        int T = keep - done < s->max_rows ? keep - done : s->max_rows;
-        gpt_infer_prefill(gi, s, T, ids + done, st, NULL, 0);
-        done += T;
-    }
-}

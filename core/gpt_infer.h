@@ -1,6 +1,7 @@
 /*
  * gpt_infer.h — GPT inference: a decode step that advances n independent streams at once,
- * a prefill of a chunk of one stream, and the context rule.
+ * a prefill of a chunk of one stream (the context rule, arch.h, resets a stream and
+ * prefills what it keeps).
  *
  * A stream's state is its KV cache: the keys and values of every layer at every position
  * it has been fed, 2 x layers x block x embed floats, and its position (how many of those
@@ -86,12 +87,5 @@ void gpt_infer_step(const GptInfer *gi, GptScratch *s, int n, const int *ids,
  * (0 <= nlogits <= T) into logits [nlogits, V]; the others are not computed. */
 void gpt_infer_prefill(const GptInfer *gi, GptScratch *s, int T, const int *ids, GptStream *st,
                        float *logits, int nlogits);
-
-/* The context rule: a full stream (pos == block) that must be fed one more token keeps its
- * last floor(block / 2) tokens, fed again from position 0, and goes on. recent holds the
- * stream's last n tokens (n >= floor(block / 2), kept by the caller); this empties the
- * stream and prefills the last floor(block / 2) of them, in chunks of s->max_rows, so the
- * stream is exactly a fresh one fed those tokens, ready for the next token. */
-void gpt_infer_shift(const GptInfer *gi, GptScratch *s, GptStream *st, const int *recent, int n);
 
 #endif

@@ -216,7 +216,8 @@ static void *worker_main(void *arg) {
         if (pre) {
             const Generation *g = pre->gen;
             int left = generation_prompt_left(g), room = generation_room(g);
-            if (room == 0) room = g->context - g->context / 2; // after the shift below
+            if (room == 0)
+                room = g->context - arch_context_keep(g->context); // after the shift below
             T = left < chunk ? left : chunk;
             if (T > room) T = room;
             nl = g->params.logprobs && g->params.score_prompt ? T : T == left ? 1 : 0;

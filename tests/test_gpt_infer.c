@@ -238,7 +238,13 @@ START_TEST(test_context_shift_equals_fresh_stream_of_kept_half) {
         float got[V], want[V];
         for (int t = 0; t < BLOCK; t++) step_one(&gi, &s, &full, ids[t], got);
         ck_assert_int_eq(full.pos, BLOCK);
-        gpt_infer_shift(&gi, &s, &full, ids, BLOCK);
+        // The rule as the seam applies it: the state reset (pos 0, the cache overwritten
+        // as positions are fed again), then the kept half prefilled in chunks of rows[k].
+        full.pos = 0;
+        for (int t = BLOCK - BLOCK / 2; t < BLOCK; t += rows[k]) {
+            int T = BLOCK - t < rows[k] ? BLOCK - t : rows[k];
+            gpt_infer_prefill(&gi, &s, T, ids + t, &full, NULL, 0);
+        }
         ck_assert_int_eq(full.pos, BLOCK / 2);
         for (int t = BLOCK - BLOCK / 2; t < BLOCK; t++) step_one(&gi, &s, &fresh, ids[t], want);
         assert_same_cache(&c, &fresh, &full, "shifted");
