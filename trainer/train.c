@@ -120,6 +120,38 @@ static void checkpoint_every_default(void *config) {
         .min = 0, .max = 1, .max_open = 1, .help = text                                            \
     }
 
+// The rows both architectures have, each with its own default.
+#define ROW_BATCH(d)                                                                               \
+    {                                                                                              \
+        .name = "batch", .type = CLI_INT, .placeholder = "N", .offset = TA(c.batch), .def = d,     \
+        .min = 1, .max = TRAIN_MAX_BATCH, .help = "batch size B"                                   \
+    }
+#define ROW_STEPS(d)                                                                               \
+    {                                                                                              \
+        .name = "steps", .type = CLI_LONG, .placeholder = "N", .offset = TA(c.steps), .def = d,    \
+        .min = 1, .max = INFINITY, .help = "optimisation steps"                                    \
+    }
+#define ROW_LR(d, text)                                                                            \
+    {                                                                                              \
+        .name = "lr", .type = CLI_FLOAT, .placeholder = "X", .offset = TA(c.lr), .def = d,         \
+        .min = 0, .max = TRAIN_MAX_LR, .min_open = 1, .max_open = 1, .help = text                  \
+    }
+#define ROW_BETA2(d, text)                                                                         \
+    {                                                                                              \
+        .name = "beta2", .type = CLI_FLOAT, .placeholder = "X", .offset = TA(c.beta2), .def = d,   \
+        .min = 0, .max = 1, .max_open = 1, .help = text                                            \
+    }
+#define ROW_CLIP(d)                                                                                \
+    {                                                                                              \
+        .name = "clip", .type = CLI_FLOAT, .placeholder = "X", .offset = TA(c.clip), .def = d,     \
+        .min = 0, .max = INFINITY, .help = "clip gradients to this global norm, 0 = off"           \
+    }
+#define ROW_WEIGHT_DECAY(d, text)                                                                  \
+    {                                                                                              \
+        .name = "weight-decay", .type = CLI_FLOAT, .placeholder = "X",                             \
+        .offset = TA(c.weight_decay), .def = d, .min = 0, .max = INFINITY, .help = text            \
+    }
+
 // Every architecture's rows: what to train on, then (run_opts) how to run.
 static const CliOpt common_opts[] = {
     {.name = "corpus",
@@ -228,14 +260,8 @@ static const CliOpt lstm_opts[] = {
     ROW_FLOAT01("embed-dropout", c.embed_dropout, "drop whole embedding rows (one mask per step)"),
     ROW_FLOAT01("var-dropout", c.var_dropout,
                 "variational dropout on every layer's input and output"),
-    {.name = "weight-decay",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.weight_decay),
-     .def = "0",
-     .min = 0,
-     .max = INFINITY,
-     .help = "AdamW decoupled weight decay on the weight matrices, below 1 / --lr; 0 = Adam"},
+    ROW_WEIGHT_DECAY(
+        "0", "AdamW decoupled weight decay on the weight matrices, below 1 / --lr; 0 = Adam"),
     {.name = "seq",
      .type = CLI_INT,
      .placeholder = "N",
@@ -244,49 +270,11 @@ static const CliOpt lstm_opts[] = {
      .min = 1,
      .max = TRAIN_MAX_SEQ,
      .help = "sequence length T"},
-    {.name = "batch",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.batch),
-     .def = "64",
-     .min = 1,
-     .max = TRAIN_MAX_BATCH,
-     .help = "batch size B"},
-    {.name = "steps",
-     .type = CLI_LONG,
-     .placeholder = "N",
-     .offset = TA(c.steps),
-     .def = "1500",
-     .min = 1,
-     .max = INFINITY,
-     .help = "optimisation steps"},
-    {.name = "lr",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.lr),
-     .def = "2e-3",
-     .min = 0,
-     .max = TRAIN_MAX_LR,
-     .min_open = 1,
-     .max_open = 1,
-     .help = "peak Adam learning rate; warmup, then cosine decay to lr/10"},
-    {.name = "beta2",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.beta2),
-     .def = "0.999",
-     .min = 0,
-     .max = 1,
-     .max_open = 1,
-     .help = "Adam's second-moment decay"},
-    {.name = "clip",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.clip),
-     .def = "5",
-     .min = 0,
-     .max = INFINITY,
-     .help = "clip gradients to this global norm, 0 = off"},
+    ROW_BATCH("64"),
+    ROW_STEPS("1500"),
+    ROW_LR("2e-3", "peak Adam learning rate; warmup, then cosine decay to lr/10"),
+    ROW_BETA2("0.999", "Adam's second-moment decay"),
+    ROW_CLIP("5"),
 };
 
 // nanoGPT's shakespeare_char recipe, made smaller so that a default run on 2 cores gives a
@@ -349,49 +337,11 @@ static const CliOpt gpt_opts[] = {
      .max = INFINITY,
      .help =
          "AdamW decoupled weight decay on every tensor of 2 or more dimensions, below 1 / --lr"},
-    {.name = "batch",
-     .type = CLI_INT,
-     .placeholder = "N",
-     .offset = TA(c.batch),
-     .def = "32",
-     .min = 1,
-     .max = TRAIN_MAX_BATCH,
-     .help = "batch size B"},
-    {.name = "steps",
-     .type = CLI_LONG,
-     .placeholder = "N",
-     .offset = TA(c.steps),
-     .def = "2000",
-     .min = 1,
-     .max = INFINITY,
-     .help = "optimisation steps"},
-    {.name = "lr",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.lr),
-     .def = "1e-3",
-     .min = 0,
-     .max = TRAIN_MAX_LR,
-     .min_open = 1,
-     .max_open = 1,
-     .help = "peak AdamW learning rate; warmup, then cosine decay to lr/10"},
-    {.name = "beta2",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.beta2),
-     .def = "0.99",
-     .min = 0,
-     .max = 1,
-     .max_open = 1,
-     .help = "AdamW's second-moment decay"},
-    {.name = "clip",
-     .type = CLI_FLOAT,
-     .placeholder = "X",
-     .offset = TA(c.clip),
-     .def = "1",
-     .min = 0,
-     .max = INFINITY,
-     .help = "clip gradients to this global norm, 0 = off"},
+    ROW_BATCH("32"),
+    ROW_STEPS("2000"),
+    ROW_LR("1e-3", "peak AdamW learning rate; warmup, then cosine decay to lr/10"),
+    ROW_BETA2("0.99", "AdamW's second-moment decay"),
+    ROW_CLIP("1"),
 };
 
 #define NROWS(a) (sizeof(a) / sizeof((a)[0]))
