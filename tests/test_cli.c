@@ -696,9 +696,8 @@ START_TEST(test_help_shows_ranges) {
             if (sscanf(row, "  --%63s %31s", name, ph) < 2) continue;
             int numeric =
                 strcmp(ph, "N") == 0 || strcmp(ph, "X") == 0 || strcmp(ph, "SECONDS") == 0;
-            if (!numeric ||
-                (strncmp(helps[h].label, "charlm-train train", 18) == 0 &&
-                 strcmp(name, "seed") == 0))
+            if (!numeric || (strncmp(helps[h].label, "charlm-train train", 18) == 0 &&
+                             strcmp(name, "seed") == 0))
                 continue;
             ck_assert_msg(strstr(row, "; range ") != NULL, "%s --help shows no range:\n%s",
                           helps[h].label, row);
