@@ -40,7 +40,9 @@
 # unset: the server's default), TTFC_PROMPTS (prompt lengths timed alone; default "100 1000
 # 4000", a GPT's "100 1000"), LOADED_PROMPTS (those timed while 32 streams run; "4000", a
 # GPT's "100 1000"), CORPUS, BUILD (build dir, default build/, configured as Release if it
-# is not yet), PYTHON (python3), TORCH_PYTHON (a python with torch, /usr/bin/python3).
+# is not yet), PYTHON (python3), TORCH_PYTHON (a python with torch, /usr/bin/python3),
+# SUMMARY (a file to write the medians to as one JSON object, with the model's card from
+# GET /model: what bench/compare.sh reads).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -202,6 +204,8 @@ start_server $chunk_args || {
     exit 1
 }
 "$BUILD/streamclient" --port "$PORT" --streams 2 --seconds 1 >/dev/null 2>&1 || true # warm-up
+"$PYTHON" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "http://127.0.0.1:$PORT/model" >"$WORK/card.json"
 for c in $CONCURRENCY; do
     r=1
     while [ $r -le "$REPS" ]; do
@@ -234,13 +238,14 @@ echo
 sed '$d' "$WORK/ceiling.out"
 echo
 "$PYTHON" - "$WORK" "$REPS" "$DURATION" "$LOADED" "$PREFILL_FLAG" "$from" "$CONCURRENCY" \
-    "$MAX_TOKENS" "$TTFC_PROMPTS" "$LOADED_PROMPTS" <<'EOF'
+    "$MAX_TOKENS" "$TTFC_PROMPTS" "$LOADED_PROMPTS" "${SUMMARY:-}" <<'EOF'
 import json, os, statistics, sys
 work, reps, duration, loaded, flag, source = sys.argv[1:7]
 conc = [int(c) for c in sys.argv[7].split()]
 max_tokens = sys.argv[8]
 ttfc_sizes = [int(n) for n in sys.argv[9].split()]
 loaded_sizes = [int(n) for n in sys.argv[10].split()]
+summary_path = sys.argv[11]
 
 def lines(name):
     path = os.path.join(work, name)
@@ -394,4 +399,14 @@ for n in loaded_sizes:
     if n in gap:
         print(f"  running streams' gap during the {n}-char prompt {gap[n]:.1f} ms (< 50 ms): "
               f"{verdict(gap[n] < 50)}")
+
+if summary_path:
+    alone = {n: lines(f"ttfc_default_{n}") for n in ttfc_sizes}
+    json.dump({"card": json.load(open(os.path.join(work, "card.json"))),
+               "chars_per_s": {str(c): rows[c]["cps"] for c in rows},
+               "ttfc_alone_ms": {str(n): a[0]["ttfc_median_ms"] for n, a in alone.items() if a},
+               "ttfc_loaded_ms": {str(n): t for (n, tag), t in loaded_ttfc.items()
+                                  if tag == "default"},
+               "loaded_streams": int(loaded), "reps": int(reps)},
+              open(summary_path, "w"))
 EOF
