@@ -52,7 +52,10 @@ COPY --from=build /src/build/charlm-server /src/build/charlm-train /usr/local/bi
 COPY static/ /usr/share/charlm/static/
 COPY artefacts/ /opt/charlm/artefacts/
 
+# The LSTM is the default; CHARLM_MODELS adds every model folder inside it (the GPT in
+# gpt/). A single model mounted over /opt/charlm/artefacts is served alone.
 ENV CHARLM_MODEL=/opt/charlm/artefacts \
+    CHARLM_MODELS=/opt/charlm/artefacts \
     CHARLM_STATIC_DIR=/usr/share/charlm/static \
     CHARLM_HOST=0.0.0.0 \
     CHARLM_PORT=8080

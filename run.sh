@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and starts charlm-server on the shipped model at
-# http://127.0.0.1:8080. Extra arguments go to charlm-server (e.g. --port 9000).
+# Installs what is missing, builds, and starts charlm-server on the shipped models at
+# http://127.0.0.1:8080: the LSTM (artefacts/, the default) and the GPT (artefacts/gpt/).
+# Extra arguments go to charlm-server (e.g. --port 9000).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps.sh build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target charlm-server charlm-train
-exec build/charlm-server --model artefacts "$@"
+exec build/charlm-server --model artefacts --model artefacts/gpt "$@"
