@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
+#include "version.h"
 
 const char commands_usage[] =
     COMMANDS_TRAIN_USAGE "\n       " COMMANDS_EVAL_USAGE "\n       " COMMANDS_SAMPLE_USAGE;
@@ -30,6 +31,10 @@ int commands_parse_flags(const CliCommand *cmd, void *config, int argc, char **a
     if (rc < 0) return commands_bad_input(err);
     if (rc == CLI_HELP) {
         cli_help(cmd, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (rc == CLI_STOP) { // --version, the one stop row
+        printf("charlm-train %s\n", charlm_version);
         return CLI_EXIT_OK;
     }
     return -1;
