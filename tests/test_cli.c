@@ -649,8 +649,7 @@ START_TEST(test_docs_check_catches_drift) {
     msgs[0] = '\0';
     coverage_check(msgs);
     ck_assert_msg(
-        strstr(msgs, "--prompt of charlm-train sample (default 'required') is in no flag table") !=
-            NULL,
+        strstr(msgs, "--prompt of charlm-train sample (default 'off') is in no flag table") != NULL,
         "%s", msgs);
     ck_assert_msg(strstr(msgs, "--port of charlm-server (default '8080') is in no flag table") !=
                       NULL,
