@@ -380,6 +380,7 @@ static HelpCmd helps[] = {
      {{0}},
      {{0}},
      {0}},
+    {"charlm-train repl", "charlm-train", "repl --help", "repl", 0, {{0}}, {{0}}, {0}},
 };
 #define NHELPS ((int)(sizeof(helps) / sizeof(helps[0])))
 

@@ -7,13 +7,15 @@
 #include "version.h"
 
 const char commands_usage[] =
-    COMMANDS_TRAIN_USAGE "\n       " COMMANDS_EVAL_USAGE "\n       " COMMANDS_SAMPLE_USAGE;
+    COMMANDS_TRAIN_USAGE "\n       " COMMANDS_EVAL_USAGE "\n       " COMMANDS_SAMPLE_USAGE
+                         "\n       " COMMANDS_REPL_USAGE;
 
 const char commands_about[] =
     "Commands (train is the default):\n"
     "  train    learn a model from a text into a folder\n"
     "  eval     score a text with a trained model (loss and bits per char)\n"
     "  sample   continue a prompt with a trained model\n"
+    "  repl     a terminal session with a trained model\n"
     "charlm-train COMMAND --help lists a command's flags. The flags of train:\n";
 
 const char commands_exit_codes[] =
