@@ -125,6 +125,11 @@ static int pty_wait(Pty *p) {
     return -1;
 }
 
+/* The last of what the terminal showed, for a failure's message (check cuts long ones). */
+static const char *tail(const Pty *p) {
+    return p->out + (p->len > 1000 ? p->len - 1000 : 0);
+}
+
 static int count(const char *hay, const char *needle) {
     int n = 0;
     for (const char *at = hay; (at = strstr(at, needle)) != NULL; at += strlen(needle)) n++;
@@ -136,7 +141,7 @@ static int count(const char *hay, const char *needle) {
  * echoed twice, a Ctrl-C left in its line buffer), as it would be for a person typing
  * faster than the program starts. */
 static void at_prompt(Pty *p) {
-    ck_assert_msg(pty_expect(p, "> ", 5000), "no prompt: %s", p->out + p->mark);
+    ck_assert_msg(pty_expect(p, "> ", 5000), "no prompt: %s", tail(p));
     usleep(100 * 1000);
 }
 
@@ -150,8 +155,8 @@ START_TEST(test_terminal_session) {
     pty_send(&p, "/set max_tokens 60\n");
     at_prompt(&p);
     pty_send(&p, "the cat\n");
-    ck_assert_msg(pty_expect(&p, "[60 chars", 5000), "no stats line: %s", p.out);
-    ck_assert_msg(strstr(p.out, greedy) != NULL, "want '%s' in:\n%s", greedy, p.out);
+    ck_assert_msg(pty_expect(&p, "[60 chars", 5000), "no stats line: %s", tail(&p));
+    ck_assert_msg(strstr(p.out, greedy) != NULL, "want '%s' in:\n%s", greedy, tail(&p));
     ck_assert_msg(strstr(p.out, "\033[2m[60 chars") != NULL, "the stats line is not dim");
     at_prompt(&p);
 
@@ -160,7 +165,7 @@ START_TEST(test_terminal_session) {
     pty_send(&p, "/set temperature -1\n");
     ck_assert(pty_expect(&p, "temperature must be >= 0", 5000));
     at_prompt(&p);
-    ck_assert_msg(count(p.out + before, "\n") == 2, "%s", p.out + before); // the echo, the error
+    ck_assert_msg(count(p.out + before, "\n") == 2, "%s", tail(&p)); // the echo, the error
     pty_send(&p, "/show\n");
     ck_assert(pty_expect(&p, "temperature 0\n", 5000));
     at_prompt(&p);
@@ -174,7 +179,7 @@ START_TEST(test_terminal_session) {
     size_t generated = p.len;
     double t0 = now_ms();
     pty_send(&p, "\003");
-    ck_assert_msg(pty_expect(&p, "cancelled", 2000), "not stopped: %s", p.out + p.mark);
+    ck_assert_msg(pty_expect(&p, "cancelled", 2000), "not stopped: %s", tail(&p));
     double waited = now_ms() - t0;
     ck_assert_msg(waited < 100, "Ctrl-C took %.1f ms", waited);
     ck_assert_msg(p.len > generated + 50, "it was not generating");
@@ -184,7 +189,7 @@ START_TEST(test_terminal_session) {
     pty_send(&p, "/set seed 3\n");
     at_prompt(&p);
     pty_send(&p, "the\n");
-    ck_assert_msg(pty_expect(&p, "[5 chars", 5000), "%s", p.out + p.mark);
+    ck_assert_msg(pty_expect(&p, "[5 chars", 5000), "%s", tail(&p));
     ck_assert(pty_expect(&p, "seed 3]", 5000));
     at_prompt(&p);
 
@@ -194,7 +199,7 @@ START_TEST(test_terminal_session) {
     pty_send(&p, "\003");
     ck_assert(pty_expect(&p, "Ctrl-C again", 5000));
     at_prompt(&p);
-    ck_assert_msg(count(p.out, "[5 chars") == 1, "abc was sent: %s", p.out);
+    ck_assert_msg(count(p.out, "[5 chars") == 1, "abc was sent: %s", tail(&p));
 
     pty_send(&p, "\004"); // Ctrl-D
     ck_assert_int_eq(pty_wait(&p), 0);
@@ -216,7 +221,7 @@ START_TEST(test_ctrl_c_twice_leaves) {
     pty_start(&p);
     at_prompt(&p);
     pty_send(&p, "\003");
-    ck_assert_msg(pty_expect(&p, "Ctrl-C again", 5000), "%s", p.out);
+    ck_assert_msg(pty_expect(&p, "Ctrl-C again", 5000), "%s", tail(&p));
     at_prompt(&p);
     pty_send(&p, "\003");
     ck_assert_int_eq(pty_wait(&p), 0);

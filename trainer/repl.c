@@ -21,6 +21,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "arch.h"
 #include "artefacts.h"
@@ -153,7 +154,8 @@ static int editline_open(Repl *r) {
     el_set(r->el, EL_HIST, history, r->hist);
     // While a line is edited Ctrl-C is a key, not SIGINT, so that it can clear the line.
     el_set(r->el, EL_SETTY, "-d", "-isig", NULL);
-    el_set(r->el, EL_ADDFN, "charlm-ctrl-c", "clear the line, or leave", on_ctrl_c);
+    // The wide call: el_set's narrow EL_ADDFN leaks its copies of the two strings.
+    el_wset(r->el, EL_ADDFN, L"charlm-ctrl-c", L"clear the line, or leave", on_ctrl_c);
     el_set(r->el, EL_BIND, "^C", "charlm-ctrl-c", NULL);
     history_open(r);
     return 0;
