@@ -3,8 +3,8 @@
  * person would use it: greedy /set then a prompt prints what `sample` gives; a bad /set
  * is one line and changes nothing; Ctrl-C stops a long generation within 100 ms and the
  * next prompt works; Ctrl-C at an empty prompt twice, or Ctrl-D, leaves with status 0;
- * the history file is written with mode 0600. Piped: stdout holds only the continuations,
- * each equal to `sample`'s, multi-line entries included.
+ * the history file is written with mode 0600. Piped (an LSTM and a GPT): stdout holds only
+ * the continuations, each equal to `sample`'s, multi-line entries included.
  */
 #include <check.h>
 #include <errno.h>
@@ -19,11 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gpt.h"
 #include "model.h"
 #include "testutil.h"
 
 static const ModelConfig HYPER = {.embed = 16, .hidden = 32, .layers = 1};
-static char *root, *model_dir, *state_dir;
+// The terminal tests use the LSTM; the piped one both, the GPT's context (16) far shorter
+// than its texts.
+static const GptConfig GPT_HYPER = {
+    .layers = 1, .heads = 2, .embed = 16, .block = 16, .norm = GPT_LAYERNORM, .bias = 1};
+static char *root, *model_dir, *gpt_dir, *state_dir;
 
 static void suite_setup(void) {
     root = tu_tmpdir();
@@ -31,8 +36,11 @@ static void suite_setup(void) {
     model_dir = malloc(4096);
     state_dir = malloc(4096);
     snprintf(model_dir, 4096, "%s/model", root);
+    gpt_dir = malloc(4096);
     snprintf(state_dir, 4096, "%s/state", root);
+    snprintf(gpt_dir, 4096, "%s/gpt", root);
     ck_assert_int_eq(tu_make_arch_dir(model_dir, text, "lstm", &HYPER, 3), 0);
+    ck_assert_int_eq(tu_make_arch_dir(gpt_dir, text, "gpt", &GPT_HYPER, 3), 0);
     free(text);
 }
 
@@ -40,14 +48,15 @@ static void suite_teardown(void) {
     tu_rmtree(root);
     free(root);
     free(model_dir);
+    free(gpt_dir);
     free(state_dir);
 }
 
 /* The continuation `charlm-train sample` prints for prompt with these flags. */
-static char *sample_text(const char *prompt, const char *flags) {
+static char *sample_text(const char *dir, const char *prompt, const char *flags) {
     char cmd[8192], *out;
     snprintf(cmd, sizeof cmd, "%s sample --model '%s' --prompt '%s' %s", tu_bin("charlm-train"),
-             model_dir, prompt, flags);
+             dir, prompt, flags);
     ck_assert_int_eq(tu_run(cmd, &out, NULL), 0);
     size_t plen = strlen(prompt), olen = strlen(out);
     ck_assert(olen > plen && out[olen - 1] == '\n');
@@ -146,7 +155,7 @@ static void at_prompt(Pty *p) {
 }
 
 START_TEST(test_terminal_session) {
-    char *greedy = sample_text("the cat", "--temperature 0 --max-tokens 60 --seed 1");
+    char *greedy = sample_text(model_dir, "the cat", "--temperature 0 --max-tokens 60 --seed 1");
     static Pty p;
     pty_start(&p);
     at_prompt(&p);
@@ -229,18 +238,18 @@ START_TEST(test_ctrl_c_twice_leaves) {
 END_TEST
 
 START_TEST(test_piped) {
+    const char *dir = _i ? gpt_dir : model_dir;
     const char *flags = "--temperature 0.7 --top-k 5 --max-tokens 30 --seed 8";
-    char *a = sample_text("the dog", flags);
-    char *b = sample_text("ran\nto", flags);
-    char *c = sample_text("", "--temperature 0.7 --top-k 5 --max-tokens 30 --seed 9");
+    char *a = sample_text(dir, "the dog", flags);
+    char *b = sample_text(dir, "ran\nto", flags);
+    char *c = sample_text(dir, "", "--temperature 0.7 --top-k 5 --max-tokens 30 --seed 9");
     char script[2048], cmd[8192], *out, *err;
     snprintf(script, sizeof script,
              "/set temperature 0.7\n/set top_k 5\n/set max_tokens 30\n/set seed 8\n"
              "the dog\n/set top_k 0.5\n/set nonsense 1\nran\\\nto\n/show\n/set seed 9\n"
              "\"\"\"\n\"\"\"\n/quit\nnever\n");
     char *path = tu_write_file(root, "script.txt", script, strlen(script));
-    snprintf(cmd, sizeof cmd, "%s repl --model '%s' < '%s'", tu_bin("charlm-train"), model_dir,
-             path);
+    snprintf(cmd, sizeof cmd, "%s repl --model '%s' < '%s'", tu_bin("charlm-train"), dir, path);
     ck_assert_int_eq(tu_run(cmd, &out, &err), 0);
     char want[4096];
     snprintf(want, sizeof want, "%s\n%s\n%s\n", a, b, c);
@@ -265,7 +274,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_terminal_session);
     tcase_add_test(tc, test_ctrl_c_twice_leaves);
-    tcase_add_test(tc, test_piped);
+    tcase_add_loop_test(tc, test_piped, 0, 2);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
