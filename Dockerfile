@@ -20,7 +20,8 @@ RUN scripts/install-deps.sh ctest && rm -rf /var/lib/apt/lists/*
 # Only what the build and the tests read (docs/ included: tests check it against the
 # code; package-lock.json: a test checks its packages run on bookworm's node), so editing
 # the README or the deploy recipes does not invalidate the compile and test layers.
-COPY CMakeLists.txt package-lock.json ./
+COPY CMakeLists.txt VERSION package-lock.json ./
+COPY cmake/ cmake/
 COPY docs/ docs/
 COPY core/ core/
 COPY trainer/ trainer/

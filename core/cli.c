@@ -164,6 +164,7 @@ int cli_parse(const CliCommand *cmd, void *config, int argc, char **argv, char *
         if (o->type == CLI_BOOL) {
             if (eq) return err_set(err, "%s takes no value", source);
             *(int *)((char *)config + o->offset) = 1;
+            if (o->stop) return CLI_STOP;
             continue;
         }
         const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;

@@ -59,6 +59,9 @@ typedef struct {
     void (*compute)(void *config);
     int required; // the flag (or its variable) must be given
     int text;     // a string that may be empty or hold control characters (a prompt)
+    // A CLI_BOOL answered at once, like --help (--version): given, it is set and cli_parse
+    // returns CLI_STOP without reading further or asking for the required rows.
+    int stop;
     const char *help;
 } CliOpt;
 
@@ -74,11 +77,12 @@ typedef struct {
 #define CLI_ROWS(rows) .opts = (rows), .nopts = (int)(sizeof(rows) / sizeof((rows)[0]))
 
 #define CLI_HELP 1
+#define CLI_STOP 2
 
 /* Fills config from the rows' defaults, the environment and argv[0 .. argc), in that
  * order, then applies computed defaults and checks required rows. Returns 0, CLI_HELP when
- * --help or -h was given (nothing after it is read), or -1 with one line in err naming
- * the flag or variable at fault. */
+ * --help or -h was given (nothing after it is read), CLI_STOP when a stop row was (the
+ * same), or -1 with one line in err naming the flag or variable at fault. */
 int cli_parse(const CliCommand *cmd, void *config, int argc, char **argv, char *err);
 /* Prints the usage line, about, one line per row and after. */
 void cli_help(const CliCommand *cmd, FILE *f);

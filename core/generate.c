@@ -11,7 +11,7 @@
 #include "utf8.h"
 
 // The numbers are genparams' rows, checked there; the rest is generate.h's.
-static int params_check(const GenerateParams *p, char *err) {
+int generation_params_check(const GenerateParams *p, char *err) {
     if (genparams_check(p, err)) return -1;
     if (p->top_logprobs < 0 || p->top_logprobs > GEN_MAX_TOP)
         return err_set(err, "top_logprobs must be from 0 to %d", GEN_MAX_TOP);
@@ -119,7 +119,7 @@ static int prompt_start(int n, int context) {
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err) {
     memset(g, 0, sizeof(*g));
-    if (params_check(params, err)) return -1;
+    if (generation_params_check(params, err)) return -1;
     if (model->vocab_size != vocab->size)
         return err_set(err, "model has %d outputs but the vocabulary %d chars", model->vocab_size,
                        vocab->size);

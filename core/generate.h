@@ -109,6 +109,10 @@ typedef struct {
 int generation_init(Generation *g, const Model *model, const Vocab *vocab, const char *prompt,
                     size_t prompt_len, const GenerateParams *params, char *err);
 void generation_free(Generation *g);
+/* What generation_init checks of params: the numbers against genparams' rows, the stop
+ * sequences (at most GEN_MAX_STOP, non-empty, at most GEN_MAX_STOP_BYTES each) and
+ * top_logprobs. Returns 0, or -1 with one line in err. */
+int generation_params_check(const GenerateParams *p, char *err);
 /* The id to feed at the next step. */
 int generation_input(const Generation *g);
 /* Prompt ids not yet fed (a prefill chunk may take up to this many). */

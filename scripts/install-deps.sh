@@ -16,7 +16,7 @@
 set -euo pipefail
 
 build=(cmake make gcc libc6-dev pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev
-       libgnutls28-dev)
+       libgnutls28-dev libedit-dev)
 ctest=("${build[@]}" check libcurl4-openssl-dev wrk)
 case "${1:-build}" in
 build) pkgs=("${build[@]}") ;;
@@ -27,7 +27,7 @@ test)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
     ;;
-runtime) pkgs=(libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30) ;;
+runtime) pkgs=(libopenblas0-pthread libmicrohttpd12 libcjson1 libgnutls30 libedit2) ;;
 bench) pkgs=("${build[@]}" python3-torch python3-numpy python3-flask wrk nginx curl) ;;
 *)
     sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -12,6 +12,7 @@
 #include "models.h"
 #include "server.h"
 #include "utf8.h"
+#include "version.h"
 
 int info_card_attach(ServedModel *m, char *err) {
     m->card = card_build(m->id, m->dir, &m->model, &m->vocab, &m->info, err);
@@ -52,6 +53,7 @@ enum MHD_Result info_model_card(struct MHD_Connection *conn, Request *rq) {
 enum MHD_Result info_health(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", atomic_load(&srv.shutting_down) ? "draining" : "ok");
+    cJSON_AddStringToObject(o, "version", charlm_version);
     ServedModel *all[MODELS_MAX];
     int n = models_all(all, MODELS_MAX);
     cJSON *m = cJSON_AddObjectToObject(o, "model");

@@ -30,6 +30,7 @@
 #include "scheduler.h"
 #include "server.h"
 #include "static.h"
+#include "version.h"
 
 // Once the drain's generations are cancelled, their clients get this long to take the
 // rest of their replies.
@@ -248,6 +249,11 @@ static const CliOpt server_opts[] = {
      .placeholder = "FILE",
      .offset = SC(chat_template_file),
      .help = "how /v1/chat/completions turns messages into a prompt (docs/API.md)"},
+    {.name = "version",
+     .type = CLI_BOOL,
+     .offset = SC(version),
+     .stop = 1,
+     .help = "print the program's version and exit"},
 };
 
 static const CliCommand server_cmd = {
@@ -392,6 +398,10 @@ int main(int argc, char **argv) {
         CliCommand help = server_cmd;
         help.about = server_about();
         cli_help(&help, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (parsed == CLI_STOP) { // --version, the one stop row
+        printf(SERVER_NAME " %s\n", charlm_version);
         return CLI_EXIT_OK;
     }
     if (parsed < 0) {

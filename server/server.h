@@ -60,6 +60,7 @@ typedef struct {
     const char *api_key_file; // one key a line
     CliList model_ids;        // --model-id: the k-th names the k-th --model
     const char *chat_template_file;
+    int version; // --version: print it and exit
     // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;
 } ServerConfig;

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "testutil.h"
 #include "server_harness.h"
+#include "version.h"
 
 typedef struct {
     int n;
@@ -29,6 +30,7 @@ typedef struct {
     uint64_t u;
     const char *s, *prompt, *req;
     int b;
+    int v;     // a stop row, like --version
     int twice; // computed: 2 * n
 } Conf;
 
@@ -116,8 +118,9 @@ static const CliOpt req_opts[] = {
      .offset = CO(s),
      .required = 1,
      .help = "needed too"},
+    {.name = "v", .type = CLI_BOOL, .offset = CO(v), .stop = 1, .help = "answered at once"},
 };
-static const CliCommand req_cmd = {.usage = "test --req DIR", .opts = req_opts, .nopts = 2};
+static const CliCommand req_cmd = {.usage = "test --req DIR", .opts = req_opts, .nopts = 3};
 
 /* Splits s at spaces into argv (no quoting); returns argc. */
 static int split(char *s, char **argv, int max) {
@@ -305,6 +308,18 @@ START_TEST(test_text_strings_and_required) {
     char h[] = "--help";
     char *argv6[] = {h};
     ck_assert_int_eq(cli_parse(&req_cmd, &conf, 1, argv6, err), CLI_HELP);
+    // So does a stop row (--version), which is set and ends the reading there.
+    char v[] = "--v", bogus[] = "--bogus";
+    char *argv7[] = {r1, r2, v, bogus};
+    conf.v = 0;
+    ck_assert_int_eq(cli_parse(&req_cmd, &conf, 4, argv7, err), CLI_STOP);
+    ck_assert_int_eq(conf.v, 1);
+    char *argv8[] = {r1, r2};
+    conf.v = 0;
+    setenv("TCLI_S", "x", 1);
+    ck_assert_int_eq(cli_parse(&req_cmd, &conf, 2, argv8, err), 0);
+    unsetenv("TCLI_S");
+    ck_assert_int_eq(conf.v, 0);
 }
 END_TEST
 
@@ -365,6 +380,7 @@ static HelpCmd helps[] = {
      {{0}},
      {{0}},
      {0}},
+    {"charlm-train repl", "charlm-train", "repl --help", "repl", 0, {{0}}, {{0}}, {0}},
 };
 #define NHELPS ((int)(sizeof(helps) / sizeof(helps[0])))
 
@@ -634,8 +650,7 @@ START_TEST(test_docs_check_catches_drift) {
     msgs[0] = '\0';
     coverage_check(msgs);
     ck_assert_msg(
-        strstr(msgs, "--prompt of charlm-train sample (default 'required') is in no flag table") !=
-            NULL,
+        strstr(msgs, "--prompt of charlm-train sample (default 'off') is in no flag table") != NULL,
         "%s", msgs);
     ck_assert_msg(strstr(msgs, "--port of charlm-server (default '8080') is in no flag table") !=
                       NULL,
@@ -870,6 +885,36 @@ START_TEST(test_server_exit_codes_and_model_lookup) {
 }
 END_TEST
 
+/* The build's version is git describe of the source tree, else the VERSION file; both
+ * programs print it on one line for --version, wherever it stands (required flags missing,
+ * a bad flag after it), and exit 0. */
+START_TEST(test_version) {
+    char *out = NULL, *err = NULL, want[256], cmdline[4096];
+    snprintf(cmdline, sizeof(cmdline),
+             "git -C '%s' describe --always 2>/dev/null || head -n1 '%s/VERSION'",
+             CHARLM_SOURCE_DIR, CHARLM_SOURCE_DIR);
+    ck_assert_int_eq(tu_run(cmdline, &out, NULL), 0);
+    out[strcspn(out, "\n")] = '\0';
+    // The build's text may add -dirty to what describe says now.
+    ck_assert_msg(*out && strncmp(charlm_version, out, strlen(out)) == 0,
+                  "the build says '%s', the tree '%s'", charlm_version, out);
+    free(out);
+    const char *runs[][2] = {{"charlm-train", "--version"},
+                             {"charlm-train", "train --version --bogus"},
+                             {"charlm-train", "--arch gpt --version"},
+                             {"charlm-server", "--port 1 --version"}};
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        snprintf(cmdline, sizeof(cmdline), "%s %s", tu_bin(runs[i][0]), runs[i][1]);
+        ck_assert_msg(tu_run(cmdline, &out, &err) == 0, "%s: %s", cmdline, err);
+        snprintf(want, sizeof(want), "%s %s\n", runs[i][0], charlm_version);
+        ck_assert_str_eq(out, want);
+        ck_assert_str_eq(err, "");
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("parse");
@@ -890,6 +935,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_defaults_in_force);
     tcase_add_test(tc, test_server_exit_codes_and_model_lookup);
+    tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

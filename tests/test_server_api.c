@@ -13,6 +13,7 @@
 #include "model.h"
 #include "server_harness.h"
 #include "testutil.h"
+#include "version.h"
 
 static void suite_setup(void) {
     suite_model_make(3000, 16, 48, 1, 3);
@@ -30,6 +31,7 @@ START_TEST(test_health_models_card) {
     free(ct);
     cJSON *j = resp_json(&r);
     ck_assert_str_eq(json_str(j, "status"), "ok");
+    ck_assert_str_eq(json_str(j, "version"), charlm_version);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
     ModelConfig c = {
         .vocab_size = (int)json_num(m, "vocab_size"), .embed = 16, .hidden = 48, .layers = 1};

@@ -1,6 +1,6 @@
 /*
  * commands.h — the commands of charlm-train, one file each (trainer/train.c, eval.c,
- * sample.c); trainer/main.c picks one by the first argument, trainer/commands.c holds
+ * sample.c, repl.c); trainer/main.c picks one by the first argument, trainer/commands.c holds
  * what they share.
  *
  * Each command takes the arguments after its name, reads them through its own table of
@@ -13,9 +13,12 @@
 #include "cli.h"
 
 // Each command's synopsis: its own --help starts with it, the program's lists them all.
-#define COMMANDS_TRAIN_USAGE  "charlm-train [train] --corpus FILE --out DIR [options]"
-#define COMMANDS_EVAL_USAGE   "charlm-train eval --model DIR --corpus FILE [options]"
-#define COMMANDS_SAMPLE_USAGE "charlm-train sample --model DIR --prompt TEXT [options]"
+#define COMMANDS_TRAIN_USAGE "charlm-train [train] --corpus FILE --out DIR [options]"
+#define COMMANDS_EVAL_USAGE  "charlm-train eval --model DIR --corpus FILE [options]"
+#define COMMANDS_SAMPLE_USAGE                                                                      \
+    "charlm-train sample --model DIR (--prompt TEXT | --prompt-file FILE) [options]"
+
+#define COMMANDS_REPL_USAGE "charlm-train repl --model DIR"
 
 /* train (also with no command name): learns a model from --corpus into --out:
  * vocab.json and model.safetensors, the best by validation loss so far, published
@@ -34,8 +37,13 @@ int commands_eval(int argc, char **argv);
 /* sample: prints --prompt and its continuation by the model folder --model, streamed as
  * it is generated; the generation flags are core/genparams' parameters, the server's
  * request fields. A line on stderr gives the chars generated, why it stopped and the
- * seed, which a run without --seed draws at random. */
+ * seed, which a run without --seed draws at random. With --prompt-file, each line's prompt
+ * (trainer/prompts.h) instead, batched (trainer/batch.h), one line of JSON out for each. */
 int commands_sample(int argc, char **argv);
+
+/* repl: a session with the model folder --model: prompts in, continuations out, and
+ * commands that change the generation parameters (trainer/repl.c, trainer/replline.h). */
+int commands_repl(int argc, char **argv);
 
 // What the program says about itself in train's --help: the synopsis of every command,
 // the list of them, the exit codes.

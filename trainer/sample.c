@@ -3,21 +3,26 @@
  * folder, its generation flags made from core/genparams' rows.
  */
 #include <cblas.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "arch.h"
 #include "artefacts.h"
+#include "batch.h"
 #include "cli.h"
 #include "commands.h"
 #include "error.h"
 #include "generate.h"
 #include "genparams.h"
+#include "prompts.h"
 #include "utf8.h"
 
 static int print_chunk(const char *chunk, size_t len, void *ctx) {
@@ -29,9 +34,11 @@ static int print_chunk(const char *chunk, size_t len, void *ctx) {
 
 // The generation flags are core/genparams' rows: --max-tokens for max_tokens, and so on.
 #define SAMPLE_MAX_PARAMS 16
+// Prompts of --prompt-file in flight at once (the server's scheduler steps up to 64).
+#define SAMPLE_BATCH 64
 
 typedef struct {
-    const char *model, *prompt;
+    const char *model, *prompt, *prompt_file;
     long whole[SAMPLE_MAX_PARAMS]; // integer parameters, by genparams index
     double real[SAMPLE_MAX_PARAMS];
 } SampleArgs;
@@ -57,9 +64,13 @@ static int sample_opts(CliOpt *opts, char (*names)[32], char (*defs)[32]) {
                          .type = CLI_STRING,
                          .placeholder = "TEXT",
                          .offset = offsetof(SampleArgs, prompt),
-                         .required = 1,
                          .text = 1,
-                         .help = "text to continue (may be empty)"};
+                         .help = "text to continue (may be empty); this or --prompt-file"};
+    opts[n++] = (CliOpt){.name = "prompt-file",
+                         .type = CLI_STRING,
+                         .placeholder = "FILE",
+                         .offset = offsetof(SampleArgs, prompt_file),
+                         .help = "continue each line's prompt (- = stdin), a JSON line each"};
     for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
         const GenParam *gp = &genparams[i];
         int real = gp->type == GENPARAM_FLOAT;
@@ -88,8 +99,64 @@ static int sample_opts(CliOpt *opts, char (*names)[32], char (*defs)[32]) {
     return n;
 }
 
+// Each prompt's line of output, in the order of the file.
+static void print_line(const Generation *g, int i, void *ctx) {
+    (void)i;
+    (void)ctx;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "text", g->text);
+    cJSON_AddStringToObject(o, "finish_reason", finish_reason_name(g->finish));
+    cJSON_AddNumberToObject(o, "tokens", g->tokens);
+    cJSON_AddNumberToObject(o, "seed", (double)g->params.seed);
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (line) {
+        puts(line);
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "charlm-train: out of memory for an output line\n");
+    }
+    free(line);
+}
+
+/* --prompt-file: every line is read and checked before anything is generated, so a bad
+ * line is exit 2 with nothing on stdout. */
+static int sample_file(const char *model_dir, const char *path, const GenerateParams *p) {
+    char err[ERR_LEN];
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        err_set(err, "--prompt-file %s: %s", path, strerror(errno));
+        return commands_bad_input(err);
+    }
+    PromptLine *lines;
+    int n, rc = prompts_read(f, p, &lines, &n, err);
+    if (f != stdin) fclose(f);
+    if (rc) {
+        char msg[ERR_LEN + 64];
+        snprintf(msg, sizeof(msg), "--prompt-file %s: %s", path, err);
+        return commands_bad_input(msg);
+    }
+    Model model;
+    Vocab vocab;
+    ModelInfo info;
+    if (artefacts_load(model_dir, &model, &vocab, &info, err) != 0) {
+        prompts_free_all(lines, n);
+        return commands_bad_input(err);
+    }
+    openblas_set_num_threads(1);
+    rc = CLI_EXIT_OK;
+    if (batch_run(&model, &vocab, lines, n, SAMPLE_BATCH, print_line, NULL, err) != 0) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        rc = CLI_EXIT_FAILURE;
+    }
+    prompts_free_all(lines, n);
+    arch_free(&model);
+    vocab_free(&vocab);
+    return rc;
+}
+
 int commands_sample(int argc, char **argv) {
-    CliOpt opts[2 + SAMPLE_MAX_PARAMS];
+    CliOpt opts[3 + SAMPLE_MAX_PARAMS];
     char names[SAMPLE_MAX_PARAMS][32], defs[SAMPLE_MAX_PARAMS][32];
     CliCommand cmd = {.usage = COMMANDS_SAMPLE_USAGE,
                       .about = "Prints the prompt and its continuation; the seed goes to stderr.\n",
@@ -100,6 +167,9 @@ int commands_sample(int argc, char **argv) {
     if (rc >= 0) return rc;
     const char *model_dir = a.model, *prompt = a.prompt;
     char err[ERR_LEN];
+    if (!prompt == !a.prompt_file)
+        return commands_bad_input(prompt ? "--prompt and --prompt-file: give one, not both"
+                                         : "--prompt or --prompt-file is required (see --help)");
     GenerateParams p;
     genparams_defaults(&p, 0, 0);
     for (int i = 0; i < genparams_count && i < SAMPLE_MAX_PARAMS; i++) {
@@ -111,6 +181,7 @@ int commands_sample(int argc, char **argv) {
             return CLI_EXIT_BAD_INPUT;
         }
     }
+    if (a.prompt_file) return sample_file(model_dir, a.prompt_file, &p);
     long bad = utf8_find_invalid(prompt, strlen(prompt));
     if (bad >= 0) {
         err_set(err, "--prompt: invalid UTF-8 at byte offset %ld", bad);

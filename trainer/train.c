@@ -94,7 +94,7 @@ static int save_best(const TrainState *st, const char *out, const Corpus *corpus
 
 typedef struct {
     const char *corpus, *out, *arch, *norm;
-    int resume;
+    int resume, version;
     ModelConfig lstm; // the LSTM's hyperparameters, from its rows
     GptConfig gpt;    // the GPT's, from its rows
     TrainConfig c;
@@ -172,6 +172,11 @@ static const CliOpt common_opts[] = {
      .offset = TA(arch),
      .def = ARCH_DEFAULT,
      .help = "lstm or gpt; the flags up to --clip are its own (--arch gpt --help lists the GPT's)"},
+    {.name = "version",
+     .type = CLI_BOOL,
+     .offset = TA(version),
+     .stop = 1,
+     .help = "print the program's version and exit"},
 };
 
 static const CliOpt run_opts[] = {
