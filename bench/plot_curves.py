@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 COLOURS = ["#1f5fa8", "#c2410c", "#15803d", "#7e22ce"]
 W, H = 720, 420
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 40, 52
+LEGEND = 360  # its width, from the right edge: room for a label and "validation (best x)"
 
 
 def read_series(spec):
@@ -101,14 +102,14 @@ def main():
             path = " ".join(f"{sx(p[0]):.1f},{sy(p[col]):.1f}" for p in pts)
             out.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="1.6"{dash}/>')
         best = min(p[2] for p in pts)
-        y = TOP + 18 + 34 * i
-        out.append(f'<line x1="{W - RIGHT - 250}" y1="{y}" x2="{W - RIGHT - 226}" y2="{y}" '
+        y, x = TOP + 18 + 34 * i, W - RIGHT - LEGEND
+        out.append(f'<line x1="{x}" y1="{y}" x2="{x + 24}" y2="{y}" '
                    f'stroke="{c}" stroke-width="2"/>')
-        out.append(f'<text x="{W - RIGHT - 220}" y="{y + 4}">{escape(label)}: validation '
+        out.append(f'<text x="{x + 30}" y="{y + 4}">{escape(label)}: validation '
                    f'(best {best:.4f})</text>')
-        out.append(f'<line x1="{W - RIGHT - 250}" y1="{y + 15}" x2="{W - RIGHT - 226}" y2="{y + 15}" '
+        out.append(f'<line x1="{x}" y1="{y + 15}" x2="{x + 24}" y2="{y + 15}" '
                    f'stroke="{c}" stroke-width="2" stroke-dasharray="5 4"/>')
-        out.append(f'<text x="{W - RIGHT - 220}" y="{y + 19}">{escape(label)}: training batch</text>')
+        out.append(f'<text x="{x + 30}" y="{y + 19}">{escape(label)}: training batch</text>')
     out.append("</svg>")
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
