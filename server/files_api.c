@@ -45,13 +45,13 @@ static enum MHD_Result upload(struct MHD_Connection *conn, Request *rq) {
                  srv.cfg.max_upload);
         return respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, "file");
     }
-    char filename[512] = "";
-    if (file->filename)
-        snprintf(filename, sizeof(filename), "%.*s", (int)file->filename_len, file->filename);
     // A NUL inside the name would hide the rest of it from the label.
     if (file->filename && memchr(file->filename, '\0', file->filename_len))
         return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, "the filename holds a NUL byte",
                              "file");
+    char filename[512] = "";
+    if (file->filename)
+        snprintf(filename, sizeof(filename), "%.*s", (int)file->filename_len, file->filename);
     char reason[256], msg[300];
     if (filestore_check(file->data, file->len, filename, reason, sizeof(reason)) != 0) {
         snprintf(msg, sizeof(msg), "not a training text: %s", reason);
