@@ -205,7 +205,7 @@ enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     response_add_common(resp, conn);
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
@@ -214,8 +214,12 @@ enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq) {
     return r;
 }
 
+static size_t body_limit(const Request *rq) {
+    return rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body;
+}
+
 static int body_append(Request *rq, const char *data, size_t n) {
-    if (rq->discarded || rq->body.len + n > (size_t)srv.cfg.max_body) {
+    if (rq->discarded || rq->body.len + n > body_limit(rq)) {
         // Chunked bodies have no length up front: count them as they come and drop the
         // rest; the 413 goes out once the client has finished sending.
         rq->discarded += n;
@@ -227,7 +231,7 @@ static int body_append(Request *rq, const char *data, size_t n) {
 
 enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq) {
     char msg[96];
-    snprintf(msg, sizeof(msg), "request body is larger than %ld bytes", srv.cfg.max_body);
+    snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", body_limit(rq));
     return respond_error(conn, rq, MHD_HTTP_CONTENT_TOO_LARGE, msg, NULL);
 }
 
@@ -255,7 +259,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         if (body_append(rq, upload_data, *upload_data_size)) return MHD_NO;
         // A client that keeps sending far past the limit is cut off rather than read.
-        if (rq->discarded > 16 * (size_t)srv.cfg.max_body + (1u << 20)) return MHD_NO;
+        if (rq->discarded > 16 * body_limit(rq) + (1u << 20)) return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
     }

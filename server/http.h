@@ -21,8 +21,9 @@ struct Request {
     char method[16]; // control bytes and spaces replaced by '?' (so "GET" stays "GET")
     char path[256];  // for the access log, control bytes replaced
     struct timespec t0;
-    Buf body;         // the body so far, NUL-terminated (body.s NULL while empty)
-    size_t discarded; // bytes dropped once the body went over --max-body
+    Buf body;          // the body so far, NUL-terminated (body.s NULL while empty)
+    size_t discarded;  // bytes dropped once the body went over its limit
+    size_t body_limit; // the router's limit for this body; 0: --max-body
     int status;
     size_t bytes;
     int close; // the reply says Connection: close, after which libmicrohttpd closes
@@ -80,7 +81,7 @@ enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int stat
                               const char *message, const char *param);
 /* respond_error's body (malloc'd), or NULL when out of memory. */
 char *http_error_json(int status, const char *message, const char *param);
-/* 413: the body is (or says it will be) larger than --max-body. */
+/* 413: the body is (or says it will be) larger than its limit (body_limit, --max-body). */
 enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq);
 /* 204 to a CORS preflight (OPTIONS), with the methods and headers a page may use. */
 enum MHD_Result respond_preflight(struct MHD_Connection *conn, Request *rq);

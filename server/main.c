@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "error.h"
 #include "fileio.h"
+#include "filestore.h"
 #include "gen.h"
 #include "genparams.h"
 #include "hostcheck.h"
@@ -249,6 +250,21 @@ static const CliOpt server_opts[] = {
      .placeholder = "FILE",
      .offset = SC(chat_template_file),
      .help = "how /v1/chat/completions turns messages into a prompt (docs/API.md)"},
+    {.name = "training-dir",
+     .env = "CHARLM_TRAINING_DIR",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = SC(training_dir),
+     .help = "turn on the training routes (/v1/files): uploads live in DIR"},
+    {.name = "max-upload",
+     .env = "CHARLM_MAX_UPLOAD",
+     .type = CLI_LONG,
+     .placeholder = "BYTES",
+     .offset = SC(max_upload),
+     .min = 1,
+     .max = 1L << 32,
+     .def = "67108864",
+     .help = "largest file POST /v1/files takes, in bytes"},
     {.name = "version",
      .type = CLI_BOOL,
      .offset = SC(version),
@@ -417,6 +433,11 @@ int main(int argc, char **argv) {
     if (static_init(err) || auth_init(srv.cfg.api_key, srv.cfg.api_key_file, err) ||
         hostcheck_init(&srv.cfg.allowed_hosts, err)) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
+        return CLI_EXIT_BAD_INPUT;
+    }
+
+    if (srv.cfg.training_dir && filestore_init(srv.cfg.training_dir, err)) {
+        fprintf(stderr, SERVER_NAME ": --training-dir %s: %s\n", srv.cfg.training_dir, err);
         return CLI_EXIT_BAD_INPUT;
     }
 

@@ -1,10 +1,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "error.h"
 #include "fields.h"
+#include "files_api.h"
 #include "gen.h"
 #include "hostcheck.h"
 #include "info.h"
@@ -15,21 +17,24 @@
 #include "utf8.h"
 
 // Looked up in order, the first match serving; also the order of /metrics' lines. The
-// page and /health (the probes') stay open when keys are configured.
+// page and /health (the probes') stay open when keys are configured. The training rows
+// (last field 1) exist only with --training-dir.
 const Route route_table[] = {
-    {"/", "/index.html", 0, ROUTE_GET, static_index, "/", 0},
-    {"/static/", NULL, 1, ROUTE_GET, static_asset, "/static", 0},
-    {"/generate", NULL, 0, ROUTE_POST, gen_handle_native, "/generate", 1},
-    {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 1},
-    {"/v1/chat/completions", NULL, 0, ROUTE_POST, gen_handle_chat, "/v1/chat/completions", 1},
-    {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 1},
-    {"/v1/models/", NULL, 1, ROUTE_GET, info_model, "/v1/models/{id}", 1},
-    {"/tokenize", NULL, 0, ROUTE_POST, info_tokenize, "/tokenize", 1},
-    {"/detokenize", NULL, 0, ROUTE_POST, info_detokenize, "/detokenize", 1},
-    {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0},
-    {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 1},
-    {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 1},
-    {"/admin/reload", NULL, 0, ROUTE_POST, info_reload, "/admin/reload", 1},
+    {"/", "/index.html", 0, ROUTE_GET, static_index, "/", 0, 0},
+    {"/static/", NULL, 1, ROUTE_GET, static_asset, "/static", 0, 0},
+    {"/generate", NULL, 0, ROUTE_POST, gen_handle_native, "/generate", 1, 0},
+    {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 1, 0},
+    {"/v1/chat/completions", NULL, 0, ROUTE_POST, gen_handle_chat, "/v1/chat/completions", 1, 0},
+    {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 1, 0},
+    {"/v1/models/", NULL, 1, ROUTE_GET, info_model, "/v1/models/{id}", 1, 0},
+    {"/tokenize", NULL, 0, ROUTE_POST, info_tokenize, "/tokenize", 1, 0},
+    {"/detokenize", NULL, 0, ROUTE_POST, info_detokenize, "/detokenize", 1, 0},
+    {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0, 0},
+    {"/model", NULL, 0, ROUTE_GET, info_model_card, "/model", 1, 0},
+    {"/metrics", NULL, 0, ROUTE_GET, metrics_handle, "/metrics", 1, 0},
+    {"/admin/reload", NULL, 0, ROUTE_POST, info_reload, "/admin/reload", 1, 0},
+    {"/v1/files", NULL, 0, ROUTE_GET | ROUTE_UPLOAD, files_api_collection, "/v1/files", 1, 1},
+    {"/v1/files/", NULL, 1, ROUTE_GET | ROUTE_DELETE, files_api_item, "/v1/files/{id}", 1, 1},
 };
 const int route_count = (int)(sizeof(route_table) / sizeof(*route_table));
 
@@ -54,13 +59,27 @@ int routes_find(const char *path) {
 int route_allows(const Route *r, const char *method) {
     if (r->methods & ROUTE_GET && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
         return 1;
-    return r->methods & ROUTE_POST && strcmp(method, "POST") == 0;
+    if (r->methods & ROUTE_DELETE && strcmp(method, "DELETE") == 0) return 1;
+    return r->methods & (ROUTE_POST | ROUTE_UPLOAD) && strcmp(method, "POST") == 0;
+}
+
+// The methods of r in a fixed order, each as names, joined by sep.
+static void methods_text(const Route *r, const char *get, const char *sep, char *buf, size_t cap) {
+    const char *names[3];
+    int n = 0;
+    if (r->methods & ROUTE_GET) names[n++] = get;
+    if (r->methods & (ROUTE_POST | ROUTE_UPLOAD)) names[n++] = "POST";
+    if (r->methods & ROUTE_DELETE) names[n++] = "DELETE";
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? sep : "", names[i]);
 }
 
 void route_allow_text(const Route *r, int cors, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s%s%s%s", r->methods & ROUTE_GET ? "GET, HEAD" : "",
-             r->methods & ROUTE_GET && r->methods & ROUTE_POST ? ", " : "",
-             r->methods & ROUTE_POST ? "POST" : "", cors ? ", OPTIONS" : "");
+    methods_text(r, "GET, HEAD", ", ", buf, cap);
+    size_t at = strlen(buf);
+    if (cors && at < cap) snprintf(buf + at, cap - at, ", OPTIONS");
 }
 
 int routes_help_text(char *buf, size_t cap) {
@@ -75,11 +94,11 @@ int routes_help_text(char *buf, size_t cap) {
             snprintf(name, sizeof(name), "%s", r->label);
         else
             snprintf(name, sizeof(name), "%s*", r->path);
-        const char *methods = r->methods == (ROUTE_GET | ROUTE_POST) ? "GET|POST"
-                              : r->methods & ROUTE_POST              ? "POST"
-                                                                     : "GET";
-        int k = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "  %-4s %s%s\n", methods,
-                         name, r->needs_key ? "" : "  (open)");
+        char methods[32];
+        methods_text(r, "GET", "|", methods, sizeof(methods));
+        int k = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "  %-4s %s%s%s\n",
+                         methods, name, r->needs_key ? "" : "  (open)",
+                         r->training ? "  (with --training-dir)" : "");
         if (k < 0) return k;
         n += (size_t)k;
     }
@@ -90,6 +109,7 @@ int routes_help_text(char *buf, size_t cap) {
 // request that goes no further, or returns MHD_YES to read its body.
 static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     int i = routes_find(rq->url);
+    if (i >= 0 && route_table[i].training && !srv.cfg.training_dir) i = -1;
     rq->route = i < 0 ? route_count : i;
     // Framing first: after a refusal here the next request's start is unknown, so the
     // connection ends whatever the path.
@@ -132,11 +152,16 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     }
     if (strcmp(rq->method, "POST") != 0) return MHD_YES;
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    if (!http_is_json_type(ct))
+    if (r->methods & ROUTE_UPLOAD) {
+        if (!ct || strncasecmp(ct + strspn(ct, " \t"), "multipart/form-data", 19) != 0)
+            return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                 "Content-Type must be multipart/form-data", NULL);
+        rq->body_limit = (size_t)srv.cfg.max_upload + FILES_FORM_SLACK;
+    } else if (!http_is_json_type(ct))
         return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                              "Content-Type must be application/json", NULL);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv.cfg.max_body)
+    if (cl && strtoull(cl, NULL, 10) > (rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body))
         return respond_too_large(conn, rq);
     return MHD_YES;
 }

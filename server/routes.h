@@ -16,8 +16,10 @@
 #include "http.h"
 
 enum {
-    ROUTE_GET = 1, // and HEAD, which libmicrohttpd answers from the GET reply
-    ROUTE_POST = 2 // with a JSON body: other Content-Types get 415
+    ROUTE_GET = 1,    // and HEAD, which libmicrohttpd answers from the GET reply
+    ROUTE_POST = 2,   // with a JSON body: other Content-Types get 415
+    ROUTE_UPLOAD = 4, // POST of multipart/form-data (else 415), up to --max-upload
+    ROUTE_DELETE = 8
 };
 
 typedef enum MHD_Result (*RouteHandler)(struct MHD_Connection *conn, Request *rq);
@@ -26,10 +28,11 @@ typedef struct {
     const char *path;  // exact, or a prefix when `prefix` (its handler gets the rest: rq->tail)
     const char *alias; // another exact path for the same route, or NULL
     int prefix;
-    unsigned methods; // ROUTE_GET | ROUTE_POST
+    unsigned methods; // ROUTE_GET | ROUTE_POST | ROUTE_UPLOAD | ROUTE_DELETE
     RouteHandler handler;
     const char *label; // the metrics' route label
     int needs_key;     // with API keys configured, answer only "Authorization: Bearer <key>"
+    int training;      // exists only with --training-dir: without it, 404 as an unknown path
 } Route;
 
 extern const Route route_table[];
@@ -47,9 +50,11 @@ extern const HttpRouter routes_router;
 int routes_find(const char *path);
 /* 1 when route r answers method. */
 int route_allows(const Route *r, const char *method);
-/* The Allow header for r ("GET, HEAD", "POST"), ", OPTIONS" appended when cors. */
+/* The Allow header for r ("GET, HEAD", "POST", "GET, HEAD, DELETE"), ", OPTIONS" appended
+ * when cors. */
 void route_allow_text(const Route *r, int cors, char *buf, size_t cap);
-/* The route list of --help, one line per row: "  GET   /v1/models/{id}", an alias after
+/* The route list of --help, one line per row: "  GET   /v1/models/{id}" (several methods
+ * joined by '|': "GET|POST"), an alias after
  * a comma, "(open)" on the rows that need no key. A prefix row shows its label when the
  * label spells out the tail ("/v1/models/{id}"), else its path and "*". Returns what
  * snprintf would: the length of the whole text, however much of it fit in cap. */

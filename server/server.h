@@ -24,6 +24,9 @@
  *   card.h       a model's card (GET /model), built once when it is loaded
  *   metrics.h    Prometheus counters and /metrics
  *   static.h     the web page and its assets
+ *   files_api.h  /v1/files: OpenAI's Files API, with --training-dir
+ *   multipart.h  multipart/form-data bodies split into parts
+ *   filestore.h  the uploaded files in the training dir
  */
 #ifndef CHARLM_SERVER_H
 #define CHARLM_SERVER_H
@@ -60,7 +63,9 @@ typedef struct {
     const char *api_key_file; // one key a line
     CliList model_ids;        // --model-id: the k-th names the k-th --model
     const char *chat_template_file;
-    int version; // --version: print it and exit
+    const char *training_dir; // --training-dir: uploads (and later jobs) live here; NULL: off
+    long max_upload;          // bytes of one uploaded file
+    int version;              // --version: print it and exit
     // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;
 } ServerConfig;

@@ -63,6 +63,13 @@ static const struct {
     {"POST", "/v1/embeddings", 404, "other", NULL},
     {"GET", "/v1", 404, "other", NULL},
     {"GET", "//", 404, "other", NULL},
+    {"GET", "/v1/files", 0, "/v1/files", NULL},
+    {"POST", "/v1/files", 0, "/v1/files", NULL},
+    {"DELETE", "/v1/files", 405, "/v1/files", "GET, HEAD, POST"},
+    {"GET", "/v1/files/file-abc", 0, "/v1/files/{id}", NULL},
+    {"DELETE", "/v1/files/file-abc", 0, "/v1/files/{id}", NULL},
+    {"POST", "/v1/files/file-abc", 405, "/v1/files/{id}", "GET, HEAD, DELETE"},
+    {"DELETE", "/v1/models", 405, "/v1/models", "GET, HEAD"},
 };
 
 START_TEST(test_lookup) {
@@ -95,8 +102,10 @@ START_TEST(test_allow_text) {
         ck_assert_msg(strlen(allow) < sizeof(rq.allow), "%s: Allow \"%s\" is too long", r->path,
                       allow);
         ck_assert_int_eq(strstr(allow, "HEAD") != NULL, (r->methods & ROUTE_GET) != 0);
-        ck_assert_int_eq(strstr(allow, "POST") != NULL, (r->methods & ROUTE_POST) != 0);
-        for (const char *m = "GET\0HEAD\0POST\0"; *m; m += strlen(m) + 1)
+        ck_assert_int_eq(strstr(allow, "POST") != NULL,
+                         (r->methods & (ROUTE_POST | ROUTE_UPLOAD)) != 0);
+        ck_assert_int_eq(strstr(allow, "DELETE") != NULL, (r->methods & ROUTE_DELETE) != 0);
+        for (const char *m = "GET\0HEAD\0POST\0DELETE\0"; *m; m += strlen(m) + 1)
             ck_assert_msg(route_allows(r, m) == (strstr(allow, m) != NULL),
                           "%s: %s allowed but Allow says \"%s\"", r->path, m, allow);
     }
@@ -111,8 +120,11 @@ START_TEST(test_table) {
         ck_assert_msg(r->path[0] == '/', "route %d: path \"%s\"", i, r->path);
         ck_assert_msg(!r->prefix || r->path[strlen(r->path) - 1] == '/',
                       "%s: a prefix ends in a slash", r->path);
-        ck_assert_msg(r->methods && !(r->methods & ~(unsigned)(ROUTE_GET | ROUTE_POST)),
-                      "%s: methods", r->path);
+        ck_assert_msg(
+            r->methods &&
+                !(r->methods & ~(unsigned)(ROUTE_GET | ROUTE_POST | ROUTE_UPLOAD | ROUTE_DELETE)) &&
+                (r->methods & (ROUTE_POST | ROUTE_UPLOAD)) != (ROUTE_POST | ROUTE_UPLOAD),
+            "%s: methods", r->path);
         ck_assert_msg(r->handler && r->label, "%s: handler and label", r->path);
         ck_assert_msg(routes_find(r->path) == i, "%s: found as another route", r->path);
         ck_assert_msg(!r->alias || routes_find(r->alias) == i, "%s: alias %s", r->path, r->alias);
@@ -185,7 +197,9 @@ END_TEST
  * path next, ending there or going on with a placeholder ("{id}", "*"), its alias or a
  * note. Copies it to line and returns 1, or returns 0. */
 static int help_line(const char *help, const Route *r, char *line, size_t cap) {
-    const char *method = r->methods & ROUTE_POST ? "POST" : "GET";
+    const char *method = r->methods & ROUTE_GET                     ? "GET"
+                         : r->methods & (ROUTE_POST | ROUTE_UPLOAD) ? "POST"
+                                                                    : "DELETE";
     size_t n = strlen(r->path);
     for (const char *at = help; at && *at;) {
         const char *end = strchr(at, '\n');
@@ -212,7 +226,7 @@ START_TEST(test_help_lists_routes) {
         const Route *r = &route_table[i];
         ck_assert_msg(help_line(out, r, line, sizeof(line)),
                       "charlm-server --help does not list %s %s:\n%s",
-                      r->methods & ROUTE_POST ? "POST" : "GET", r->path, out);
+                      r->methods & ROUTE_GET ? "GET" : "POST", r->path, out);
         ck_assert_msg((strstr(line, "(open)") != NULL) == !r->needs_key,
                       "--help's \"%s\": marked open or not against the table", line);
     }
@@ -223,9 +237,9 @@ END_TEST
 
 // The finder above, on lines of the shape --help prints and on near misses.
 START_TEST(test_help_line_rule) {
-    const Route gen = {"/generate", NULL, 0, ROUTE_POST, NULL, "/generate", 1};
-    const Route model = {"/v1/models/", NULL, 1, ROUTE_GET, NULL, "/v1/models/{id}", 1};
-    const Route root = {"/", "/index.html", 0, ROUTE_GET, NULL, "/", 0};
+    const Route gen = {"/generate", NULL, 0, ROUTE_POST, NULL, "/generate", 1, 0};
+    const Route model = {"/v1/models/", NULL, 1, ROUTE_GET, NULL, "/v1/models/{id}", 1, 0};
+    const Route root = {"/", "/index.html", 0, ROUTE_GET, NULL, "/", 0, 0};
     char line[256];
     ck_assert(help_line("  POST /generate\n", &gen, line, sizeof(line)));
     ck_assert_str_eq(line, "  POST /generate");

@@ -14,11 +14,17 @@
 
 #define KEY "k3y-For_the+tests/0123456789"
 
+// The servers that check every route get --training-dir, so that its routes exist too.
+static char *train_dir;
+
 static void suite_setup(void) {
     suite_model_make(2000, 8, 16, 1, 5);
+    train_dir = tu_tmpdir();
 }
 
 static void suite_teardown(void) {
+    tu_rmtree(train_dir);
+    free(train_dir);
     suite_model_remove();
 }
 
@@ -90,11 +96,15 @@ static Resp req(int port, const char *method, const char *path, const char *auth
 }
 
 /* A request a row answers: GET for GET routes, a generation for POST ones, a file of the
- * page for a prefix. */
-static void row_request(const Route *r, const char **method, char *path, size_t cap) {
+ * page for a prefix; an id of no file for /v1/files/, whose handler's answer is 404. */
+static int row_request(const Route *r, const char **method, char *path, size_t cap) {
     *method = r->methods & ROUTE_GET ? "GET" : "POST";
-    const char *tail = strcmp(r->path, "/v1/models/") == 0 ? "charlm" : "app.js";
+    int files = strcmp(r->path, "/v1/files/") == 0;
+    const char *tail = strcmp(r->path, "/v1/models/") == 0 ? "charlm"
+                       : files                             ? "file-0123456789abcdef01234567"
+                                                           : "app.js";
     snprintf(path, cap, "%s%s", r->path, r->prefix ? tail : "");
+    return files ? 404 : 200;
 }
 
 /* A 401 as docs/API.md states it; its message says "missing" or "invalid". */
@@ -122,7 +132,7 @@ static void check_routes(int port, const char *right) {
         const Route *rt = &route_table[i];
         const char *method;
         char path[256];
-        row_request(rt, &method, path, sizeof(path));
+        int answer = row_request(rt, &method, path, sizeof(path));
         // The list: the page and /health are open, everything else (a new route
         // too) needs the key.
         int open = strcmp(rt->path, "/") == 0 || strcmp(rt->path, "/static/") == 0 ||
@@ -139,7 +149,7 @@ static void check_routes(int port, const char *right) {
             if (right && rt->needs_key && auths[a] != right)
                 assert_401(&r, auths[a] == wrong ? "invalid" : "missing", what);
             else
-                ck_assert_msg(r.status == 200, "%s: status %ld: %s", what, r.status, r.body);
+                ck_assert_msg(r.status == answer, "%s: status %ld: %s", what, r.status, r.body);
             resp_free(&r);
         }
     }
@@ -153,7 +163,7 @@ static char *read_log(const Srv *s) {
 
 START_TEST(test_every_route) {
     Srv s;
-    const char *args[] = {"--api-key", KEY, NULL};
+    const char *args[] = {"--api-key", KEY, "--training-dir", train_dir, NULL};
     ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
     check_routes(s.port, "Bearer " KEY);
 
@@ -209,18 +219,23 @@ END_TEST
 
 START_TEST(test_no_key_configured) {
     // As before keys existed: every route answers, whatever Authorization says.
-    check_routes(S.port, NULL);
-    Resp r = req(S.port, "GET", "/model", "Bearer anything", NULL);
+    Srv s;
+    const char *args[] = {"--training-dir", train_dir, NULL};
+    ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+    check_routes(s.port, NULL);
+    Resp r = req(s.port, "GET", "/model", "Bearer anything", NULL);
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_null(resp_header(&r, "WWW-Authenticate"));
     resp_free(&r);
+    ck_assert_int_eq(srv_stop(&s), 0);
 }
 END_TEST
 
 START_TEST(test_keys_from_variables_and_file) {
     Srv s;
     const char *env[] = {"CHARLM_API_KEY=" KEY, NULL};
-    ck_assert_int_eq(srv_start_env(&s, model_dir, NULL, env), 0);
+    const char *train[] = {"--training-dir", train_dir, NULL};
+    ck_assert_int_eq(srv_start_env(&s, model_dir, train, env), 0);
     check_routes(s.port, "Bearer " KEY);
     char *log = read_log(&s);
     ck_assert_msg(!strstr(log, KEY), "the log holds the key:\n%s", log);
@@ -261,7 +276,7 @@ START_TEST(test_keys_from_variables_and_file) {
     char fenv[4096 + 32];
     snprintf(fenv, sizeof(fenv), "CHARLM_API_KEY_FILE=%s", file);
     const char *env2[] = {fenv, NULL};
-    ck_assert_int_eq(srv_start_env(&s, model_dir, NULL, env2), 0);
+    ck_assert_int_eq(srv_start_env(&s, model_dir, train, env2), 0);
     check_routes(s.port, "Bearer second");
     ck_assert_int_eq(srv_stop(&s), 0);
     free(file);
@@ -361,7 +376,9 @@ static void assert_acao(char *got, const char *want) {
 START_TEST(test_cors_origins) {
     Srv s;
     const char *a = "http://a.test", *b = "https://b.test:8443", *c = "http://c.test";
-    const char *args[] = {"--cors-origin", a, "--cors-origin", b, "--api-key", KEY, NULL};
+    const char *args[] = {
+        "--cors-origin", a,   "--cors-origin", b, "--api-key", KEY, "--training-dir",
+        train_dir,       NULL};
     ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
     const char *k = "Bearer " KEY;
     // A preflight needs no key; a listed origin is named, another is not.
