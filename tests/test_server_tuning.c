@@ -451,13 +451,13 @@ START_TEST(test_from_a_served_model) {
     char *file = upload(S.port, "more.txt", text);
     cJSON *job =
         create(S.port, file,
-               "\"model\": \"model\", \"hyperparameters\": {\"steps\": 10, \"batch_size\": "
+               "\"model\": \"charlm\", \"hyperparameters\": {\"steps\": 10, \"batch_size\": "
                "2}, \"suffix\": \"more\"");
     char *id = strdup(json_str(job, "id"));
     cJSON_Delete(job);
     job = wait_status(S.port, id, "succeeded");
     const char *model = json_str(job, "fine_tuned_model");
-    ck_assert_msg(strncmp(model, "ft:model:charlm:more:", 21) == 0, "%s", model);
+    ck_assert_msg(strncmp(model, "ft:charlm:charlm:more:", 22) == 0, "%s", model);
     ck_assert_str_eq(json_str(job, "arch"), "lstm");
     char *v = model_file(model, "vocab.json"), *base = malloc(strlen(model_dir) + 16);
     sprintf(base, "%s/vocab.json", model_dir);
@@ -482,7 +482,7 @@ START_TEST(test_refusals) {
     snprintf(body, sizeof(body), "{\"training_file\": \"%s\", \"model\": \"nope\"}", file);
     r = http_post(S.port, "/v1/fine_tuning/jobs", body);
     assert_error(&r, 400, "model");
-    ck_assert(strstr(r.body, "'model'")); // names the served ids
+    ck_assert(strstr(r.body, "'charlm'")); // names the served ids
     resp_free(&r);
     snprintf(body, sizeof(body),
              "{\"training_file\": \"%s\", \"validation_file\": \"file-ffffffffffffffffffffffff\", "
