@@ -163,7 +163,7 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > (rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body))
         return respond_too_large(conn, rq);
-    return MHD_YES;
+    return r->methods & ROUTE_UPLOAD ? files_api_begin(conn, rq) : MHD_YES;
 }
 
 static enum MHD_Result on_request(struct MHD_Connection *conn, Request *rq) {

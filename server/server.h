@@ -25,8 +25,9 @@
  *   metrics.h    Prometheus counters and /metrics
  *   static.h     the web page and its assets
  *   files_api.h  /v1/files: OpenAI's Files API, with --training-dir
- *   multipart.h  multipart/form-data bodies split into parts
- *   filestore.h  the uploaded files in the training dir
+ *   multipart.h  multipart/form-data bodies parsed as they arrive
+ *   textcheck.h  whether an upload is a training text, checked as it arrives
+ *   filestore.h  the uploaded files in the training dir, written as they arrive
  */
 #ifndef CHARLM_SERVER_H
 #define CHARLM_SERVER_H
@@ -65,6 +66,7 @@ typedef struct {
     const char *chat_template_file;
     const char *training_dir; // --training-dir: uploads (and later jobs) live here; NULL: off
     long max_upload;          // bytes of one uploaded file
+    int max_uploads;          // uploads in progress at once
     int version;              // --version: print it and exit
     // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;
