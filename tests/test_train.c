@@ -610,6 +610,8 @@ START_TEST(test_init_starts_from_the_model_and_skips_unknown_chars) {
     snprintf(b, sizeof(b), "%s/vocab.json", out);
     ck_assert_msg(files_equal(a, b), "the published vocab.json is not the model's");
     // The model so published loads, and the text without foreign chars has nothing to skip.
+    free(so);
+    free(se);
     ck_assert_msg(train_from(out, corpus_path, out,
                              "--steps 2 --eval-every 1 --batch 2 --threads 1", &so, &se) == 0,
                   "%s", se);
