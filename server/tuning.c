@@ -27,11 +27,11 @@
 #define JOBS_MAX 256
 // How often the runner looks at a running child's log, and wakes idle event streams with
 // a comment line (which also finds streams whose client has left).
-#define POLL_NS         (250 * 1000 * 1000L)
-#define KEEPALIVE_S     15
-#define SAMPLE_CHARS    160
-#define EVALS_PER_RUN   50 // a run with a known length validates about this often
-#define EVAL_EVERY_TIME 10 // steps between validations of a run sized by max_time alone
+#define POLL_NS          (250 * 1000 * 1000L)
+#define KEEPALIVE_S      15
+#define SAMPLE_CHARS     160
+#define EVALS_PER_RUN    50  // a run with a known length validates about this often
+#define EVAL_SECONDS_MIN 0.5 // the most often a run sized by max_time alone validates
 
 typedef struct Stream Stream;
 
@@ -318,11 +318,12 @@ static int validate(TuneJob *j, char *err) {
     double batch = run_num(j, "batch_size"), seq = run_num(j, "seq");
     double n_train = val_chars ? (double)train_chars : (double)train_chars * (1 - val_frac);
     double per_step = batch * seq, steps = run_num(j, "steps"), epochs = run_num(j, "n_epochs");
-    double max_time = run_num(j, "max_time"), eval_every;
+    double max_time = run_num(j, "max_time"), eval_every, eval_seconds = 0;
     if (steps == 0 && epochs > 0) steps = ceil(epochs * n_train / per_step);
     if (steps == 0 && max_time > 0) {
-        steps = TUNEREQ_STEPS_MAX;
-        eval_every = EVAL_EVERY_TIME;
+        // Its speed unknown, a run sized by time alone validates by time.
+        steps = eval_every = TUNEREQ_STEPS_MAX;
+        eval_seconds = fmax(EVAL_SECONDS_MIN, max_time / EVALS_PER_RUN);
     } else {
         if (steps == 0) steps = run_num(j, "default_steps");
         eval_every = fmax(1, floor(steps / EVALS_PER_RUN));
@@ -330,6 +331,7 @@ static int validate(TuneJob *j, char *err) {
     pthread_mutex_lock(&mu);
     set_num(j->run, "steps", steps);
     set_num(j->run, "eval_every", eval_every);
+    set_num(j->run, "eval_seconds", eval_seconds);
     set_num(j->run, "val_frac", val_frac);
     cJSON *h = cJSON_GetObjectItemCaseSensitive(j->obj, "hyperparameters");
     set_num(h, "n_epochs", round(steps * per_step / fmax(n_train, 1) * 100) / 100);
@@ -382,6 +384,10 @@ static int build_argv(const TuneJob *j, int resume, char **argv, char store[][64
     if (run_num(j, "max_time") > 0) {
         ARG("--max-time");
         NUM("%.3f", run_num(j, "max_time"));
+    }
+    if (run_num(j, "eval_seconds") > 0) {
+        ARG("--eval-seconds");
+        NUM("%.3f", run_num(j, "eval_seconds"));
     }
     if (resume) ARG("--resume");
     argv[n] = NULL;
@@ -578,6 +584,21 @@ static void summary_read(TuneJob *j) {
     free(p);
 }
 
+/* 1 when trainer.out holds the summary line of a run that ended by itself (it is
+ * truncated at each start). */
+static int trainer_finished(const TuneJob *j) {
+    char *p = job_path(j, "trainer.out"), *text = NULL, err[ERR_LEN];
+    size_t len;
+    cJSON *sum = NULL;
+    if (p && file_read_all(p, 1 << 16, &text, &len, err) == 0)
+        sum = cJSON_ParseWithLength(text, len);
+    int done = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sum, "stopped"));
+    cJSON_Delete(sum);
+    free(text);
+    free(p);
+    return done;
+}
+
 /* The child ended with code. With mu held. */
 static void finish(TuneJob *j, int code) {
     running = NULL;
@@ -672,8 +693,16 @@ static void *runner_main(void *arg) {
                 if (strcmp(st, "running") == 0 || strcmp(st, "queued") == 0) next = jobs[i];
             }
             char *lock = next ? job_path(next, "lock") : NULL;
-            // A trainer of the previous server may still be writing its checkpoint.
-            if (next && !trainproc_locked(lock)) start(next);
+            // A trainer of the previous server may still be writing its checkpoint, or
+            // have finished after that server died: then the job is done, not resumed.
+            if (next && !trainproc_locked(lock)) {
+                if (strcmp(status_of(next), "running") == 0 && trainer_finished(next)) {
+                    follow(next);
+                    finish(next, 0);
+                } else {
+                    start(next);
+                }
+            }
             free(lock);
         }
         if (time(NULL) - last_ping >= KEEPALIVE_S) {

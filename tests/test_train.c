@@ -362,6 +362,31 @@ START_TEST(test_init_resumes_from_a_matching_checkpoint_only) {
 }
 END_TEST
 
+/* --eval-seconds: a run validates (and checkpoints) by its training time too, so one sized
+ * by a budget gets its evaluations whatever its speed. */
+START_TEST(test_eval_seconds_validates_by_time) {
+    char *dir = tu_tmpdir(), out[4096], path[4200], *so, *se;
+    snprintf(out, sizeof(out), "%s/m", dir);
+    const char *flags = "--steps 100000000 --eval-every 100000000 --eval-seconds 0.25 --threads 1 "
+                        "--max-time 1";
+    ck_assert_msg(train(out, flags, &so, &se) == 0, "%s", se);
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", out);
+    char *log = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(log);
+    int rows = 0;
+    for (char *p = log; (p = strchr(p, '\n')); p++) rows++;
+    // At 0.25, 0.5, 0.75 and 1 s of training (the last the budget's own evaluation); one
+    // more or less when a step straddles a mark.
+    ck_assert_msg(rows >= 3 && rows <= 5, "%d rows:\n%s", rows, log);
+    ck_assert_int_eq((long)checkpoint_meta(out, "step"), (long)json_number(so, "steps"));
+    free(log);
+    free(so);
+    free(se);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* --max-time: a run whose --steps would take far longer ends once its training time
  * reaches the budget, with an evaluation, a checkpoint and the schedule at its end; a
  * resumed run counts the time its checkpoint had spent. */
@@ -786,6 +811,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_init_starts_from_the_model_and_skips_unknown_chars, 0, NARCHS);
     tcase_add_test(tc, test_init_resumes_from_a_matching_checkpoint_only);
     tcase_add_test(tc, test_max_time_stops_on_the_budget_and_counts_resumed_time);
+    tcase_add_test(tc, test_eval_seconds_validates_by_time);
     tcase_add_loop_test(tc, test_sample_chars_logs_n_chars_and_changes_no_weight, 0, NARCHS);
     tcase_add_test(tc, test_previous_log_kept_until_the_first_model);
     tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);

@@ -104,8 +104,9 @@ static int save_best(const TrainState *st, const char *out, const Corpus *corpus
 typedef struct {
     const char *corpus, *out, *arch, *norm, *init;
     int resume, version, sample_chars;
-    ModelConfig lstm; // the LSTM's hyperparameters, from its rows
-    GptConfig gpt;    // the GPT's, from its rows
+    double eval_seconds; // also validate once this much training time has passed; 0 = off
+    ModelConfig lstm;    // the LSTM's hyperparameters, from its rows
+    GptConfig gpt;       // the GPT's, from its rows
     TrainConfig c;
 } TrainArgs;
 
@@ -254,6 +255,14 @@ static const CliOpt run_opts[] = {
      .max = INFINITY,
      .min_open = 1,
      .help = "a budget of training time: the schedule follows it, the run ends when it is spent"},
+    {.name = "eval-seconds",
+     .type = CLI_DOUBLE,
+     .placeholder = "SECONDS",
+     .offset = TA(eval_seconds),
+     .def = "0",
+     .min = 0,
+     .max = INFINITY,
+     .help = "also validate (and checkpoint) after every SECONDS of training time; 0 = off"},
     {.name = "sample-chars",
      .type = CLI_INT,
      .placeholder = "N",
@@ -606,7 +615,8 @@ int commands_train(int argc, char **argv) {
             st.nworkers, st.nworkers == 1 ? "" : "s", resume ? ", resumed" : "");
     Progress progress;
     progress_init(&progress, c.steps, c.eval_every < 50 ? c.eval_every : 50);
-    double time0 = st.train_time, start = now_s(), last_val = -1, tps = 0;
+    double time0 = st.train_time, last_eval = st.train_time, start = now_s(), last_val = -1,
+           tps = 0;
     long tokens = 0;
     float loss = 0, lr = 0;
     const char *stop = NULL; // why the run ends before --steps: "patience" or "time"
@@ -628,7 +638,10 @@ int commands_train(int argc, char **argv) {
         double run_time = st.train_time - time0;
         tps = run_time > 0 ? tokens / run_time : 0.0;
         int out_of_time = train_out_of_time(&st);
-        if (st.step % c.eval_every == 0 || st.step == c.steps || out_of_time) {
+        // A run sized by time has no useful step count to validate by: it may go by time.
+        int by_time = a.eval_seconds > 0 && st.train_time - last_eval >= a.eval_seconds;
+        if (st.step % c.eval_every == 0 || st.step == c.steps || out_of_time || by_time) {
+            last_eval = st.train_time;
             EvalResult val;
             if (evaluate_ids(&st.model, corpus.ids + corpus.n_train, n_val, streams, &val, err) !=
                 0) {
@@ -671,7 +684,7 @@ int commands_train(int argc, char **argv) {
             if (train_should_stop(&st)) stop = "patience";
         }
         if (out_of_time && !stop) stop = "time";
-        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stop) {
+        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stop || by_time) {
             if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
                 goto done;
