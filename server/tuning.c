@@ -334,7 +334,10 @@ static int validate(TuneJob *j, char *err) {
     set_num(j->run, "eval_seconds", eval_seconds);
     set_num(j->run, "val_frac", val_frac);
     cJSON *h = cJSON_GetObjectItemCaseSensitive(j->obj, "hyperparameters");
-    set_num(h, "n_epochs", round(steps * per_step / fmax(n_train, 1) * 100) / 100);
+    set_num(j->run, "n_train", n_train);
+    // A run sized by time: its passes over the text are counted as it goes (follow).
+    if (steps < TUNEREQ_STEPS_MAX)
+        set_num(h, "n_epochs", round(steps * per_step / fmax(n_train, 1) * 100) / 100);
     if (steps < TUNEREQ_STEPS_MAX) set_num(h, "steps", steps);
     set_num(j->obj, "total_steps", steps < TUNEREQ_STEPS_MAX ? steps : 0);
     pthread_mutex_unlock(&mu);
@@ -499,6 +502,9 @@ static int follow(TuneJob *j) {
         event_add(j, "info", "metrics", msg, data);
 
         set_num(j->obj, "trained_tokens", (double)s * batch * seq);
+        if (total >= TUNEREQ_STEPS_MAX)
+            set_num(cJSON_GetObjectItemCaseSensitive(j->obj, "hyperparameters"), "n_epochs",
+                    round((double)s * batch * seq / fmax(run_num(j, "n_train"), 1) * 100) / 100);
         set_num(j->obj, "step", (double)s);
         if (cJSON_IsNumber(tps)) set_num(j->obj, "tokens_per_s", tps->valuedouble);
         set_num(j->obj, "best_val_loss", j->best_val);
