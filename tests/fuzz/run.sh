@@ -10,6 +10,7 @@
 #   fuzz_vocab         vocab.json                                  core/vocab.c
 #   fuzz_utf8          decode / find_invalid / count / encode agree, core/utf8.c
 #                      cut / sanitize / escape give valid UTF-8
+#   fuzz_tunereq       POST /v1/fine_tuning/jobs bodies            server/tunereq.c
 #   fuzz_multipart     POST /v1/files: Content-Type + multipart body, server/multipart.c,
 #                      then the content check of each part            filestore.c
 #
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "usage: tests/fuzz/run.sh [SECONDS]" >&2; exit 2; }
-targets=(fuzz_api fuzz_static_path fuzz_safetensors fuzz_vocab fuzz_utf8 fuzz_multipart)
+targets=(fuzz_api fuzz_static_path fuzz_safetensors fuzz_vocab fuzz_utf8 fuzz_multipart fuzz_tunereq)
 out=${CHARLM_FUZZ_BUILD:-build-fuzz}
 # Objects are rebuilt every time (about 20 s): no stale file survives a source's removal.
 rm -rf "$out/obj"
