@@ -23,6 +23,17 @@
 #define TRAIN_MAX_BATCH 65536
 #define TRAIN_MAX_LR    10 // exclusive
 
+// charlm-train's defaults for each architecture: its flag rows show these, and the
+// server's fine-tuning jobs size their runs by them.
+#define TRAIN_LSTM_BATCH 64
+#define TRAIN_LSTM_SEQ   128
+#define TRAIN_LSTM_STEPS 1500
+#define TRAIN_LSTM_LR    2e-3
+#define TRAIN_GPT_BATCH  32
+#define TRAIN_GPT_BLOCK  128
+#define TRAIN_GPT_STEPS  2000
+#define TRAIN_GPT_LR     1e-3
+
 typedef struct {
     const Arch *arch;  // the architecture trained; NULL: the default (ARCH_DEFAULT)
     const void *hyper; // its hyperparameters, its own struct (Arch.config_set)

@@ -88,10 +88,12 @@ int filestore_check(const char *data, size_t len, const char *filename, char *wh
         snprintf(why, cap, "the file is not UTF-8 text (an invalid byte at byte %ld)", bad);
         return -1;
     }
+    return filestore_is_jsonl(data, len, filename) ? check_jsonl(data, len, why, cap) : 0;
+}
+
+int filestore_is_jsonl(const char *data, size_t len, const char *filename) {
     size_t lead = blanks(data, len);
-    if ((filename && ends_with(filename, ".jsonl")) || (lead < len && data[lead] == '{'))
-        return check_jsonl(data, len, why, cap);
-    return 0;
+    return (filename && ends_with(filename, ".jsonl")) || (lead < len && data[lead] == '{');
 }
 
 static char *path_of(const char *id, const char *ext) {

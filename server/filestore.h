@@ -8,7 +8,8 @@
  * Both are written to a temp name and renamed, the content first, so a listed object always
  * has its whole content; delete removes the object first. Nothing is ever named after the
  * client's filename, and an id is taken only in its generated shape, so no request can
- * reach a path outside the folder. Called from the HTTP thread only (no locking).
+ * reach a path outside the folder. Called from the HTTP thread, and the fine-tuning runner
+ * reads uploads (filestore_get): nothing here is kept between calls but the folder's path.
  */
 #ifndef CHARLM_FILESTORE_H
 #define CHARLM_FILESTORE_H
@@ -23,6 +24,10 @@ int filestore_init(const char *dir, char *err);
  * non-empty UTF-8 without NUL bytes; one named *.jsonl, or whose first non-blank byte is
  * '{', is JSON lines: every non-blank line an object with a string "text". Returns -1. */
 int filestore_check(const char *data, size_t len, const char *filename, char *why, size_t cap);
+
+/* 1 when content is read as JSON lines: filename ends in .jsonl, or the first non-blank
+ * byte is '{'. */
+int filestore_is_jsonl(const char *data, size_t len, const char *filename);
 
 /* Stores a checked content under a new id; returns its object (the caller's to free), or
  * NULL with err set when the disk refuses it (nothing is left behind then). */

@@ -31,6 +31,8 @@
 #include "scheduler.h"
 #include "server.h"
 #include "static.h"
+#include "train.h"
+#include "tuning.h"
 #include "version.h"
 
 // Once the drain's generations are cancelled, their clients get this long to take the
@@ -65,6 +67,19 @@ static void model_default(void *config) {
     if (is_model_dir("artefacts") || cli_program_dir(dir, sizeof(dir)) != 0) return;
     snprintf(beside, sizeof(beside), "%s/../artefacts", dir);
     if (is_model_dir(beside)) c->model_dirs.value[0] = beside;
+}
+
+/* The charlm-train installed or built beside this program. */
+static void trainer_default(void *config) {
+    static char path[4096 + 16];
+    char dir[4096];
+    ServerConfig *c = config;
+    if (cli_program_dir(dir, sizeof(dir)) != 0) {
+        c->trainer = "charlm-train";
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/charlm-train", dir);
+    c->trainer = path;
 }
 
 /* A --model without its --model-id is named by models.c after its folder. */
@@ -255,7 +270,8 @@ static const CliOpt server_opts[] = {
      .type = CLI_STRING,
      .placeholder = "DIR",
      .offset = SC(training_dir),
-     .help = "turn on the training routes (/v1/files): uploads live in DIR"},
+     .help = "turn on the training routes (/v1/files, /v1/fine_tuning/jobs): uploads, jobs and "
+             "their models live in DIR"},
     {.name = "max-upload",
      .env = "CHARLM_MAX_UPLOAD",
      .type = CLI_LONG,
@@ -265,6 +281,23 @@ static const CliOpt server_opts[] = {
      .max = 1L << 32,
      .def = "67108864",
      .help = "largest file POST /v1/files takes, in bytes"},
+    {.name = "training-threads",
+     .env = "CHARLM_TRAINING_THREADS",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = SC(training_threads),
+     .min = 1,
+     .max = TRAIN_MAX_THREADS,
+     .def = "1",
+     .help = "threads of a fine-tuning job's trainer (one job runs at a time, niced)"},
+    {.name = "trainer",
+     .env = "CHARLM_TRAINER",
+     .type = CLI_STRING,
+     .placeholder = "PATH",
+     .offset = SC(trainer),
+     .def = "charlm-train beside this program",
+     .compute = trainer_default,
+     .help = "the charlm-train that runs fine-tuning jobs"},
     {.name = "version",
      .type = CLI_BOOL,
      .offset = SC(version),
@@ -364,6 +397,7 @@ static void model_dropped(ServedModel *m) {
 }
 
 static void free_all(void) {
+    tuning_stop(0);
     gen_stop();
     sched_stop();
     auth_free();
@@ -469,10 +503,15 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    // The fine-tuning jobs' models are served as --models' subfolders are.
+    static char jobs_models[4096 + 8];
+    if (srv.cfg.training_dir)
+        snprintf(jobs_models, sizeof(jobs_models), "%s/models", srv.cfg.training_dir);
     const ModelsConfig models = {
         .dirs = &srv.cfg.model_dirs,
         .ids = &srv.cfg.model_ids,
         .models_dir = srv.cfg.models_dir,
+        .jobs_dir = srv.cfg.training_dir ? jobs_models : NULL,
         .log_name = SERVER_NAME,
         .hooks = {model_loaded, model_dropped},
     };
@@ -484,7 +523,9 @@ int main(int argc, char **argv) {
     srv.started = time(NULL);
     int asked_conns = srv.cfg.max_conns;
     unsigned long long fd_limit = fit_fd_limit();
-    if (routes_init(err) || sched_start(srv.cfg.threads, err) || gen_start(err)) {
+    TuningConfig tuning = {srv.cfg.training_dir, srv.cfg.trainer, srv.cfg.training_threads};
+    if (routes_init(err) || sched_start(srv.cfg.threads, err) || gen_start(err) ||
+        (srv.cfg.training_dir && tuning_start(&tuning, err))) {
         fprintf(stderr, SERVER_NAME ": %s\n", err);
         free_all();
         return CLI_EXIT_FAILURE;
@@ -532,6 +573,9 @@ int main(int argc, char **argv) {
     // counts as undelivered until its last byte has gone to the socket (its generations'
     // slots are free before that), so waiting for 0 waits for the deliveries too.
     gen_stop_admitting();
+    struct timespec drain_t0;
+    clock_gettime(CLOCK_MONOTONIC, &drain_t0);
+    tuning_begin_stop(); // the trainer writes its checkpoint while generations finish
     int lfd = MHD_quiesce_daemon(d);
     if (lfd >= 0) close(lfd);
     wait_undelivered(srv.cfg.drain_timeout);
@@ -540,6 +584,7 @@ int main(int argc, char **argv) {
     // libmicrohttpd must not be stopped with a connection suspended: every task is released
     // within a step of the cancellation, and its release resumes its connection.
     for (int i = 0; i < 500 && sched_pending() > 0; i++) usleep(2000);
+    tuning_stop(srv.cfg.drain_timeout - elapsed_ms(&drain_t0) / 1000);
     http_stop(d);
     free_all();
     fprintf(stderr, SERVER_NAME ": stopped\n");

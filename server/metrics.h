@@ -7,7 +7,7 @@
 #include "generate.h"
 #include "http.h"
 
-#define METRICS_MAX_LABELS 16
+#define METRICS_MAX_LABELS 24
 
 /* The `route` labels; requests are counted by index into them. The strings must outlive
  * the server. Before the first request. */

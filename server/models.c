@@ -148,6 +148,47 @@ static void sources_free(Source *s, int n) {
     for (int i = 0; i < n; i++) free(s[i].dir), free(s[i].id);
 }
 
+// Adds dir's subfolders that hold a model, by name, after the n sources in out. A dir
+// that may_lack may be missing (no model yet).
+static int subfolders(const char *dir, int may_lack, Source *out, int *nout, char *err) {
+    int n = *nout;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (may_lack && errno == ENOENT) return 0;
+        return err_set(err, "%s %s: %s", may_lack ? "--training-dir" : "--models", dir,
+                       strerror(errno));
+    }
+    char *names[MODELS_MAX + 1];
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n + k <= MODELS_MAX) {
+        if (e->d_name[0] == '.') continue;
+        char *sub = path_join(dir, e->d_name);
+        char *file = sub ? path_join(sub, files[0]) : NULL;
+        int ok = file && path_is_dir(sub) && access(file, F_OK) == 0;
+        free(file);
+        if (ok)
+            names[k++] = sub;
+        else
+            free(sub);
+    }
+    closedir(d);
+    qsort(names, (size_t)k, sizeof(*names), by_name);
+    // The entry's own name: a symlinked subfolder is served under the link's name.
+    for (int i = 0; i < k; i++) {
+        out[n].dir = names[i];
+        out[n].id = strdup(strrchr(names[i], '/') + 1);
+        if (!out[n++].id) {
+            for (int j = i + 1; j < k; j++) free(names[j]);
+            *nout = n;
+            return err_set(err, "out of memory");
+        }
+    }
+    *nout = n;
+    if (n > MODELS_MAX) return err_set(err, "more than %d models to serve", MODELS_MAX);
+    return 0;
+}
+
 // What the configuration names now: each --model folder, then --models' subfolders that
 // hold a model, by name. Ids must be unique; a name that is no id has its err set.
 static int sources_list(Source *out, int *nout, char *err) {
@@ -158,40 +199,11 @@ static int sources_list(Source *out, int *nout, char *err) {
         out[n].id = i < c->ids->n ? strdup(c->ids->value[i]) : folder_name(out[n].dir);
         if (!out[n++].dir || !out[n - 1].id) goto oom;
     }
-    if (c->models_dir) {
-        DIR *d = opendir(c->models_dir);
-        if (!d) {
+    for (int k = 0; k < 2; k++) {
+        const char *dir = k ? c->jobs_dir : c->models_dir;
+        if (dir && subfolders(dir, k, out, &n, err) != 0) {
             sources_free(out, n);
-            return err_set(err, "--models %s: %s", c->models_dir, strerror(errno));
-        }
-        char *names[MODELS_MAX + 1];
-        int k = 0;
-        struct dirent *e;
-        while ((e = readdir(d)) && n + k <= MODELS_MAX) {
-            if (e->d_name[0] == '.') continue;
-            char *dir = path_join(c->models_dir, e->d_name);
-            char *file = dir ? path_join(dir, files[0]) : NULL;
-            int ok = file && path_is_dir(dir) && access(file, F_OK) == 0;
-            free(file);
-            if (ok)
-                names[k++] = dir;
-            else
-                free(dir);
-        }
-        closedir(d);
-        qsort(names, (size_t)k, sizeof(*names), by_name);
-        // The entry's own name: a symlinked subfolder is served under the link's name.
-        for (int i = 0; i < k; i++) {
-            out[n].dir = names[i];
-            out[n].id = strdup(strrchr(names[i], '/') + 1);
-            if (!out[n++].id) {
-                for (int j = i + 1; j < k; j++) free(names[j]);
-                goto oom;
-            }
-        }
-        if (n > MODELS_MAX) {
-            sources_free(out, n);
-            return err_set(err, "more than %d models to serve", MODELS_MAX);
+            return -1;
         }
     }
     for (int i = 0; i < n; i++) id_check(&out[i]);

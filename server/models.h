@@ -68,6 +68,7 @@ typedef struct {
     const CliList *dirs;    // --model: one folder each
     const CliList *ids;     // --model-id: the k-th names the k-th folder, the rest their folder's
     const char *models_dir; // --models: every subfolder holding a model, by name; or NULL
+    const char *jobs_dir;   // the fine-tuning jobs' models, the same way (may be missing); or NULL
     const char *log_name;   // every log line starts "<log_name>: "
     ModelsHooks hooks;
 } ModelsConfig;

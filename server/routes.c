@@ -7,6 +7,7 @@
 #include "error.h"
 #include "fields.h"
 #include "files_api.h"
+#include "tuning_api.h"
 #include "gen.h"
 #include "hostcheck.h"
 #include "info.h"
@@ -35,6 +36,10 @@ const Route route_table[] = {
     {"/admin/reload", NULL, 0, ROUTE_POST, info_reload, "/admin/reload", 1, 0},
     {"/v1/files", NULL, 0, ROUTE_GET | ROUTE_UPLOAD, files_api_collection, "/v1/files", 1, 1},
     {"/v1/files/", NULL, 1, ROUTE_GET | ROUTE_DELETE, files_api_item, "/v1/files/{id}", 1, 1},
+    {"/v1/fine_tuning/jobs", NULL, 0, ROUTE_GET | ROUTE_POST, tuning_api_collection,
+     "/v1/fine_tuning/jobs", 1, 1},
+    {"/v1/fine_tuning/jobs/", NULL, 1, ROUTE_GET | ROUTE_POST, tuning_api_item,
+     "/v1/fine_tuning/jobs/{id}", 1, 1},
 };
 const int route_count = (int)(sizeof(route_table) / sizeof(*route_table));
 
@@ -152,6 +157,11 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     }
     if (strcmp(rq->method, "POST") != 0) return MHD_YES;
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    // An action without a body (POST .../cancel) needs no Content-Type.
+    if (!ct && (!cl || strcmp(cl, "0") == 0) &&
+        !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return MHD_YES;
     if (r->methods & ROUTE_UPLOAD) {
         if (!ct || strncasecmp(ct + strspn(ct, " \t"), "multipart/form-data", 19) != 0)
             return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -160,7 +170,6 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     } else if (!http_is_json_type(ct))
         return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                              "Content-Type must be application/json", NULL);
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > (rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body))
         return respond_too_large(conn, rq);
     return MHD_YES;

@@ -27,6 +27,10 @@
  *   files_api.h  /v1/files: OpenAI's Files API, with --training-dir
  *   multipart.h  multipart/form-data bodies split into parts
  *   filestore.h  the uploaded files in the training dir
+ *   tuning_api.h /v1/fine_tuning/jobs: OpenAI's fine-tuning API, with --training-dir
+ *   tunereq.h    a job request's body, parsed and checked
+ *   tuning.h     the jobs: stored, run one at a time by a child charlm-train, served
+ *   trainproc.h  the child process of a job's run
  */
 #ifndef CHARLM_SERVER_H
 #define CHARLM_SERVER_H
@@ -65,6 +69,8 @@ typedef struct {
     const char *chat_template_file;
     const char *training_dir; // --training-dir: uploads (and later jobs) live here; NULL: off
     long max_upload;          // bytes of one uploaded file
+    int training_threads;     // each fine-tuning job's trainer --threads
+    const char *trainer;      // charlm-train's path, for the jobs
     int version;              // --version: print it and exit
     // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;

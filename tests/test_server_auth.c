@@ -100,11 +100,13 @@ static Resp req(int port, const char *method, const char *path, const char *auth
 static int row_request(const Route *r, const char **method, char *path, size_t cap) {
     *method = r->methods & ROUTE_GET ? "GET" : "POST";
     int files = strcmp(r->path, "/v1/files/") == 0;
+    int jobs = strcmp(r->path, "/v1/fine_tuning/jobs/") == 0;
     const char *tail = strcmp(r->path, "/v1/models/") == 0 ? "charlm"
                        : files                             ? "file-0123456789abcdef01234567"
+                       : jobs                              ? "ftjob-0123456789abcdef01234567"
                                                            : "app.js";
     snprintf(path, cap, "%s%s", r->path, r->prefix ? tail : "");
-    return files ? 404 : 200;
+    return files || jobs ? 404 : 200;
 }
 
 /* A 401 as docs/API.md states it; its message says "missing" or "invalid". */

@@ -241,7 +241,8 @@ START_TEST(test_traversal_names) {
         resp_free(&r);
     }
     ck_assert_int_eq(stored(), 10);
-    // Nothing beside files/ in the training dir, nor beside it in its parent.
+    // Nothing beside files/ (and the jobs' empty folders) in the training dir, nor beside
+    // it in its parent.
     char *parent = strdup(tdir);
     *strrchr(parent, '/') = '\0';
     const char *dirs[] = {tdir, parent};
@@ -251,11 +252,17 @@ START_TEST(test_traversal_names) {
         int n = 0;
         while ((e = readdir(d)))
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                ck_assert_str_eq(e->d_name, k ? "train" : "files");
+                if (k)
+                    ck_assert_str_eq(e->d_name, "train");
+                else
+                    ck_assert_msg(strcmp(e->d_name, "files") == 0 ||
+                                      strcmp(e->d_name, "jobs") == 0 ||
+                                      strcmp(e->d_name, "models") == 0,
+                                  "%s in the training dir", e->d_name);
                 n++;
             }
         closedir(d);
-        ck_assert_int_eq(n, 1);
+        ck_assert_int_eq(n, k ? 1 : 3);
     }
     free(parent);
     // Ids that name other paths are not ids.

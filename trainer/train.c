@@ -113,7 +113,9 @@ static void checkpoint_every_default(void *config) {
 
 // The ranges are train_config_check's, from the same constants: the rows give them to
 // --help and to the parser's messages, the check keeps library callers in them too.
-#define TA(f) offsetof(TrainArgs, f)
+#define TA(f)    offsetof(TrainArgs, f)
+#define TEXT_(x) #x
+#define TEXT(x)  TEXT_(x) // a default from core/train.h as its flag row's text
 #define ROW_FLOAT01(flag, field, text)                                                             \
     {                                                                                              \
         .name = flag, .type = CLI_FLOAT, .placeholder = "X", .offset = TA(field), .def = "0",      \
@@ -271,13 +273,13 @@ static const CliOpt lstm_opts[] = {
      .type = CLI_INT,
      .placeholder = "N",
      .offset = TA(c.seq),
-     .def = "128",
+     .def = TEXT(TRAIN_LSTM_SEQ),
      .min = 1,
      .max = TRAIN_MAX_SEQ,
      .help = "sequence length T"},
-    ROW_BATCH("64"),
-    ROW_STEPS("1500"),
-    ROW_LR("2e-3", "peak Adam learning rate; warmup, then cosine decay to lr/10"),
+    ROW_BATCH(TEXT(TRAIN_LSTM_BATCH)),
+    ROW_STEPS(TEXT(TRAIN_LSTM_STEPS)),
+    ROW_LR(TEXT(TRAIN_LSTM_LR), "peak Adam learning rate; warmup, then cosine decay to lr/10"),
     ROW_BETA2("0.999", "Adam's second-moment decay"),
     ROW_CLIP("5"),
 };
@@ -313,7 +315,7 @@ static const CliOpt gpt_opts[] = {
      .type = CLI_INT,
      .placeholder = "N",
      .offset = TA(gpt.block),
-     .def = "128",
+     .def = TEXT(TRAIN_GPT_BLOCK),
      .min = 1,
      .max = GPT_MAX_BLOCK,
      .help = "context in chars, and the length of the training windows"},
@@ -342,9 +344,9 @@ static const CliOpt gpt_opts[] = {
      .max = INFINITY,
      .help =
          "AdamW decoupled weight decay on every tensor of 2 or more dimensions, below 1 / --lr"},
-    ROW_BATCH("32"),
-    ROW_STEPS("2000"),
-    ROW_LR("1e-3", "peak AdamW learning rate; warmup, then cosine decay to lr/10"),
+    ROW_BATCH(TEXT(TRAIN_GPT_BATCH)),
+    ROW_STEPS(TEXT(TRAIN_GPT_STEPS)),
+    ROW_LR(TEXT(TRAIN_GPT_LR), "peak AdamW learning rate; warmup, then cosine decay to lr/10"),
     ROW_BETA2("0.99", "AdamW's second-moment decay"),
     ROW_CLIP("1"),
 };
