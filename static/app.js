@@ -1229,6 +1229,8 @@
     y0 = Math.max(0, y0 - pad);
     y1 += pad;
     const yt = ticks(y0, y1, 5);
+    // Room for the longest tick label (about 7 px a digit) beside the axis title.
+    m.l = Math.max(m.l, 30 + 7 * Math.max(...yt.map((v) => fmtTick(v).length)));
     const xt = ticks(x0, x1, W < 480 ? 4 : 6);
     y0 = Math.min(y0, yt[0]);
     const pw = W - m.l - m.r;
@@ -1277,9 +1279,17 @@
       }
     }
 
-    // Legend, top right inside the plot.
-    const lg = svg('g', { class: 'legend', transform: `translate(${W - m.r - 150} ${m.t + 6})` }, root);
-    svg('rect', { x: 0, y: 0, width: 146, height: 46, rx: 6, class: 'legend-bg' }, lg);
+    // Legend inside the plot: top right, where falling curves leave room, unless points
+    // lie there (a curve still short, at the right of its axis); then the corner with fewest.
+    const lw = 146;
+    const lh = 46;
+    const corners = [[W - m.r - lw - 4, m.t + 6], [W - m.r - lw - 4, H - m.b - lh - 6], [m.l + 6, H - m.b - lh - 6], [m.l + 6, m.t + 6]];
+    const pts = [];
+    for (const row of rows) for (const s of series) if (Number.isFinite(row[s.key])) pts.push([sx(row.step), sy(row[s.key])]);
+    const covered = ([x, y]) => pts.filter(([px, py]) => px > x - 6 && px < x + lw + 6 && py > y - 6 && py < y + lh + 6).length;
+    const [lx, ly] = corners.reduce((best, c) => (covered(c) < covered(best) ? c : best));
+    const lg = svg('g', { class: 'legend', transform: `translate(${lx} ${ly})` }, root);
+    svg('rect', { x: 0, y: 0, width: lw, height: lh, rx: 6, class: 'legend-bg' }, lg);
     series.forEach((s, i) => {
       const y = 15 + i * 18;
       svg('line', { x1: 10, x2: 32, y1: y, y2: y, class: `legend-line series-${s.name}` }, lg);
@@ -1576,7 +1586,6 @@
   async function streamJob(f) {
     const url = `/v1/fine_tuning/jobs/${encodeURIComponent(f.id)}/events?stream=true`;
     for (let attempt = 0; ; attempt++) {
-      let ended = false;
       let why = '';
       try {
         const res = await fetchKeyed(url, {
@@ -1586,10 +1595,7 @@
           f.rows = [];
           f.sample = null;
           for await (const data of sseData(res)) {
-            if (data === '[DONE]') {
-              ended = true;
-              break;
-            }
+            if (data === '[DONE]') break;
             const ev = parseEvent(data);
             if (!ev.error) jobEvent(f, ev);
             attempt = 0;
@@ -1609,7 +1615,8 @@
       if (f !== following) return;
       await refreshJob(f);
       if (f !== following) return;
-      if (ended || !LIVE.has(job.status)) {
+      // [DONE] also ends every stream when the server stops: only the job's status says it is over.
+      if (!LIVE.has(job.status)) {
         jobDone(f);
         return;
       }
@@ -1758,8 +1765,9 @@
     tr.job.textContent = [job.id, job.arch || job.model].filter(Boolean).join(' · ');
     tr.status.textContent = st.replace(/_/g, ' ');
     tr.status.className = st === 'succeeded' ? 'ok' : st === 'failed' ? 'bad' : st === 'cancelled' ? 'warn' : '';
+    // total_steps is 0 for a run that only its time budget ends.
     tr.step.textContent = Number.isFinite(job.step)
-      ? `${fmtInt(job.step)}${Number.isFinite(job.total_steps) ? ` / ${fmtInt(job.total_steps)}` : ''}` : '—';
+      ? `${fmtInt(job.step)}${job.total_steps > 0 ? ` / ${fmtInt(job.total_steps)}` : ''}` : '—';
     tr.rate.textContent = Number.isFinite(job.tokens_per_s) ? fmtInt(Math.round(job.tokens_per_s)) : '—';
     drawLeft();
     const id = job.fine_tuned_model;
