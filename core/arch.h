@@ -68,11 +68,13 @@ typedef struct Arch {
      * charlm-train's flags fill it, and checks them; config_read fills them from a file's
      * metadata (vocab_size already checked and given), the message naming the file and
      * the key. Either may allocate what arch_free releases. fields lists them in the
-     * order they are written. */
+     * order they are written; hyper gives them back as config_set takes them, so that a
+     * new model can be made like a loaded one (training from its weights). */
     int (*config_set)(Model *model, const void *hyper, int vocab_size, char *err);
     int (*config_read)(Model *model, const StFile *f, int vocab_size, char *err);
     int (*config_check)(const Model *model, char *err);
     int (*fields)(const Model *model, ArchField *out);
+    const void *(*hyper)(const Model *model);
 
     /* Parameters: the table of the hyperparameters' tensors (at most ARCH_MAX_TENSORS),
      * tensor i wherever it lives, pointing the weights at tensors stored one by one (NULL

@@ -49,6 +49,19 @@ void corpus_free(Corpus *corpus) {
     memset(corpus, 0, sizeof(*corpus));
 }
 
+size_t corpus_drop_unknown(Corpus *corpus) {
+    size_t kept = 0, train = 0;
+    for (size_t i = 0; i < corpus->n; i++) {
+        if (corpus->ids[i] < 0) continue;
+        corpus->ids[kept++] = corpus->ids[i];
+        train += i < corpus->n_train;
+    }
+    size_t dropped = corpus->n - kept;
+    corpus->n = kept;
+    corpus->n_train = train;
+    return dropped;
+}
+
 void corpus_batch(const Corpus *corpus, Rng *rng, int T, int B, int *inputs, int *targets) {
     uint64_t starts = corpus->n_train - (size_t)T; // windows of T+1 chars inside the split
     for (int b = 0; b < B; b++) {

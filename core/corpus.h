@@ -23,6 +23,9 @@ typedef struct {
  * given vocabulary is used and unknown characters become -1. */
 int corpus_load(Corpus *corpus, const char *path, Vocab *vocab, double val_frac, char *err);
 void corpus_free(Corpus *corpus);
+/* Removes the ids -1 (chars a given vocabulary lacks) from both splits, each keeping its
+ * order and its own chars, so that no window holds one. Returns how many it removed. */
+size_t corpus_drop_unknown(Corpus *corpus);
 
 /* Fills inputs and targets [T, B] with B windows starting at uniform random offsets of
  * the training split (targets are inputs shifted by one). */

@@ -68,6 +68,10 @@ static int config_check(const Model *model, char *err) {
     return gpt_config_check(&own(model)->config, err);
 }
 
+static const void *hyper(const Model *model) {
+    return &own(model)->config;
+}
+
 static int fields(const Model *model, ArchField *out) {
     const GptConfig *c = &own(model)->config;
     out[0] = (ArchField){"layers", c->layers, NULL};
@@ -351,6 +355,7 @@ const Arch arch_gpt = {
     .config_read = config_read,
     .config_check = config_check,
     .fields = fields,
+    .hyper = hyper,
     .tensors = tensors,
     .tensor = tensor,
     .point_each = NULL, // GptWeights are grouped by kind across layers: one buffer

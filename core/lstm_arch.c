@@ -38,6 +38,10 @@ static int fields(const Model *model, ArchField *out) {
     return 3;
 }
 
+static const void *hyper(const Model *model) {
+    return &model->config;
+}
+
 static int tensors(const Model *model, ModelTensor *out) {
     return model_tensors(&model->config, out);
 }
@@ -251,6 +255,7 @@ const Arch arch_lstm = {
     .config_read = config_read,
     .config_check = config_check,
     .fields = fields,
+    .hyper = hyper,
     .tensors = tensors,
     .tensor = model_tensor,
     .point_each = point_each,

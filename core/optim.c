@@ -69,9 +69,15 @@ void adam_step(Adam *adam, float *params, const float *grads, float lr) {
 }
 
 float optim_lr(long step, long total, long warmup, float lr_max, float lr_min) {
+    return optim_lr_budget(step, total, warmup, 0.0, lr_max, lr_min);
+}
+
+float optim_lr_budget(long step, long total, long warmup, double spent, float lr_max,
+                      float lr_min) {
     if (step < warmup) return lr_max * (float)(step + 1) / (float)warmup;
     long span = total - warmup > 1 ? total - warmup : 1;
     double progress = (double)(step - warmup) / (double)span;
+    if (spent > progress) progress = spent;
     if (progress > 1.0) progress = 1.0;
     return (float)(lr_min + 0.5 * (lr_max - lr_min) * (1.0 + cos(M_PI * progress)));
 }

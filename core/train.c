@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "safetensors.h"
@@ -42,6 +43,8 @@ int train_config_check(const TrainConfig *c, char *err) {
     if (c->batch < 1 || c->batch > TRAIN_MAX_BATCH)
         return err_set(err, "--batch must be in 1..%d", TRAIN_MAX_BATCH);
     if (c->steps < 1) return err_set(err, "--steps must be at least 1");
+    if (!(c->max_time >= 0 && isfinite(c->max_time)))
+        return err_set(err, "--max-time must be a number of seconds > 0");
     if (!(c->lr > 0 && c->lr < TRAIN_MAX_LR))
         return err_set(err, "--lr must be in (0, %d)", TRAIN_MAX_LR);
     if (!(c->clip >= 0 && isfinite(c->clip))) return err_set(err, "--clip must be >= 0 (0 = off)");
@@ -57,6 +60,10 @@ long train_warmup(long steps) {
     long w = steps / 10;
     if (w > 100) w = 100;
     return w < 1 ? 1 : w;
+}
+
+int train_out_of_time(const TrainState *st) {
+    return st->config.max_time > 0 && st->train_time >= st->config.max_time;
 }
 
 int train_should_stop(const TrainState *st) {
@@ -84,12 +91,26 @@ void train_free(TrainState *st) {
     memset(st, 0, sizeof(*st));
 }
 
+// The weights of init, a model made like m, into m's one parameter buffer.
+static int init_from(Model *m, const Model *init, char *err) {
+    if (init->arch != m->arch || init->vocab_size != m->vocab_size)
+        return err_set(err, "the model to start from is not the model the flags describe");
+    if (m->arch->alloc(m, err) != 0) return -1;
+    ModelTensor mt[ARCH_MAX_TENSORS];
+    int nt = m->arch->tensors(m, mt);
+    for (int i = 0; i < nt; i++)
+        memcpy(m->params + mt[i].offset, init->arch->tensor(init, i), mt[i].count * sizeof(float));
+    return 0;
+}
+
 int train_init(TrainState *st, const TrainConfig *config, char *err) {
     memset(st, 0, sizeof(*st));
     st->config = *config;
     st->config.hyper = NULL; // the caller's; the model keeps its own copy
+    st->config.init = NULL;
     if (model_of(&st->model, config, err) != 0 ||
-        st->model.arch->init(&st->model, config->seed, err) != 0) {
+        (config->init ? init_from(&st->model, config->init, err)
+                      : st->model.arch->init(&st->model, config->seed, err)) != 0) {
         arch_free(&st->model);
         return -1;
     }
@@ -157,7 +178,14 @@ static void *worker_run(void *arg) {
     return NULL;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 float train_step(TrainState *st, const Corpus *corpus, float *lr) {
+    double t0 = now_s();
     const TrainConfig *c = &st->config;
     int T = c->seq, B = c->batch;
     corpus_batch(corpus, &st->rng, T, B, st->inputs, st->targets);
@@ -201,9 +229,11 @@ float train_step(TrainState *st, const Corpus *corpus, float *lr) {
         loss += st->workers[i].loss;
     }
     optim_clip(st->grads, n, c->clip);
-    *lr = optim_lr(st->step, c->steps, train_warmup(c->steps), c->lr, c->lr / 10.0f);
+    double spent = c->max_time > 0 ? st->train_time / c->max_time : 0.0;
+    *lr = optim_lr_budget(st->step, c->steps, train_warmup(c->steps), spent, c->lr, c->lr / 10.0f);
     train_adam_step(&st->adam, &st->model, st->grads, *lr, c->weight_decay);
     st->step++;
+    st->train_time += now_s() - t0;
     return loss;
 }
 
@@ -225,25 +255,27 @@ int train_checkpoint_save(const TrainState *st, const char *path, const char *co
 
     // The run's state, then the model's hyperparameters as its model file lists them (the
     // default architecture without "arch"), which a resume must match.
-    char vals[9 + ARCH_MAX_FIELDS][40];
+    char vals[10 + ARCH_MAX_FIELDS][40];
     snprintf(vals[0], 40, "%ld", st->step);
     snprintf(vals[1], 40, "%ld", st->adam.t);
     for (int i = 0; i < 4; i++) snprintf(vals[2 + i], 40, "%" PRIu64, st->rng.s[i]);
     snprintf(vals[6], 40, "%.17g", st->best_val_loss);
     snprintf(vals[7], 40, "%ld", st->best_step);
     snprintf(vals[8], 40, "%d", model->vocab_size);
-    StMeta meta[11 + ARCH_MAX_FIELDS] = {
-        {"step", vals[0]},          {"adam_t", vals[1]},    {"rng0", vals[2]},
-        {"rng1", vals[3]},          {"rng2", vals[4]},      {"rng3", vals[5]},
-        {"best_val_loss", vals[6]}, {"best_step", vals[7]}, {"vocab_size", vals[8]}};
-    int nm = 9;
+    snprintf(vals[9], 40, "%.17g", st->train_time);
+    StMeta meta[12 + ARCH_MAX_FIELDS] = {{"step", vals[0]},          {"adam_t", vals[1]},
+                                         {"rng0", vals[2]},          {"rng1", vals[3]},
+                                         {"rng2", vals[4]},          {"rng3", vals[5]},
+                                         {"best_val_loss", vals[6]}, {"best_step", vals[7]},
+                                         {"vocab_size", vals[8]},    {"train_time_s", vals[9]}};
+    int nm = 10;
     if (strcmp(model->arch->name, ARCH_DEFAULT) != 0)
         meta[nm++] = (StMeta){"arch", model->arch->name};
     ArchField f[ARCH_MAX_FIELDS];
     int nf = model->arch->fields(model, f);
     for (int i = 0; i < nf; i++) {
-        snprintf(vals[9 + i], 40, "%ld", f[i].number);
-        meta[nm++] = (StMeta){f[i].name, f[i].text ? f[i].text : vals[9 + i]};
+        snprintf(vals[10 + i], 40, "%ld", f[i].number);
+        meta[nm++] = (StMeta){f[i].name, f[i].text ? f[i].text : vals[10 + i]};
     }
     meta[nm++] = (StMeta){"corpus_sha256", corpus_sha256};
     return st_write(path, t, nt + 2, meta, nm, err);
@@ -305,6 +337,14 @@ int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_s
         err_set(err, "%s: checkpoint has no 'best_val_loss'", path);
         goto out;
     }
+    // Checkpoints from before time budgets have no training time: count it from 0.
+    const char *spent = st_meta(&f, "train_time_s");
+    char *end = NULL;
+    double train_time = spent ? strtod(spent, &end) : 0.0;
+    if (spent && (end == spent || *end || !(train_time >= 0 && isfinite(train_time)))) {
+        err_set(err, "%s: checkpoint 'train_time_s' is not a number of seconds", path);
+        goto out;
+    }
     ModelTensor mt[ARCH_MAX_TENSORS];
     int nt = model->arch->tensors(model, mt);
     for (int i = 0; i < nt; i++)
@@ -320,6 +360,7 @@ int train_checkpoint_load(TrainState *st, const char *path, const char *corpus_s
     memcpy(st->rng.s, rng, sizeof(rng));
     st->best_step = (long)v;
     st->best_val_loss = strtod(best, NULL);
+    st->train_time = train_time;
     rc = 0;
 out:
     st_close(&f);

@@ -6,7 +6,8 @@
  * gradient buffer), adds the workers' gradients in a fixed order, clips, and takes an
  * Adam(W) step at the scheduled learning rate. Everything random comes from one generator
  * whose state the checkpoint keeps, so the same seed and thread count give the same
- * bits, and a resumed run continues exactly where the interrupted one stopped.
+ * bits, and a resumed run continues exactly where the interrupted one stopped. A time
+ * budget (max_time) is the exception: its schedule follows the clock.
  */
 #ifndef CHARLM_TRAIN_H
 #define CHARLM_TRAIN_H
@@ -38,6 +39,9 @@ typedef struct {
     const Arch *arch;  // the architecture trained; NULL: the default (ARCH_DEFAULT)
     const void *hyper; // its hyperparameters, its own struct (Arch.config_set)
     int vocab_size;
+    // Start from these weights rather than fresh ones: a model of arch, hyper and
+    // vocab_size (Arch.hyper gives a loaded model's), borrowed by train_init alone.
+    const Model *init;
     float dropout;       // between LSTM layers, or the GPT's everywhere (ArchDropout)
     float embed_dropout; // whole embedding rows, one mask per step
     float var_dropout;   // variational: one mask per sequence on every layer's input and output
@@ -47,6 +51,9 @@ typedef struct {
     int seq;             // T, at most the architecture's context
     int batch;           // B
     long steps;
+    // A budget of training time in seconds, 0 = none: the schedule runs on the larger of
+    // the steps' and the budget's progress, and the run ends once it is spent.
+    double max_time;
     float lr, clip;
     double val_frac;
     long eval_every, checkpoint_every;
@@ -71,6 +78,7 @@ typedef struct {
     float *grads;         // [num_params] summed over workers
     Rng rng;              // batches and dropout seeds
     long step;            // steps completed
+    double train_time;    // seconds in train_step, over every resumed run (checkpointed)
     double best_val_loss; // INFINITY before the first evaluation
     long best_step;
     int *inputs, *targets; // [T, B]
@@ -80,7 +88,7 @@ typedef struct {
 
 /* Checks flag values; the message names the flag. */
 int train_config_check(const TrainConfig *config, char *err);
-/* Fresh model from config->seed. */
+/* A fresh model from config->seed, or config->init's weights. */
 int train_init(TrainState *st, const TrainConfig *config, char *err);
 void train_free(TrainState *st);
 /* One optimisation step; returns the batch's mean loss and sets *lr to the rate used. */
@@ -95,8 +103,11 @@ void train_adam_step(Adam *adam, Model *model, const float *grads, float lr, flo
 /* Whether --patience says to stop now: the last evaluation was at st->step and the
  * best one is `patience` or more evaluations back. */
 int train_should_stop(const TrainState *st);
+/* Whether the time budget is spent (never without one). */
+int train_out_of_time(const TrainState *st);
 
-/* checkpoint.safetensors: parameters, Adam moments, step, RNG and best validation loss. */
+/* checkpoint.safetensors: parameters, Adam moments, step, RNG, best validation loss and
+ * training time. */
 int train_checkpoint_save(const TrainState *st, const char *path, const char *corpus_sha256,
                           char *err);
 /* Restores a checkpoint into an initialised state whose config must match it. */

@@ -44,7 +44,7 @@ static int hyper_number(const cJSON *h, const char *name, double lo, double hi, 
     if (auto_ok && cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0) return 0;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo ||
         v->valuedouble > hi || (whole && v->valuedouble != floor(v->valuedouble)))
-        return refuse(w, name, "hyperparameters.%s must be %s%s from %g to %g", name,
+        return refuse(w, name, "hyperparameters.%s must be %s%s from %.10g to %.10g", name,
                       auto_ok ? "\"auto\" or " : "", whole ? "a whole number" : "a number", lo, hi);
     *out = v->valuedouble;
     return 0;

@@ -551,6 +551,9 @@ static void finish(TuneJob *j, int code) {
     running = NULL;
     child = 0;
     if (j->cancel || strcmp(status_of(j), "cancelled") == 0) {
+        char *ck = out_path(j, "checkpoint.safetensors");
+        if (ck) unlink(ck); // a cancelled job is not resumed
+        free(ck);
         set_num(j->obj, "finished_at", (double)time(NULL));
         event_add(j, "info", "message", "Fine-tuning job cancelled; its trainer has stopped", NULL);
         j->ended = 1;
@@ -591,9 +594,10 @@ static void *runner_main(void *arg) {
     pthread_mutex_lock(&mu);
     while (!stopping) {
         if (running) {
-            int changed = follow(running);
-            if (changed) {
-                TuneJob *j = running;
+            // Polled first: once the child has ended, follow reads all it wrote.
+            int code, ended = trainproc_poll(child, &code);
+            TuneJob *j = running;
+            if (follow(j)) {
                 pthread_mutex_unlock(&mu);
                 free(models_reload());
                 ServedModel *m = models_get(run_str(j, "model_name"));
@@ -610,11 +614,7 @@ static void *runner_main(void *arg) {
                     job_save(j);
                 }
             }
-            int code;
-            if (running && trainproc_poll(child, &code)) {
-                follow(running);
-                finish(running, code);
-            }
+            if (ended) finish(j, code);
         } else {
             TuneJob *next = NULL;
             for (int i = 0; i < njobs && !next; i++)

@@ -174,6 +174,38 @@ START_TEST(test_given_vocab_marks_unknown) {
 }
 END_TEST
 
+/* Unknown chars leave both splits, each keeping its own chars in order: the split point
+ * moves by the unknowns before it. */
+START_TEST(test_drop_unknown_compacts_each_split) {
+    const struct {
+        const char *text; // over the vocabulary "abc"; x, y are unknown
+        double val_frac;
+        const char *train, *val; // what is left of each split
+    } rows[] = {
+        {"abxcyaab", 0.5, "abc", "aab"}, // 8 chars: train "abxc", val "yaab"
+        {"xxabcabc", 0.25, "abca", "bc"}, {"abcabcxy", 0.25, "abcabc", ""},
+        {"xyxyaaaa", 0.5, "", "aaaa"},    {"abcaabca", 0.5, "abca", "abca"}, // nothing to drop
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        Vocab v = {0};
+        char err[ERR_LEN], path[4096];
+        ck_assert_int_eq(vocab_build(&v, "abc", 3, err), 0);
+        Corpus c;
+        ck_assert_msg(load(rows[r].text, 8, &v, rows[r].val_frac, &c, err, path) == 0, "%s", err);
+        size_t nt = strlen(rows[r].train), nv = strlen(rows[r].val);
+        ck_assert_uint_eq(corpus_drop_unknown(&c), 8 - nt - nv);
+        ck_assert_uint_eq(c.n_train, nt);
+        ck_assert_uint_eq(c.n, nt + nv);
+        for (size_t i = 0; i < c.n; i++) {
+            char want = i < nt ? rows[r].train[i] : rows[r].val[i - nt];
+            ck_assert_msg(c.ids[i] == want - 'a', "row %zu id %zu: %d", r, i, c.ids[i]);
+        }
+        corpus_free(&c);
+        vocab_free(&v);
+    }
+}
+END_TEST
+
 // A corpus of n distinct code points in ascending order, so that id == position.
 static void load_positions(size_t n, double val_frac, Corpus *c, Vocab *v) {
     char *text = malloc(n * 2), err[ERR_LEN], path[4096];
@@ -250,6 +282,7 @@ int main(void) {
     tcase_add_test(tc, test_invalid_utf8_offset);
     tcase_add_test(tc, test_missing_empty_and_nul);
     tcase_add_test(tc, test_given_vocab_marks_unknown);
+    tcase_add_test(tc, test_drop_unknown_compacts_each_split);
     tcase_add_test(tc, test_windows_inside_training_part);
     tcase_add_test(tc, test_windows_deterministic_for_a_seed);
     suite_add_tcase(s, tc);

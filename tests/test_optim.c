@@ -170,6 +170,36 @@ START_TEST(test_schedule_warms_up_then_decays_to_min) {
 }
 END_TEST
 
+/* A time budget moves the cosine on when it runs ahead of the steps, never back, and
+ * leaves the warmup to the steps. */
+START_TEST(test_schedule_on_a_budget_follows_the_larger_progress) {
+    const struct {
+        long step;
+        double spent;
+        float want; // lr with warmup 100 of 1000 steps, 1 -> 0.1
+    } rows[] = {
+        {0, 0.9, 0.01f},   // warming up: the budget waits
+        {99, 0.5, 1.0f},   // the warmup's last step
+        {100, 0.5, 0.55f}, // half the budget: the cosine's middle, at its first step
+        {550, 0.2, 0.55f}, // the steps ahead of the budget
+        {550, 1.0, 0.1f},  // the budget spent: the floor
+        {550, 7.0, 0.1f},  // overspent: still the floor
+        {1000, 0.0, 0.1f},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        ck_assert_msg(fabsf(optim_lr_budget(rows[i].step, 1000, 100, rows[i].spent, 1.0f, 0.1f) -
+                            rows[i].want) < 1e-5f,
+                      "row %zu: %g", i,
+                      optim_lr_budget(rows[i].step, 1000, 100, rows[i].spent, 1.0f, 0.1f));
+    // No budget is optim_lr bit for bit, at every step.
+    for (long s = 0; s <= 1000; s++) {
+        float a = optim_lr(s, 1000, 100, 2e-3f, 2e-4f);
+        float b = optim_lr_budget(s, 1000, 100, 0.0, 2e-3f, 2e-4f);
+        ck_assert_int_eq(memcmp(&a, &b, sizeof a), 0);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("optim");
@@ -178,6 +208,7 @@ int main(void) {
     tcase_add_test(tc, test_zero_weight_decay_is_adam_bit_for_bit);
     tcase_add_test(tc, test_clip_leaves_small_gradients_alone);
     tcase_add_test(tc, test_schedule_warms_up_then_decays_to_min);
+    tcase_add_test(tc, test_schedule_on_a_budget_follows_the_larger_progress);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,6 +3,7 @@
  * bad input (exit 2, a clear message, nothing written).
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "safetensors.h"
 #include "testutil.h"
+#include "utf8.h"
 
 /* The suite runs the tests that hold for every architecture once for each (loop tests,
  * _i the index), with a small model of it. */
@@ -72,6 +75,28 @@ static int train(const char *out, const char *extra, char **stdout_text, char **
     snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' %s " RUN_FLAGS " %s",
              tu_bin("charlm-train"), corpus_path, out, arch->small, extra);
     return tu_run(cmd, stdout_text, stderr_text);
+}
+
+/* A checkpoint's metadata value as a number (the test fails without it). */
+static double checkpoint_meta(const char *out, const char *key) {
+    char path[4200], err[512];
+    snprintf(path, sizeof(path), "%s/checkpoint.safetensors", out);
+    StFile f;
+    ck_assert_msg(st_open(&f, path, err) == 0, "%s", err);
+    const char *v = st_meta(&f, key);
+    ck_assert_msg(v != NULL, "the checkpoint has no %s", key);
+    double x = strtod(v, NULL);
+    st_close(&f);
+    return x;
+}
+
+/* Runs charlm-train train on corpus into out, starting from the model folder init. */
+static int train_from(const char *init, const char *corpus, const char *out, const char *flags,
+                      char **so, char **se) {
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "%s train --corpus '%s' --out '%s' --init '%s' %s",
+             tu_bin("charlm-train"), corpus, out, init, flags);
+    return tu_run(cmd, so, se);
 }
 
 START_TEST(test_validation_loss_falls_well_below_uniform) {
@@ -213,18 +238,24 @@ START_TEST(test_patience_stops_at_the_right_step_and_keeps_the_best_model) {
 }
 END_TEST
 
-/* Starts charlm-train in the background with stdout/stderr to files in dir. */
-static pid_t spawn_train(const char *out, const char *extra) {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd),
-             "exec %s train --corpus '%s' --out '%s' %s " RUN_FLAGS " %s >/dev/null 2>&1",
-             tu_bin("charlm-train"), corpus_path, out, arch->small, extra);
+/* Starts a shell command in the background. */
+static pid_t spawn(const char *cmd) {
+    fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
     return pid;
+}
+
+/* Starts charlm-train in the background with stdout/stderr to files in dir. */
+static pid_t spawn_train(const char *out, const char *extra) {
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "exec %s train --corpus '%s' --out '%s' %s " RUN_FLAGS " %s >/dev/null 2>&1",
+             tu_bin("charlm-train"), corpus_path, out, arch->small, extra);
+    return spawn(cmd);
 }
 
 static void wait_for_file(const char *path) {
@@ -285,6 +316,188 @@ START_TEST(test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes) {
 }
 END_TEST
 
+/* --resume with --init goes on from the checkpoint: interrupted and resumed, a run
+ * from a model ends with the bytes of the uninterrupted one. A model of other sizes does
+ * not match the checkpoint. */
+START_TEST(test_init_resumes_from_a_matching_checkpoint_only) {
+    char *dir = tu_tmpdir(), init[4096], other[4096], full[4096], cut[4096], ckpt[4200], ma[4200],
+         mb[4200], cmd[8192], *se;
+    snprintf(init, sizeof(init), "%s/init", dir);
+    snprintf(other, sizeof(other), "%s/other", dir);
+    snprintf(full, sizeof(full), "%s/full", dir);
+    snprintf(cut, sizeof(cut), "%s/cut", dir);
+    char *text = tu_sample_text(30000);
+    ck_assert_int_eq(tu_make_model_dir(init, text, 16, 48, 1, 5), 0);
+    ck_assert_int_eq(tu_make_model_dir(other, text, 16, 40, 1, 5), 0);
+    free(text);
+    const char *flags = "--seq 32 --batch 16 --steps 1000 --eval-every 25 --checkpoint-every 10 "
+                        "--threads 2 --seed 9";
+    ck_assert_msg(train_from(init, corpus_path, full, flags, NULL, &se) == 0, "%s", se);
+    free(se);
+    snprintf(cmd, sizeof(cmd),
+             "exec %s train --corpus '%s' --out '%s' --init '%s' %s >/dev/null 2>&1",
+             tu_bin("charlm-train"), corpus_path, cut, init, flags);
+    pid_t pid = spawn(cmd);
+    snprintf(ckpt, sizeof(ckpt), "%s/checkpoint.safetensors", cut);
+    wait_for_file(ckpt);
+    usleep(20000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+
+    char resume[1024];
+    snprintf(resume, sizeof(resume), "%s --resume", flags);
+    ck_assert_int_eq(train_from(other, corpus_path, cut, resume, NULL, &se), 2);
+    ck_assert_msg(strstr(se, "checkpoint has hidden 48") != NULL, "%s", se);
+    free(se);
+    ck_assert_msg(train_from(init, corpus_path, cut, resume, NULL, &se) == 0, "%s", se);
+    ck_assert_ptr_nonnull(strstr(se, "resumed"));
+    free(se);
+    snprintf(ma, sizeof(ma), "%s/model.safetensors", full);
+    snprintf(mb, sizeof(mb), "%s/model.safetensors", cut);
+    ck_assert_msg(files_equal(ma, mb), "the resumed run's weights differ from the uninterrupted");
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* --max-time: a run whose --steps would take far longer ends once its training time
+ * reaches the budget, with an evaluation, a checkpoint and the schedule at its end; a
+ * resumed run counts the time its checkpoint had spent. */
+START_TEST(test_max_time_stops_on_the_budget_and_counts_resumed_time) {
+    char *dir = tu_tmpdir(), out[4096], path[4200], *so, *se;
+    snprintf(out, sizeof(out), "%s/m", dir);
+    const char *flags = "--steps 100000000 --eval-every 200 --threads 1 --max-time 1";
+    ck_assert_msg(train(out, flags, &so, &se) == 0, "%s", se);
+    ck_assert_msg(strstr(so, "\"stopped\": \"time\"") != NULL, "%s", so);
+    ck_assert_ptr_nonnull(strstr(se, "stopped at step"));
+    long steps = (long)json_number(so, "steps");
+    double spent = json_number(so, "train_time_s");
+    ck_assert_msg(steps > 0 && steps < 100000000, "steps %ld", steps);
+    ck_assert_msg(spent >= 1.0 && spent < 1.5, "trained for %.3f s on a budget of 1", spent);
+    ck_assert_msg(json_number(so, "elapsed_s") < 10, "%s", so);
+    ck_assert_double_eq_tol(checkpoint_meta(out, "train_time_s"), spent, 1e-3);
+    ck_assert_int_eq((long)checkpoint_meta(out, "step"), steps);
+    // The last row is the stopping step's, at the schedule's floor, lr / 10.
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", out);
+    char *log = tu_read_file(path, NULL), *last = log;
+    ck_assert_ptr_nonnull(log);
+    for (char *p = log; (p = strchr(p, '\n')) && p[1]; p++) last = p + 1;
+    ck_assert_int_eq((long)json_number(last, "step"), steps);
+    ck_assert_msg(json_number(last, "lr") < 1.05 * 2e-4, "lr at the end %g",
+                  json_number(last, "lr"));
+    free(log);
+    free(so);
+    free(se);
+
+    // Resumed with a budget of 2: one more second of training, not two.
+    ck_assert_msg(train(out, "--steps 100000000 --eval-every 200 --threads 1 --max-time 2 --resume",
+                        &so, &se) == 0,
+                  "%s", se);
+    ck_assert_msg(strstr(so, "\"stopped\": \"time\"") != NULL, "%s", so);
+    double total = json_number(so, "train_time_s");
+    ck_assert_msg(total >= 2.0 && total < 2.5, "trained for %.3f s in all on a budget of 2", total);
+    ck_assert_msg(json_number(so, "elapsed_s") < 1.8, "the resumed run took %.3f s",
+                  json_number(so, "elapsed_s"));
+    ck_assert((long)json_number(so, "steps") > steps);
+    ck_assert_double_eq_tol(checkpoint_meta(out, "train_time_s"), total, 1e-3);
+    free(so);
+    free(se);
+    // Its budget spent, the checkpoint has nothing left to resume.
+    ck_assert_int_eq(train(out, "--steps 100000000 --threads 1 --max-time 2 --resume", NULL, &se),
+                     2);
+    ck_assert_msg(strstr(se, "--max-time is 2") != NULL, "%s", se);
+    free(se);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The log rows of out, each parsed; the caller frees them with cJSON_Delete. */
+static int log_rows(const char *out, cJSON **rows, int max) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/train_log.jsonl", out);
+    char *log = tu_read_file(path, NULL);
+    ck_assert_ptr_nonnull(log);
+    int n = 0;
+    for (char *line = log; *line && n < max;) {
+        char *nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        rows[n] = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        ck_assert_msg(rows[n] != NULL, "row %d is not JSON: %.*s", n, (int)(nl - line), line);
+        n++;
+        line = nl + 1;
+    }
+    free(log);
+    return n;
+}
+
+/* --sample-chars: every row holds what the model writes then, N chars, the same in two
+ * runs, JSON-escaped; and sampling draws nothing from training's generator: the weights
+ * and every other field of the rows are a run's without it. */
+START_TEST(test_sample_chars_logs_n_chars_and_changes_no_weight) {
+    arch = &ARCHS[_i];
+    // A text with quotes, backslashes and two-byte chars for the samples to escape.
+    char *text = tu_sample_text(30000), *odd = malloc(60001), *dir = tu_tmpdir();
+    size_t len = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '.')
+            odd[len++] = '"';
+        else if (*p == 'o')
+            odd[len++] = '\\';
+        else if (*p == 'e')
+            len += (size_t)snprintf(odd + len, 3, "\xc3\xa9");
+        else
+            odd[len++] = *p;
+    }
+    char *keep = corpus_path;
+    corpus_path = tu_write_file(dir, "odd.txt", odd, len);
+    char outs[3][4096], ma[4200], mb[4200], *se;
+    const char *extra[3] = {"--sample-chars 37", "", "--sample-chars 37"};
+    for (int r = 0; r < 3; r++) {
+        snprintf(outs[r], sizeof outs[r], "%s/m%d", dir, r);
+        char flags[256];
+        snprintf(flags, sizeof flags, "--steps 50 --threads 2 %s", extra[r]);
+        ck_assert_msg(train(outs[r], flags, NULL, &se) == 0, "%s", se);
+        free(se);
+    }
+    snprintf(ma, sizeof(ma), "%s/model.safetensors", outs[0]);
+    snprintf(mb, sizeof(mb), "%s/model.safetensors", outs[1]);
+    ck_assert_msg(files_equal(ma, mb), "sampling changed the weights");
+    cJSON *rows[3][8];
+    int n[3];
+    for (int r = 0; r < 3; r++) n[r] = log_rows(outs[r], rows[r], 8);
+    ck_assert_int_eq(n[0], 2); // steps 25 and 50
+    ck_assert_int_eq(n[1], n[0]);
+    ck_assert_int_eq(n[2], n[0]);
+    for (int i = 0; i < n[0]; i++) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(rows[0][i], "sample");
+        ck_assert_msg(cJSON_IsString(s), "row %d has no sample", i);
+        ck_assert_int_eq((int)utf8_count(s->valuestring, strlen(s->valuestring)), 37);
+        ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(rows[1][i], "sample"));
+        const cJSON *again = cJSON_GetObjectItemCaseSensitive(rows[2][i], "sample");
+        ck_assert_msg(cJSON_IsString(again) && strcmp(again->valuestring, s->valuestring) == 0,
+                      "the samples of two runs differ");
+        const char *same[] = {"step", "train_loss", "val_loss", "lr", "val_chars"};
+        for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+            ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(rows[0][i], same[k])->valuedouble,
+                                cJSON_GetObjectItemCaseSensitive(rows[1][i], same[k])->valuedouble);
+    }
+    // Different steps write different text.
+    ck_assert_str_ne(cJSON_GetObjectItemCaseSensitive(rows[0][0], "sample")->valuestring,
+                     cJSON_GetObjectItemCaseSensitive(rows[0][1], "sample")->valuestring);
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < n[r]; i++) cJSON_Delete(rows[r][i]);
+    free(corpus_path);
+    corpus_path = keep;
+    free(odd);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Training into a folder that holds a model (a served one): the previous model's log
  * stays until the new run publishes its first model, through an interruption and
  * --resume; then it is the new run's log alone. */
@@ -340,6 +553,61 @@ START_TEST(test_previous_log_kept_until_the_first_model) {
 }
 END_TEST
 
+/* --init: the run's weights at step 0 are the model's (one step at a tiny rate scores the
+ * validation split as eval scores it with the model), the chars its vocabulary lacks are
+ * left out and counted, and the vocab.json published is the model's, byte for byte. */
+START_TEST(test_init_starts_from_the_model_and_skips_unknown_chars) {
+    arch = &ARCHS[_i];
+    char *dir = tu_tmpdir(), init[4096], out[4096], a[4200], b[4200], cmd[8192];
+    char *so, *se, *eo, *ee;
+    snprintf(init, sizeof(init), "%s/init", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    ck_assert_msg(train(init, "--steps 60 --threads 1", NULL, &se) == 0, "%s", se);
+    free(se);
+    // The corpus the model learnt, with 7 chars it has never seen: 4 in what becomes the
+    // training split, 3 in the validation split (the last 10%).
+    char *text = tu_sample_text(30000), *mixed = malloc(30100);
+    snprintf(mixed, 30100, "Z\xc3\xa9%.15000s\xe2\x82\xac#%.14000sZ\xc3\xa9Q%s", text, text + 15000,
+             text + 29000);
+    char *mixed_path = tu_write_file(dir, "mixed.txt", mixed, strlen(mixed));
+    ck_assert_msg(train_from(init, mixed_path, out,
+                             "--steps 1 --lr 1e-9 --eval-every 1 --batch 1 --threads 1 --seed 3",
+                             &so, &se) == 0,
+                  "%s", se);
+    ck_assert_int_eq((int)json_number(so, "skipped"), 7);
+    ck_assert_msg(strstr(se, ", 7 skipped") != NULL, "start line: %s", se);
+    snprintf(cmd, sizeof(cmd), "%s eval --model '%s' --corpus '%s' --val-frac 0.1",
+             tu_bin("charlm-train"), init, mixed_path);
+    ck_assert_msg(tu_run(cmd, &eo, &ee) == 0, "%s", ee);
+    ck_assert_int_eq((int)json_number(eo, "skipped"), 3);
+    snprintf(a, sizeof(a), "%s/train_log.jsonl", out);
+    char *row = tu_read_file(a, NULL);
+    ck_assert_ptr_nonnull(row);
+    double at_start = json_number(row, "val_loss"), of_model = json_number(eo, "loss");
+    ck_assert_msg(fabs(at_start - of_model) < 1e-5,
+                  "after one step at a tiny rate, validation %.6f; the model's own %.6f", at_start,
+                  of_model);
+    snprintf(a, sizeof(a), "%s/vocab.json", init);
+    snprintf(b, sizeof(b), "%s/vocab.json", out);
+    ck_assert_msg(files_equal(a, b), "the published vocab.json is not the model's");
+    // The model so published loads, and the text without foreign chars has nothing to skip.
+    ck_assert_msg(train_from(out, corpus_path, out,
+                             "--steps 2 --eval-every 1 --batch 2 --threads 1", &so, &se) == 0,
+                  "%s", se);
+    ck_assert_int_eq((int)json_number(so, "skipped"), 0);
+    free(row);
+    free(eo);
+    free(ee);
+    free(so);
+    free(se);
+    free(mixed_path);
+    free(mixed);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Runs a command expected to fail with exit 2; checks the message and that out is untouched. */
 static void expect_bad(const char *args, const char *out, const char *want) {
     char cmd[8192], *so, *se;
@@ -389,6 +657,11 @@ START_TEST(test_bad_input_exits_2_and_writes_nothing) {
         {"--threads 0", "--threads must be an integer from 1 to 64"},
         {"--bogus 3", "unknown flag '--bogus'"},
         {"--seq", "--seq needs a value"},
+        {"--max-time 0", "--max-time must be > 0"},
+        {"--max-time -3", "--max-time must be > 0"},
+        {"--max-time inf", "--max-time: 'inf' is not a finite number"},
+        {"--sample-chars 1001", "--sample-chars must be an integer from 0 to 1000"},
+        {"--sample-chars -1", "--sample-chars must be an integer from 0 to 1000"},
     };
     for (size_t i = 0; i < sizeof(nonsense) / sizeof(nonsense[0]); i++) {
         snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' %s", corpus_path, out,
@@ -400,6 +673,27 @@ START_TEST(test_bad_input_exits_2_and_writes_nothing) {
     snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' --resume", corpus_path, out);
     expect_bad(args, out, "checkpoint.safetensors does not exist");
     expect_bad("frobnicate", out, "unknown command 'frobnicate'");
+    // --init: a folder that is not a model's, and the flags the model decides.
+    char *model = malloc(4200), *text = tu_sample_text(2000);
+    snprintf(model, 4200, "%s/model", dir);
+    ck_assert_int_eq(tu_make_model_dir(model, text, 8, 16, 1, 3), 0);
+    free(text);
+    const char *init_bad[][2] = {
+        {"--init '%s/nowhere'", "--init: "},
+        {"--init '%s'", "--init: "}, // dir: a folder without a model
+        {"--init '%s/tiny.txt'", "--init: "},
+        {"--init '%s/model' --embed 8", "--embed: the model of --init decides it"},
+        {"--init '%s/model' --hidden=16", "--hidden: the model of --init decides it"},
+        {"--layers 1 --init '%s/model'", "--layers: the model of --init decides it"},
+        {"--init '%s/model' --arch lstm", "--arch: the model of --init decides it"},
+    };
+    for (size_t i = 0; i < sizeof(init_bad) / sizeof(init_bad[0]); i++) {
+        char flag[4400];
+        snprintf(flag, sizeof(flag), init_bad[i][0], dir);
+        snprintf(args, sizeof(args), "train --corpus '%s' --out '%s' %s", corpus_path, out, flag);
+        expect_bad(args, out, init_bad[i][1]);
+    }
+    free(model);
     snprintf(args, sizeof(args), "eval --model '%s' --corpus '%s'", out, corpus_path);
     expect_bad(args, out, "vocab.json");
     free(bad_utf8);
@@ -468,6 +762,10 @@ int main(void) {
     tcase_add_loop_test(tc, test_sigint_then_resume_gives_the_same_bytes, 0, NARCHS);
     tcase_add_loop_test(tc, test_kill_then_resume_from_last_checkpoint_gives_the_same_bytes, 0,
                         NARCHS);
+    tcase_add_loop_test(tc, test_init_starts_from_the_model_and_skips_unknown_chars, 0, NARCHS);
+    tcase_add_test(tc, test_init_resumes_from_a_matching_checkpoint_only);
+    tcase_add_test(tc, test_max_time_stops_on_the_budget_and_counts_resumed_time);
+    tcase_add_loop_test(tc, test_sample_chars_logs_n_chars_and_changes_no_weight, 0, NARCHS);
     tcase_add_test(tc, test_previous_log_kept_until_the_first_model);
     tcase_add_test(tc, test_bad_input_exits_2_and_writes_nothing);
     tcase_add_test(tc, test_eval_skips_and_counts_unknown_chars);

@@ -1,6 +1,7 @@
 /*
  * train.c — charlm-train train (trainer/commands.h): its flag rows, the training loop,
- * the log, the published model and the checkpoint, and SIGINT/SIGTERM.
+ * the log (with what the model writes, on request), the published model and the
+ * checkpoint, and SIGINT/SIGTERM.
  */
 #include <errno.h>
 #include <math.h>
@@ -12,13 +13,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "artefacts.h"
+#include "buf.h"
 #include "cli.h"
 #include "commands.h"
 #include "corpus.h"
 #include "error.h"
 #include "evaluate.h"
 #include "fileio.h"
+#include "generate.h"
+#include "genparams.h"
 #include "gpt.h"
 #include "progress.h"
 #include "train.h"
@@ -92,9 +98,12 @@ static int save_best(const TrainState *st, const char *out, const Corpus *corpus
     return artefacts_save_model(path, &st->model, &info, err);
 }
 
+// The most chars --sample-chars asks of every evaluation: a log row stays a few KiB.
+#define SAMPLE_CHARS_MAX 1000
+
 typedef struct {
-    const char *corpus, *out, *arch, *norm;
-    int resume, version;
+    const char *corpus, *out, *arch, *norm, *init;
+    int resume, version, sample_chars;
     ModelConfig lstm; // the LSTM's hyperparameters, from its rows
     GptConfig gpt;    // the GPT's, from its rows
     TrainConfig c;
@@ -174,6 +183,11 @@ static const CliOpt common_opts[] = {
      .offset = TA(arch),
      .def = ARCH_DEFAULT,
      .help = "lstm or gpt; the flags up to --clip are its own (--arch gpt --help lists the GPT's)"},
+    {.name = "init",
+     .type = CLI_STRING,
+     .placeholder = "DIR",
+     .offset = TA(init),
+     .help = "start from the model folder DIR: its weights, architecture, sizes and vocabulary"},
     {.name = "version",
      .type = CLI_BOOL,
      .offset = TA(version),
@@ -232,6 +246,22 @@ static const CliOpt run_opts[] = {
      .min = 1,
      .max = TRAIN_MAX_THREADS,
      .help = "worker threads splitting each batch; a fixed value gives reproducible results"},
+    {.name = "max-time",
+     .type = CLI_DOUBLE,
+     .placeholder = "SECONDS",
+     .offset = TA(c.max_time),
+     .min = 0,
+     .max = INFINITY,
+     .min_open = 1,
+     .help = "a budget of training time: the schedule follows it, the run ends when it is spent"},
+    {.name = "sample-chars",
+     .type = CLI_INT,
+     .placeholder = "N",
+     .offset = TA(sample_chars),
+     .def = "0",
+     .min = 0,
+     .max = SAMPLE_CHARS_MAX,
+     .help = "at every evaluation, log N chars the model writes; 0 = off"},
     {.name = "resume",
      .type = CLI_BOOL,
      .offset = TA(resume),
@@ -356,26 +386,100 @@ static const CliOpt gpt_opts[] = {
     (NROWS(common_opts) + NROWS(run_opts) +                                                        \
      (NROWS(lstm_opts) > NROWS(gpt_opts) ? NROWS(lstm_opts) : NROWS(gpt_opts)))
 
-/* --arch chooses the rows, so it is read first: the last --arch of argv, as cli_parse
- * would take it; the row's default without one. */
-static const char *arch_flag(int argc, char **argv) {
-    const char *name = ARCH_DEFAULT;
+/* --arch and --init choose the rows, so they are read first: the last value of the flag
+ * in argv, as cli_parse would take it; NULL without one. */
+static const char *flag_value(int argc, char **argv, const char *flag) {
+    const char *value = NULL;
+    size_t n = strlen(flag);
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--arch") == 0 && i + 1 < argc)
-            name = argv[++i];
-        else if (strncmp(argv[i], "--arch=", 7) == 0)
-            name = argv[i] + 7;
+        if (strncmp(argv[i], "--", 2) != 0 || strncmp(argv[i] + 2, flag, n) != 0) continue;
+        const char *rest = argv[i] + 2 + n;
+        if (*rest == '\0' && i + 1 < argc)
+            value = argv[++i];
+        else if (*rest == '=')
+            value = rest + 1;
     }
-    return name;
+    return value;
+}
+
+/* The model folder of --init, and the flags it makes wrong: --arch and the flags of its
+ * hyperparameters, which are the model's. vocab_json gets vocab.json's bytes, which the
+ * published model keeps as they are. Returns 0, or -1 with err. */
+static int init_load(const char *dir, int argc, char **argv, Model *model, Vocab *vocab,
+                     char **vocab_json, char *err) {
+    ModelInfo info;
+    char why[ERR_LEN];
+    if (artefacts_load(dir, model, vocab, &info, why) != 0) return err_set(err, "--init: %s", why);
+    ArchField f[1 + ARCH_MAX_FIELDS] = {{"arch", 0, model->arch->name}};
+    int nf = 1 + model->arch->fields(model, f + 1);
+    for (int i = 0; i < nf; i++) {
+        if (!flag_value(argc, argv, f[i].name)) continue;
+        char value[24];
+        snprintf(value, sizeof value, "%ld", f[i].number);
+        return err_set(err, "--%s: the model of --init decides it (%s has %s %s); leave it out",
+                       f[i].name, dir, f[i].name, f[i].text ? f[i].text : value);
+    }
+    char *path = path_join(dir, "vocab.json"), sha[65];
+    size_t len;
+    int rc =
+        path ? file_read_regular(path, 0, vocab_json, &len, why) : err_set(why, "out of memory");
+    free(path);
+    if (rc != 0) return err_set(err, "--init: %s", why);
+    sha256_hex(*vocab_json, len, sha);
+    if (strcmp(sha, info.vocab_sha256) != 0)
+        return err_set(err, "--init: %s/vocab.json changed while being read", dir);
+    return 0;
+}
+
+/* What the model writes now, for its log row: n chars from an empty prompt with the
+ * generation defaults, drawn with their own seed, as a JSON string after ", \"sample\": ".
+ * The weights are laid out for inference again first: they changed since the last time. */
+static int sample_add(Model *model, const Vocab *vocab, void *scratch, int n, uint64_t seed,
+                      Buf *row, char *err) {
+    if (model->arch->prepare(model, err) != 0) return -1;
+    GenerateParams p;
+    genparams_defaults(&p, 0, 0);
+    p.max_tokens = n;
+    p.seed = seed;
+    Generation g;
+    if (generation_init(&g, model, vocab, "", 0, &p, err) != 0) return -1;
+    generate_run(&g, scratch, NULL, NULL);
+    cJSON *text = g.finish == FINISH_LENGTH ? cJSON_CreateString(g.text) : NULL;
+    char *json = text ? cJSON_PrintUnformatted(text) : NULL;
+    generation_free(&g);
+    cJSON_Delete(text);
+    if (!json) return err_set(err, "out of memory for a sample of %d chars", n);
+    buf_adds(row, ", \"sample\": ");
+    buf_adds(row, json);
+    free(json);
+    return 0;
 }
 
 int commands_train(int argc, char **argv) {
     char err[ERR_LEN];
-    const char *arch_name = arch_flag(argc, argv);
-    const Arch *arch = arch_find(arch_name);
-    if (!arch) {
-        err_set(err, "--arch: \"%.32s\" is not an architecture (lstm, gpt)", arch_name);
-        return commands_bad_input(err);
+    // With --init, the model folder is the architecture; it is read before anything else
+    // so that its rows are the ones parsed.
+    const char *init_dir = flag_value(argc, argv, "init");
+    Model init = {0};
+    Vocab vocab = {0};
+    char *vocab_json = NULL;
+    const Arch *arch;
+    if (init_dir) {
+        if (init_load(init_dir, argc, argv, &init, &vocab, &vocab_json, err) != 0) {
+            fprintf(stderr, "charlm-train: %s\n", err);
+            arch_free(&init);
+            vocab_free(&vocab);
+            free(vocab_json);
+            return CLI_EXIT_BAD_INPUT;
+        }
+        arch = init.arch;
+    } else {
+        const char *arch_name = flag_value(argc, argv, "arch");
+        if (!arch_name) arch_name = ARCH_DEFAULT;
+        if (!(arch = arch_find(arch_name))) {
+            err_set(err, "--arch: \"%.32s\" is not an architecture (lstm, gpt)", arch_name);
+            return commands_bad_input(err);
+        }
     }
     // train is the default command, so its --help is the program's.
     CliOpt rows[MAX_ROWS];
@@ -389,43 +493,52 @@ int commands_train(int argc, char **argv) {
                       .nopts = (int)(n + own + NROWS(run_opts)),
                       .after = commands_exit_codes};
     TrainArgs a = {0};
+    Corpus corpus = {0};
+    TrainState st = {0};
+    void *scratch = NULL;
     int rc = commands_parse_flags(&cmd, &a, argc, argv);
-    if (rc >= 0) return rc;
+    if (rc >= 0) goto done_early;
     const char *corpus_path = a.corpus, *out = a.out;
     int resume = a.resume;
     TrainConfig c = a.c;
     c.arch = arch;
-    if (arch == &arch_gpt) {
+    if (init_dir) {
+        c.hyper = arch->hyper(&init);
+        c.vocab_size = init.vocab_size;
+        c.init = &init;
+        if (arch == &arch_gpt) c.seq = arch->context(&init); // the windows are the context
+    } else if (arch == &arch_gpt) {
         if (strcmp(a.norm, "layernorm") == 0)
             a.gpt.norm = GPT_LAYERNORM;
         else if (strcmp(a.norm, "rmsnorm") == 0)
             a.gpt.norm = GPT_RMSNORM;
         else {
             err_set(err, "--norm: \"%.32s\" is neither layernorm nor rmsnorm", a.norm);
-            return commands_bad_input(err);
+            goto bad_input;
         }
         c.seq = a.gpt.block; // the windows are the context
         c.hyper = &a.gpt;
     } else {
         c.hyper = &a.lstm;
     }
-    c.vocab_size = 1; // checked for real once the corpus is read
-    if (train_config_check(&c, err) != 0) return commands_bad_input(err);
+    if (!init_dir) c.vocab_size = 1; // checked for real once the corpus is read
+    if (train_config_check(&c, err) != 0) goto bad_input;
 
-    Vocab vocab = {0};
-    Corpus corpus;
-    if (corpus_load(&corpus, corpus_path, &vocab, c.val_frac, err) != 0)
-        return commands_bad_input(err);
+    if (corpus_load(&corpus, corpus_path, &vocab, c.val_frac, err) != 0) goto bad_input;
+    // A given vocabulary: chars it lacks leave both splits, so no window holds one.
+    size_t skipped = init_dir ? corpus_drop_unknown(&corpus) : 0;
     size_t n_val = corpus.n - corpus.n_train;
     if (corpus.n_train < (size_t)c.seq + 1 || n_val < 2) {
+        char dropped[96] = "";
+        if (skipped)
+            snprintf(dropped, sizeof dropped, " (%zu more are not in the vocabulary of --init)",
+                     skipped);
         err_set(err,
-                "%s: too short: %zu chars give %zu for training and %zu for validation; "
+                "%s: too short: %zu chars%s give %zu for training and %zu for validation; "
                 "need at least --%s + 1 = %d for training and 2 for validation",
-                corpus_path, corpus.n, corpus.n_train, n_val, arch == &arch_gpt ? "block" : "seq",
-                c.seq + 1);
-        corpus_free(&corpus);
-        vocab_free(&vocab);
-        return commands_bad_input(err);
+                corpus_path, corpus.n, dropped, corpus.n_train, n_val,
+                arch == &arch_gpt ? "block" : "seq", c.seq + 1);
+        goto bad_input;
     }
     c.vocab_size = vocab.size;
 
@@ -433,36 +546,38 @@ int commands_train(int argc, char **argv) {
     join_path(ckpt_path, sizeof(ckpt_path), out, "checkpoint.safetensors");
     join_path(log_path, sizeof(log_path), out, "train_log.jsonl");
     join_path(next_log, sizeof(next_log), out, "train_log.jsonl.new");
-    char *vocab_json = vocab_to_json(&vocab);
+    if (!vocab_json) vocab_json = vocab_to_json(&vocab);
     sha256_hex(vocab_json, strlen(vocab_json), vocab_sha);
 
-    TrainState st;
     rc = CLI_EXIT_FAILURE;
     if (train_init(&st, &c, err) != 0) {
         fprintf(stderr, "charlm-train: %s\n", err);
-        goto done_early;
+        goto done;
+    }
+    arch_free(&init); // its weights are the state's now
+    c.init = NULL;
+    if (a.sample_chars > 0 && !(scratch = st.model.arch->scratch_alloc(&st.model, 1, err))) {
+        fprintf(stderr, "charlm-train: %s\n", err);
+        goto done;
     }
     if (resume) {
         if (access(ckpt_path, F_OK) != 0) {
             err_set(err, "--resume: %s does not exist", ckpt_path);
-            rc = commands_bad_input(err);
-            goto done;
+            goto bad_input;
         }
-        if (train_checkpoint_load(&st, ckpt_path, corpus.sha256, err) != 0) {
-            rc = commands_bad_input(err);
-            goto done;
-        }
+        if (train_checkpoint_load(&st, ckpt_path, corpus.sha256, err) != 0) goto bad_input;
         if (st.step >= c.steps) {
             err_set(err, "--resume: the checkpoint is at step %ld; --steps is %ld", st.step,
                     c.steps);
-            rc = commands_bad_input(err);
-            goto done;
+            goto bad_input;
+        }
+        if (train_out_of_time(&st)) {
+            err_set(err, "--resume: the checkpoint has trained for %.3f s; --max-time is %g s",
+                    st.train_time, c.max_time);
+            goto bad_input;
         }
     }
-    if (dir_ensure(out, err) != 0) {
-        rc = commands_bad_input(err);
-        goto done;
-    }
+    if (dir_ensure(out, err) != 0) goto bad_input;
     // A fresh log (which also shows at once that the folder takes files), or a resumed one.
     // A run logs to train_log.jsonl.new until it publishes its first model, and then
     // renames that over train_log.jsonl: a served folder keeps the curve of the model it
@@ -480,18 +595,22 @@ int commands_train(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int streams = n_val - 1 < (size_t)c.batch ? (int)(n_val - 1) : c.batch;
-    fprintf(
-        stderr,
-        "charlm-train: %zu chars (%zu train, %zu val), vocab %d, %zu parameters, %d thread%s%s\n",
-        corpus.n, corpus.n_train, n_val, vocab.size, st.model.num_params, st.nworkers,
-        st.nworkers == 1 ? "" : "s", resume ? ", resumed" : "");
+    char skipped_text[64] = "";
+    if (init_dir)
+        snprintf(skipped_text, sizeof skipped_text, ", %zu skipped (not in the vocabulary)",
+                 skipped);
+    fprintf(stderr,
+            "charlm-train: %zu chars (%zu train, %zu val)%s, vocab %d, %zu parameters, %d "
+            "thread%s%s\n",
+            corpus.n, corpus.n_train, n_val, skipped_text, vocab.size, st.model.num_params,
+            st.nworkers, st.nworkers == 1 ? "" : "s", resume ? ", resumed" : "");
     Progress progress;
     progress_init(&progress, c.steps, c.eval_every < 50 ? c.eval_every : 50);
-    double train_time = 0, start = now_s(), last_val = -1;
+    double time0 = st.train_time, start = now_s(), last_val = -1, tps = 0;
     long tokens = 0;
     float loss = 0, lr = 0;
-    int stopped = 0;
-    while (st.step < c.steps && !stopped) {
+    const char *stop = NULL; // why the run ends before --steps: "patience" or "time"
+    while (st.step < c.steps && !stop) {
         if (stop_requested) {
             progress_finish(&progress);
             if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
@@ -504,12 +623,11 @@ int commands_train(int argc, char **argv) {
             rc = CLI_EXIT_INTERRUPTED;
             goto done;
         }
-        double t0 = now_s();
         loss = train_step(&st, &corpus, &lr);
-        train_time += now_s() - t0;
         tokens += (long)c.seq * c.batch;
-        double tps = tokens / train_time;
-        if (st.step % c.eval_every == 0 || st.step == c.steps) {
+        tps = tokens / (st.train_time - time0);
+        int out_of_time = train_out_of_time(&st);
+        if (st.step % c.eval_every == 0 || st.step == c.steps || out_of_time) {
             EvalResult val;
             if (evaluate_ids(&st.model, corpus.ids + corpus.n_train, n_val, streams, &val, err) !=
                 0) {
@@ -517,16 +635,23 @@ int commands_train(int argc, char **argv) {
                 goto done;
             }
             last_val = val.loss;
-            char line[512];
-            snprintf(line, sizeof(line),
-                     "{\"step\": %ld, \"train_loss\": %.6f, \"val_loss\": %.6f, \"lr\": %.6g, "
-                     "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"val_streams\": %d, "
-                     "\"val_chars\": %zu}\n",
-                     st.step, loss, val.loss, lr, tps, now_s() - start, streams, val.count);
-            if (log_append(run_log, line, err) != 0) {
+            Buf row = {0};
+            buf_printf(&row,
+                       "{\"step\": %ld, \"train_loss\": %.6f, \"val_loss\": %.6f, \"lr\": %.6g, "
+                       "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"val_streams\": %d, "
+                       "\"val_chars\": %zu",
+                       st.step, loss, val.loss, lr, tps, now_s() - start, streams, val.count);
+            int bad = a.sample_chars > 0 &&
+                      sample_add(&st.model, &vocab, scratch, a.sample_chars,
+                                 rng_child_seed(c.seed, (uint64_t)st.step), &row, err) != 0;
+            buf_adds(&row, "}\n");
+            if (!bad && row.failed) bad = err_set(err, "out of memory for a log row") != 0;
+            if (bad || log_append(run_log, row.s, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
+                buf_free(&row);
                 goto done;
             }
+            buf_free(&row);
             if (val.loss < st.best_val_loss) {
                 st.best_val_loss = val.loss;
                 st.best_step = st.step;
@@ -542,9 +667,10 @@ int commands_train(int argc, char **argv) {
                 log_pending = 0;
                 run_log = log_path;
             }
-            stopped = train_should_stop(&st);
+            if (train_should_stop(&st)) stop = "patience";
         }
-        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stopped) {
+        if (out_of_time && !stop) stop = "time";
+        if (st.step % c.checkpoint_every == 0 || st.step == c.steps || stop) {
             if (train_checkpoint_save(&st, ckpt_path, corpus.sha256, err) != 0) {
                 fprintf(stderr, "charlm-train: %s\n", err);
                 goto done;
@@ -553,19 +679,29 @@ int commands_train(int argc, char **argv) {
         progress_update(&progress, st.step, loss, last_val, tps, now_s() - start);
     }
     progress_finish(&progress);
-    if (stopped)
+    if (stop && strcmp(stop, "patience") == 0)
         fprintf(stderr,
                 "charlm-train: stopped early at step %ld: no better validation loss in %ld "
                 "evaluations since step %ld\n",
                 st.step, c.patience, st.best_step);
+    else if (stop)
+        fprintf(stderr, "charlm-train: stopped at step %ld: %.3f s of training, --max-time %g\n",
+                st.step, st.train_time, c.max_time);
     printf("{\"steps\": %ld, \"tokens_per_s\": %.1f, \"best_val_loss\": %.6f, \"best_step\": %ld, "
-           "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d, \"stopped_early\": %s}\n",
-           st.step, train_time > 0 ? tokens / train_time : 0.0, st.best_val_loss, st.best_step,
-           loss, now_s() - start, st.nworkers, stopped ? "true" : "false");
+           "\"train_loss\": %.6f, \"elapsed_s\": %.3f, \"threads\": %d, \"stopped_early\": %s, "
+           "\"stopped\": \"%s\", \"train_time_s\": %.3f, \"skipped\": %zu}\n",
+           st.step, tps, st.best_val_loss, st.best_step, loss, now_s() - start, st.nworkers,
+           stop && strcmp(stop, "patience") == 0 ? "true" : "false", stop ? stop : "steps",
+           st.train_time, skipped);
     rc = CLI_EXIT_OK;
+    goto done;
+bad_input:
+    rc = commands_bad_input(err);
 done:
+    if (scratch) st.model.arch->scratch_free(scratch);
     train_free(&st);
 done_early:
+    arch_free(&init);
     free(vocab_json);
     corpus_free(&corpus);
     vocab_free(&vocab);
