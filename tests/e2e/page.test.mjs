@@ -1069,6 +1069,10 @@ describe('charlm web page: the Train panel', { timeout: 120000 }, () => {
     assert.equal(await p.isDisabled('#train-start'), false);
     assert.equal(await p.isDisabled('#train-cancel'), true);
     await p.screenshot({ path: path.join(OUT_DIR, 'screenshot-train.png'), fullPage: true });
+    await p.setViewportSize({ width: 390, height: 844 });
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling on a phone with the Train panel (overflow ${overflow}px)`);
+    await p.setViewportSize({ width: 1280, height: 900 });
 
     // Generate writes with it.
     await p.fill('#prompt', 'the ');
