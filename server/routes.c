@@ -17,6 +17,17 @@
 #include "static.h"
 #include "utf8.h"
 
+// GET /v1/models/{id} answers every server; DELETE, only one with --training-dir, whose
+// fine-tuned models it removes.
+static enum MHD_Result models_item(struct MHD_Connection *conn, Request *rq) {
+    if (strcmp(rq->method, "DELETE") != 0) return info_model(conn, rq);
+    if (srv.cfg.training_dir) return tuning_api_delete_model(conn, rq);
+    snprintf(rq->allow, sizeof(rq->allow), "GET, HEAD");
+    return respond_error(conn, rq, MHD_HTTP_METHOD_NOT_ALLOWED,
+                         "DELETE removes fine-tuned models: the server has no --training-dir",
+                         NULL);
+}
+
 // Looked up in order, the first match serving; also the order of /metrics' lines. The
 // page and /health (the probes') stay open when keys are configured. The training rows
 // (last field 1) exist only with --training-dir.
@@ -27,7 +38,7 @@ const Route route_table[] = {
     {"/v1/completions", NULL, 0, ROUTE_POST, gen_handle_openai, "/v1/completions", 1, 0},
     {"/v1/chat/completions", NULL, 0, ROUTE_POST, gen_handle_chat, "/v1/chat/completions", 1, 0},
     {"/v1/models", NULL, 0, ROUTE_GET, info_models, "/v1/models", 1, 0},
-    {"/v1/models/", NULL, 1, ROUTE_GET, info_model, "/v1/models/{id}", 1, 0},
+    {"/v1/models/", NULL, 1, ROUTE_GET | ROUTE_DELETE, models_item, "/v1/models/{id}", 1, 0},
     {"/tokenize", NULL, 0, ROUTE_POST, info_tokenize, "/tokenize", 1, 0},
     {"/detokenize", NULL, 0, ROUTE_POST, info_detokenize, "/detokenize", 1, 0},
     {"/health", NULL, 0, ROUTE_GET, info_health, "/health", 0, 0},

@@ -1,5 +1,6 @@
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1099,4 +1100,55 @@ struct MHD_Response *tuning_event_stream(const char *id, struct MHD_Connection *
     streams = s;
     pthread_mutex_unlock(&mu);
     return resp;
+}
+
+/* ---- deleting a fine-tuned model ---- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int tuning_delete_model(const char *id, int *status, char *err) {
+    *status = 404;
+    if (!id[0] || id[0] == '.' || strchr(id, '/') || strlen(id) >= MODEL_ID_MAX)
+        return err_set(err, "no fine-tuned model with that id in the training dir");
+    char *dir = path_join(models_dir, id), hex[9], aside[MODEL_ID_MAX + 32];
+    random_hex(hex, 8);
+    snprintf(aside, sizeof(aside), ".deleted-%s", hex);
+    char *gone = path_join(models_dir, aside);
+    int rc = -1;
+    pthread_mutex_lock(&mu);
+    if (!dir || !gone) {
+        *status = 503;
+        err_set(err, "out of memory");
+    } else if (!path_is_dir(dir)) {
+        err_set(err, "no fine-tuned model with that id in the training dir");
+    } else {
+        const char *busy = NULL;
+        for (int i = 0; i < njobs && !busy; i++)
+            if (!is_final(status_of(jobs[i])) && strcmp(run_str(jobs[i], "model_name"), id) == 0)
+                busy = jobs[i]->id;
+        if (busy) {
+            *status = 400;
+            err_set(err, "the job %s is still training this model: cancel it first", busy);
+        } else if (rename(dir, gone) != 0) {
+            *status = 500;
+            err_set(err, "cannot remove the model's folder: %s", strerror(errno));
+        } else {
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    if (rc == 0) {
+        // Out of the listing at once (a dot name is never served); requests that hold the
+        // model finish on it, and the registry frees it when the last lets go.
+        free(models_reload());
+        if (nftw(gone, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            log_msg("%s: not all of it could be removed", gone);
+        log_msg("model %s deleted", id);
+    }
+    free(dir);
+    free(gone);
+    return rc;
 }

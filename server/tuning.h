@@ -72,4 +72,9 @@ cJSON *tuning_checkpoints(const char *id);
  * MHD_NO when the job does not exist or memory ran out (*status 404 or 503 then). */
 struct MHD_Response *tuning_event_stream(const char *id, struct MHD_Connection *conn, int *status);
 
+/* DELETE /v1/models/{id}: removes a fine-tuned model (a folder of models/ whose job has
+ * ended) and drops it from the registry. 0, or -1 with err and *status (404: no such
+ * folder; 400: its job still runs). */
+int tuning_delete_model(const char *id, int *status, char *err);
+
 #endif

@@ -163,3 +163,15 @@ enum MHD_Result tuning_api_item(struct MHD_Connection *conn, Request *rq) {
     cJSON *o = what[0] ? tuning_checkpoints(id) : tuning_get(id);
     return o ? respond_object(conn, rq, MHD_HTTP_OK, o) : no_job(conn, rq);
 }
+
+enum MHD_Result tuning_api_delete_model(struct MHD_Connection *conn, Request *rq) {
+    int status;
+    char err[ERR_LEN];
+    if (tuning_delete_model(rq->tail, &status, err) != 0)
+        return respond_error(conn, rq, (unsigned)status, err, NULL);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", rq->tail);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddBoolToObject(o, "deleted", 1);
+    return respond_object(conn, rq, MHD_HTTP_OK, o);
+}

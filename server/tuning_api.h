@@ -8,6 +8,7 @@
  *                                                ?stream=true: Server-Sent Events
  *   GET  /v1/fine_tuning/jobs/{id}/checkpoints   its best model
  *   POST /v1/fine_tuning/jobs/{id}/cancel        stop it
+ *   DELETE /v1/models/{id}                       remove a fine-tuned model
  */
 #ifndef CHARLM_TUNING_API_H
 #define CHARLM_TUNING_API_H
@@ -22,5 +23,8 @@
 enum MHD_Result tuning_api_collection(struct MHD_Connection *conn, Request *rq);
 /* rq->tail: "{id}", "{id}/events", "{id}/checkpoints" or "{id}/cancel". */
 enum MHD_Result tuning_api_item(struct MHD_Connection *conn, Request *rq);
+
+/* DELETE /v1/models/{id} (rq->tail): {"id", "object": "model", "deleted": true}. */
+enum MHD_Result tuning_api_delete_model(struct MHD_Connection *conn, Request *rq);
 
 #endif

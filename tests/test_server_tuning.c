@@ -322,6 +322,35 @@ START_TEST(test_job_to_served_model) {
     resp_free(&r);
     cJSON_Delete(wait_status(S.port, id2, "succeeded"));
     free(id2);
+
+    // DELETE /v1/models/{id}: the fine-tuned model goes (folder and listing); a model of
+    // --model is no fine-tuned one.
+    job = get_job(S.port, id);
+    model = json_str(job, "fine_tuned_model");
+    snprintf(path, sizeof(path), "/v1/models/%s", model);
+    r = http_req(S.port, "DELETE", path, NULL, NULL, 0, 0);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    cJSON *del = resp_json(&r);
+    ck_assert_str_eq(json_str(del, "id"), model);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(del, "deleted")));
+    cJSON_Delete(del);
+    resp_free(&r);
+    r = http_get(S.port, path);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    f = model_file(model, "");
+    ck_assert(!exists(f));
+    free(f);
+    r = http_req(S.port, "DELETE", path, NULL, NULL, 0, 0);
+    assert_error(&r, 404, NULL);
+    resp_free(&r);
+    r = http_req(S.port, "DELETE", "/v1/models/charlm", NULL, NULL, 0, 0);
+    assert_error(&r, 404, NULL);
+    resp_free(&r);
+    r = http_get(S.port, "/v1/models/charlm");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    cJSON_Delete(job);
     free(id);
     free(file);
     free(text);
@@ -394,6 +423,13 @@ static void stopped_mid_job(int sig) {
         if (!model) sleep_ms(50);
     }
     ck_assert_ptr_nonnull(model);
+    // A model cannot be deleted while its job trains it.
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/models/%s", model);
+    Resp r = http_req(S.port, "DELETE", path, NULL, NULL, 0, 0);
+    assert_error(&r, 400, NULL);
+    ck_assert(strstr(r.body, "cancel it first"));
+    resp_free(&r);
     char *ck = model_file(model, "checkpoint.safetensors");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -451,13 +487,13 @@ START_TEST(test_from_a_served_model) {
     char *file = upload(S.port, "more.txt", text);
     cJSON *job =
         create(S.port, file,
-               "\"model\": \"model\", \"hyperparameters\": {\"steps\": 10, \"batch_size\": "
+               "\"model\": \"charlm\", \"hyperparameters\": {\"steps\": 10, \"batch_size\": "
                "2}, \"suffix\": \"more\"");
     char *id = strdup(json_str(job, "id"));
     cJSON_Delete(job);
     job = wait_status(S.port, id, "succeeded");
     const char *model = json_str(job, "fine_tuned_model");
-    ck_assert_msg(strncmp(model, "ft:model:charlm:more:", 21) == 0, "%s", model);
+    ck_assert_msg(strncmp(model, "ft:charlm:charlm:more:", 22) == 0, "%s", model);
     ck_assert_str_eq(json_str(job, "arch"), "lstm");
     char *v = model_file(model, "vocab.json"), *base = malloc(strlen(model_dir) + 16);
     sprintf(base, "%s/vocab.json", model_dir);
@@ -482,7 +518,7 @@ START_TEST(test_refusals) {
     snprintf(body, sizeof(body), "{\"training_file\": \"%s\", \"model\": \"nope\"}", file);
     r = http_post(S.port, "/v1/fine_tuning/jobs", body);
     assert_error(&r, 400, "model");
-    ck_assert(strstr(r.body, "'model'")); // names the served ids
+    ck_assert(strstr(r.body, "'charlm'")); // names the served ids
     resp_free(&r);
     snprintf(body, sizeof(body),
              "{\"training_file\": \"%s\", \"validation_file\": \"file-ffffffffffffffffffffffff\", "
@@ -557,6 +593,13 @@ START_TEST(test_off_by_default) {
         assert_error(&r[i], 404, NULL);
         resp_free(&r[i]);
     }
+    // DELETE /v1/models/{id} removes fine-tuned models: without a training dir, none.
+    Resp del = http_req(s.port, "DELETE", "/v1/models/charlm", NULL, NULL, 0, 0);
+    assert_error(&del, 405, NULL);
+    char *allow = resp_header(&del, "Allow");
+    ck_assert_str_eq(allow, "GET, HEAD");
+    free(allow);
+    resp_free(&del);
     int zombies;
     ck_assert_int_eq(children(s.pid, &zombies), 0);
     ck_assert_int_eq(srv_stop(&s), 0);

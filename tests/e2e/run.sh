@@ -4,7 +4,7 @@
 # which also trains a second, smaller model for its model-picker test, and trains from the
 # page's Train panel on a server with --training-dir),
 # then the official OpenAI client, npm `openai`, against the /v1 routes
-# (tests/e2e/openai.test.mjs).
+# (tests/e2e/openai.test.mjs) and driving fine-tuning jobs (tests/e2e/finetune.test.mjs).
 #
 #   npm ci                      # once: installs playwright-core and openai from package-lock.json
 #   bash tests/e2e/run.sh       # uses BIN_DIR (default: build/) for charlm-server/-train
@@ -75,3 +75,4 @@ cd "$repo"
 CHARLM_SERVER=$server CHARLM_TRAIN=$train E2E_MODEL_DIR=$model E2E_OUT_DIR=$repo/build \
     CHROMIUM=$chromium CHARLM_STATIC_DIR=$repo/static node --test-reporter=spec tests/e2e/page.test.mjs
 CHARLM_SERVER=$server E2E_MODEL_DIR=$model node --test-reporter=spec tests/e2e/openai.test.mjs
+CHARLM_SERVER=$server E2E_MODEL_DIR=$model node --test-reporter=spec tests/e2e/finetune.test.mjs
