@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #define ID_HEX    24
 // The longest filename label kept, in bytes (cut at a character boundary).
 #define LABEL_MAX 255
+// An upload's content until it is whole; never the shape of an id or an object.
+#define TEMP_PREFIX ".upload-"
 
 static char *files_dir;
 
@@ -22,7 +25,18 @@ int filestore_init(const char *dir, char *err) {
     free(files_dir);
     files_dir = path_join(dir, "files");
     if (!files_dir) return err_set(err, "out of memory");
-    return dir_ensure(files_dir, err);
+    if (dir_ensure(files_dir, err)) return -1;
+    // What uploads cut short by a crash or a kill left: never listed, never finished.
+    DIR *d = opendir(files_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0) continue;
+        char *p = path_join(files_dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    if (d) closedir(d);
+    return 0;
 }
 
 int filestore_id_ok(const char *id) {
@@ -38,75 +52,49 @@ static int ends_with(const char *s, const char *tail) {
     return n >= t && strcmp(s + n - t, tail) == 0;
 }
 
-// How many of the n bytes at s are blanks (spaces, tabs, CR, LF).
-static size_t blanks(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && strchr(" \t\r\n", s[i]) && s[i]) i++;
-    return i;
-}
-
-static int check_jsonl(const char *data, size_t len, char *why, size_t cap) {
-    size_t lineno = 0, texts = 0;
-    for (size_t at = 0; at < len;) {
-        const char *nl = memchr(data + at, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - (data + at)) : len - at;
-        lineno++;
-        if (blanks(data + at, n) < n) {
-            cJSON *o = cJSON_ParseWithLength(data + at, n);
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
-            int ok = cJSON_IsObject(o) && cJSON_IsString(t);
-            cJSON_Delete(o);
-            if (!ok) {
-                snprintf(why, cap,
-                         "line %zu is not a JSON object with a string \"text\" (a file of "
-                         "JSON lines needs one on every line)",
-                         lineno);
-                return -1;
-            }
-            texts++;
-        }
-        at += n + 1;
-    }
-    if (texts) return 0;
-    snprintf(why, cap, "the file holds no JSON line");
-    return -1;
-}
-
-int filestore_check(const char *data, size_t len, const char *filename, char *why, size_t cap) {
-    if (len == 0) {
-        snprintf(why, cap, "the file is empty");
-        return -1;
-    }
-    const char *nul = memchr(data, '\0', len);
-    if (nul) {
-        snprintf(why, cap, "the file holds a NUL byte (at byte %zu): binary, not text",
-                 (size_t)(nul - data));
-        return -1;
-    }
-    long bad = utf8_find_invalid(data, len);
-    if (bad >= 0) {
-        snprintf(why, cap, "the file is not UTF-8 text (an invalid byte at byte %ld)", bad);
-        return -1;
-    }
-    return filestore_is_jsonl(data, len, filename) ? check_jsonl(data, len, why, cap) : 0;
-}
-
-int filestore_is_jsonl(const char *data, size_t len, const char *filename) {
-    size_t lead = blanks(data, len);
-    return (filename && ends_with(filename, ".jsonl")) || (lead < len && data[lead] == '{');
-}
-
 static char *path_of(const char *id, const char *ext) {
     char name[64];
     snprintf(name, sizeof(name), "%s%s", id, ext);
     return path_join(files_dir, name);
 }
 
-cJSON *filestore_add(const char *data, size_t len, const char *filename, const char *purpose,
-                     char *err) {
+int filestore_begin(FileUpload *u, char *err) {
+    u->len = 0;
+    u->tmp = path_join(files_dir, TEMP_PREFIX "XXXXXX");
+    u->fd = u->tmp ? mkstemp(u->tmp) : -1;
+    if (u->fd >= 0) return 0;
+    err_set(err, u->tmp ? "cannot create a temp file in %s: %s" : "out of memory", files_dir,
+            strerror(errno));
+    free(u->tmp);
+    u->tmp = NULL;
+    return -1;
+}
+
+int filestore_append(FileUpload *u, const char *data, size_t n, char *err) {
+    while (n) {
+        ssize_t k = write(u->fd, data, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return err_set(err, "%s: write failed: %s", u->tmp, strerror(errno));
+        data += k;
+        n -= (size_t)k;
+        u->len += (size_t)k;
+    }
+    return 0;
+}
+
+void filestore_abort(FileUpload *u) {
+    if (u->fd >= 0) close(u->fd);
+    u->fd = -1;
+    if (u->tmp) unlink(u->tmp);
+    free(u->tmp);
+    u->tmp = NULL;
+}
+
+cJSON *filestore_commit(FileUpload *u, const char *filename, const char *purpose, char *err) {
     unsigned char rnd[ID_HEX / 2];
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         err_set(err, "no random bytes for a file id");
+        filestore_abort(u);
         return NULL;
     }
     char id[sizeof(ID_PREFIX) + ID_HEX];
@@ -119,7 +107,7 @@ cJSON *filestore_add(const char *data, size_t len, const char *filename, const c
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "object", "file");
-    cJSON_AddNumberToObject(o, "bytes", (double)len);
+    cJSON_AddNumberToObject(o, "bytes", (double)u->len);
     cJSON_AddNumberToObject(o, "created_at", (double)time(NULL));
     cJSON_AddStringToObject(o, "filename", label);
     cJSON_AddStringToObject(o, "purpose", purpose);
@@ -129,12 +117,25 @@ cJSON *filestore_add(const char *data, size_t len, const char *filename, const c
     if (!json || !content || !meta) {
         err_set(err, "out of memory");
     } else {
-        const void *cp[] = {data};
-        const void *mp[] = {json};
-        size_t cl[] = {len}, ml[] = {strlen(json)};
-        rc = file_write_atomic(content, cp, cl, 1, err);
-        if (rc == 0 && (rc = file_write_atomic(meta, mp, ml, 1, err)) != 0) unlink(content);
+        int ok = fdatasync(u->fd) == 0, e = errno;
+        if (close(u->fd) != 0 && ok) {
+            ok = 0;
+            e = errno;
+        }
+        u->fd = -1;
+        if (!ok) {
+            err_set(err, "%s: write failed: %s", u->tmp, strerror(e));
+        } else if (rename(u->tmp, content) != 0) {
+            err_set(err, "%s: cannot rename: %s", u->tmp, strerror(errno));
+        } else {
+            free(u->tmp);
+            u->tmp = NULL;
+            const void *mp[] = {json};
+            size_t ml[] = {strlen(json)};
+            if ((rc = file_write_atomic(meta, mp, ml, 1, err)) != 0) unlink(content);
+        }
     }
+    filestore_abort(u);
     free(json);
     free(content);
     free(meta);

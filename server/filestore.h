@@ -8,8 +8,10 @@
  * Both are written to a temp name and renamed, the content first, so a listed object always
  * has its whole content; delete removes the object first. Nothing is ever named after the
  * client's filename, and an id is taken only in its generated shape, so no request can
- * reach a path outside the folder. Called from the HTTP thread, and the fine-tuning runner
- * reads uploads (filestore_get): nothing here is kept between calls but the folder's path.
+ * reach a path outside the folder. An upload's content is appended to a temp file as it
+ * arrives (filestore_begin) and renamed to its id once whole; temp files a crash left
+ * behind are removed by filestore_init. Called from the HTTP thread, but for
+ * filestore_commit (a worker's), which shares no memory with the rest.
  */
 #ifndef CHARLM_FILESTORE_H
 #define CHARLM_FILESTORE_H
@@ -20,19 +22,26 @@
 /* Uses <dir>/files, creating it (and dir) if missing. */
 int filestore_init(const char *dir, char *err);
 
-/* Why content is not a training text, in why (cap bytes), or 0 when it is one. A text is
- * non-empty UTF-8 without NUL bytes; one named *.jsonl, or whose first non-blank byte is
- * '{', is JSON lines: every non-blank line an object with a string "text". Returns -1. */
-int filestore_check(const char *data, size_t len, const char *filename, char *why, size_t cap);
+/* An upload being written: its content goes to a temp file in the folder as it arrives.
+ * A plain struct, the caller's; begin fills it. */
+typedef struct {
+    int fd;     // the temp file, -1 once closed
+    char *tmp;  // its path, NULL once renamed or removed
+    size_t len; // bytes appended
+} FileUpload;
 
-/* 1 when content is read as JSON lines: filename ends in .jsonl, or the first non-blank
- * byte is '{'. */
-int filestore_is_jsonl(const char *data, size_t len, const char *filename);
-
-/* Stores a checked content under a new id; returns its object (the caller's to free), or
- * NULL with err set when the disk refuses it (nothing is left behind then). */
-cJSON *filestore_add(const char *data, size_t len, const char *filename, const char *purpose,
-                     char *err);
+/* Opens a new temp file ("<folder>/.upload-XXXXXX"); 0, or -1 with err. */
+int filestore_begin(FileUpload *u, char *err);
+/* Appends n bytes of content; 0, or -1 with err (the upload is then for abort). */
+int filestore_append(FileUpload *u, const char *data, size_t n, char *err);
+/* Stores the content under a new id: fdatasync, rename, then the object written the
+ * same way. Blocks on the disk, so it is for a worker thread; touches nothing but the
+ * upload and its files. Returns the object (the caller's to free), or NULL with err set
+ * when the disk refuses it (nothing is left behind then). The upload is closed either way. */
+cJSON *filestore_commit(FileUpload *u, const char *filename, const char *purpose, char *err);
+/* Closes the upload and removes its temp file, if still there; safe after commit, and on
+ * a zeroed FileUpload with fd -1. */
+void filestore_abort(FileUpload *u);
 /* The object of id, or NULL when there is none (or id is not an id's shape). */
 cJSON *filestore_get(const char *id);
 /* {"object": "list", "data": [...]}, newest first; NULL when out of memory. */

@@ -219,11 +219,17 @@ static size_t body_limit(const Request *rq) {
 }
 
 static int body_append(Request *rq, const char *data, size_t n) {
-    if (rq->discarded || rq->body.len + n > body_limit(rq)) {
+    size_t have = rq->sink ? rq->sunk : rq->body.len;
+    if (rq->discarded || have + n > body_limit(rq)) {
         // Chunked bodies have no length up front: count them as they come and drop the
         // rest; the 413 goes out once the client has finished sending.
+        if (!rq->discarded && rq->sink && rq->sink(rq, NULL, 0)) return -1;
         rq->discarded += n;
         return 0;
+    }
+    if (rq->sink) {
+        rq->sunk += n;
+        return rq->sink(rq, data, n);
     }
     buf_add(&rq->body, data, n);
     return rq->body.failed ? -1 : 0;
@@ -266,7 +272,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     conns_busy(conn);               // the whole request is in
     if (rq->status) return MHD_YES; // already answered
     if (rq->resume) return rq->resume(conn, rq);
-    if (rq->discarded) return respond_too_large(conn, rq);
+    if (rq->discarded && !rq->sink) return respond_too_large(conn, rq); // a sink answers its own
     rq->url = url;
     return router->on_request(conn, rq);
 }

@@ -24,6 +24,11 @@ struct Request {
     Buf body;          // the body so far, NUL-terminated (body.s NULL while empty)
     size_t discarded;  // bytes dropped once the body went over its limit
     size_t body_limit; // the router's limit for this body; 0: --max-body
+    // A route that takes its body as it arrives (an upload) sets `sink` before the body is
+    // read: each piece goes to it instead of into `body`, and once the body goes over its
+    // limit it gets (NULL, 0), the rest being dropped. Nonzero closes the connection.
+    int (*sink)(Request *rq, const char *data, size_t n);
+    size_t sunk; // bytes given to the sink
     int status;
     size_t bytes;
     int close; // the reply says Connection: close, after which libmicrohttpd closes

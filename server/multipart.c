@@ -39,7 +39,10 @@ int multipart_boundary(const char *ct, char *out, size_t cap) {
             p += vlen;
         }
         if (klen == 8 && strncasecmp(key, "boundary", 8) == 0) {
-            if (vlen == 0 || vlen > MULTIPART_BOUNDARY_MAX || memchr(v, '\0', vlen)) return -1;
+            // No CR or LF: the parser's delimiter then holds one CR only, at its start.
+            if (vlen == 0 || vlen > MULTIPART_BOUNDARY_MAX || memchr(v, '\0', vlen) ||
+                memchr(v, '\r', vlen) || memchr(v, '\n', vlen))
+                return -1;
             memcpy(out, v, vlen);
             out[vlen] = '\0';
             return 0;
@@ -78,6 +81,7 @@ static int disposition_param(const char *p, const char *end, const char *key, co
 
 // Reads the part's header lines [p, end) into part; returns 0 or -1 with *why.
 static int part_headers(const char *p, const char *end, MultipartPart *part, const char **why) {
+    memset(part, 0, sizeof(*part));
     static const char cd[] = "content-disposition:";
     int disposed = 0;
     while (p < end) {
@@ -105,61 +109,138 @@ static int part_headers(const char *p, const char *end, MultipartPart *part, con
     return disposed ? 0 : -1;
 }
 
-int multipart_parse(const char *body, size_t len, const char *boundary, MultipartPart *parts,
-                    int max, int *n, const char **why) {
-    // "\r\n--" + boundary: the delimiter between parts; the first one may start the body.
-    char delim[MULTIPART_BOUNDARY_MAX + 5];
+enum {
+    IN_PREAMBLE, // looking for the first delimiter
+    AFTER_DELIM, // padding, then "--" or CRLF
+    AFTER_DASH,  // one '-' of the closing "--"
+    AFTER_CR,    // the CR of the CRLF starting a part
+    IN_HEAD,     // a part's header lines, up to the blank line
+    IN_DATA,     // a part's content, up to the next delimiter
+    DONE,        // the closing delimiter seen: the epilogue is ignored
+    FAILED
+};
+
+static const char NOT_CRLF[] = "a multipart delimiter is not followed by CRLF or \"--\"";
+
+int multipart_begin(MultipartStream *s, const char *boundary) {
     size_t blen = strlen(boundary);
-    *n = 0;
-    if (blen == 0 || blen > MULTIPART_BOUNDARY_MAX) {
-        *why = "the multipart boundary is empty or too long";
-        return -1;
+    if (blen == 0 || blen > MULTIPART_BOUNDARY_MAX || strpbrk(boundary, "\r\n")) return -1;
+    memset(s, 0, sizeof(*s));
+    memcpy(s->delim, "\r\n--", 4);
+    memcpy(s->delim + 4, boundary, blen);
+    s->dlen = blen + 4;
+    // As if the body followed a CRLF: its first delimiter may start it without one.
+    s->match = 2;
+    s->state = IN_PREAMBLE;
+    return 0;
+}
+
+static int fail(MultipartStream *s, const char *why, const char **out) {
+    s->state = FAILED;
+    s->why = why;
+    *out = why;
+    return -1;
+}
+
+// The part's header lines are in head[0, hlen), blank line included.
+static int head_done(MultipartStream *s) {
+    if (s->hlen == 2 && memcmp(s->head, "\r\n", 2) == 0) return 1; // no headers at all
+    return s->hlen >= 4 && memcmp(s->head + s->hlen - 4, "\r\n\r\n", 4) == 0;
+}
+
+int multipart_feed(MultipartStream *s, const char *data, size_t len, const MultipartSink *sink,
+                   void *ctx, const char **why) {
+    const char *p = data, *end = data + len;
+    *why = s->why;
+    if (s->state == FAILED) return -1;
+    while (p < end) {
+        char c = *p;
+        switch (s->state) {
+        case IN_PREAMBLE:
+        case IN_DATA:
+            if (s->state == IN_DATA && s->match == 0) {
+                // Content up to the next CR, the only byte that can start a delimiter.
+                const char *cr = memchr(p, '\r', (size_t)(end - p));
+                size_t run = cr ? (size_t)(cr - p) : (size_t)(end - p);
+                if (run && sink->data(ctx, p, run)) return fail(s, NULL, why);
+                p += run;
+                if (!cr) break;
+                s->match = 1;
+                p++;
+                break;
+            }
+            if (c == s->delim[s->match]) {
+                p++;
+                if (++s->match < s->dlen) break;
+                s->match = 0;
+                if (s->state == IN_DATA && sink->end(ctx)) return fail(s, NULL, why);
+                s->state = AFTER_DELIM;
+            } else if (s->match) {
+                // What was held back is content (or preamble); c is looked at again, as it
+                // may start a delimiter itself.
+                if (s->state == IN_DATA && sink->data(ctx, s->delim, s->match))
+                    return fail(s, NULL, why);
+                s->match = 0;
+            } else {
+                p++;
+            }
+            break;
+        case AFTER_DELIM:
+            if (c == ' ' || c == '\t')
+                ;
+            else if (c == '-')
+                s->state = AFTER_DASH;
+            else if (c == '\r')
+                s->state = AFTER_CR;
+            else
+                return fail(s, NOT_CRLF, why);
+            p++;
+            break;
+        case AFTER_DASH:
+        case AFTER_CR:
+            if (c != (s->state == AFTER_DASH ? '-' : '\n')) return fail(s, NOT_CRLF, why);
+            s->state = s->state == AFTER_DASH ? DONE : IN_HEAD;
+            s->hlen = 0;
+            p++;
+            break;
+        case IN_HEAD:
+            if (s->hlen == sizeof(s->head))
+                return fail(s, "a part's headers are longer than 8192 bytes", why);
+            s->head[s->hlen++] = c;
+            p++;
+            if (!head_done(s)) break;
+            if (part_headers(s->head, s->head + (s->hlen == 2 ? 0 : s->hlen - 4), &s->part, why))
+                return fail(s, *why, why);
+            if (sink->part(ctx, &s->part)) return fail(s, NULL, why);
+            s->state = IN_DATA;
+            break;
+        default: // DONE: the epilogue
+            p = end;
+        }
     }
-    memcpy(delim, "\r\n--", 4);
-    memcpy(delim + 4, boundary, blen);
-    size_t dlen = blen + 4;
-    const char *end = body + len, *p;
-    if (len >= dlen - 2 && memcmp(body, delim + 2, dlen - 2) == 0)
-        p = body + dlen - 2;
-    else if ((p = find(body, len, delim, dlen)))
-        p += dlen;
-    else {
+    return 0;
+}
+
+int multipart_end(MultipartStream *s, const char **why) {
+    switch (s->state) {
+    case DONE:
+        return 0;
+    case FAILED:
+        *why = s->why ? s->why : "the form was refused";
+        return -1;
+    case IN_PREAMBLE:
         *why = "the body holds no multipart boundary";
-        return -1;
+        break;
+    case IN_HEAD:
+        *why = "a part's headers do not end";
+        break;
+    case IN_DATA:
+        *why = "the body ends before the closing multipart boundary";
+        break;
+    default:
+        *why = NOT_CRLF;
     }
-    for (;;) {
-        // After a delimiter: "--" closes the body, CRLF starts a part (transport padding
-        // of spaces and tabs may come before either).
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        if (end - p >= 2 && p[0] == '-' && p[1] == '-') return 0;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
-            *why = "a multipart delimiter is not followed by CRLF or \"--\"";
-            return -1;
-        }
-        p += 2;
-        if (*n == max) {
-            *why = "the form has too many parts";
-            return -1;
-        }
-        MultipartPart *part = &parts[*n];
-        memset(part, 0, sizeof(*part));
-        const char *hend;
-        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
-            hend = p; // no headers at all
-        else if (!(hend = find(p, (size_t)(end - p), "\r\n\r\n", 4))) {
-            *why = "a part's headers do not end";
-            return -1;
-        }
-        if (part_headers(p, hend, part, why)) return -1;
-        p = hend + (hend == p ? 2 : 4);
-        const char *next = find(p, (size_t)(end - p), delim, dlen);
-        if (!next) {
-            *why = "the body ends before the closing multipart boundary";
-            return -1;
-        }
-        part->data = p;
-        part->len = (size_t)(next - p);
-        (*n)++;
-        p = next + dlen;
-    }
+    s->state = FAILED;
+    s->why = *why;
+    return -1;
 }

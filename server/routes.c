@@ -170,7 +170,7 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     // An action without a body (POST .../cancel) needs no Content-Type.
-    if (!ct && (!cl || strcmp(cl, "0") == 0) &&
+    if (!(r->methods & ROUTE_UPLOAD) && !ct && (!cl || strcmp(cl, "0") == 0) &&
         !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding"))
         return MHD_YES;
     if (r->methods & ROUTE_UPLOAD) {
@@ -181,9 +181,15 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
     } else if (!http_is_json_type(ct))
         return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                              "Content-Type must be application/json", NULL);
-    if (cl && strtoull(cl, NULL, 10) > (rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body))
-        return respond_too_large(conn, rq);
-    return MHD_YES;
+    if (cl &&
+        strtoull(cl, NULL, 10) > (rq->body_limit ? rq->body_limit : (size_t)srv.cfg.max_body)) {
+        if (!(r->methods & ROUTE_UPLOAD)) return respond_too_large(conn, rq);
+        char msg[128];
+        snprintf(msg, sizeof(msg), FILES_TOO_LARGE, srv.cfg.max_upload);
+        rq->close = 1; // its body is not read
+        return respond_error(conn, rq, MHD_HTTP_BAD_REQUEST, msg, "file");
+    }
+    return r->methods & ROUTE_UPLOAD ? files_api_begin(conn, rq) : MHD_YES;
 }
 
 static enum MHD_Result on_request(struct MHD_Connection *conn, Request *rq) {

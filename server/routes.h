@@ -3,7 +3,8 @@
  * metric label and whether it needs an API key, stated once. Routing, 404, CORS
  * preflights, the key check (401), 405 with its Allow header, the Content-Type (415) and
  * early Content-Length (413) checks of POST routes, and the `route` label of the request
- * metrics all follow from it, in that order, before any body is read.
+ * metrics all follow from it, in that order, before any body is read; an upload route's
+ * request then goes to files_api_begin (--max-uploads, its body's sink).
  *
  * Adding a route is one row in routes.c plus its handler; docs/API.md must document it
  * (tests/test_routes.c checks).

@@ -25,8 +25,9 @@
  *   metrics.h    Prometheus counters and /metrics
  *   static.h     the web page and its assets
  *   files_api.h  /v1/files: OpenAI's Files API, with --training-dir
- *   multipart.h  multipart/form-data bodies split into parts
- *   filestore.h  the uploaded files in the training dir
+ *   multipart.h  multipart/form-data bodies parsed as they arrive
+ *   textcheck.h  whether an upload is a training text, checked as it arrives
+ *   filestore.h  the uploaded files in the training dir, written as they arrive
  *   tuning_api.h /v1/fine_tuning/jobs: OpenAI's fine-tuning API, with --training-dir
  *   tunereq.h    a job request's body, parsed and checked
  *   tuning.h     the jobs: stored, run one at a time by a child charlm-train, served
@@ -71,6 +72,7 @@ typedef struct {
     long max_upload;          // bytes of one uploaded file
     int training_threads;     // each fine-tuning job's trainer --threads
     const char *trainer;      // charlm-train's path, for the jobs
+    int max_uploads;          // uploads in progress at once
     int version;              // --version: print it and exit
     // Set by main from chat_template_file; NULL: the built-in template (chat.h).
     const struct ChatTemplate *chat_template;

@@ -17,6 +17,7 @@
 #include "filestore.h"
 #include "models.h"
 #include "server.h"
+#include "textcheck.h"
 #include "train.h"
 #include "trainproc.h"
 #include "tuning.h"
@@ -255,7 +256,12 @@ static int upload_text(const char *file_id, Buf *out, char *err) {
     if (rc) return err_set(err, "%s is gone: it was deleted after the job was made", file_id);
     cJSON *meta = filestore_get(file_id);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "filename");
-    int jsonl = filestore_is_jsonl(data, len, cJSON_IsString(name) ? name->valuestring : "");
+    // Read as it was checked when it came: the same rule says whether it is JSON lines.
+    TextCheck check;
+    textcheck_begin(&check, cJSON_IsString(name) ? name->valuestring : NULL);
+    textcheck_feed(&check, data, len);
+    int jsonl = textcheck_is_jsonl(&check);
+    textcheck_free(&check);
     cJSON_Delete(meta);
     if (!jsonl) {
         buf_add(out, data, len);

@@ -1,53 +1,15 @@
-// server/filestore: what counts as a training text (a table of contents and reasons), and
-// the store on disk: ids, objects, listing, deleting, and nothing named by the client.
+// server/filestore: the store on disk: uploads written to a temp file in pieces and renamed,
+// ids, objects, listing, deleting, nothing named by the client, and no temp file left.
 #include <check.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "filestore.h"
 #include "testutil.h"
-
-static const struct {
-    const char *what;
-    const char *data;
-    size_t len;           // 0: strlen(data)
-    const char *filename; // may be NULL
-    const char *reason;   // a part of the reason; NULL: accepted
-} checks[] = {
-    {"plain text", "To be, or not to be\n", 0, "a.txt", NULL},
-    {"UTF-8 text", "caf\xc3\xa9 \xe2\x82\xac\n", 0, "a.txt", NULL},
-    {"text with no name", "hello", 0, NULL, NULL},
-    {"JSON lines", "{\"text\": \"one\"}\n\n{\"text\": \"two\", \"x\": 1}\n", 0, "d.jsonl", NULL},
-    {"JSON lines found by their first byte", "  {\"text\": \"a\"}\r\n", 0, "data.txt", NULL},
-    {"empty", "", 0, "a.txt", "empty"},
-    {"a NUL byte", "ab\0cd", 5, "a.txt", "NUL byte (at byte 2)"},
-    {"invalid UTF-8", "ok \xff no", 0, "a.txt", "not UTF-8 text (an invalid byte at byte 3)"},
-    {"an overlong form", "\xc0\xaf", 0, "a.txt", "not UTF-8"},
-    {"a JSON line without text", "{\"text\": \"a\"}\n{\"t\": \"b\"}\n", 0, "d.jsonl", "line 2"},
-    {"text not a string", "{\"text\": 5}\n", 0, "d.jsonl", "line 1"},
-    {"a line that is no JSON", "{\"text\": \"a\"}\nplain\n", 0, "x.txt", "line 2"},
-    {"a .jsonl of plain text", "hello\n", 0, "d.jsonl", "line 1"},
-    {"a .jsonl of blank lines", "\n  \n", 0, "d.jsonl", "no JSON line"},
-};
-
-START_TEST(test_check) {
-    for (size_t i = 0; i < sizeof(checks) / sizeof(*checks); i++) {
-        char why[256] = "";
-        size_t len = checks[i].len ? checks[i].len : strlen(checks[i].data);
-        int rc = filestore_check(checks[i].data, len, checks[i].filename, why, sizeof(why));
-        if (!checks[i].reason) {
-            ck_assert_msg(rc == 0, "%s: refused: %s", checks[i].what, why);
-            continue;
-        }
-        ck_assert_msg(rc == -1, "%s: accepted", checks[i].what);
-        ck_assert_msg(strstr(why, checks[i].reason), "%s: reason \"%s\", expected \"%s\"",
-                      checks[i].what, why, checks[i].reason);
-    }
-}
-END_TEST
 
 START_TEST(test_ids) {
     ck_assert(filestore_id_ok("file-0123456789abcdef01234567"));
@@ -78,14 +40,26 @@ static void listing(const char *dir, char *out, size_t cap) {
     free(names);
 }
 
+// An upload of len bytes in two pieces, committed.
+static cJSON *store(const char *data, size_t len, const char *filename, char *err) {
+    FileUpload u;
+    if (filestore_begin(&u, err)) return NULL;
+    if (filestore_append(&u, data, len / 2, err) ||
+        filestore_append(&u, data + len / 2, len - len / 2, err)) {
+        filestore_abort(&u);
+        return NULL;
+    }
+    return filestore_commit(&u, filename, "fine-tune", err);
+}
+
 START_TEST(test_store) {
     char *root = tu_tmpdir(), err[ERR_LEN], dir[4096], files[4096], names[4096];
     snprintf(dir, sizeof(dir), "%s/train", root);
     snprintf(files, sizeof(files), "%s/files", dir);
     ck_assert_msg(filestore_init(dir, err) == 0, "%s", err);
-    cJSON *a = filestore_add("first", 5, "../../x", "fine-tune", err);
+    cJSON *a = store("first", 5, "../../x", err);
     ck_assert_msg(a != NULL, "%s", err);
-    cJSON *b = filestore_add("second!", 7, "/etc/passwd", "fine-tune", err);
+    cJSON *b = store("second!", 7, "/etc/passwd", err);
     ck_assert_msg(b != NULL, "%s", err);
     const char *ida = cJSON_GetStringValue(cJSON_GetObjectItem(a, "id"));
     const char *idb = cJSON_GetStringValue(cJSON_GetObjectItem(b, "id"));
@@ -137,12 +111,43 @@ START_TEST(test_store) {
 }
 END_TEST
 
+// An upload is a temp file until committed: an abort removes it, and one a crash left
+// behind is removed by the next start (filestore_init).
+START_TEST(test_temp_files) {
+    char *root = tu_tmpdir(), err[ERR_LEN], files[4096], names[4096];
+    snprintf(files, sizeof(files), "%s/files", root);
+    ck_assert_msg(filestore_init(root, err) == 0, "%s", err);
+    FileUpload u;
+    ck_assert_msg(filestore_begin(&u, err) == 0, "%s", err);
+    ck_assert_int_eq(filestore_append(&u, "abc", 3, err), 0);
+    listing(files, names, sizeof(names));
+    ck_assert_msg(strncmp(names, ".upload-", 8) == 0 && !strchr(names, ' '), "%s", names);
+    cJSON *list = filestore_list();
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(list, "data")), 0);
+    cJSON_Delete(list);
+    filestore_abort(&u);
+    listing(files, names, sizeof(names));
+    ck_assert_str_eq(names, "");
+    filestore_abort(&u); // twice is harmless
+
+    ck_assert_msg(filestore_begin(&u, err) == 0, "%s", err);
+    ck_assert_int_eq(filestore_append(&u, "abc", 3, err), 0);
+    close(u.fd); // the process dies here
+    free(u.tmp);
+    ck_assert_msg(filestore_init(root, err) == 0, "%s", err);
+    listing(files, names, sizeof(names));
+    ck_assert_str_eq(names, "");
+    tu_rmtree(root);
+    free(root);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("filestore");
     TCase *tc = tcase_create("filestore");
-    tcase_add_test(tc, test_check);
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_store);
+    tcase_add_test(tc, test_temp_files);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

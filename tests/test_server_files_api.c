@@ -1,11 +1,16 @@
 /* The Files API over real HTTP (server/files_api.c): uploads of text and JSON lines, list,
  * get, delete; every bad upload's status and reason with nothing left on disk; client
- * filenames that name other paths; the routes absent without --training-dir; keys. */
+ * filenames that name other paths; the routes absent without --training-dir; keys. And the
+ * streaming of uploads: a large one stored byte-identical without the server's memory
+ * growing by its size, --max-uploads, a client that leaves mid-body or a refusal mid-body
+ * leaving no temp file, and bad UTF-8 found at its offset however the body is cut. */
 #include <check.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "server_harness.h"
 #include "testutil.h"
@@ -172,7 +177,7 @@ static const struct {
      10, "a.bin", 400, "NUL byte"},
     {"invalid UTF-8", "caf\xe9 au lait", 0, "a.txt", 400, "not UTF-8"},
     {"a JSON line without text", "{\"text\": \"a\"}\n{\"b\": 1}\n", 0, "d.jsonl", 400, "line 2"},
-    {"over --max-upload", NULL, 1001, "big.txt", 413, "--max-upload"},
+    {"over --max-upload", NULL, 1001, "big.txt", 400, "--max-upload"},
 };
 
 START_TEST(test_bad_uploads) {
@@ -218,13 +223,17 @@ START_TEST(test_bad_uploads) {
     r = http_req(S.port, "POST", "/v1/files", "application/json", "{}", 2, 0);
     assert_error(&r, 415, NULL);
     resp_free(&r);
-    // A body far past the limit, chunked (no Content-Length to refuse it by): 413.
+    // A body far past the limit is the same 400 whether it is chunked (no Content-Length
+    // to refuse it by) or says its length up front (refused before it is read).
     size_t huge = 1000 + 65536 + 5000;
     char *h = malloc(huge);
     memset(h, 'a', huge);
-    r = http_req(S.port, "POST", "/v1/files", CT, h, huge, 1);
-    assert_error(&r, 413, NULL);
-    resp_free(&r);
+    for (int chunked = 0; chunked < 2; chunked++) {
+        r = http_req(S.port, "POST", "/v1/files", CT, h, huge, chunked);
+        assert_error(&r, 400, "file");
+        ck_assert_msg(strstr(r.body, "larger than --max-upload, 1000 bytes"), "%s", r.body);
+        resp_free(&r);
+    }
     free(h);
     ck_assert_int_eq(stored(), 2);
 }
@@ -345,6 +354,201 @@ START_TEST(test_keys) {
 }
 END_TEST
 
+// The streaming suite's server: uploads up to 16 MiB, two at a time.
+static void start_stream(void) {
+    char *t = tu_tmpdir();
+    tdir = malloc(strlen(t) + 8);
+    sprintf(tdir, "%s/train", t);
+    free(t);
+    const char *args[] = {
+        "--training-dir", tdir, "--max-upload", "16777216", "--max-uploads", "2", NULL};
+    ck_assert_int_eq(srv_start(&S, model_dir, args), 0);
+}
+
+// A kB value of /proc/<pid>/status ("VmHWM", "VmRSS").
+static long proc_kb(pid_t pid, const char *key) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    long kb = -1;
+    size_t k = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, k) == 0 && line[k] == ':') kb = strtol(line + k + 1, NULL, 10);
+    fclose(f);
+    ck_assert_int_ge(kb, 0);
+    return kb;
+}
+
+// n bytes of text: "€" (3 bytes) and ASCII in a pattern, so that pieces of any size cut
+// characters, ending with a newline.
+static char *euro_text(size_t n) {
+    char *t = malloc(n);
+    ck_assert_ptr_nonnull(t);
+    size_t groups = n > 4 ? (n - 4) / 4 : 0;
+    for (size_t i = 0; i < groups * 4; i += 4)
+        memcpy(t + i,
+               i % 7 ? "\xe2\x82\xac"
+                       "a"
+                     : "b\xe2\x82\xac",
+               4);
+    memset(t + groups * 4, 'z', n - groups * 4);
+    t[n - 1] = '\n';
+    return t;
+}
+
+// The names of <tdir>/files that are temp files (".upload-...").
+static int temps(void) {
+    char files[4200];
+    snprintf(files, sizeof(files), "%s/files", tdir);
+    DIR *d = opendir(files);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += strncmp(e->d_name, ".upload-", 8) == 0;
+    closedir(d);
+    return n;
+}
+
+// Waits up to 5 s for temps() to be want; returns it then.
+static int temps_become(int want) {
+    for (int waited = 0; temps() != want && waited < 5000; waited += 10) sleep_ms(10);
+    return temps();
+}
+
+// A raw upload whose head and the file part's headers are sent, with Content-Length saying
+// `total` bytes more are to come than those; the socket.
+static int raw_upload(size_t total) {
+    static const char part[] = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
+                               "filename=\"a.txt\"\r\n\r\n";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " CT
+             "\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof(part) - 1 + total, part);
+    return raw_send(S.port, req);
+}
+
+static void send_all(int fd, const char *data, size_t n) {
+    while (n) {
+        ssize_t k = send(fd, data, n, MSG_NOSIGNAL);
+        ck_assert_int_gt(k, 0);
+        data += k;
+        n -= (size_t)k;
+    }
+}
+
+// 8 MiB stored byte-identical, in pieces, while the server's peak resident size grows by
+// far less than the file.
+START_TEST(test_large_upload) {
+    size_t n = 8u << 20;
+    char *text = euro_text(n);
+    long hwm0 = proc_kb(S.pid, "VmHWM");
+    Resp r = upload("big.txt", text, n);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    cJSON *o = resp_json(&r);
+    ck_assert_double_eq(json_num(o, "bytes"), (double)n);
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/files/%s", tdir, json_str(o, "id"));
+    size_t len;
+    char *got = tu_read_file(path, &len);
+    ck_assert(got && len == n && memcmp(got, text, n) == 0);
+    free(got);
+    cJSON_Delete(o);
+    resp_free(&r);
+    long grew = proc_kb(S.pid, "VmHWM") - hwm0;
+    ck_assert_msg(grew < 2048, "the server's peak RSS grew by %ld kB for an 8 MiB upload", grew);
+    ck_assert_int_eq(temps(), 0);
+    free(text);
+}
+END_TEST
+
+// --max-uploads 2: a third upload while two are in progress is a 503 with Retry-After,
+// before its body is read; once one of them leaves, its temp file goes and uploads work.
+START_TEST(test_upload_limit) {
+    int a = raw_upload(1000000), b = raw_upload(1000000);
+    send_all(a, "hello ", 6);
+    send_all(b, "hello ", 6);
+    ck_assert_int_eq(temps_become(2), 2);
+    Resp r = upload("c.txt", "hi\n", 3);
+    assert_error(&r, 503, NULL);
+    ck_assert_msg(strstr(r.body, "--max-uploads"), "%s", r.body);
+    char *retry = resp_header(&r, "Retry-After");
+    ck_assert_ptr_nonnull(retry);
+    free(retry);
+    resp_free(&r);
+    close(a); // abandoned mid-body
+    ck_assert_int_eq(temps_become(1), 1);
+    r = upload("c.txt", "hi\n", 3);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    close(b);
+    ck_assert_int_eq(temps_become(0), 0);
+    ck_assert_int_eq(stored(), 2); // c.txt and its object
+}
+END_TEST
+
+// A refusal mid-body (bad UTF-8 after 1 MB) removes the temp file while the rest of the body
+// is still to come; the reply, once it has come, is the 400 with the offset.
+START_TEST(test_refused_mid_body) {
+    size_t head = 1u << 20, rest = 1u << 20;
+    char *text = euro_text(head + rest);
+    int fd = raw_upload(head + rest + strlen("\r\n--XyZ--\r\n"));
+    send_all(fd, text, head);
+    ck_assert_int_eq(temps_become(1), 1);
+    send_all(fd, "\xff", 1);
+    ck_assert_int_eq(temps_become(0), 0);
+    send_all(fd, text + head + 1, rest - 1);
+    send_all(fd, "\r\n--XyZ--\r\n", 11);
+    char reply[2048];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof(reply) - 1 && (k = recv(fd, reply + got, sizeof(reply) - 1 - got, 0)) > 0) {
+        got += (size_t)k;
+        reply[got] = '\0';
+        if (strstr(reply, "}}")) break;
+    }
+    reply[got] = '\0';
+    close(fd);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 400", 12) == 0, "%s", reply);
+    char want[64];
+    snprintf(want, sizeof(want), "an invalid byte at byte %zu", head);
+    ck_assert_msg(strstr(reply, want), "%s", reply);
+    ck_assert_int_eq(stored(), 0);
+    free(text);
+}
+END_TEST
+
+// Sent chunked in 1000-byte pieces (the harness's), so that characters of 3 bytes straddle
+// the pieces the server gets: a valid text is taken, and a bad byte is named at its offset.
+START_TEST(test_utf8_across_pieces) {
+    size_t n = 300000;
+    char *text = euro_text(n);
+    Resp r;
+    size_t len;
+    char *b = form("fine-tune", "e.txt", text, n, &len);
+    r = http_req(S.port, "POST", "/v1/files", CT, b, len, 1);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    free(b);
+    // The first € from byte 200000 on loses its last byte to an ASCII one.
+    size_t at = 200000;
+    while (text[at] != '\xe2') at++;
+    text[at + 2] = 'x';
+    char want[64];
+    snprintf(want, sizeof(want), "an invalid byte at byte %zu", at);
+    b = form("fine-tune", "e.txt", text, n, &len);
+    r = http_req(S.port, "POST", "/v1/files", CT, b, len, 1);
+    assert_error(&r, 400, "file");
+    ck_assert_msg(strstr(r.body, want), "%s", r.body);
+    resp_free(&r);
+    free(b);
+    free(text);
+    ck_assert_int_eq(temps(), 0);
+    ck_assert_int_eq(stored(), 2);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("server_files_api");
     TCase *tc = tcase_create("files");
@@ -354,6 +558,15 @@ int main(void) {
     tcase_add_test(tc, test_bad_uploads);
     tcase_add_test(tc, test_traversal_names);
     suite_add_tcase(s, tc);
+    TCase *st = tcase_create("streaming");
+    tcase_add_unchecked_fixture(st, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(st, start_stream, stop_files);
+    tcase_add_test(st, test_large_upload);
+    tcase_add_test(st, test_upload_limit);
+    tcase_add_test(st, test_refused_mid_body);
+    tcase_add_test(st, test_utf8_across_pieces);
+    tcase_set_timeout(st, 30);
+    suite_add_tcase(s, st);
     TCase *other = tcase_create("flags");
     tcase_add_unchecked_fixture(other, suite_setup, suite_teardown);
     tcase_add_test(other, test_off_by_default);
