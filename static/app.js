@@ -1,6 +1,7 @@
 // charlm web page: streams /generate over SSE and draws the model card from /model; offers
 // a choice when /v1/models lists several models; asks for an API key when the server wants
-// one.
+// one; on a server that trains (--training-dir), a Train panel runs and follows a
+// fine-tuning job and puts its model in the picker.
 // Plain script, no framework; the page's CSP allows only 'self', so nothing here
 // writes style attributes or HTML strings — every piece of text goes in as textContent,
 // and the one position set from script (the probability tip's) goes through the CSSOM,
