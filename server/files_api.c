@@ -149,7 +149,7 @@ enum MHD_Result files_api_begin(struct MHD_Connection *conn, Request *rq) {
         snprintf(msg, sizeof(msg),
                  "%d uploads are in progress, as many as --max-uploads allows; retry shortly",
                  uploads_active);
-        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, msg, NULL);
+        return respond_error_after_body(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, msg, NULL);
     }
     char boundary[MULTIPART_BOUNDARY_MAX + 1];
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");

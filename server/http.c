@@ -219,6 +219,10 @@ static size_t body_limit(const Request *rq) {
 }
 
 static int body_append(Request *rq, const char *data, size_t n) {
+    if (rq->later_body) { // refused already: the body is only read to be dropped
+        rq->discarded += n;
+        return rq->discarded > HTTP_DRAIN_MAX ? -1 : 0;
+    }
     size_t have = rq->sink ? rq->sunk : rq->body.len;
     if (rq->discarded || have + n > body_limit(rq)) {
         // Chunked bodies have no length up front: count them as they come and drop the
@@ -233,6 +237,21 @@ static int body_append(Request *rq, const char *data, size_t n) {
     }
     buf_add(&rq->body, data, n);
     return rq->body.failed ? -1 : 0;
+}
+
+enum MHD_Result respond_error_after_body(struct MHD_Connection *conn, Request *rq, int status,
+                                         const char *message, const char *param) {
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    int chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+    unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+    // Nothing to wait for, or too much to read: answered now.
+    if ((!chunked && len == 0) || len > HTTP_DRAIN_MAX)
+        return respond_error(conn, rq, status, message, param);
+    rq->later_body = http_error_json(status, message, param);
+    if (!rq->later_body)
+        return respond_error(conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", NULL);
+    rq->later_status = status;
+    return MHD_YES;
 }
 
 enum MHD_Result respond_too_large(struct MHD_Connection *conn, Request *rq) {
@@ -272,6 +291,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     conns_busy(conn);               // the whole request is in
     if (rq->status) return MHD_YES; // already answered
     if (rq->resume) return rq->resume(conn, rq);
+    if (rq->later_body) {
+        char *body = rq->later_body;
+        rq->later_body = NULL;
+        return respond(conn, rq, rq->later_status, "application/json", body, strlen(body));
+    }
     if (rq->discarded && !rq->sink) return respond_too_large(conn, rq); // a sink answers its own
     rq->url = url;
     return router->on_request(conn, rq);
@@ -292,6 +316,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     router->on_done(rq, status, ms / 1e3);
     if (rq->finish) rq->finish(rq);
     buf_free(&rq->body);
+    free(rq->later_body);
     free(rq);
 }
 

@@ -24,6 +24,8 @@ struct Request {
     Buf body;          // the body so far, NUL-terminated (body.s NULL while empty)
     size_t discarded;  // bytes dropped once the body went over its limit
     size_t body_limit; // the router's limit for this body; 0: --max-body
+    int later_status;  // a refusal answered once the body is in (respond_error_after_body)
+    char *later_body;  // its JSON, malloc'd
     // A route that takes its body as it arrives (an upload) sets `sink` before the body is
     // read: each piece goes to it instead of into `body`, and once the body goes over its
     // limit it gets (NULL, 0), the rest being dropped. Nonzero closes the connection.
@@ -84,6 +86,14 @@ enum MHD_Result respond_object(struct MHD_Connection *conn, Request *rq, int sta
  * message or param that are not UTF-8 go out as U+FFFD, so the body is always UTF-8. */
 enum MHD_Result respond_error(struct MHD_Connection *conn, Request *rq, int status,
                               const char *message, const char *param);
+/* The same refusal, answered once the request's body has come and been dropped, at most
+ * HTTP_DRAIN_MAX bytes of it (past that the connection is cut). A client that streams a
+ * large body (an upload) would otherwise meet a reset connection before it has read the
+ * reply: closing a socket with unread bytes in it resets it. For refusals made from the
+ * headers, before any body is read. */
+#define HTTP_DRAIN_MAX (1u << 20)
+enum MHD_Result respond_error_after_body(struct MHD_Connection *conn, Request *rq, int status,
+                                         const char *message, const char *param);
 /* respond_error's body (malloc'd), or NULL when out of memory. */
 char *http_error_json(int status, const char *message, const char *param);
 /* 413: the body is (or says it will be) larger than its limit (body_limit, --max-body). */

@@ -121,6 +121,15 @@ int routes_help_text(char *buf, size_t cap) {
     return (int)n;
 }
 
+// A refusal from the headers. An upload's waits for its body to be dropped, so that its
+// client, still sending, reads the reason (http.h, respond_error_after_body).
+static enum MHD_Result refuse(struct MHD_Connection *conn, Request *rq, const Route *r, int status,
+                              const char *message) {
+    if (r->methods & ROUTE_UPLOAD && strcmp(rq->method, "POST") == 0)
+        return respond_error_after_body(conn, rq, status, message, NULL);
+    return respond_error(conn, rq, status, message, NULL);
+}
+
 // Everything that can be decided from the request line and headers alone: answers a
 // request that goes no further, or returns MHD_YES to read its body.
 static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
@@ -151,11 +160,10 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
         case AUTH_OK:
             break;
         case AUTH_MISSING:
-            return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED,
-                                 "missing API key: send the header Authorization: Bearer <key>",
-                                 NULL);
+            return refuse(conn, rq, r, MHD_HTTP_UNAUTHORIZED,
+                          "missing API key: send the header Authorization: Bearer <key>");
         case AUTH_INVALID:
-            return respond_error(conn, rq, MHD_HTTP_UNAUTHORIZED, "invalid API key", NULL);
+            return refuse(conn, rq, r, MHD_HTTP_UNAUTHORIZED, "invalid API key");
         }
     }
     if (!route_allows(r, rq->method)) {
@@ -175,8 +183,8 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, Request *rq) {
         return MHD_YES;
     if (r->methods & ROUTE_UPLOAD) {
         if (!ct || strncasecmp(ct + strspn(ct, " \t"), "multipart/form-data", 19) != 0)
-            return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                 "Content-Type must be multipart/form-data", NULL);
+            return refuse(conn, rq, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                          "Content-Type must be multipart/form-data");
         rq->body_limit = (size_t)srv.cfg.max_upload + FILES_FORM_SLACK;
     } else if (!http_is_json_type(ct))
         return respond_error(conn, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,

@@ -553,6 +553,31 @@ static void last_line(const TuneJob *j, char *out, size_t cap) {
     free(p);
 }
 
+/* The trainer's summary line (trainer.out): the chars of the text the model's vocabulary
+ * lacks, which a job going on from a served model skipped. With mu held. */
+static void summary_read(TuneJob *j) {
+    char *p = job_path(j, "trainer.out"), *text = NULL, err[ERR_LEN];
+    size_t len;
+    cJSON *sum = NULL;
+    if (p && file_read_all(p, 1 << 16, &text, &len, err) == 0)
+        sum = cJSON_ParseWithLength(text, len);
+    const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(sum, "skipped");
+    if (cJSON_IsNumber(skipped)) {
+        set_num(j->obj, "skipped_chars", skipped->valuedouble);
+        if (skipped->valuedouble > 0) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "%.0f chars of the text are not in the vocabulary of %s and were skipped",
+                     skipped->valuedouble,
+                     cJSON_GetObjectItemCaseSensitive(j->obj, "model")->valuestring);
+            event_add(j, "warn", "message", msg, NULL);
+        }
+    }
+    cJSON_Delete(sum);
+    free(text);
+    free(p);
+}
+
 /* The child ended with code. With mu held. */
 static void finish(TuneJob *j, int code) {
     running = NULL;
@@ -582,6 +607,7 @@ static void finish(TuneJob *j, int code) {
         // Served from the registry's next reload when the drain stopped the runner first.
         if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j->obj, "fine_tuned_model")))
             set_str(j->obj, "fine_tuned_model", run_str(j, "model_name"));
+        summary_read(j);
         status_set(j, "succeeded", "The job has successfully completed");
         return;
     }
@@ -600,6 +626,23 @@ static void *runner_main(void *arg) {
     time_t last_ping = time(NULL);
     pthread_mutex_lock(&mu);
     while (!stopping) {
+        // Files are validated as jobs come, whether or not another job trains.
+        TuneJob *fresh = NULL;
+        for (int i = 0; i < njobs && !fresh; i++)
+            if (strcmp(status_of(jobs[i]), "validating_files") == 0) fresh = jobs[i];
+        if (fresh) {
+            char err[ERR_LEN];
+            pthread_mutex_unlock(&mu);
+            int rc = validate(fresh, err);
+            pthread_mutex_lock(&mu);
+            if (strcmp(status_of(fresh), "validating_files") == 0) { // not cancelled meanwhile
+                if (rc)
+                    fail(fresh, "invalid_training_file", err);
+                else
+                    status_set(fresh, "queued", "Files validated; the job is queued");
+            }
+            continue;
+        }
         if (running) {
             // Polled first: once the child has ended, follow reads all it wrote.
             int code, ended = trainproc_poll(child, &code);
@@ -624,20 +667,6 @@ static void *runner_main(void *arg) {
             if (ended) finish(j, code);
         } else {
             TuneJob *next = NULL;
-            for (int i = 0; i < njobs && !next; i++)
-                if (strcmp(status_of(jobs[i]), "validating_files") == 0) next = jobs[i];
-            if (next) {
-                char err[ERR_LEN];
-                pthread_mutex_unlock(&mu);
-                int rc = validate(next, err);
-                pthread_mutex_lock(&mu);
-                if (strcmp(status_of(next), "validating_files") != 0) continue; // cancelled
-                if (rc)
-                    fail(next, "invalid_training_file", err);
-                else
-                    status_set(next, "queued", "Files validated; the job is queued");
-                continue;
-            }
             for (int i = 0; i < njobs && !next; i++) {
                 const char *st = status_of(jobs[i]);
                 if (strcmp(st, "running") == 0 || strcmp(st, "queued") == 0) next = jobs[i];
@@ -897,6 +926,7 @@ cJSON *tuning_create(const TuneRequest *r, const char *arch, const char *init_di
     cJSON_AddNumberToObject(o, "total_steps", 0);
     cJSON_AddNullToObject(o, "tokens_per_s");
     cJSON_AddNullToObject(o, "best_val_loss");
+    cJSON_AddNumberToObject(o, "skipped_chars", 0);
 
     cJSON *run = j->run = cJSON_CreateObject();
     cJSON_AddStringToObject(run, "arch", arch);

@@ -348,6 +348,28 @@ START_TEST(test_keys) {
     cJSON_Delete(list);
     resp_free(&r);
     free(b);
+
+    // An upload refused by its headers is answered once its body is in, not while the
+    // client still sends it (which would then meet a reset connection): nothing comes
+    // back before the body, then the 401.
+    char head[256];
+    snprintf(head, sizeof(head),
+             "POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+             "Content-Length: 5000\r\n\r\n",
+             CT);
+    int fd = raw_send(s.port, head);
+    sleep_ms(200);
+    char reply[4096];
+    ck_assert_int_eq(recv(fd, reply, sizeof(reply), MSG_DONTWAIT), -1);
+    char *body = malloc(5000);
+    memset(body, 'a', 5000);
+    ck_assert_int_eq(send(fd, body, 5000, 0), 5000);
+    free(body);
+    ssize_t got = recv(fd, reply, sizeof(reply) - 1, 0);
+    ck_assert_int_gt(got, 0);
+    reply[got] = '\0';
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 401", 12) == 0, "%s", reply);
+    close(fd);
     ck_assert_int_eq(srv_stop(&s), 0);
     tu_rmtree(t);
     free(t);

@@ -160,8 +160,9 @@ static void wait_metrics(int port, const char *id) {
     ck_abort_msg("no evaluation of job %s", id);
 }
 
-// Children of pid still in the process table (running or zombies), and zombies among them.
-static int children(pid_t pid, int *zombies) {
+// Children of pid still in the process table (running or zombies), and zombies among
+// them; *last the last one listed.
+static int children_pid(pid_t pid, int *zombies, long *last) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
@@ -177,6 +178,7 @@ static int children(pid_t pid, int *zombies) {
             long c = strtol(p, &p, 10);
             if (c <= 0) break;
             n++;
+            *last = c;
             char stat[64];
             snprintf(stat, sizeof(stat), "/proc/%ld/stat", c);
             char *s = tu_read_file(stat, NULL);
@@ -188,6 +190,11 @@ static int children(pid_t pid, int *zombies) {
     }
     if (d) closedir(d);
     return n;
+}
+
+static int children(pid_t pid, int *zombies) {
+    long last;
+    return children_pid(pid, zombies, &last);
 }
 
 static char *model_file(const char *model, const char *name) {
@@ -366,6 +373,17 @@ START_TEST(test_cancel_reaps_the_child) {
     cJSON_Delete(job);
     cJSON_Delete(wait_status(S.port, id, "running"));
     int zombies;
+    long trainer = 0;
+    ck_assert_int_eq(children_pid(S.pid, &zombies, &trainer), 1);
+    // One job at a time: a second one waits, queued, with no trainer of its own.
+    cJSON *next = create(S.port, file, "\"model\": \"lstm\", \"hyperparameters\": {\"steps\": 3}");
+    char *id2 = strdup(json_str(next, "id"));
+    cJSON_Delete(next);
+    cJSON_Delete(wait_status(S.port, id2, "queued"));
+    sleep_ms(500);
+    next = get_job(S.port, id2);
+    ck_assert_str_eq(json_str(next, "status"), "queued");
+    cJSON_Delete(next);
     ck_assert_int_eq(children(S.pid, &zombies), 1);
     char path[160];
     snprintf(path, sizeof(path), "/v1/fine_tuning/jobs/%s/cancel", id);
@@ -375,11 +393,15 @@ START_TEST(test_cancel_reaps_the_child) {
     ck_assert_str_eq(json_str(job, "status"), "cancelled");
     cJSON_Delete(job);
     resp_free(&r);
-    // The child is stopped and reaped: no process, no zombie.
-    int n = 1;
-    for (int i = 0; i < 400 && (n = children(S.pid, &zombies)) > 0; i++) sleep_ms(25);
-    ck_assert_int_eq(n, 0);
-    ck_assert_int_eq(zombies, 0);
+    // The child is stopped and reaped: no process left, not even a zombie (a reaped child
+    // leaves the process table; the queued job's trainer is another).
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/%ld", trainer);
+    for (int i = 0; i < 400 && exists(proc); i++) sleep_ms(25);
+    ck_assert_msg(!exists(proc), "trainer %ld still there", trainer);
+    // The queued job runs once the cancelled one's trainer has gone.
+    cJSON_Delete(wait_status(S.port, id2, "succeeded"));
+    free(id2);
     cJSON *ev = events(S.port, id);
     cJSON *last = cJSON_GetArrayItem(ev, cJSON_GetArraySize(ev) - 1);
     ck_assert(strstr(json_str(last, "message"), "cancelled"));
@@ -481,9 +503,10 @@ END_TEST
 
 // model: a served model's id goes on from its weights and vocabulary.
 START_TEST(test_from_a_served_model) {
-    // Chars of the text outside the model's vocabulary, if any, are skipped by the trainer.
+    // '\x01' is in no vocabulary made from text: these 8 (and any other char the model
+    // never saw) are skipped, and counted.
     char *text = lines_text(4000);
-    for (size_t i = 100; i < strlen(text); i += 500) text[i] = "#Z~"[i % 3];
+    for (size_t i = 100, k = 0; k < 8; i += 450, k++) text[i] = '\x01';
     char *file = upload(S.port, "more.txt", text);
     cJSON *job =
         create(S.port, file,
@@ -495,6 +518,30 @@ START_TEST(test_from_a_served_model) {
     const char *model = json_str(job, "fine_tuned_model");
     ck_assert_msg(strncmp(model, "ft:charlm:charlm:more:", 22) == 0, "%s", model);
     ck_assert_str_eq(json_str(job, "arch"), "lstm");
+    // Skipped: every char of the text that is not one of the vocabulary's.
+    char *vpath = malloc(strlen(model_dir) + 16);
+    sprintf(vpath, "%s/vocab.json", model_dir);
+    char *vtext = tu_read_file(vpath, NULL);
+    cJSON *vocab = cJSON_Parse(vtext), *ch;
+    int expect = 0;
+    for (const char *c = text; *c; c++) {
+        int known = 0;
+        cJSON_ArrayForEach(ch, cJSON_GetObjectItem(vocab, "chars")) known |=
+            strlen(ch->valuestring) == 1 && ch->valuestring[0] == *c;
+        expect += !known;
+    }
+    cJSON_Delete(vocab);
+    free(vtext);
+    free(vpath);
+    ck_assert_int_ge(expect, 8);
+    ck_assert_int_eq((int)json_num(job, "skipped_chars"), expect);
+    char warning[64];
+    snprintf(warning, sizeof(warning), "%d chars of the text", expect);
+    cJSON *ev = events(S.port, id), *e;
+    int warned = 0;
+    cJSON_ArrayForEach(e, ev) warned += strstr(json_str(e, "message"), warning) != NULL;
+    ck_assert_int_eq(warned, 1);
+    cJSON_Delete(ev);
     char *v = model_file(model, "vocab.json"), *base = malloc(strlen(model_dir) + 16);
     sprintf(base, "%s/vocab.json", model_dir);
     char *a = tu_read_file(v, NULL), *b = tu_read_file(base, NULL);
