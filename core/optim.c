@@ -74,7 +74,10 @@ float optim_lr(long step, long total, long warmup, float lr_max, float lr_min) {
 
 float optim_lr_budget(long step, long total, long warmup, double spent, float lr_max,
                       float lr_min) {
-    if (step < warmup) return lr_max * (float)(step + 1) / (float)warmup;
+    // On a budget the warmup ends at its steps or at its share of the budget, whichever
+    // comes first: a budget too short for the steps still gets its peak rate early.
+    double ramp = (double)(step + 1) / (double)warmup, by_time = spent / OPTIM_BUDGET_WARMUP;
+    if (step < warmup && by_time < 1) return lr_max * (float)(by_time > ramp ? by_time : ramp);
     long span = total - warmup > 1 ? total - warmup : 1;
     double progress = (double)(step - warmup) / (double)span;
     if (spent > progress) progress = spent;

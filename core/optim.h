@@ -33,9 +33,11 @@ void adam_update(Adam *adam, float *params, const float *grads, size_t from, siz
                  float weight_decay);
 /* Linear warmup over `warmup` steps, then cosine decay to lr_min at `total`. step from 0. */
 float optim_lr(long step, long total, long warmup, float lr_max, float lr_min);
-/* The same on a budget of time too: past the warmup, the cosine's progress is the larger
- * of the steps' and `spent`, the share of the budget used so far (0 = the steps alone, the
- * bits of optim_lr). */
+/* The same on a budget of time too, `spent` the share of it used so far (0 = the steps
+ * alone, the bits of optim_lr): the warmup ramps by the larger of its steps' progress and
+ * spent / OPTIM_BUDGET_WARMUP and ends when either is whole; past it, the cosine's
+ * progress is the larger of the steps' and spent. */
+#define OPTIM_BUDGET_WARMUP 0.05
 float optim_lr_budget(long step, long total, long warmup, double spent, float lr_max, float lr_min);
 
 #endif

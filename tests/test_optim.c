@@ -171,19 +171,22 @@ START_TEST(test_schedule_warms_up_then_decays_to_min) {
 END_TEST
 
 /* A time budget moves the cosine on when it runs ahead of the steps, never back, and
- * leaves the warmup to the steps. */
+ * ends the warmup at 5% of the budget when that comes before the warmup's steps. */
 START_TEST(test_schedule_on_a_budget_follows_the_larger_progress) {
     const struct {
         long step;
         double spent;
         float want; // lr with warmup 100 of 1000 steps, 1 -> 0.1
     } rows[] = {
-        {0, 0.9, 0.01f},   // warming up: the budget waits
-        {99, 0.5, 1.0f},   // the warmup's last step
-        {100, 0.5, 0.55f}, // half the budget: the cosine's middle, at its first step
-        {550, 0.2, 0.55f}, // the steps ahead of the budget
-        {550, 1.0, 0.1f},  // the budget spent: the floor
-        {550, 7.0, 0.1f},  // overspent: still the floor
+        {0, 0.01, 0.2f},     // warming up, the budget ahead: 0.01 of its 0.05
+        {50, 0.01, 0.51f},   // warming up, the steps ahead: 51 of 100
+        {99, 0.001, 1.0f},   // the warmup's last step
+        {0, 0.9, 0.122024f}, // the budget's warmup long over: the cosine at 0.9
+        {99, 0.5, 0.55f},    // within the warmup's steps, half the budget spent
+        {100, 0.5, 0.55f},   // half the budget: the cosine's middle, at its first step
+        {550, 0.2, 0.55f},   // the steps ahead of the budget
+        {550, 1.0, 0.1f},    // the budget spent: the floor
+        {550, 7.0, 0.1f},    // overspent: still the floor
         {1000, 0.0, 0.1f},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)

@@ -20,7 +20,8 @@
 
 #define COMMANDS_REPL_USAGE "charlm-train repl --model DIR"
 
-/* train (also with no command name): learns a model from --corpus into --out:
+/* train (also with no command name): learns a model from --corpus into --out, from fresh
+ * weights or from those of --init's model folder, within --steps and --max-time:
  * vocab.json and model.safetensors, the best by validation loss so far, published
  * whenever it improves; train_log.jsonl, a row per evaluation; checkpoint.safetensors,
  * which --resume continues from, written every --checkpoint-every steps, at the end, and

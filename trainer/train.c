@@ -625,7 +625,8 @@ int commands_train(int argc, char **argv) {
         }
         loss = train_step(&st, &corpus, &lr);
         tokens += (long)c.seq * c.batch;
-        tps = tokens / (st.train_time - time0);
+        double run_time = st.train_time - time0;
+        tps = run_time > 0 ? tokens / run_time : 0.0;
         int out_of_time = train_out_of_time(&st);
         if (st.step % c.eval_every == 0 || st.step == c.steps || out_of_time) {
             EvalResult val;
