@@ -1764,7 +1764,8 @@
     if (!job) return;
     const st = typeof job.status === 'string' ? job.status : '—';
     tr.job.textContent = [job.id, job.arch || job.model].filter(Boolean).join(' · ');
-    tr.status.textContent = st.replace(/_/g, ' ');
+    const shown = st.replace(/_/g, ' ');
+    if (tr.status.textContent !== shown) tr.status.textContent = shown; // a live region: changes only
     tr.status.className = st === 'succeeded' ? 'ok' : st === 'failed' ? 'bad' : st === 'cancelled' ? 'warn' : '';
     // total_steps is 0 for a run that only its time budget ends.
     tr.step.textContent = Number.isFinite(job.step)
