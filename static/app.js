@@ -1,6 +1,7 @@
 // charlm web page: streams /generate over SSE and draws the model card from /model; offers
 // a choice when /v1/models lists several models; asks for an API key when the server wants
-// one.
+// one; on a server that trains (--training-dir), a Train panel runs and follows a
+// fine-tuning job and puts its model in the picker.
 // Plain script, no framework; the page's CSP allows only 'self', so nothing here
 // writes style attributes or HTML strings — every piece of text goes in as textContent,
 // and the one position set from script (the probability tip's) goes through the CSSOM,
@@ -62,12 +63,13 @@
 
   // ---- errors ---------------------------------------------------------------
 
+  // The generation form's errors; the Train panel keeps its own (clearTrainErrors).
   function clearErrors() {
-    for (const node of document.querySelectorAll('.field-error')) {
+    for (const node of el.form.querySelectorAll('.field-error')) {
       node.textContent = '';
       node.hidden = true;
     }
-    for (const node of document.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+    for (const node of el.form.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
     showGeneral('');
   }
 
@@ -152,8 +154,9 @@
   });
 
   // fetch with the stored key. On a 401 the key sent (if any) is forgotten and, when
-  // `ask`, the user is asked for one and the request sent again, until a key works or
-  // the dialog is cancelled, which returns the 401.
+  // `ask`, the user is asked for one (`ask` may be the dialog's message) and the request
+  // sent again, until a key works or the dialog is cancelled, which returns the 401.
+  // A key that works loads what an earlier 401 held back (the card, the Train panel).
   async function fetchKeyed(url, opts, ask) {
     for (;;) {
       const key = storedKey();
@@ -162,13 +165,14 @@
       const res = await fetch(url, { ...opts, headers });
       if (res.status !== 401) {
         if (key && cardWanted && !isCardUrl(url)) loadModels();
+        if (key && trainWanted && url !== JOBS_PROBE) probeTraining();
         return res;
       }
       if (key) storeKey('');
       if (!ask) return res;
       const entered = await askKey(key
         ? 'That key was not accepted. Enter a valid API key.'
-        : 'This server needs an API key to generate text and show the model card.');
+        : typeof ask === 'string' ? ask : 'This server needs an API key to generate text and show the model card.');
       if (!entered) return res;
       storeKey(entered);
     }
@@ -621,44 +625,54 @@
       }
       return { kind: 'http', status: res.status, payload, retryAfter: res.headers.get('Retry-After') };
     }
-    const reader = res.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      // SSE events end with a blank line; accept CRLF as well as LF.
-      let cut;
-      while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-        const raw = buf.slice(0, cut);
-        buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
-        const ev = parseEvent(raw);
-        if (!ev) continue;
-        if (ev.error) return { kind: 'http', status: 200, payload: ev };
-        if (typeof ev.text === 'string' && ev.text) appendText(ev.text, ev.logprobs);
-        if (ev.done) {
-          r.summary = ev;
-          reader.cancel().catch(() => {});
-          return { kind: 'done' };
-        }
+    for await (const data of sseData(res)) {
+      const ev = parseEvent(data);
+      if (ev.error) return { kind: 'http', status: 200, payload: ev };
+      if (typeof ev.text === 'string' && ev.text) appendText(ev.text, ev.logprobs);
+      if (ev.done) {
+        r.summary = ev;
+        return { kind: 'done' };
       }
     }
     return { kind: 'lost' }; // the stream ended without its final event
   }
 
-  function parseEvent(raw) {
-    const data = [];
-    for (const line of raw.split(/\r?\n/)) {
-      if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-    }
-    if (!data.length) return null; // comment or keep-alive
-    const s = data.join('\n');
+  // The data of each Server-Sent Event of a response as it arrives; comments and
+  // keep-alives are skipped. Leaving the loop early cancels the response.
+  async function* sseData(res) {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
     try {
-      return JSON.parse(s);
-    } catch (_) {
-      return { error: { message: `malformed event from the server: ${s.slice(0, 80)}` } };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += decoder.decode(value, { stream: true });
+        // SSE events end with a blank line; accept CRLF as well as LF.
+        let cut;
+        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+          const raw = buf.slice(0, cut);
+          buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
+          const data = [];
+          for (const line of raw.split(/\r?\n/)) {
+            if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length) yield data.join('\n');
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
     }
+  }
+
+  function parseEvent(s) {
+    try {
+      const ev = JSON.parse(s);
+      if (ev && typeof ev === 'object') return ev;
+    } catch (_) {
+      // reported below
+    }
+    return { error: { message: `malformed event from the server: ${s.slice(0, 80)}` } };
   }
 
   function finish(outcome, body, prev) {
@@ -1100,9 +1114,7 @@
     if (val !== null) bits.push(`val ${val.toFixed(3)} nats/char`);
     el.summary.textContent = bits.join(' · ');
 
-    chartRows = log;
-    drawChart($('chart'), log);
-    watchChart($('chart'));
+    showChart($('chart'), log, 'no training log');
     $('chart-caption').textContent = log.length
       ? `Cross-entropy (nats/char) at each of the ${fmtInt(log.length)} evaluations in train_log.jsonl.`
       : 'No training log shipped with this model.';
@@ -1130,20 +1142,22 @@
 
   // ---- chart ------------------------------------------------------------------
 
-  // One observer for the page's life; it redraws the card shown last (chartRows).
-  let chartRows = [];
-  let chartWatched = false;
+  // Each chart box (the model card's, the Train panel's) keeps its rows here and one
+  // observer for the page's life, which redraws the rows shown last at the new width.
+  const charts = new Map(); // host -> {rows, empty}
 
-  function watchChart(host) {
-    if (!window.ResizeObserver || chartWatched) return;
-    chartWatched = true;
+  function showChart(host, rows, empty) {
+    const known = charts.has(host);
+    charts.set(host, { rows, empty });
+    drawChart(host, rows, empty);
+    if (known || !window.ResizeObserver) return;
     let width = host.clientWidth;
     let timer = 0;
     new ResizeObserver(() => {
       if (Math.abs(host.clientWidth - width) < 8) return;
       width = host.clientWidth;
       clearTimeout(timer);
-      timer = setTimeout(() => drawChart(host, chartRows), 120);
+      timer = setTimeout(() => drawChart(host, charts.get(host).rows, charts.get(host).empty), 120);
     }).observe(host);
   }
 
@@ -1174,8 +1188,8 @@
   }
 
   // One <circle> per log row per series, so the chart can be checked against
-  // train_log.jsonl row for row.
-  function drawChart(host, rows) {
+  // train_log.jsonl row for row. `empty` is what an empty chart says.
+  function drawChart(host, rows, empty) {
     host.textContent = '';
     // Draw at the box's own size so text stays legible on a phone instead of
     // shrinking with a fixed viewBox.
@@ -1186,12 +1200,12 @@
       viewBox: `0 0 ${W} ${H}`,
       class: 'chart-svg',
       role: 'img',
-      'aria-labelledby': 'chart-title chart-desc',
+      'aria-labelledby': `${host.id}-title ${host.id}-desc`,
       'data-rows': rows.length,
     }, host);
-    const title = svg('title', { id: 'chart-title' }, root);
+    const title = svg('title', { id: `${host.id}-title` }, root);
     title.textContent = 'Training and validation loss by step';
-    const desc = svg('desc', { id: 'chart-desc' }, root);
+    const desc = svg('desc', { id: `${host.id}-desc` }, root);
 
     const series = [
       { key: 'train_loss', name: 'train', label: 'training loss' },
@@ -1201,8 +1215,8 @@
     for (const r of rows) for (const s of series) if (Number.isFinite(r[s.key])) ys.push(r[s.key]);
     if (!rows.length || !ys.length) {
       const t = svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis-label' }, root);
-      t.textContent = 'no training log';
-      desc.textContent = 'No training log rows.';
+      t.textContent = empty;
+      desc.textContent = `No evaluations: ${empty}.`;
       return;
     }
 
@@ -1216,6 +1230,8 @@
     y0 = Math.max(0, y0 - pad);
     y1 += pad;
     const yt = ticks(y0, y1, 5);
+    // Room for the longest tick label (about 7 px a digit) beside the axis title.
+    m.l = Math.max(m.l, 30 + 7 * Math.max(...yt.map((v) => fmtTick(v).length)));
     const xt = ticks(x0, x1, W < 480 ? 4 : 6);
     y0 = Math.min(y0, yt[0]);
     const pw = W - m.l - m.r;
@@ -1264,9 +1280,17 @@
       }
     }
 
-    // Legend, top right inside the plot.
-    const lg = svg('g', { class: 'legend', transform: `translate(${W - m.r - 150} ${m.t + 6})` }, root);
-    svg('rect', { x: 0, y: 0, width: 146, height: 46, rx: 6, class: 'legend-bg' }, lg);
+    // Legend inside the plot: top right, where falling curves leave room, unless points
+    // lie there (a curve still short, at the right of its axis); then the corner with fewest.
+    const lw = 146;
+    const lh = 46;
+    const corners = [[W - m.r - lw - 4, m.t + 6], [W - m.r - lw - 4, H - m.b - lh - 6], [m.l + 6, H - m.b - lh - 6], [m.l + 6, m.t + 6]];
+    const pts = [];
+    for (const row of rows) for (const s of series) if (Number.isFinite(row[s.key])) pts.push([sx(row.step), sy(row[s.key])]);
+    const covered = ([x, y]) => pts.filter(([px, py]) => px > x - 6 && px < x + lw + 6 && py > y - 6 && py < y + lh + 6).length;
+    const [lx, ly] = corners.reduce((best, c) => (covered(c) < covered(best) ? c : best));
+    const lg = svg('g', { class: 'legend', transform: `translate(${lx} ${ly})` }, root);
+    svg('rect', { x: 0, y: 0, width: lw, height: lh, rx: 6, class: 'legend-bg' }, lg);
     series.forEach((s, i) => {
       const y = 15 + i * 18;
       svg('line', { x1: 10, x2: 32, y1: y, y2: y, class: `legend-line series-${s.name}` }, lg);
@@ -1280,9 +1304,571 @@
       `final training loss ${fmtLoss(lastRow.train_loss)}, validation loss ${fmtLoss(lastRow.val_loss)}.`;
   }
 
+  // ---- Train panel ------------------------------------------------------------
+
+  // The panel drives the fine-tuning jobs API (docs/API.md): a text is uploaded with
+  // POST /v1/files, a job is started with POST /v1/fine_tuning/jobs and followed over its
+  // event stream, and the model it publishes goes in the picker. It exists only on a
+  // server started with --training-dir: without it the routes, the probe's among them,
+  // are 404.
+  const JOBS_PROBE = '/v1/fine_tuning/jobs?limit=1';
+  const KEY_ASK = 'This server needs an API key to train a model.';
+  const LIVE = new Set(['validating_files', 'queued', 'running']);
+  // The job fields a 400's "param" can name, and the control each belongs to.
+  const TRAIN_PARAMS = {
+    training_file: 'train-pick',
+    model: 'train-arch',
+    hyperparameters: 'train-budget',
+    'hyperparameters.max_time': 'train-budget',
+    max_time: 'train-budget',
+    suffix: 'train-suffix',
+  };
+  let trainWanted = false; // the probe got a 401: probe again once a key works
+
+  const tr = {
+    panel: $('train'),
+    form: $('train-form'),
+    keyNote: $('train-key'),
+    drop: $('train-drop'),
+    file: $('train-file'),
+    upload: $('train-upload'),
+    pick: $('train-pick'),
+    budget: $('train-budget'),
+    unit: $('train-unit'),
+    suffix: $('train-suffix'),
+    start: $('train-start'),
+    cancel: $('train-cancel'),
+    error: $('train-error'),
+    live: $('train-live'),
+    job: $('tr-job'),
+    status: $('tr-status'),
+    step: $('tr-step'),
+    rate: $('tr-rate'),
+    left: $('tr-left'),
+    modelRow: $('tr-model-row'),
+    model: $('tr-model'),
+    use: $('tr-use'),
+    message: $('tr-message'),
+    chart: $('train-chart'),
+    caption: $('train-chart-caption'),
+    sampleTitle: $('tr-sample-title'),
+    sample: $('tr-sample'),
+  };
+
+  // The job shown: its latest object, from the server or brought up to date by its events.
+  let job = null;
+  // Following it while it runs: {id, ctrl (aborts every request), rows (the loss curve),
+  // sample {text, step}, budgetEnd (performance.now() when max_time runs out, 0 unknown),
+  // frame, tick, refreshing, again, listed (the published model the picker holds)}.
+  let following = null;
+
+  const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+
+  function clearTrainErrors() {
+    for (const node of tr.panel.querySelectorAll('.field-error')) {
+      node.textContent = '';
+      node.hidden = true;
+    }
+    for (const node of tr.panel.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+    tr.error.textContent = '';
+    tr.error.hidden = true;
+  }
+
+  // Under the control `slot` names (a TRAIN_PARAMS value), else in the panel's general slot.
+  function showTrainError(slot, msg) {
+    const node = slot ? $('err-' + slot) : tr.error;
+    node.textContent = msg;
+    node.hidden = false;
+    if (!slot) return;
+    const controls = slot === 'train-arch' ? tr.form.querySelectorAll('input[name="train-arch"]') : [$(slot)];
+    for (const c of controls) c.setAttribute('aria-invalid', 'true');
+  }
+
+  async function errorOf(res) {
+    try {
+      const p = (await res.json()).error;
+      if (p && p.message) return p;
+    } catch (_) {
+      // not JSON: the status alone
+    }
+    return { message: `HTTP ${res.status}`, param: null };
+  }
+
+  // GET /v1/fine_tuning/jobs?limit=1 says whether the server trains (404: no panel) and
+  // which job is the newest: one still running is followed again, so a reload shows it.
+  async function probeTraining() {
+    trainWanted = false;
+    let res;
+    try {
+      res = await fetchKeyed(JOBS_PROBE, { cache: 'no-store' }, false);
+    } catch (_) {
+      return; // no server: the model card says so
+    }
+    tr.panel.dataset.probe = String(res.status); // what the server said, for whoever inspects the page
+    if (res.status === 404) {
+      tr.panel.hidden = true;
+      return;
+    }
+    tr.panel.hidden = false;
+    if (res.status === 401) {
+      // As the card: no dialog on load; dropping a file or Start asks for the key.
+      trainWanted = true;
+      tr.keyNote.textContent = 'Training needs an API key: dropping a file or Start asks for one, and the panel loads once it is accepted.';
+      tr.keyNote.hidden = false;
+      return;
+    }
+    tr.keyNote.hidden = true;
+    if (!res.ok) {
+      showTrainError(null, `Could not read the training jobs: ${(await errorOf(res)).message}`);
+      return;
+    }
+    let list = null;
+    try {
+      list = await res.json();
+    } catch (_) {
+      // no list: nothing to follow
+    }
+    loadFiles();
+    const latest = list && Array.isArray(list.data) ? list.data[0] : null;
+    if (latest && LIVE.has(latest.status) && !following) followJob(latest);
+  }
+
+  // The uploaded files, newest first, in the picker; `select` is chosen once listed,
+  // else the choice made is kept. Answers can come back out of order: the latest wins.
+  let filesSeq = 0;
+  let fileWanted = ''; // uploaded: to be chosen by whichever list comes back
+
+  async function loadFiles(select) {
+    const seq = ++filesSeq;
+    if (select) fileWanted = select;
+    let files = [];
+    try {
+      const res = await fetchKeyed('/v1/files', { cache: 'no-store' }, false);
+      if (!res.ok) return;
+      const list = await res.json();
+      files = (Array.isArray(list.data) ? list.data : []).filter((f) => f && typeof f.id === 'string');
+    } catch (_) {
+      return;
+    }
+    if (seq !== filesSeq) return;
+    const keep = fileWanted || tr.pick.value;
+    fileWanted = '';
+    const first = tr.pick.options[0];
+    tr.pick.textContent = '';
+    tr.pick.appendChild(first);
+    for (const f of files) {
+      const o = document.createElement('option');
+      o.value = f.id;
+      const when = Number.isFinite(f.created_at)
+        ? new Date(f.created_at * 1000).toLocaleString('en-GB', { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' })
+        : '';
+      o.textContent = [f.filename || f.id, Number.isFinite(f.bytes) ? fmtBytes(f.bytes) : '', when].filter(Boolean).join(' · ');
+      tr.pick.appendChild(o);
+    }
+    tr.pick.value = files.some((f) => f.id === keep) ? keep : '';
+  }
+
+  // POST /v1/files as multipart/form-data; the server checks the text and says why it
+  // refuses one (400: empty, binary, not UTF-8; 413: over --max-upload).
+  async function uploadFile(file) {
+    clearTrainErrors();
+    if (!file) return;
+    tr.upload.textContent = `Uploading ${file.name} (${fmtBytes(file.size)})…`;
+    tr.drop.classList.add('busy');
+    const form = new FormData();
+    form.append('purpose', 'fine-tune');
+    form.append('file', file, file.name);
+    let res;
+    try {
+      res = await fetchKeyed('/v1/files', { method: 'POST', body: form, cache: 'no-store' }, KEY_ASK);
+    } catch (err) {
+      tr.upload.textContent = '';
+      showTrainError('train-file', `Could not upload ${file.name}: ${err.message}`);
+      return;
+    } finally {
+      tr.drop.classList.remove('busy');
+      tr.file.value = ''; // the same file can be chosen again
+    }
+    if (!res.ok) {
+      tr.upload.textContent = '';
+      const p = await errorOf(res);
+      const msg = res.status === 401 ? 'Uploading needs an API key (401). Drop the file again to enter one.'
+        : res.status === 413 ? `Too large (413): ${p.message}` : p.message;
+      showTrainError('train-file', `${file.name}: ${msg}`);
+      return;
+    }
+    const obj = await res.json();
+    tr.upload.textContent = `Uploaded ${obj.filename || file.name} (${fmtBytes(obj.bytes)}) as ${obj.id}.`;
+    await loadFiles(obj.id);
+  }
+
+  function trainArch() {
+    const on = tr.form.querySelector('input[name="train-arch"]:checked');
+    return on ? on.value : 'lstm';
+  }
+
+  async function startJob() {
+    if (following) return;
+    clearTrainErrors();
+    const local = [];
+    if (!tr.pick.value) local.push(['train-pick', 'Drop a text file above, or choose an uploaded one.']);
+    const raw = tr.budget.value.trim();
+    const secs = Math.round(Number(raw) * Number(tr.unit.value));
+    if (tr.budget.validity.badInput || raw === '' || !Number.isFinite(secs) || secs < 1) {
+      local.push(['train-budget', 'A time budget of at least 1 second.']);
+    }
+    if (local.length) {
+      for (const [slot, msg] of local) showTrainError(slot, msg);
+      $(local[0][0]).focus();
+      return;
+    }
+    const body = { training_file: tr.pick.value, model: trainArch(), hyperparameters: { max_time: secs } };
+    const suffix = tr.suffix.value.trim();
+    if (suffix) body.suffix = suffix;
+    tr.start.disabled = true;
+    let res;
+    try {
+      res = await fetchKeyed('/v1/fine_tuning/jobs', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+        cache: 'no-store',
+      }, KEY_ASK);
+    } catch (err) {
+      tr.start.disabled = false;
+      showTrainError(null, `Could not reach the server (${err.message}).`);
+      return;
+    }
+    if (!res.ok) {
+      tr.start.disabled = false;
+      if (res.status === 401) {
+        showTrainError(null, 'Training needs an API key (401). Start again to enter one.');
+        return;
+      }
+      const p = await errorOf(res);
+      const slot = p.param ? TRAIN_PARAMS[p.param] : null;
+      showTrainError(slot || null, !slot && p.param ? `${p.param}: ${p.message}` : p.message);
+      if (slot) (slot === 'train-arch' ? tr.form.querySelector('input[name="train-arch"]:checked') : $(slot)).focus();
+      return;
+    }
+    followJob(await res.json());
+  }
+
+  function setTrainBusy(busy) {
+    tr.start.disabled = busy;
+    tr.cancel.disabled = !busy;
+    tr.live.setAttribute('aria-busy', busy ? 'true' : 'false');
+  }
+
+  function followJob(j) {
+    if (following) {
+      following.ctrl.abort();
+      clearInterval(following.tick);
+    }
+    job = j;
+    const f = {
+      id: j.id, ctrl: new AbortController(), rows: [], sample: null, budgetEnd: 0,
+      frame: 0, tick: 0, refreshing: null, again: false, listed: '',
+    };
+    following = f;
+    tr.live.hidden = false;
+    tr.message.textContent = '';
+    f.tick = setInterval(drawLeft, 1000);
+    setTrainBusy(true);
+    drawRun(f);
+    streamJob(f);
+    refreshJob(f);
+  }
+
+  // GET …/events?stream=true: every event so far, oldest first, then each as it happens,
+  // then [DONE] once the job has finished. fetch rather than EventSource, which cannot
+  // send the Authorization header. A stream that breaks while the job goes on (a server
+  // restart: the job resumes) is followed again, from the first event.
+  async function streamJob(f) {
+    const url = `/v1/fine_tuning/jobs/${encodeURIComponent(f.id)}/events?stream=true`;
+    for (let attempt = 0; ; attempt++) {
+      let why = '';
+      try {
+        const res = await fetchKeyed(url, {
+          headers: { Accept: 'text/event-stream' }, signal: f.ctrl.signal, cache: 'no-store',
+        }, KEY_ASK);
+        if (res.ok) {
+          f.rows = [];
+          f.sample = null;
+          for await (const data of sseData(res)) {
+            if (data === '[DONE]') break;
+            const ev = parseEvent(data);
+            if (!ev.error) jobEvent(f, ev);
+            attempt = 0;
+          }
+        } else if (res.status === 401 || res.status === 404) {
+          if (f !== following) return;
+          showTrainError(null, res.status === 401 ? 'Following the job needs an API key (401). Reload the page to enter one.'
+            : `The job ${f.id} is gone: ${(await errorOf(res)).message}`);
+          stopFollowing(f);
+          return;
+        } else {
+          why = (await errorOf(res)).message;
+        }
+      } catch (err) {
+        why = err.message;
+      }
+      if (f !== following) return;
+      await refreshJob(f);
+      if (f !== following) return;
+      // [DONE] also ends every stream when the server stops: only the job's status says it is over.
+      if (!LIVE.has(job.status)) {
+        jobDone(f);
+        return;
+      }
+      tr.message.textContent = `Lost the job's event stream${why ? ` (${why})` : ''}; following it again…`;
+      await sleep(Math.min(8000, 500 * 2 ** Math.min(attempt, 4)));
+      if (f !== following) return;
+    }
+  }
+
+  function lossOf(v) {
+    return typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+  }
+
+  // A metrics event adds a point to the curve (data.step, data.train_loss, data.valid_loss)
+  // and may carry a sample; a message event may carry the new status.
+  function jobEvent(f, ev) {
+    const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
+    if (ev.type === 'metrics') {
+      if (Number.isFinite(d.step)) {
+        f.rows.push({ step: d.step, train_loss: lossOf(d.train_loss), val_loss: lossOf(d.valid_loss) });
+        job.step = d.step;
+      }
+      if (typeof d.sample === 'string') f.sample = { text: d.sample, step: d.step };
+      if (Number.isFinite(d.total_steps)) job.total_steps = d.total_steps;
+      if (Number.isFinite(d.tokens_per_s)) job.tokens_per_s = d.tokens_per_s;
+      const budget = job.hyperparameters && job.hyperparameters.max_time;
+      if (Number.isFinite(budget) && Number.isFinite(d.elapsed_s)) f.budgetEnd = performance.now() + (budget - d.elapsed_s) * 1000;
+    } else if (typeof d.status === 'string') {
+      job.status = d.status;
+    }
+    if (typeof ev.message === 'string') {
+      tr.message.textContent = ev.message;
+      tr.message.classList.toggle('bad', ev.level === 'error');
+    }
+    if (!f.frame) f.frame = requestAnimationFrame(() => drawRun(f));
+    refreshJob(f);
+  }
+
+  // GET …/jobs/{id} after each event, for what events do not carry (estimated_finish,
+  // fine_tuned_model, error); one request at a time, and one more if events came meanwhile.
+  function refreshJob(f) {
+    if (f.refreshing) {
+      f.again = true;
+      return f.refreshing;
+    }
+    f.refreshing = (async () => {
+      do {
+        f.again = false;
+        try {
+          const res = await fetchKeyed(`/v1/fine_tuning/jobs/${encodeURIComponent(f.id)}`,
+            { cache: 'no-store', signal: f.ctrl.signal }, false);
+          if (res.ok) {
+            const fresh = await res.json();
+            if (f === following && fresh && fresh.id === f.id) job = fresh;
+          }
+        } catch (_) {
+          // the stream's loop notices a server gone
+        }
+      } while (f.again && f === following);
+      f.refreshing = null;
+      if (f !== following) return;
+      drawJob();
+      const id = job.fine_tuned_model;
+      if (id && f.listed !== id) {
+        // Served from the first evaluation on: listed in the picker while it trains.
+        f.listed = id;
+        loadModels().then(drawJob);
+      }
+    })();
+    return f.refreshing;
+  }
+
+  function stopFollowing(f) {
+    f.ctrl.abort();
+    clearInterval(f.tick);
+    if (f.frame) cancelAnimationFrame(f.frame);
+    if (following === f) following = null;
+    setTrainBusy(false);
+  }
+
+  async function jobDone(f) {
+    stopFollowing(f);
+    drawRun(f);
+    const id = job.fine_tuned_model;
+    if (job.status === 'succeeded' && id) {
+      if (await selectModel(id)) tr.message.textContent = `Done: '${id}' is selected in the model picker; Generate writes with it.`;
+      return;
+    }
+    if (job.status === 'failed') {
+      showTrainError(null, `The job failed: ${job.error && job.error.message ? job.error.message : 'no reason given'}`);
+    } else if (job.status === 'cancelled') {
+      tr.message.textContent = id ? `Cancelled. The best model so far is served as '${id}'.` : 'Cancelled before the first evaluation.';
+    }
+    if (id) loadModels().then(drawJob);
+  }
+
+  // Puts the model in the picker and chooses it, once /v1/models lists it (a model is
+  // listed as soon as the job publishes it; a few tries cover a reload in progress).
+  async function selectModel(id) {
+    for (let i = 0; i < 10; i++) {
+      let ids = [];
+      try {
+        const res = await fetchKeyed('/v1/models', { cache: 'no-store' }, false);
+        if (res.ok) ids = ((await res.json()).data || []).map((m) => m && m.id);
+      } catch (_) {
+        // tried again below
+      }
+      if (ids.includes(id)) {
+        modelId = id;
+        await loadModels();
+        if (modelId !== id) break;
+        setUrlModel(modelId === models[0] ? '' : modelId);
+        drawJob();
+        return true;
+      }
+      await sleep(500);
+    }
+    showTrainError(null, `The new model '${id}' is not listed by /v1/models.`);
+    return false;
+  }
+
+  function fmtDuration(s) {
+    s = Math.max(0, Math.round(s));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = s % 60;
+    if (h) return `${h} h ${String(m).padStart(2, '0')} min`;
+    if (m) return `${m} min ${String(sec).padStart(2, '0')} s`;
+    return `${sec} s`;
+  }
+
+  // The server's estimated_finish when it has one (against this machine's clock), else
+  // what is left of max_time after the last evaluation's elapsed_s.
+  function drawLeft() {
+    let left = null;
+    if (job && LIVE.has(job.status)) {
+      if (Number.isFinite(job.estimated_finish)) left = job.estimated_finish - Date.now() / 1000;
+      else if (following && following.budgetEnd) left = (following.budgetEnd - performance.now()) / 1000;
+    }
+    tr.left.textContent = left === null ? '—' : left > 0 ? fmtDuration(left) : 'finishing…';
+  }
+
+  function drawJob() {
+    if (!job) return;
+    const st = typeof job.status === 'string' ? job.status : '—';
+    tr.job.textContent = [job.id, job.arch || job.model].filter(Boolean).join(' · ');
+    const shown = st.replace(/_/g, ' ');
+    if (tr.status.textContent !== shown) tr.status.textContent = shown; // a live region: changes only
+    tr.status.className = st === 'succeeded' ? 'ok' : st === 'failed' ? 'bad' : st === 'cancelled' ? 'warn' : '';
+    // total_steps is 0 for a run that only its time budget ends.
+    tr.step.textContent = Number.isFinite(job.step)
+      ? `${fmtInt(job.step)}${job.total_steps > 0 ? ` / ${fmtInt(job.total_steps)}` : ''}` : '—';
+    tr.rate.textContent = Number.isFinite(job.tokens_per_s) ? fmtInt(Math.round(job.tokens_per_s)) : '—';
+    drawLeft();
+    const id = job.fine_tuned_model;
+    tr.modelRow.hidden = !id;
+    tr.model.textContent = id || '—';
+    tr.use.hidden = !id || !models.includes(id) || modelId === id;
+  }
+
+  function drawRun(f) {
+    f.frame = 0;
+    drawJob();
+    showChart(tr.chart, f.rows, 'waiting for the first evaluation');
+    tr.caption.textContent = f.rows.length
+      ? `Cross-entropy (nats/char) at each of the ${fmtInt(f.rows.length)} evaluations of this job so far.`
+      : 'Cross-entropy (nats/char) at each evaluation of this job.';
+    if (f.sample) {
+      tr.sampleTitle.textContent = `Sample at step ${fmtInt(f.sample.step)}`;
+      tr.sample.textContent = f.sample.text;
+    } else {
+      tr.sampleTitle.textContent = 'Sample';
+      tr.sample.textContent = '';
+      const empty = document.createElement('span');
+      empty.className = 'out-empty';
+      empty.textContent = 'What the model writes appears here at each evaluation.';
+      tr.sample.appendChild(empty);
+    }
+  }
+
+  async function cancelJob() {
+    const f = following;
+    if (!f) return;
+    tr.cancel.disabled = true;
+    try {
+      const res = await fetchKeyed(`/v1/fine_tuning/jobs/${encodeURIComponent(f.id)}/cancel`,
+        { method: 'POST', cache: 'no-store' }, KEY_ASK);
+      if (res.ok) {
+        // The stream ends once the child has stopped.
+        tr.message.textContent = 'Cancelling…';
+        refreshJob(f);
+        return;
+      }
+      showTrainError(null, `Cancel refused: ${(await errorOf(res)).message}`);
+    } catch (err) {
+      showTrainError(null, `Could not reach the server (${err.message}).`);
+    }
+    if (following === f) tr.cancel.disabled = false;
+  }
+
+  tr.form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    startJob();
+  });
+  tr.cancel.addEventListener('click', cancelJob);
+  tr.use.addEventListener('click', () => {
+    if (job && job.fine_tuned_model) selectModel(job.fine_tuned_model);
+  });
+  tr.file.addEventListener('change', () => uploadFile(tr.file.files[0]));
+  const hasFiles = (e) => Boolean(e.dataTransfer) && [...e.dataTransfer.types].includes('Files');
+  for (const type of ['dragenter', 'dragover']) {
+    tr.drop.addEventListener(type, (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+      tr.drop.classList.add('over');
+    });
+  }
+  tr.drop.addEventListener('dragleave', (e) => {
+    if (!tr.drop.contains(e.relatedTarget)) tr.drop.classList.remove('over');
+  });
+  tr.drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    tr.drop.classList.remove('over');
+    if (e.dataTransfer.files.length) uploadFile(e.dataTransfer.files[0]);
+  });
+  // A file dropped beside the zone would make the browser leave the page to show it.
+  for (const type of ['dragover', 'drop']) {
+    window.addEventListener(type, (e) => {
+      if (tr.panel.hidden || !hasFiles(e) || tr.drop.contains(e.target)) return;
+      e.preventDefault();
+      if (type === 'dragover') e.dataTransfer.dropEffect = 'none';
+    });
+  }
+  // Editing a field clears its stale error.
+  for (const [control, slot] of [[tr.pick, 'train-pick'], [tr.budget, 'train-budget'], [tr.unit, 'train-budget'],
+    [tr.suffix, 'train-suffix'], [$('train-arch'), 'train-arch']]) {
+    control.addEventListener(control.tagName === 'SELECT' || control.tagName === 'FIELDSET' ? 'change' : 'input', () => {
+      const node = $('err-' + slot);
+      node.hidden = true;
+      node.textContent = '';
+      for (const c of slot === 'train-arch' ? tr.form.querySelectorAll('input[name="train-arch"]') : [$(slot)]) {
+        c.removeAttribute('aria-invalid');
+      }
+    });
+  }
+
   setProbs(storedProbs());
   updateCount();
   loadModels().then((lost) => {
     if (lost) showError(null, `No model '${lost}' on this server; showing '${modelId}'.`);
   });
+  probeTraining();
 })();

@@ -28,7 +28,10 @@ let context = null;
 let page = null;
 const requests = []; // every URL the browser asked for
 const consoleErrors = []; // [text, url]
-let allowed = []; // console errors a step expects (the browser logs 4xx/5xx fetches)
+// Console errors a step expects (the browser logs 4xx/5xx fetches). The Train panel's
+// probe is a 404 on every load of a server without --training-dir.
+const PROBE_404 = /status of 404\b.*\/v1\/fine_tuning\/jobs\?limit=1$/;
+let allowed = [PROBE_404];
 
 function killServer(signal = 'SIGTERM') {
   kill(server, signal);
@@ -142,6 +145,16 @@ describe('charlm web page', { timeout: 240000 }, () => {
     assert.match(csp, /'self'/, `GET / must carry a CSP allowing only 'self', got "${csp}"`);
     assert.doesNotMatch(csp, /unsafe-inline|\*/, `CSP too permissive: ${csp}`);
     await page.waitForSelector('#card-facts div');
+  });
+
+  it('has no Train panel without --training-dir: its probe is a 404', async () => {
+    const probe = page.waitForResponse((r) => r.url() === base + '/v1/fine_tuning/jobs?limit=1');
+    await page.goto(base + '/');
+    assert.equal((await probe).status(), 404);
+    await page.waitForFunction(() => document.getElementById('train').dataset.probe === '404', null, { timeout: 5000 });
+    assert.equal(await page.isHidden('#train'), true);
+    await page.waitForSelector('#card-facts div');
+    assert.equal(await page.isHidden('#train'), true, 'still hidden once the card is drawn');
   });
 
   it('takes each control\'s default, bounds and hint from /model', async () => {
@@ -934,5 +947,253 @@ describe('charlm web page with two models', { timeout: 120000 }, () => {
     assert.equal('model' in d.body, false, 'one model: the request names none');
     assert.equal(d.text, await direct({ prompt: 'the ', max_tokens: 60, temperature: 1, seed: 5 }));
     assert.deepEqual(pageErrors, []);
+  });
+});
+
+// A server with --training-dir: the Train panel from a dropped text to the new model
+// generating in the picker; a reload while a job runs shows it again; Cancel stops it.
+describe('charlm web page: the Train panel', { timeout: 120000 }, () => {
+  const TEXT = ('the cat sat on the mat and the dog sat on the log.\n' +
+    'a small boat drifts past the old mill while the river runs slow and brown.\n').repeat(40);
+  const BUDGET = 6; // seconds: the first job's max_time, a few evaluations (one every 10 steps)
+  let tmp = '';
+  let child = null;
+  let url = '';
+  let browser = null;
+  let p = null;
+  const pageErrors = [];
+  let fileId = '';
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'charlm-e2e-train-'));
+    ({ child, base: url } = await spawnServer(['--training-dir', path.join(tmp, 'training')]));
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    p.on('pageerror', (e) => pageErrors.push(e.message));
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      await stopChild(child);
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  async function api(route, opts) {
+    const res = await fetch(url + route, opts);
+    return { status: res.status, json: await res.json() };
+  }
+
+  const jobCreated = () => p.waitForResponse((r) => r.url() === url + '/v1/fine_tuning/jobs' && r.request().method() === 'POST');
+  const statusIs = (want, timeout) => p.waitForFunction((w) => document.getElementById('tr-status').textContent === w,
+    want, { timeout });
+
+  it('trains an LSTM on a dropped text with a live curve and sample, then generates with the new model', async () => {
+    await p.goto(url + '/');
+    await p.waitForSelector('#train:not([hidden])', { timeout: 10000 });
+    assert.equal(await p.getAttribute('#train', 'data-probe'), '200');
+
+    // A drop: a DataTransfer holding a File, as a file dragged from the desktop brings.
+    const uploaded = p.waitForResponse((r) => r.url() === url + '/v1/files' && r.request().method() === 'POST');
+    const dt = await p.evaluateHandle((text) => {
+      const d = new DataTransfer();
+      d.items.add(new File([text], 'tiny.txt', { type: 'text/plain' }));
+      return d;
+    }, TEXT);
+    await p.dispatchEvent('#train-drop', 'dragenter', { dataTransfer: dt });
+    assert.match(await p.getAttribute('#train-drop', 'class'), /\bover\b/, 'the zone shows it takes the file');
+    await p.dispatchEvent('#train-drop', 'drop', { dataTransfer: dt });
+    const up = await uploaded;
+    assert.equal(up.status(), 200);
+    assert.match(up.request().headers()['content-type'], /^multipart\/form-data; boundary=/);
+    const file = await up.json();
+    fileId = file.id;
+    assert.deepEqual([file.filename, file.bytes, file.purpose], ['tiny.txt', Buffer.byteLength(TEXT), 'fine-tune']);
+    await p.waitForFunction((id) => document.getElementById('train-pick').value === id, file.id, { timeout: 5000 });
+    assert.match(await p.textContent('#train-upload'), new RegExp(`as ${file.id}`));
+    const files = (await api('/v1/files')).json.data.map((f) => f.id);
+    assert.deepEqual(await p.$$eval('#train-pick option', (os) => os.map((o) => o.value).filter(Boolean)), files,
+      'the picker lists the uploaded files');
+
+    await p.check('input[name="train-arch"][value="lstm"]');
+    await p.fill('#train-budget', String(BUDGET));
+    await p.selectOption('#train-unit', { label: 'seconds' });
+    const created = jobCreated();
+    await p.click('#train-start');
+    const cres = await created;
+    assert.equal(cres.status(), 200);
+    assert.deepEqual(JSON.parse(cres.request().postData()),
+      { training_file: file.id, model: 'lstm', hyperparameters: { max_time: BUDGET } });
+    const job = await cres.json();
+    assert.match(job.id, /^ftjob-[0-9a-f]{24}$/);
+    await p.waitForFunction((id) => document.getElementById('tr-job').textContent.startsWith(id), job.id, { timeout: 5000 });
+    assert.equal(await p.isDisabled('#train-start'), true, 'one job followed at a time');
+
+    // Live: a loss point and a sample, from the event stream.
+    await p.waitForSelector('#train-chart circle.point[data-series="train"]', { timeout: 30000 });
+    await p.waitForFunction(() => /^Sample at step \d/.test(document.getElementById('tr-sample-title').textContent) &&
+      !document.querySelector('#tr-sample .out-empty'), null, { timeout: 30000 });
+    assert.match(await p.textContent('#tr-rate'), /^[\d,]+$/, 'tokens/s shown');
+    // A run ended by its time budget alone has no total (total_steps 0).
+    assert.match(await p.textContent('#tr-step'), /^[1-9][\d,]*$/, 'the step');
+
+    await statusIs('succeeded', 60000);
+    const done = (await api(`/v1/fine_tuning/jobs/${job.id}`)).json;
+    assert.equal(done.status, 'succeeded');
+    const ft = done.fine_tuned_model;
+    assert.match(ft, /^ft:lstm:charlm:/);
+    // The curve and the sample are the job's: one point per metrics event, the last sample.
+    const events = (await api(`/v1/fine_tuning/jobs/${job.id}/events?limit=100`)).json;
+    assert.equal(events.has_more, false, 'every event in one page');
+    events.data.reverse(); // oldest first, as the stream sends them
+    const metrics = events.data.filter((e) => e.type === 'metrics');
+    assert.ok(metrics.length >= 1, 'the job logged an evaluation');
+    for (const [series, key] of [['train', 'train_loss'], ['val', 'valid_loss']]) {
+      const steps = await p.$$eval(`#train-chart circle.point[data-series="${series}"]`, (cs) => cs.map((c) => Number(c.dataset.step)));
+      assert.deepEqual(steps, metrics.filter((e) => Number.isFinite(e.data[key])).map((e) => e.data.step), `${series} points`);
+    }
+    const sampled = metrics.filter((e) => typeof e.data.sample === 'string');
+    const lastSample = sampled[sampled.length - 1];
+    assert.equal(await p.textContent('#tr-sample'), lastSample.data.sample, 'the latest sample is shown');
+    assert.equal(await p.textContent('#tr-sample-title'), `Sample at step ${lastSample.data.step.toLocaleString('en-US')}`);
+
+    // The new model is in the picker, chosen, its card drawn.
+    await p.waitForFunction((id) => document.getElementById('model').value === id, ft, { timeout: 15000 });
+    assert.deepEqual(await p.locator('#model option').allTextContents(), (await api('/v1/models')).json.data.map((m) => m.id));
+    assert.equal(await p.isVisible('#model-pick'), true);
+    assert.equal(new URL(p.url()).searchParams.get('model'), ft, 'the choice is in the URL');
+    await p.waitForFunction((id) => [...document.querySelectorAll('#card-facts dd')].some((dd) => dd.textContent === id), ft,
+      { timeout: 10000 });
+    assert.equal(await p.isDisabled('#train-start'), false);
+    assert.equal(await p.isDisabled('#train-cancel'), true);
+    await p.screenshot({ path: path.join(OUT_DIR, 'screenshot-train.png'), fullPage: true });
+    await p.setViewportSize({ width: 390, height: 844 });
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling on a phone with the Train panel (overflow ${overflow}px)`);
+    await p.setViewportSize({ width: 1280, height: 900 });
+
+    // Generate writes with it.
+    await p.fill('#prompt', 'the ');
+    for (const [id, v] of [['max_tokens', 40], ['temperature', 1], ['seed', 3]]) await p.fill('#' + id, String(v));
+    const sent = p.waitForRequest((r) => r.url() === url + '/generate');
+    await p.click('#generate');
+    assert.equal(JSON.parse((await sent).postData()).model, ft, '/generate names the new model');
+    await p.waitForFunction(() => !document.getElementById('generate').disabled &&
+      document.getElementById('st-finish').textContent === 'length', null, { timeout: 30000 });
+    const text = await p.textContent('#out-cont');
+    assert.equal([...text].length, 40);
+    const direct = await api('/generate', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: ft, prompt: 'the ', max_tokens: 40, temperature: 1, seed: 3 }),
+    });
+    assert.equal(direct.status, 200);
+    assert.equal(text, direct.json.text, 'the text is the new model\'s');
+    assert.equal((await p.textContent('#st-model')).trim(), ft);
+  });
+
+  it('shows a running job again after a reload, with the time left, and Cancel stops it', async () => {
+    await p.selectOption('#train-pick', fileId);
+    await p.fill('#train-budget', '2');
+    await p.selectOption('#train-unit', { label: 'minutes' });
+    const created = jobCreated();
+    await p.click('#train-start');
+    const cres = await created;
+    assert.equal(JSON.parse(cres.request().postData()).hyperparameters.max_time, 120, 'minutes are sent as seconds');
+    const job = await cres.json();
+    await p.waitForFunction((id) => document.getElementById('tr-job').textContent.startsWith(id), job.id, { timeout: 5000 });
+    await p.waitForSelector('#train-chart circle.point', { timeout: 30000 });
+
+    await p.reload();
+    await p.waitForFunction((id) => document.getElementById('tr-job').textContent.startsWith(id), job.id, { timeout: 10000 });
+    assert.match(await p.textContent('#tr-status'), /^(running|queued)$/);
+    assert.equal(await p.isEnabled('#train-cancel'), true);
+    await p.waitForSelector('#train-chart circle.point', { timeout: 30000 });
+    assert.match(await p.textContent('#tr-left'), /^(\d+ min )?\d+ s$/, 'the time left');
+
+    const cancelled = p.waitForResponse((r) => r.url() === `${url}/v1/fine_tuning/jobs/${job.id}/cancel`);
+    await p.click('#train-cancel');
+    assert.equal((await cancelled).status(), 200);
+    await statusIs('cancelled', 20000);
+    // Followed until the stream ends, once the trainer has stopped: then Start is back.
+    await p.waitForSelector('#train-start:not([disabled])', { timeout: 20000 });
+    assert.equal((await api(`/v1/fine_tuning/jobs/${job.id}`)).json.status, 'cancelled');
+    assert.equal(await p.isDisabled('#train-cancel'), true);
+    assert.equal(await p.textContent('#tr-left'), '—');
+  });
+
+  it('shows why the server refuses an upload, and asks for a file before Start', async () => {
+    const refused = p.waitForResponse((r) => r.url() === url + '/v1/files' && r.request().method() === 'POST');
+    await p.setInputFiles('#train-file', { name: 'blob.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0x74, 0x68, 0, 0x65]) });
+    const res = await refused;
+    assert.equal(res.status(), 400);
+    const { error } = await res.json();
+    await p.waitForSelector('#err-train-file:not([hidden])', { timeout: 5000 });
+    assert.equal(await p.textContent('#err-train-file'), `blob.bin: ${error.message}`);
+    assert.equal(await p.getAttribute('#train-file', 'aria-invalid'), 'true');
+
+    let posted = 0;
+    p.on('request', (r) => {
+      if (r.url() === url + '/v1/fine_tuning/jobs' && r.method() === 'POST') posted++;
+    });
+    await p.selectOption('#train-pick', '');
+    await p.click('#train-start');
+    await p.waitForSelector('#err-train-pick:not([hidden])', { timeout: 5000 });
+    assert.match(await p.textContent('#err-train-pick'), /Drop a text file/);
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'train-pick');
+    assert.equal(posted, 0, 'nothing sent without a file');
+    assert.deepEqual(pageErrors, []);
+  });
+});
+
+// Training with an API key: the panel is there, asks for the key as the page does (on a
+// user's action, not on load), and sends it.
+describe('charlm web page: the Train panel with --api-key', { timeout: 60000 }, () => {
+  const KEY = 'e2e-train-Key_0123456789';
+  let tmp = '';
+  let child = null;
+  let url = '';
+  let browser = null;
+  let p = null;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'charlm-e2e-trainkey-'));
+    ({ child, base: url } = await spawnServer(['--training-dir', path.join(tmp, 'training'), '--api-key', KEY]));
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+    p = await browser.newPage();
+  });
+
+  after(async () => {
+    try {
+      if (browser) await browser.close();
+    } finally {
+      await stopChild(child);
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('shows the panel on a 401, asks for the key on upload and sends it', async () => {
+    await p.goto(url + '/');
+    await p.waitForSelector('#train:not([hidden])', { timeout: 10000 });
+    assert.equal(await p.getAttribute('#train', 'data-probe'), '401');
+    assert.match(await p.textContent('#train-key'), /API key/);
+    assert.equal(await p.isVisible('#key-dialog'), false, 'no dialog on load');
+
+    await p.setInputFiles('#train-file', { name: 'k.txt', mimeType: 'text/plain', buffer: Buffer.from('the cat sat.\n'.repeat(20)) });
+    await p.waitForSelector('#key-dialog[open]');
+    assert.match(await p.textContent('#key-msg'), /train/);
+    const sent = p.waitForResponse((r) => r.url() === url + '/v1/files' && r.request().method() === 'POST' &&
+      r.request().headers().authorization === `Bearer ${KEY}`);
+    await p.getByLabel('API key', { exact: true }).fill(KEY);
+    await p.click('#key-form button[value="ok"]');
+    const res = await sent;
+    assert.equal(res.status(), 200);
+    const file = await res.json();
+    await p.waitForFunction((id) => document.getElementById('train-pick').value === id, file.id, { timeout: 5000 });
+    // The key that worked loads the rest: the note goes, the card comes.
+    await p.waitForSelector('#train-key', { state: 'hidden', timeout: 5000 });
+    await p.waitForSelector('#card-facts div', { timeout: 10000 });
   });
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests with a tiny model, each starting its own charlm-server on a free port:
 # the web page driven by Debian's chromium through playwright-core (tests/e2e/page.test.mjs,
-# which also trains a second, smaller model for its model-picker test),
+# which also trains a second, smaller model for its model-picker test, and trains from the
+# page's Train panel on a server with --training-dir),
 # then the official OpenAI client, npm `openai`, against the /v1 routes
 # (tests/e2e/openai.test.mjs) and driving fine-tuning jobs (tests/e2e/finetune.test.mjs).
 #
@@ -14,7 +15,7 @@
 #                   model of the picker test is trained all the same)
 #   CHROMIUM        browser binary; default /usr/bin/chromium
 # Builds nothing. Screenshots go to build/screenshot-desktop.png, build/screenshot-phone.png,
-# build/screenshot-probabilities.png and build/screenshot-models.png.
+# build/screenshot-probabilities.png, build/screenshot-models.png and build/screenshot-train.png.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
