@@ -639,7 +639,9 @@ static void finish(TuneJob *j, int code) {
         return;
     }
     last_line(j, why, sizeof(why));
-    if (code == 2)
+    // Exit 2 is bad input: the text's fault when the trainer names the text (train.txt),
+    // else a flag this server gave, which is its own.
+    if (code == 2 && strstr(why, "train.txt"))
         fail(j, "invalid_training_file", why);
     else {
         char msg[ERR_LEN + 64];

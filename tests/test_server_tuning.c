@@ -625,6 +625,38 @@ START_TEST(test_refusals) {
 }
 END_TEST
 
+/* --trainer: the program jobs run. One that refuses a flag the server gave (exit 2 without
+ * naming the text) fails the job as the server's error, with the trainer's last line. */
+START_TEST(test_trainer_refusing_a_flag_is_a_server_error) {
+    tdir_make();
+    char *parent = strdup(tdir), script[4200];
+    *strrchr(parent, '/') = '\0';
+    snprintf(script, sizeof(script), "%s/old-train", parent);
+    const char *body = "#!/bin/sh\necho 'charlm-train: --sample-chars: unknown flag' >&2\nexit 2\n";
+    free(tu_write_file(parent, "old-train", body, strlen(body)));
+    ck_assert_int_eq(chmod(script, 0755), 0);
+    const char *args[] = {"--training-dir", tdir, "--trainer", script, NULL};
+    Srv s;
+    ck_assert_int_eq(srv_start(&s, model_dir, args), 0);
+    char *text = lines_text(2000), *file = upload(s.port, "cats.txt", text);
+    cJSON *job = create(s.port, file, "\"model\": \"lstm\"");
+    char *id = strdup(json_str(job, "id"));
+    cJSON_Delete(job);
+    job = wait_status(s.port, id, "failed");
+    cJSON *err = cJSON_GetObjectItem(job, "error");
+    ck_assert_str_eq(json_str(err, "code"), "server_error");
+    ck_assert_msg(strstr(json_str(err, "message"), "status 2: --sample-chars: unknown flag"), "%s",
+                  json_str(err, "message"));
+    cJSON_Delete(job);
+    ck_assert_int_eq(srv_stop(&s), 0);
+    free(id);
+    free(file);
+    free(text);
+    free(parent);
+    tdir_remove();
+}
+END_TEST
+
 // Without --training-dir the jobs routes are unknown paths.
 START_TEST(test_off_by_default) {
     Srv s;
@@ -694,6 +726,7 @@ int main(void) {
     tcase_add_unchecked_fixture(other, suite_setup, suite_teardown);
     tcase_add_test(other, test_off_by_default);
     tcase_add_test(other, test_keys);
+    tcase_add_test(other, test_trainer_refusing_a_flag_is_a_server_error);
     suite_add_tcase(s, other);
     return tu_run_suite(s);
 }
