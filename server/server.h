@@ -30,7 +30,10 @@
  *   filestore.h  the uploaded files in the training dir, written as they arrive
  *   tuning_api.h /v1/fine_tuning/jobs: OpenAI's fine-tuning API, with --training-dir
  *   tunereq.h    a job request's body, parsed and checked
- *   tuning.h     the jobs: stored, run one at a time by a child charlm-train, served
+ *   tuning.h     the fine-tuning jobs, as the HTTP thread asks for them; inside it:
+ *   tunejob.h      a job in memory and on disk, its events; the jobs' one lock
+ *   tunerun.h      the runner thread: validate, run one child charlm-train, follow, reload
+ *   tunestream.h   a job's events as Server-Sent Events
  *   trainproc.h  the child process of a job's run
  */
 #ifndef CHARLM_SERVER_H
