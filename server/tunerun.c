@@ -15,6 +15,7 @@
 #include "textcheck.h"
 #include "trainproc.h"
 #include "tunejob.h"
+#include "tunereq.h"
 #include "tunerun.h"
 #include "tunestream.h"
 #include "utf8.h"
@@ -27,7 +28,10 @@
 #define EVALS_PER_RUN    50  // a run with a known length validates about this often
 #define EVAL_SECONDS_MIN 0.5 // the most often a run sized by max_time alone validates
 
-static TuningConfig cfg;
+static struct {
+    const char *dir, *trainer;
+    int threads;
+} cfg;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static pthread_t runner;
 static int runner_started, stopping;
@@ -524,8 +528,10 @@ static void *runner_main(void *arg) {
     return NULL;
 }
 
-int tunerun_start(const TuningConfig *c, char *err) {
-    cfg = *c;
+int tunerun_start(const char *dir, const char *trainer, int threads, char *err) {
+    cfg.dir = dir;
+    cfg.trainer = trainer;
+    cfg.threads = threads;
     if (access(cfg.trainer, X_OK) != 0)
         return err_set(err, "the trainer %s cannot be run: %s", cfg.trainer, strerror(errno));
     if (pthread_create(&runner, NULL, runner_main, NULL) != 0)

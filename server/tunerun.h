@@ -10,10 +10,10 @@
 #define CHARLM_TUNERUN_H
 
 #include "tunejob.h"
-#include "tuning.h"
 
-/* Checks that the trainer can be run and starts the thread. */
-int tunerun_start(const TuningConfig *cfg, char *err);
+/* Checks that trainer can be run and starts the thread: jobs read their uploads from
+ * <dir>/files and run trainer with `threads` threads. The strings must outlive it. */
+int tunerun_start(const char *dir, const char *trainer, int threads, char *err);
 /* A job was added: look now rather than at the next poll. */
 void tunerun_wake(void);
 /* 1 once the drain has begun. */

@@ -19,7 +19,7 @@
 int tuning_start(const TuningConfig *c, char *err) {
     if (tunejob_open(c->dir, err)) return -1;
     tunejob_on_event = tunestream_on_event;
-    return tunerun_start(c, err);
+    return tunerun_start(c->dir, c->trainer, c->threads, err);
 }
 
 const char *tuning_models_dir(void) {
