@@ -401,6 +401,12 @@ START_TEST(test_max_time_stops_on_the_budget_and_counts_resumed_time) {
     double spent = json_number(so, "train_time_s");
     ck_assert_msg(steps > 0 && steps < 100000000, "steps %ld", steps);
     ck_assert_msg(spent >= 1.0 && spent < 1.5, "trained for %.3f s on a budget of 1", spent);
+    // The progress lines' ETA is the budget's, not the 1e8 steps': a second at most.
+    int lines = 0;
+    for (const char *e = se; (e = strstr(e, " eta ")); e += 5, lines++)
+        ck_assert_msg(strncmp(e + 5, "0m00s", 5) == 0 || strncmp(e + 5, "0m01s", 5) == 0, "%.40s",
+                      e);
+    ck_assert_int_gt(lines, 0);
     ck_assert_msg(json_number(so, "elapsed_s") < 10, "%s", so);
     ck_assert_double_eq_tol(checkpoint_meta(out, "train_time_s"), spent, 1e-3);
     ck_assert_int_eq((long)checkpoint_meta(out, "step"), steps);

@@ -18,17 +18,20 @@ static void format_eta(double seconds, char *out, size_t len) {
 }
 
 void progress_update(Progress *p, long step, float loss, double val_loss, double tokens_per_s,
-                     double elapsed_s) {
+                     double elapsed_s, double budget_share, double budget_left) {
     if (!p->tty && step % p->every != 0 && step != p->total) return;
     char eta[32], val[32];
-    double per_step = step > 0 ? elapsed_s / step : 0;
-    format_eta(per_step * (p->total - step), eta, sizeof(eta));
+    double per_step = step > 0 ? elapsed_s / step : 0, left = per_step * (p->total - step);
+    if (budget_left >= 0 && budget_left < left) left = budget_left;
+    format_eta(left, eta, sizeof(eta));
     if (val_loss >= 0)
         snprintf(val, sizeof(val), "%.4f", val_loss);
     else
         snprintf(val, sizeof(val), "-");
     if (p->tty) {
-        int width = 24, fill = (int)(width * step / p->total);
+        double done = (double)step / (double)p->total;
+        if (budget_share > done) done = budget_share > 1 ? 1 : budget_share;
+        int width = 24, fill = (int)(width * done);
         char bar[32];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;

@@ -12,9 +12,11 @@ typedef struct {
 } Progress;
 
 void progress_init(Progress *p, long total, long every);
-/* val_loss < 0 means "not evaluated yet". */
+/* val_loss < 0 means "not evaluated yet". With a --max-time budget, budget_share is the
+ * part of it spent (it moves the bar when ahead of the steps) and budget_left the
+ * training time it has left, which bounds the ETA; budget_left < 0: no budget. */
 void progress_update(Progress *p, long step, float loss, double val_loss, double tokens_per_s,
-                     double elapsed_s);
+                     double elapsed_s, double budget_share, double budget_left);
 /* Ends the live line so later messages start on a fresh line. */
 void progress_finish(Progress *p);
 

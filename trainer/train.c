@@ -690,7 +690,10 @@ int commands_train(int argc, char **argv) {
                 goto done;
             }
         }
-        progress_update(&progress, st.step, loss, last_val, tps, now_s() - start);
+        double left = c.max_time > 0 ? c.max_time - st.train_time : -1;
+        progress_update(&progress, st.step, loss, last_val, tps, now_s() - start,
+                        c.max_time > 0 ? st.train_time / c.max_time : 0,
+                        left < 0 && c.max_time > 0 ? 0 : left);
     }
     progress_finish(&progress);
     if (stop && strcmp(stop, "patience") == 0)
