@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <time.h>
 
 // Jobs one training dir keeps: each is a few small files and, finished, a served model.
@@ -26,6 +27,8 @@ typedef struct {
     int ended;            // its last event (a final state) is appended
     int cancel;           // cancel asked while its child runs
     long last_step;       // the last log row turned into an event
+    ino_t log_ino;        // the trainer's log as last read: which file, and
+    size_t log_at;        // how much of it (whole rows)
     double best_val;      // the best validation loss among those rows
     struct timespec seen; // model.safetensors' mtime when last reloaded
 } TuneJob;

@@ -251,17 +251,28 @@ static int stamp_of(const char *path, struct timespec *t) {
 /* New log rows of the running job, as events; returns 1 when its model file changed (so
  * the registry must reload). With tunejob_mu held: the files are read under it, and are small. */
 static int follow(TuneJob *j) {
+    // The log grows by rows: only what came since the last look is read. It is renamed
+    // from .new once (the same file), and rewritten (a new file) when a run resumes.
     char *names[] = {"train_log.jsonl.new", "train_log.jsonl"};
     char *text = NULL;
     size_t len = 0;
     for (int i = 0; i < 2 && !text; i++) {
-        char *p = tunejob_out_path(j, names[i]), err[ERR_LEN];
-        if (p && access(p, F_OK) == 0 && file_read_all(p, 0, &text, &len, err) != 0) text = NULL;
+        char *p = tunejob_out_path(j, names[i]);
+        struct stat st;
+        FILE *f = p && stat(p, &st) == 0 ? fopen(p, "rb") : NULL;
         free(p);
+        if (!f) continue;
+        if (st.st_ino != j->log_ino || (size_t)st.st_size < j->log_at) j->log_at = 0;
+        j->log_ino = st.st_ino;
+        size_t want = (size_t)st.st_size - j->log_at;
+        text = malloc(want + 1);
+        if (text && fseek(f, (long)j->log_at, SEEK_SET) == 0) len = fread(text, 1, want, f);
+        fclose(f);
     }
     double batch = tunejob_num(j, "batch_size"), seq = tunejob_num(j, "seq");
     double total = tunejob_num(j, "steps"), max_time = tunejob_num(j, "max_time");
-    for (size_t at = 0; text && at < len;) {
+    size_t at = 0;
+    while (text && at < len) {
         const char *nl = memchr(text + at, '\n', len - at);
         if (!nl) break; // a row still being written
         cJSON *row = cJSON_ParseWithLength(text + at, (size_t)(nl - (text + at)));
@@ -273,8 +284,10 @@ static int follow(TuneJob *j) {
         }
         long s = (long)step->valuedouble;
         j->last_step = s;
-        double tl = cJSON_GetObjectItemCaseSensitive(row, "train_loss")->valuedouble;
-        double vl = cJSON_GetObjectItemCaseSensitive(row, "val_loss")->valuedouble;
+        const cJSON *tlv = cJSON_GetObjectItemCaseSensitive(row, "train_loss");
+        const cJSON *vlv = cJSON_GetObjectItemCaseSensitive(row, "val_loss");
+        double tl = cJSON_IsNumber(tlv) ? tlv->valuedouble : NAN;
+        double vl = cJSON_IsNumber(vlv) ? vlv->valuedouble : NAN;
         const cJSON *tps = cJSON_GetObjectItemCaseSensitive(row, "tokens_per_s");
         const cJSON *el = cJSON_GetObjectItemCaseSensitive(row, "elapsed_s");
         const cJSON *sample = cJSON_GetObjectItemCaseSensitive(row, "sample");
@@ -336,6 +349,7 @@ static int follow(TuneJob *j) {
         cJSON_Delete(row);
         tunejob_save(j);
     }
+    j->log_at += at; // a row still being written is read again next time
     free(text);
     struct timespec t;
     char *model = tunejob_out_path(j, "model.safetensors");
@@ -364,14 +378,25 @@ static void last_line(const TuneJob *j, char *out, size_t cap) {
     free(p);
 }
 
-/* The trainer's summary line (trainer.out): the chars of the text the model's vocabulary
- * lacks, which a job going on from a served model skipped. With tunejob_mu held. */
-static void summary_read(TuneJob *j) {
+/* The trainer's summary line (trainer.out, truncated at each start), or NULL before a run
+ * has ended by itself. */
+static cJSON *summary_load(const TuneJob *j) {
     char *p = tunejob_path(j, "trainer.out"), *text = NULL, err[ERR_LEN];
     size_t len;
     cJSON *sum = NULL;
     if (p && file_read_all(p, 1 << 16, &text, &len, err) == 0)
         sum = cJSON_ParseWithLength(text, len);
+    free(text);
+    free(p);
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sum, "stopped"))) return sum;
+    cJSON_Delete(sum);
+    return NULL;
+}
+
+/* The summary's count of the text's chars the model's vocabulary lacks, which a job going
+ * on from a served model skipped. With tunejob_mu held. */
+static void summary_read(TuneJob *j) {
+    cJSON *sum = summary_load(j);
     const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(sum, "skipped");
     if (cJSON_IsNumber(skipped)) {
         tunejob_set_num(j->obj, "skipped_chars", skipped->valuedouble);
@@ -385,23 +410,6 @@ static void summary_read(TuneJob *j) {
         }
     }
     cJSON_Delete(sum);
-    free(text);
-    free(p);
-}
-
-/* 1 when trainer.out holds the summary line of a run that ended by itself (it is
- * truncated at each start). */
-static int trainer_finished(const TuneJob *j) {
-    char *p = tunejob_path(j, "trainer.out"), *text = NULL, err[ERR_LEN];
-    size_t len;
-    cJSON *sum = NULL;
-    if (p && file_read_all(p, 1 << 16, &text, &len, err) == 0)
-        sum = cJSON_ParseWithLength(text, len);
-    int done = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sum, "stopped"));
-    cJSON_Delete(sum);
-    free(text);
-    free(p);
-    return done;
 }
 
 /* The child ended with code. With tunejob_mu held. */
@@ -505,7 +513,10 @@ static void *runner_main(void *arg) {
             // A trainer of the previous server may still be writing its checkpoint, or
             // have finished after that server died: then the job is done, not resumed.
             if (next && !trainproc_locked(lock)) {
-                if (strcmp(tunejob_status(next), "running") == 0 && trainer_finished(next)) {
+                cJSON *done =
+                    strcmp(tunejob_status(next), "running") == 0 ? summary_load(next) : NULL;
+                if (done) {
+                    cJSON_Delete(done);
                     follow(next);
                     finish(next, 0);
                 } else {
